@@ -1,0 +1,97 @@
+"""The one exception hierarchy of kbench.
+
+Everything below the CLI raises one of these; only :mod:`bench.cli` turns them into a message on
+stderr and an exit code (2 for anything the user can fix, never a traceback)::
+
+    KbenchError                      base class; ``exit_code`` = 2
+    ├── ConfigError                  bad user input (CLI values, environment)
+    │   └── ScenarioError            a scenario file is unusable: file, line, key path, expectation
+    ├── BrokerError                  an embedded or external broker cannot be used
+    │   ├── JavaError                Java missing or too old
+    │   ├── PortInUseError           a port the broker needs is taken
+    │   ├── ArtifactError            a jar/binary could not be fetched (names the artifact)
+    │   ├── BrokerStartError         the broker process exited or hung during start-up (log tail)
+    │   └── BrokerUnreachableError   a bootstrap address does not answer
+    ├── ResultError                  a result document is missing, corrupt or of an unknown version
+    └── RunAborted                   a run stopped early (Ctrl-C, broker died); partial results kept
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArtifactError",
+    "BrokerError",
+    "BrokerStartError",
+    "BrokerUnreachableError",
+    "ConfigError",
+    "JavaError",
+    "KbenchError",
+    "PortInUseError",
+    "ResultError",
+    "RunAborted",
+    "ScenarioError",
+]
+
+
+class KbenchError(Exception):
+    """Base class: a failure kbench explains to the user without a traceback."""
+
+    exit_code: int = 2
+
+
+class ConfigError(KbenchError):
+    """Bad user input: a command-line value, an environment variable, an option combination."""
+
+
+class ScenarioError(ConfigError):
+    """A scenario file is unusable.
+
+    The message always names the file and, where known, the line and the dotted key path, and says
+    what was expected, e.g. ``smoke.yaml:12: workload.rate: expected a positive number or 'max', got -5``.
+    """
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 key: str | None = None) -> None:
+        self.file = file
+        self.line = line
+        self.key = key
+        self.detail = message
+        where = file or "<scenario>"
+        if line is not None:
+            where += f":{line}"
+        prefix = f"{where}: {key}: " if key else f"{where}: "
+        super().__init__(prefix + message)
+
+
+class BrokerError(KbenchError):
+    """A broker cannot be started, stopped or reached."""
+
+
+class JavaError(BrokerError):
+    """Java is missing or older than the broker needs."""
+
+
+class PortInUseError(BrokerError):
+    """A port the broker would listen on is already taken."""
+
+
+class ArtifactError(BrokerError):
+    """A jar or binary could not be fetched; the message names the artifact and the URL tried."""
+
+
+class BrokerStartError(BrokerError):
+    """The broker exited or did not become ready during start-up; carries the last log lines."""
+
+
+class BrokerUnreachableError(BrokerError):
+    """A bootstrap address did not answer a metadata request in time."""
+
+
+class ResultError(KbenchError):
+    """A result document is missing, unreadable, or of a schema version this kbench cannot read."""
+
+
+class RunAborted(KbenchError):
+    """A run stopped before its end (Ctrl-C, broker died). Partial results were written."""
+
+    exit_code = 130
