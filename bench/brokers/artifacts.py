@@ -1,0 +1,125 @@
+"""Fetch Apache Kafka's runtime jars from a Maven repository into the user's cache.
+
+Two ways, tried in this order:
+
+1. **Maven** (``mvn`` on PATH): a throw-away POM depending on ``org.apache.kafka:kafka_2.13:<version>``
+   (plus the log4j slf4j binding) and ``dependency:copy-dependencies``. Any Kafka version works, and the
+   user's ``settings.xml`` mirrors are honoured.
+2. **Direct download** (no Maven, Java only): for versions with a lock file shipped in this package
+   (``kafka-<version>.lock``: coordinates + sha256), each jar is fetched from the Maven repository whose
+   base URL is given by ``KBENCH_MAVEN_REPO`` (``https://…`` or ``file://…``), and its sha256 verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from bench._paths import cache_dir
+from bench.errors import ArtifactError
+
+__all__ = ["LOG4J_VERSION", "kafka_lib_dir", "locked_versions"]
+
+LOG4J_VERSION = "2.25.4"
+_LOCK_DIR = Path(__file__).parent
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>
+<groupId>kbench</groupId><artifactId>kafka-runtime</artifactId><version>1</version><packaging>pom</packaging>
+<dependencies>
+<dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{version}</version></dependency>
+<dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>{log4j}</version></dependency>
+</dependencies></project>
+"""
+
+
+def locked_versions() -> list[str]:
+    """Kafka versions whose jar list ships with kbench (downloadable without Maven)."""
+    return sorted(p.name[len("kafka-"):-len(".lock")] for p in _LOCK_DIR.glob("kafka-*.lock"))
+
+
+def kafka_lib_dir(version: str, *, progress: Callable[[str], None] | None = None) -> Path:
+    """Return a directory holding every runtime jar of Kafka ``version``, fetching them if needed."""
+    target = cache_dir() / "kafka" / version / "lib"
+    marker = target / ".complete"
+    if marker.exists():
+        return target
+    say = progress or (lambda _msg: None)
+    tmp = Path(tempfile.mkdtemp(prefix=f"kafka-{version}-", dir=_ensure(target.parent)))
+    try:
+        if shutil.which("mvn"):
+            say(f"resolving Apache Kafka {version} jars with Maven (first use only)…")
+            _fetch_with_maven(version, tmp)
+        elif os.environ.get("KBENCH_MAVEN_REPO"):
+            say(f"downloading Apache Kafka {version} jars from {os.environ['KBENCH_MAVEN_REPO']}…")
+            _fetch_direct(version, os.environ["KBENCH_MAVEN_REPO"], tmp, say)
+        else:
+            raise ArtifactError(
+                f"cannot fetch Apache Kafka {version}: Maven ('mvn') is not on PATH and KBENCH_MAVEN_REPO "
+                "is not set. Install Maven, or set KBENCH_MAVEN_REPO to a Maven repository base URL "
+                "(e.g. Maven Central's) to download the pinned jars directly."
+            )
+        if not any(tmp.glob("kafka_2.13-*.jar")):
+            raise ArtifactError(f"resolution of Apache Kafka {version} produced no kafka_2.13 jar")
+        (tmp / ".complete").write_text(version + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _ensure(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _fetch_with_maven(version: str, out: Path) -> None:
+    work = Path(tempfile.mkdtemp(prefix="kbench-mvn-"))
+    try:
+        (work / "pom.xml").write_text(_POM.format(version=version, log4j=LOG4J_VERSION))
+        cmd = ["mvn", "-B", "-q", "-f", str(work / "pom.xml"), "dependency:copy-dependencies",
+               f"-DoutputDirectory={out}", "-DincludeScope=runtime"]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise ArtifactError(f"Maven did not resolve org.apache.kafka:kafka_2.13:{version} in 15 min") from exc
+        if proc.returncode != 0:
+            lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "ERROR" in ln][:8]
+            raise ArtifactError(
+                f"Maven could not resolve org.apache.kafka:kafka_2.13:{version} (exit {proc.returncode}):\n"
+                + "\n".join(lines or (proc.stdout + proc.stderr).splitlines()[-8:])
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _fetch_direct(version: str, repo: str, out: Path, say: Callable[[str], None]) -> None:
+    lock = _LOCK_DIR / f"kafka-{version}.lock"
+    if not lock.exists():
+        raise ArtifactError(
+            f"no pinned jar list for Apache Kafka {version} (have: {', '.join(locked_versions())}); "
+            "install Maven to resolve other versions"
+        )
+    entries = [ln.split() for ln in lock.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    for i, (coord, sha) in enumerate(entries, 1):
+        group, artifact, ver = coord.split(":")
+        name = f"{artifact}-{ver}.jar"
+        url = f"{repo.rstrip('/')}/{group.replace('.', '/')}/{artifact}/{ver}/{name}"
+        say(f"  [{i}/{len(entries)}] {coord}")
+        try:
+            with urllib.request.urlopen(url, timeout=60) as resp:
+                data = resp.read()
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise ArtifactError(f"could not download {coord} from {url}: {exc}") from exc
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != sha:
+            raise ArtifactError(f"checksum mismatch for {coord} from {url}: got {digest}, expected {sha}")
+        (out / name).write_bytes(data)

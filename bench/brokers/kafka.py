@@ -1,0 +1,138 @@
+"""Apache Kafka (KRaft) from Maven Central jars: 1 node, or a 3-node cluster on loopback.
+
+Every node is combined broker+controller (``process.roles=broker,controller``) with a static quorum
+(``controller.quorum.voters``), storage formatted with ``kafka.tools.StorageTool`` before the first start.
+Client port of node i is ``port + i``; its controller port is ``port + 1000 + i``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from bench.brokers.artifacts import kafka_lib_dir
+from bench.brokers.base import NodeState
+from bench.errors import BrokerStartError, JavaError
+
+__all__ = ["DEFAULT_VERSION", "MIN_JAVA", "find_java", "java_major", "prepare_kafka"]
+
+DEFAULT_VERSION = "4.3.1"
+MIN_JAVA = 17
+CONTROLLER_OFFSET = 1000
+
+_LOG4J2 = """status = warn
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.state.name = state.change.logger
+logger.state.level = WARN
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+"""
+
+
+def find_java() -> str:
+    """Path of the ``java`` to use: ``$JAVA_HOME/bin/java`` if set, else the one on PATH."""
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").exists():
+        return str(Path(home) / "bin" / "java")
+    java = shutil.which("java")
+    if not java:
+        raise JavaError(f"Java not found: Apache Kafka needs Java {MIN_JAVA}+ ('java' is not on PATH "
+                        "and JAVA_HOME is not set). Install a JDK/JRE 17 or newer.")
+    return java
+
+
+def java_major(java: str) -> int:
+    """Major version of ``java`` (8 for 1.8.x), parsed from ``java -version``."""
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise JavaError(f"could not run '{java} -version': {exc}") from exc
+    m = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not m:
+        raise JavaError(f"could not read the Java version from '{java} -version': {out.stderr.strip()[:200]}")
+    major = int(m.group(1))
+    return int(m.group(2) or 0) if major == 1 else major
+
+
+def _server_properties(node_id: int, nodes: int, port: int, data: Path,
+                       overrides: Mapping[str, str]) -> str:
+    voters = ",".join(f"{i + 1}@127.0.0.1:{port + CONTROLLER_OFFSET + i}" for i in range(nodes))
+    rf = min(3, nodes)
+    props: dict[str, str] = {
+        "process.roles": "broker,controller",
+        "node.id": str(node_id),
+        "controller.quorum.voters": voters,
+        "listeners": f"PLAINTEXT://127.0.0.1:{port + node_id - 1},"
+                     f"CONTROLLER://127.0.0.1:{port + CONTROLLER_OFFSET + node_id - 1}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port + node_id - 1}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(data / "log"),
+        "num.partitions": "1",
+        "default.replication.factor": "1",
+        "offsets.topic.replication.factor": str(rf),
+        "offsets.topic.num.partitions": "10",
+        "transaction.state.log.replication.factor": str(rf),
+        "transaction.state.log.min.isr": str(min(2, rf)),
+        "transaction.state.log.num.partitions": "10",
+        "share.coordinator.state.topic.replication.factor": str(rf),
+        "share.coordinator.state.topic.min.isr": str(min(2, rf)),
+        "group.initial.rebalance.delay.ms": "0",
+        "auto.create.topics.enable": "true",
+    }
+    props.update(overrides)
+    return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+def prepare_kafka(base: Path, *, nodes: int, port: int, version: str, configs: Mapping[str, str],
+                  heap: str | None = None, progress: Callable[[str], None] | None = None) -> list[NodeState]:
+    """Fetch jars, write configs and format storage for each node; return the nodes ready to spawn."""
+    java = find_java()
+    major = java_major(java)
+    if major < MIN_JAVA:
+        raise JavaError(f"Java {major} found at {java}; Apache Kafka {version} needs Java {MIN_JAVA} or newer")
+    lib = kafka_lib_dir(version, progress=progress)
+    classpath = str(lib / "*")
+    cluster_id = _cluster_id()
+    heap = heap or ("1g" if nodes == 1 else "512m")
+    result: list[NodeState] = []
+    for i in range(nodes):
+        node_id = i + 1
+        ndir = base / f"node-{node_id}"
+        ndir.mkdir(parents=True, exist_ok=True)
+        (ndir / "server.properties").write_text(_server_properties(node_id, nodes, port, ndir, configs))
+        (ndir / "log4j2.properties").write_text(_LOG4J2)
+        jvm = [java, f"-Xms{'256m' if nodes == 1 else '192m'}", f"-Xmx{heap}", "-XX:+UseG1GC",
+               "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+               f"-Dlog4j2.configurationFile={ndir / 'log4j2.properties'}", "-cp", classpath]
+        fmt = [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(ndir / "server.properties")]
+        proc = subprocess.run(fmt, capture_output=True, text=True, timeout=120, check=False, cwd=ndir)
+        if proc.returncode != 0:
+            raise BrokerStartError(f"formatting storage of Kafka node {node_id} failed (exit {proc.returncode}):\n"
+                                   + "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:]))
+        result.append(NodeState(
+            node_id=node_id, port=port + i, controller_port=port + CONTROLLER_OFFSET + i,
+            cmd=[*jvm, "kafka.Kafka", str(ndir / "server.properties")],
+            data_dir=str(ndir), log_file=str(ndir / "server.log"),
+        ))
+    return result
+
+
+def _cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (as StorageTool random-uuid)."""
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
