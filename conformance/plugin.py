@@ -1,0 +1,216 @@
+"""The pytest plugin of the conformance suite: verdicts, report files, terminal summary.
+
+Registered by ``conformance/conftest.py``. It turns each test's pytest outcome plus its
+:class:`~conformance.verdicts.CheckContext` into a :class:`~conformance.report.CheckResult`
+(see :mod:`conformance.verdicts` for the rules) and, at session end, writes the run directory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import secrets
+import sys
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.protocol import ApiVersionsResult
+from conformance.report import CheckResult, build_doc, count_verdicts, new_run_dir, write_report
+from conformance.timings import Timings
+from conformance.verdicts import CheckContext, NotApplicable, Verdict
+
+__all__ = ["CTX_KEY", "PLUGIN_NAME", "BrokerInfo", "ConformancePlugin"]
+
+PLUGIN_NAME = "kbench-conformance"
+CTX_KEY = pytest.StashKey[CheckContext]()
+CONFORMANCE_DIR = Path(__file__).resolve().parent
+
+
+@dataclass
+class BrokerInfo:
+    """What the suite knows about the broker under test."""
+
+    bootstrap: str
+    implementation: str | None = None
+    version: str | None = None
+    embedded: bool = False
+    cluster_id: str | None = None
+    controller_id: int | None = None
+    brokers: list[dict[str, Any]] = field(default_factory=list)
+    api: ApiVersionsResult | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"bootstrap": self.bootstrap, "implementation": self.implementation,
+                "version": self.version, "embedded": self.embedded, "cluster_id": self.cluster_id,
+                "controller_id": self.controller_id, "brokers": self.brokers,
+                "api_versions_request_version": self.api.request_version if self.api else None,
+                "api_versions": self.api.as_json() if self.api else None}
+
+
+def _first(version: Any) -> str:
+    return str(version[0] if isinstance(version, tuple) else version)
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _failure_detail(call: pytest.CallInfo[None], phase: str) -> str:
+    exc = call.excinfo
+    if exc is None:
+        return f"ERROR in {phase}"
+    if exc.errisinstance(AssertionError):
+        lines = [ln for ln in str(exc.value).splitlines() if ln.strip()]
+        text = " / ".join(lines[:4]) or "assertion failed"
+        return text if phase == "call" else f"ERROR in {phase}: {text}"
+    where = "" if phase == "call" else f" in {phase}"
+    return f"ERROR{where}: {exc.typename}: {str(exc.value).strip()[:600]}"
+
+
+class ConformancePlugin:
+    """Collects verdicts; writes ``report.json``/``report.md``/``junit.xml``/``*.hgrm`` at the end."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.run_id = _utc_now().strftime("%H%M%S") + secrets.token_hex(2)
+        self.started = _utc_now()
+        self.started_ns = time.monotonic_ns()
+        self.timings = Timings()
+        self.broker: BrokerInfo | None = None
+        self.results: dict[str, CheckResult] = {}
+        self.report_dir: Path | None = None
+        self.write_enabled = not config.getoption("no_report")
+        explicit = config.getoption("report_dir")
+        if explicit is not None and self.write_enabled:
+            path = Path(explicit)
+            if path.exists() and (not path.is_dir() or any(path.iterdir())):
+                raise pytest.UsageError(f"--report-dir {path} exists and is not empty: never overwritten")
+
+    # ------------------------------------------------------------------ collection
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        default_timeout = float(self.config.getoption("check_timeout"))
+        missing = []
+        for item in items:
+            if CONFORMANCE_DIR not in Path(str(item.path)).resolve().parents:
+                continue
+            marker = item.get_closest_marker("check")
+            if marker is None or len(marker.args) < 2:
+                missing.append(item.nodeid)
+            if item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(default_timeout))
+        if missing:
+            raise pytest.UsageError("conformance tests without @pytest.mark.check(ID, title): "
+                                    + ", ".join(missing))
+
+    # ------------------------------------------------------------------ verdicts
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]
+                                  ) -> Generator[None, Any, None]:
+        outcome = yield
+        rep: pytest.TestReport = outcome.get_result()
+        marker = item.get_closest_marker("check")
+        if marker is None:
+            return
+        res = self.results.get(item.nodeid)
+        if res is None:
+            case = getattr(getattr(item, "callspec", None), "id", "")
+            res = CheckResult(id=str(marker.args[0]), title=str(marker.args[1]), verdict="",
+                              case=case, nodeid=item.nodeid)
+            self.results[item.nodeid] = res
+        res.duration_s += rep.duration
+        ctx = item.stash.get(CTX_KEY, None)
+        na = call.excinfo is not None and call.excinfo.errisinstance(NotApplicable)
+        if rep.when in ("setup", "call"):
+            if rep.skipped:
+                if na and call.excinfo is not None:
+                    res.verdict, res.detail = Verdict.NA, str(getattr(call.excinfo.value, "msg", ""))
+                else:
+                    res.verdict = Verdict.FAIL
+                    res.detail = f"skipped without an ApiVersions reason: {rep.longrepr}"
+            elif rep.failed:
+                res.verdict, res.detail = Verdict.FAIL, _failure_detail(call, rep.when)
+            elif rep.when == "call":
+                res.verdict = Verdict.RECORD if ctx is not None and ctx.recorded else Verdict.PASS
+        else:  # teardown: add context, catch errors in cleanup
+            if rep.failed:
+                prev = f"{res.verdict}: {res.detail}; " if res.verdict and res.detail else ""
+                res.verdict, res.detail = Verdict.FAIL, prev + _failure_detail(call, "teardown")
+            if not res.verdict:
+                res.verdict = Verdict.FAIL
+                res.detail = res.detail or "did not run to a verdict"
+            if ctx is not None:
+                extra = ctx.detail()
+                if extra:
+                    res.detail = f"{res.detail}; {extra}" if res.detail else extra
+                res.observed = dict(ctx.observed)
+        res.verdict = str(res.verdict)
+
+    # ------------------------------------------------------------------ end of session
+    def broker_label(self) -> str:
+        opt = self.config.getoption
+        if self.broker is not None and self.broker.implementation:
+            return self.broker.implementation
+        if opt("broker_name") or opt("broker"):
+            return str(opt("broker_name") or opt("broker"))
+        boot = self.broker.bootstrap if self.broker else (opt("bootstrap") or os.environ.get(
+            "KBENCH_BOOTSTRAP") or "broker")
+        return "external-" + boot.split(",")[0]
+
+    def document(self, exitstatus: int) -> dict[str, Any]:
+        import confluent_kafka
+
+        from bench import __version__ as kbench_version
+
+        finished = _utc_now()
+        broker = self.broker or BrokerInfo(bootstrap=str(self.config.getoption("bootstrap")))
+        timings = self.timings.summary()
+        return build_doc(
+            list(self.results.values()),
+            run_id=self.run_id, started_at=self.started.isoformat(), finished_at=finished.isoformat(),
+            wall_seconds=(time.monotonic_ns() - self.started_ns) / 1e9,
+            complete=exitstatus not in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR),
+            exit_status=int(exitstatus), broker=broker.as_json(),
+            client={"kbench": kbench_version, "confluent_kafka": _first(confluent_kafka.version()),
+                    "librdkafka": confluent_kafka.libversion()[0], "python": sys.version.split()[0]},
+            host={"hostname": platform.node(), "platform": platform.platform(),
+                  "cpus": os.cpu_count()},
+            timings=timings)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if not self.write_enabled or not self.results:
+            return
+        doc = self.document(exitstatus)
+        explicit = self.config.getoption("report_dir")
+        if explicit is not None:
+            run_dir = Path(explicit)
+            run_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            root = Path(self.config.getoption("report_root"))
+            run_dir = new_run_dir(root, self.broker_label(), self.started.strftime("%Y%m%dT%H%M%SZ"))
+        write_report(run_dir, doc, self.timings.write_hgrm)
+        self.report_dir = run_dir
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.results:
+            return
+        checks = list(self.results.values())
+        counts = count_verdicts(checks)
+        b = self.broker
+        who = (f"{b.implementation or 'unknown'} {b.version or ''} @ {b.bootstrap}".replace("  ", " ")
+               if b else "broker not reached")
+        tr = terminalreporter
+        tr.section("kbench conformance")
+        tr.write_line(f"{who}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        for c in sorted(checks, key=lambda c: c.nodeid):
+            if c.verdict in (Verdict.FAIL, Verdict.RECORD, Verdict.NA):
+                tr.write_line(f"  {c.verdict:<6} {c.label:<8} {c.detail[:160]}")
+        if self.report_dir is not None:
+            tr.write_line(f"report: {self.report_dir}")

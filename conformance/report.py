@@ -1,0 +1,230 @@
+"""Conformance report files and the broker × check matrix. Pure I/O: nothing here talks to a broker.
+
+A run directory holds ``report.json`` (schema below), ``report.md``, ``junit.xml`` and one
+``<operation>.hgrm`` per timed operation. ``report.json``::
+
+    {"schema_version": 1, "kind": "kbench-conformance", "run_id", "started_at", "finished_at",
+     "wall_seconds", "complete", "exit_status",
+     "broker": {"bootstrap", "implementation", "version", "embedded", "cluster_id",
+                "controller_id", "brokers": [{"id", "host", "port"}], "api_versions": {...}},
+     "client": {"kbench", "confluent_kafka", "librdkafka", "python"}, "host": {...},
+     "counts": {"PASS": n, "FAIL": n, "N/A": n, "RECORD": n},
+     "checks": [{"id", "title", "case", "nodeid", "verdict", "detail", "observed", "duration_s"}],
+     "timings": {"<op>": {"count", "min_us", "p50_us", "p90_us", "p99_us", "max_us", "hdr", "hgrm"}}}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.errors import ResultError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "CheckResult",
+    "check_sort_key",
+    "count_verdicts",
+    "load_report",
+    "matrix",
+    "new_run_dir",
+    "render_markdown",
+    "write_report",
+]
+
+SCHEMA_VERSION = 1
+VERDICTS = ("PASS", "FAIL", "N/A", "RECORD")
+AREA_ORDER = "PKGOTARE"
+
+
+@dataclass
+class CheckResult:
+    """The verdict of one check (one test item; ``case`` is the parametrize id, if any)."""
+
+    id: str
+    title: str
+    verdict: str
+    detail: str = ""
+    case: str = ""
+    nodeid: str = ""
+    duration_s: float = 0.0
+    observed: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.id}[{self.case}]" if self.case else self.id
+
+
+def check_sort_key(check_id: str, case: str = "") -> tuple[int, str, int, str]:
+    """Order of CONFORMANCE.md: P, K, G, O, T, A, R, E, then the number."""
+    m = re.fullmatch(r"([A-Z]+)(\d+)(.*)", check_id)
+    if not m:
+        return (len(AREA_ORDER), check_id, 0, case)
+    area, num, rest = m.groups()
+    pos = AREA_ORDER.find(area) if len(area) == 1 else -1
+    return (pos if pos >= 0 else len(AREA_ORDER), area + rest, int(num), case)
+
+
+def count_verdicts(checks: Sequence[CheckResult]) -> dict[str, int]:
+    counts = dict.fromkeys(VERDICTS, 0)
+    for c in checks:
+        counts[c.verdict] = counts.get(c.verdict, 0) + 1
+    return counts
+
+
+def new_run_dir(root: Path, broker_label: str, stamp: str) -> Path:
+    """Create ``root/conformance-<label>-<stamp>`` (suffix ``-2``, ``-3``… if taken); never reuse."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", broker_label).strip("_") or "broker"
+    root.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        path = root / (f"conformance-{safe}-{stamp}" + (f"-{n}" if n > 1 else ""))
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise ResultError(f"cannot create a new run directory under {root}")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _cell(text: str, limit: int = 240) -> str:
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def render_markdown(doc: Mapping[str, Any]) -> str:
+    """report.md: identity, verdict counts, then one row per check (ID, semantic, verdict, detail)."""
+    broker = doc.get("broker", {})
+    client = doc.get("client", {})
+    lines = [
+        f"# Conformance: {broker.get('implementation') or 'unknown'} {broker.get('version') or ''}".rstrip(),
+        "",
+        f"- bootstrap: `{broker.get('bootstrap')}`, cluster id `{broker.get('cluster_id')}`, "
+        f"brokers: {len(broker.get('brokers') or [])}",
+        f"- client: confluent-kafka {client.get('confluent_kafka')}, librdkafka {client.get('librdkafka')}, "
+        f"kbench {client.get('kbench')}",
+        f"- run {doc.get('run_id')}: {doc.get('started_at')} → {doc.get('finished_at')} "
+        f"({doc.get('wall_seconds', 0):.1f} s){'' if doc.get('complete', True) else ' — INCOMPLETE'}",
+        "- verdicts: " + ", ".join(f"{k} {v}" for k, v in doc.get("counts", {}).items()),
+        "",
+        "| ID | semantic | verdict | detail |",
+        "|---|---|---|---|",
+    ]
+    for c in doc.get("checks", []):
+        label = f"{c['id']} ({c['case']})" if c.get("case") else c["id"]
+        lines.append(f"| {label} | {_cell(c.get('title', ''), 80)} | {c['verdict']} | "
+                     f"{_cell(c.get('detail', ''))} |")
+    timings = doc.get("timings") or {}
+    if timings:
+        lines += ["", "## Timings (µs)", "", "| operation | count | p50 | p90 | p99 | max |",
+                  "|---|---|---|---|---|---|"]
+        for name, t in timings.items():
+            lines.append(f"| {name} | {t['count']} | {t['p50_us']} | {t['p90_us']} | {t['p99_us']} | "
+                         f"{t['max_us']} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_junit(doc: Mapping[str, Any]) -> str:
+    """junit.xml: one testcase per check; FAIL → failure, N/A → skipped, RECORD → system-out."""
+    checks = doc.get("checks", [])
+    counts = doc.get("counts", {})
+    suite = ET.Element("testsuite", {
+        "name": f"kbench-conformance-{(doc.get('broker') or {}).get('implementation') or 'broker'}",
+        "tests": str(len(checks)), "failures": str(counts.get("FAIL", 0)),
+        "skipped": str(counts.get("N/A", 0)), "errors": "0",
+        "time": f"{doc.get('wall_seconds', 0):.3f}", "timestamp": str(doc.get("started_at", ""))})
+    for c in checks:
+        name = f"{c['id']} {c.get('title', '')}" + (f" [{c['case']}]" if c.get("case") else "")
+        case = ET.SubElement(suite, "testcase", {"classname": "conformance." + c["id"][:1],
+                                                 "name": name, "time": f"{c.get('duration_s', 0):.3f}"})
+        detail = c.get("detail", "")
+        if c["verdict"] == "FAIL":
+            ET.SubElement(case, "failure", {"message": detail[:500]}).text = detail
+        elif c["verdict"] == "N/A":
+            ET.SubElement(case, "skipped", {"message": detail[:500]})
+        elif c["verdict"] == "RECORD":
+            ET.SubElement(case, "system-out").text = "RECORD: " + detail
+    ET.indent(suite)
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def write_report(run_dir: Path, doc: dict[str, Any], hgrm_writer: Any = None) -> None:
+    """Write report.json, report.md, junit.xml (and .hgrm files via ``hgrm_writer(run_dir)``)."""
+    if hgrm_writer is not None:
+        for path in hgrm_writer(run_dir):
+            name = Path(path).stem
+            if name in doc.get("timings", {}):
+                doc["timings"][name]["hgrm"] = Path(path).name
+    _atomic_write(run_dir / "report.json", json.dumps(doc, indent=2, default=str) + "\n")
+    _atomic_write(run_dir / "report.md", render_markdown(doc))
+    _atomic_write(run_dir / "junit.xml", render_junit(doc))
+
+
+def build_doc(checks: Sequence[CheckResult], **meta: Any) -> dict[str, Any]:
+    """The report.json document from check results and metadata fields."""
+    ordered = sorted(checks, key=lambda c: check_sort_key(c.id, c.case))
+    return {"schema_version": SCHEMA_VERSION, "kind": "kbench-conformance", **meta,
+            "counts": count_verdicts(ordered), "checks": [asdict(c) for c in ordered]}
+
+
+def load_report(path: Path) -> dict[str, Any]:
+    """Load a report.json (or the run directory holding one); refuses unknown schema versions."""
+    if path.is_dir():
+        path = path / "report.json"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ResultError(f"{path}: cannot read conformance report: {exc}") from exc
+    if not isinstance(doc, dict) or doc.get("kind") != "kbench-conformance":
+        raise ResultError(f"{path}: not a kbench conformance report")
+    if doc.get("schema_version") != SCHEMA_VERSION:
+        raise ResultError(f"{path}: conformance report schema_version {doc.get('schema_version')!r} "
+                          f"is not supported (this kbench reads {SCHEMA_VERSION})")
+    return doc
+
+
+def _column_label(doc: Mapping[str, Any], used: set[str]) -> str:
+    b = doc.get("broker", {})
+    label = " ".join(x for x in (b.get("implementation"), b.get("version")) if x) or str(b.get("bootstrap"))
+    base, n = label, 2
+    while label in used:
+        label, n = f"{base} #{n}", n + 1
+    used.add(label)
+    return label
+
+
+def matrix(report_paths: Sequence[Path]) -> str:
+    """One markdown table: rows = checks (ID, semantic), columns = brokers, cells = verdicts."""
+    docs = [load_report(Path(p)) for p in report_paths]
+    if not docs:
+        raise ResultError("matrix: no report given")
+    used: set[str] = set()
+    labels = [_column_label(d, used) for d in docs]
+    rows: dict[tuple[str, str], str] = {}
+    cells: dict[tuple[str, str], dict[int, str]] = {}
+    for i, doc in enumerate(docs):
+        for c in doc.get("checks", []):
+            key = (c["id"], c.get("case", ""))
+            rows.setdefault(key, c.get("title", ""))
+            cells.setdefault(key, {})[i] = c["verdict"]
+    lines = ["| ID | semantic | " + " | ".join(labels) + " |",
+             "|---|---|" + "---|" * len(labels)]
+    for key in sorted(rows, key=lambda k: check_sort_key(*k)):
+        label = f"{key[0]} ({key[1]})" if key[1] else key[0]
+        verdicts = [cells[key].get(i, "—") for i in range(len(docs))]
+        lines.append(f"| {label} | {_cell(rows[key], 60)} | " + " | ".join(verdicts) + " |")
+    for verdict in VERDICTS:
+        lines.append(f"| **{verdict}** | | " + " | ".join(
+            str(d.get("counts", {}).get(verdict, 0)) for d in docs) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,158 @@
+"""Offline tests of the conformance report, matrix and verdict plumbing (synthetic verdicts)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from bench.errors import ResultError
+from conformance.report import (
+    CheckResult,
+    build_doc,
+    check_sort_key,
+    load_report,
+    matrix,
+    new_run_dir,
+    write_report,
+)
+from conformance.timings import Timings
+
+
+def _doc(impl: str, verdicts: dict[str, str]) -> dict:
+    checks = [CheckResult(id=k, title=f"semantic {k}", verdict=v, detail=f"{k} is {v}")
+              for k, v in verdicts.items()]
+    return build_doc(checks, run_id="r1", started_at="t0", finished_at="t1", wall_seconds=1.5,
+                     complete=True, exit_status=0,
+                     broker={"bootstrap": "h:1", "implementation": impl, "version": "1.0"},
+                     client={}, host={}, timings={})
+
+
+def test_sort_key_follows_conformance_md_order() -> None:
+    ids = ["E1", "A10", "P2", "A2", "K1", "P10", "G3", "O1", "T1", "R1", "ZZ"]
+    assert sorted(ids, key=check_sort_key) == ["P2", "P10", "K1", "G3", "O1", "T1", "A2", "A10",
+                                               "R1", "E1", "ZZ"]
+
+
+def test_build_doc_counts_and_orders() -> None:
+    doc = _doc("kafka", {"E1": "FAIL", "P1": "PASS", "A1": "RECORD", "K3": "N/A", "P2": "PASS"})
+    assert doc["counts"] == {"PASS": 2, "FAIL": 1, "N/A": 1, "RECORD": 1}
+    assert [c["id"] for c in doc["checks"]] == ["P1", "P2", "K3", "A1", "E1"]
+    assert doc["schema_version"] == 1
+
+
+def test_write_report_files(tmp_path: Path) -> None:
+    doc = _doc("tansu", {"P1": "PASS", "E1": "FAIL", "K3": "N/A", "A1": "RECORD"})
+    t = Timings()
+    for us in (100, 200, 300):
+        t.record("commit", us)
+    doc["timings"] = t.summary()
+    write_report(tmp_path, doc, t.write_hgrm)
+    loaded = load_report(tmp_path)
+    assert loaded["timings"]["commit"]["count"] == 3
+    assert loaded["timings"]["commit"]["hgrm"] == "commit.hgrm"
+    assert "Percentile" in (tmp_path / "commit.hgrm").read_text()
+    md = (tmp_path / "report.md").read_text()
+    assert "| E1 | semantic E1 | FAIL | E1 is FAIL |" in md
+    assert "PASS 1, FAIL 1, N/A 1, RECORD 1" in md
+    suite = ET.parse(tmp_path / "junit.xml").getroot()
+    assert suite.get("tests") == "4" and suite.get("failures") == "1" and suite.get("skipped") == "1"
+    fails = [c for c in suite.iter("testcase") if c.find("failure") is not None]
+    assert [c.get("name") for c in fails] == ["E1 semantic E1"]
+
+
+def test_new_run_dir_never_reuses(tmp_path: Path) -> None:
+    a = new_run_dir(tmp_path, "kafka 4.3", "20250101T000000Z")
+    b = new_run_dir(tmp_path, "kafka 4.3", "20250101T000000Z")
+    assert a != b and a.is_dir() and b.is_dir()
+    assert a.name == "conformance-kafka_4.3-20250101T000000Z"
+
+
+def test_matrix_pivots_brokers(tmp_path: Path) -> None:
+    for impl, verdicts in (("kafka", {"P1": "PASS", "K3": "PASS"}),
+                           ("tansu", {"P1": "FAIL", "A1": "RECORD"})):
+        d = tmp_path / impl
+        d.mkdir()
+        write_report(d, _doc(impl, verdicts))
+    table = matrix([tmp_path / "kafka", tmp_path / "tansu" / "report.json"])
+    lines = table.splitlines()
+    assert lines[0] == "| ID | semantic | kafka 1.0 | tansu 1.0 |"
+    assert "| P1 | semantic P1 | PASS | FAIL |" in lines
+    assert "| K3 | semantic K3 | PASS | — |" in lines
+    assert "| A1 | semantic A1 | — | RECORD |" in lines
+    assert "| **FAIL** | | 0 | 1 |" in lines
+
+
+def test_load_report_refuses_unknown_schema(tmp_path: Path) -> None:
+    (tmp_path / "report.json").write_text(json.dumps({"kind": "kbench-conformance", "schema_version": 99}))
+    with pytest.raises(ResultError, match="schema_version 99"):
+        load_report(tmp_path)
+    with pytest.raises(ResultError):
+        matrix([])
+
+
+SYNTHETIC = textwrap.dedent('''
+    import pytest
+    from conformance.verdicts import expect_eq
+
+    @pytest.mark.check("X1", "passes")
+    def test_pass(check):
+        check.note("fine")
+
+    @pytest.mark.check("X2", "fails with observed/expected")
+    def test_fail(check):
+        expect_eq(3, 4, "count")
+
+    @pytest.mark.check("X3", "records")
+    def test_record(check):
+        check.record(seen=[1, 2])
+
+    @pytest.mark.check("X4", "not applicable")
+    def test_na(check):
+        check.require_api(9999, 0)
+
+    @pytest.mark.check("X5", "error is FAIL")
+    def test_error(check):
+        raise RuntimeError("boom")
+
+    @pytest.mark.check("X6", "plain skip is FAIL")
+    def test_skip(check):
+        pytest.skip("lazy")
+''')
+
+
+def test_plugin_verdicts_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the real plugin on synthetic checks with the broker fixture replaced (no network)."""
+    import conformance
+
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    conf_src = Path(conformance.__file__).parent / "conftest.py"
+    (suite / "conftest.py").write_text(conf_src.read_text() + textwrap.dedent('''
+        from bench.protocol import ApiRange, ApiVersionsResult
+
+        @pytest.fixture(scope="session")
+        def broker(pytestconfig):
+            info = BrokerInfo(bootstrap="127.0.0.1:1", implementation="fake", version="0")
+            info.api = ApiVersionsResult({18: ApiRange(18, "ApiVersions", 0, 3)}, 3)
+            _plugin(pytestconfig).broker = info
+            return info
+    '''))
+    (suite / "test_synthetic.py").write_text(SYNTHETIC)
+    out = tmp_path / "out"
+    monkeypatch.setattr("conformance.plugin.CONFORMANCE_DIR", suite)
+    rc = pytest.main([str(suite), "-q", "-p", "no:cacheprovider", "--report-dir", str(out),
+                      "--rootdir", str(suite)])
+    assert rc == 1
+    doc = load_report(out)
+    got = {c["id"]: (c["verdict"], c["detail"]) for c in doc["checks"]}
+    assert got["X1"] == ("PASS", "fine")
+    assert got["X2"][0] == "FAIL" and "observed 3, expected 4" in got["X2"][1]
+    assert got["X3"][0] == "RECORD" and '"seen": [1, 2]' in got["X3"][1]
+    assert got["X4"][0] == "N/A" and "Unknown(9999)" in got["X4"][1]
+    assert got["X5"] == ("FAIL", "ERROR: RuntimeError: boom")
+    assert got["X6"][0] == "FAIL" and "skipped without an ApiVersions reason" in got["X6"][1]
+    assert doc["counts"] == {"PASS": 1, "FAIL": 3, "N/A": 1, "RECORD": 1}
