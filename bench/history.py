@@ -1,0 +1,504 @@
+"""The one history checker: produce/consume histories against Jepsen's Kafka anomaly taxonomy.
+
+A history is what the clients saw: every send (with its delivery-report outcome), every consumer poll
+batch, and optionally the final log of each partition read from the start after the run. :func:`check`
+joins them on values (unique ids) and on ``(partition, offset)`` positions and reports:
+
+========================  ==========================================================================
+lost-write                acked, never read, although a later offset of that partition was read
+unseen                    acked, never read, and nothing after it in that partition was read either
+duplicate                 one value at two or more positions (acks and reads)
+inconsistent-offsets      two values at one position (acks and reads)
+aborted-read              a value whose send definitely failed was read
+non-monotonic-poll        a consumer's next record of a partition is at or before its previous one,
+                          with no rebalance (generation change) in between
+poll-skip                 a consumer's next record of a partition skips offsets (``allow_gaps``)
+non-monotonic-send        a producer's later acked send lands at a lower offset of the same partition
+unexpected-read           a value no send produced was read
+========================  ==========================================================================
+
+The final log is checked like one more consumer named :data:`FINAL_READER`. Acked records below the
+low watermark (``log_start``) were deleted by retention: counted as ``expired``, never lost. Values
+may be ``str`` or ``bytes`` (bytes are decoded as UTF-8 with ``surrogateescape``, so a str id sent
+matches the bytes read back). Counts are exact; at most ``max_examples`` anomalies per kind are kept.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+__all__ = [
+    "FINAL_READER",
+    "Anomaly",
+    "AnomalyKind",
+    "HistoryReport",
+    "Poll",
+    "Send",
+    "check",
+]
+
+Value = str | bytes
+Status = Literal["ok", "failed", "unknown"]
+Pos = tuple[int, int]
+
+#: consumer name under which the final per-partition reads are checked (poll index 0).
+FINAL_READER = "<final>"
+_STATUSES = ("ok", "failed", "unknown")
+
+
+class Send(NamedTuple):
+    """One produce call. ok: acked at (partition, offset); failed: definitely not written; unknown:
+    timed out / indeterminate. ``seq`` is the producer's send order; ``value`` a unique id."""
+
+    producer: str
+    seq: int
+    value: Value
+    partition: int | None = None
+    offset: int | None = None
+    status: Status = "ok"
+    t_ns: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Poll:
+    """One consumer poll batch: ``records`` are ``(partition, offset, value)`` in delivery order.
+
+    A rebalance before this poll is a ``generation`` different from the consumer's previous poll
+    (None counts as a value) or ``rebalance_before=True``; position jumps across it are allowed."""
+
+    consumer: str
+    index: int
+    records: Sequence[tuple[int, int, Value | None]]
+    generation: int | None = None
+    rebalance_before: bool = False
+
+
+class AnomalyKind(enum.StrEnum):
+    LOST_WRITE = "lost-write"
+    UNSEEN = "unseen"
+    DUPLICATE = "duplicate"
+    INCONSISTENT_OFFSETS = "inconsistent-offsets"
+    ABORTED_READ = "aborted-read"
+    NON_MONOTONIC_POLL = "non-monotonic-poll"
+    POLL_SKIP = "poll-skip"
+    NON_MONOTONIC_SEND = "non-monotonic-send"
+    UNEXPECTED_READ = "unexpected-read"
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    """One anomaly. Field use by kind:
+
+    - lost-write / unseen: value, producer, seq, partition, offsets=(acked offset,) (empty if the ack
+      had no offset), t_ns
+    - duplicate: value, positions (sorted), producer/seq when sent
+    - inconsistent-offsets: partition, offsets=(offset,), values, sources (who put each value there)
+    - aborted-read / unexpected-read: value, producer/seq/t_ns (aborted), and the first read:
+      consumer, poll_index, partition, offsets=(offset,)
+    - non-monotonic-poll / poll-skip: consumer, partition, poll_index (the later poll),
+      prev_poll_index, offsets=(previous offset, next offset), value (at the next offset)
+    - non-monotonic-send: producer, partition, seq (the later send), prev_seq,
+      offsets=(earlier send's offset, later send's offset), values=(earlier value, later value)
+    """
+
+    kind: AnomalyKind
+    message: str
+    value: Value | None = None
+    values: tuple[Value | None, ...] = ()
+    partition: int | None = None
+    offsets: tuple[int, ...] = ()
+    positions: tuple[Pos, ...] = ()
+    producer: str | None = None
+    seq: int | None = None
+    prev_seq: int | None = None
+    consumer: str | None = None
+    poll_index: int | None = None
+    prev_poll_index: int | None = None
+    t_ns: int | None = None
+    sources: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict; empty/None fields are left out, values are made str."""
+        out: dict[str, Any] = {"kind": str(self.kind), "message": self.message}
+        for name in self.__slots__[2:]:
+            v = getattr(self, name)
+            if v is None or v == ():
+                continue
+            if name in ("value", "values"):
+                v = _jsonable(v) if name == "value" else [_jsonable(x) for x in v]
+            elif isinstance(v, tuple):  # offsets, positions, sources
+                v = [list(x) if isinstance(x, tuple) else x for x in v]
+            out[name] = v
+        return out
+
+
+@dataclass
+class HistoryReport:
+    """Counts, anomalies and verdict of one history. ``ok`` is False iff a failing kind occurred.
+
+    Counts: sends by status (``acked``/``failed``/``unknown``, ``unknown_read`` of which were read);
+    ``read`` distinct values read (any source); per-value ``lost``, ``unseen``, ``expired`` (acked,
+    below ``log_start``), ``duplicated``, ``aborted_reads``, ``unexpected``; ``inconsistent``
+    positions. ``anomaly_counts`` is exact per kind; ``anomalies`` keeps ``max_examples`` per kind.
+    """
+
+    acked: int = 0
+    failed: int = 0
+    unknown: int = 0
+    unknown_read: int = 0
+    read: int = 0
+    lost: int = 0
+    unseen: int = 0
+    expired: int = 0
+    duplicated: int = 0
+    inconsistent: int = 0
+    aborted_reads: int = 0
+    unexpected: int = 0
+    anomaly_counts: dict[AnomalyKind, int] = field(default_factory=dict)
+    anomalies: list[Anomaly] = field(default_factory=list)
+    failing_kinds: frozenset[AnomalyKind] = frozenset(AnomalyKind)
+    max_examples: int = 1000
+
+    def _want(self, kind: AnomalyKind) -> bool:
+        """Count one anomaly of ``kind``; True if it is still to be kept (below max_examples)."""
+        n = self.anomaly_counts.get(kind, 0) + 1
+        self.anomaly_counts[kind] = n
+        return n <= self.max_examples
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.anomaly_counts.get(k, 0) for k in self.failing_kinds)
+
+    def count(self, kind: AnomalyKind) -> int:
+        return self.anomaly_counts.get(kind, 0)
+
+    def by_kind(self, kind: AnomalyKind) -> list[Anomaly]:
+        return [a for a in self.anomalies if a.kind == kind]
+
+    @property
+    def failures(self) -> list[Anomaly]:
+        return [a for a in self.anomalies if a.kind in self.failing_kinds]
+
+    def to_dict(self) -> dict[str, Any]:
+        counts = {name: getattr(self, name) for name in (
+            "acked", "failed", "unknown", "unknown_read", "read", "lost", "unseen", "expired",
+            "duplicated", "inconsistent", "aborted_reads", "unexpected")}
+        return {
+            "ok": self.ok,
+            "counts": counts,
+            "anomaly_counts": {str(k): n for k, n in sorted(self.anomaly_counts.items()) if n},
+            "failing_kinds": sorted(str(k) for k in self.failing_kinds),
+            "anomalies": [a.to_dict() for a in self.anomalies],
+            "truncated": any(n > self.max_examples for n in self.anomaly_counts.values()),
+            "summary": self.summary(),
+        }
+
+    def summary(self) -> str:
+        k = AnomalyKind
+        text = (
+            f"acked {self.acked}, failed {self.failed}, unknown {self.unknown} "
+            f"({self.unknown_read} read), read {self.read}, lost {self.lost}, unseen {self.unseen}, "
+            f"expired {self.expired}, duplicated {self.duplicated}, "
+            f"inconsistent offsets {self.inconsistent}, aborted reads {self.aborted_reads}, "
+            f"unexpected reads {self.unexpected}, non-monotonic polls {self.count(k.NON_MONOTONIC_POLL)}, "
+            f"poll skips {self.count(k.POLL_SKIP)}, non-monotonic sends {self.count(k.NON_MONOTONIC_SEND)}"
+        )
+        if self.ok:
+            tolerated = [a for a in self.anomalies if a.kind not in self.failing_kinds]
+            return text + (" — OK (tolerated: " + tolerated[0].message + ")" if tolerated else " — OK")
+        failures = self.failures
+        return text + (f" — FAILED; first: {failures[0].message}" if failures else " — FAILED")
+
+
+def _jsonable(v: object) -> object:
+    """Values as UTF-8-safe text (undecodable bytes were kept as surrogates; show them escaped)."""
+    if isinstance(v, str):
+        v = v.encode("utf-8", "surrogateescape")
+    return v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else v
+
+
+def check(
+    sends: Iterable[Send],
+    polls: Iterable[Poll] = (),
+    final_reads: Mapping[int, Sequence[tuple[int, Value | None]]] | None = None,
+    *,
+    log_start: Mapping[int, int] | None = None,
+    expect_order: bool = True,
+    allow_gaps: bool = False,
+    allow_duplicates: bool = False,
+    max_examples: int = 1000,
+) -> HistoryReport:
+    """Check a produce/consume history; see the module docstring for the anomalies.
+
+    ``expect_order=False`` (non-idempotent retries) still reports non-monotonic sends but does not
+    fail on them; ``allow_duplicates`` likewise for duplicates; ``allow_gaps`` (compacted topics,
+    transaction markers) stops reporting poll skips. Raises ValueError on a malformed history
+    (unknown status, one value sent twice, one poll index used twice by a consumer).
+    """
+    failing = set(AnomalyKind)
+    if not expect_order:
+        failing.discard(AnomalyKind.NON_MONOTONIC_SEND)
+    if allow_duplicates:
+        failing.discard(AnomalyKind.DUPLICATE)
+    report = HistoryReport(failing_kinds=frozenset(failing), max_examples=max_examples)
+    low = dict(log_start or {})
+
+    by_value, at, conflicts, order = _index_sends(sends, report)
+    _check_send_order(order, report)
+
+    reader_polls: dict[str, list[Poll]] = {}
+    for poll in polls:
+        reader_polls.setdefault(poll.consumer, []).append(poll)
+    if final_reads:
+        if FINAL_READER in reader_polls:
+            raise ValueError(f"consumer name {FINAL_READER!r} is reserved for final_reads")
+        reader_polls[FINAL_READER] = [  # one "poll" per partition, its index = the partition
+            Poll(FINAL_READER, p, [(p, o, v) for o, v in final_reads[p]]) for p in sorted(final_reads)
+        ]
+    first_read, extra_pos, high = _scan_reads(reader_polls, at, conflicts, low, allow_gaps, report)
+
+    _judge_values(by_value, first_read, extra_pos, high, low, report)
+    if conflicts:
+        _report_conflicts(by_value, reader_polls, conflicts, report)
+    rank = {k: i for i, k in enumerate(AnomalyKind)}
+    report.anomalies.sort(key=lambda a: rank[a.kind])
+    return report
+
+
+def _index_sends(
+    sends: Iterable[Send], report: HistoryReport,
+) -> tuple[dict[Any, Send], dict[int, dict[int, Any]], dict[Pos, dict[Any, None]],
+           dict[tuple[str, int], list[Send]]]:
+    by_value: dict[Any, Send] = {}
+    at: dict[int, dict[int, Any]] = {}  # partition -> offset -> first value put there
+    conflicts: dict[Pos, dict[Any, None]] = {}  # position -> ordered set of values
+    order: dict[tuple[str, int], list[Send]] = {}
+    status_count = dict.fromkeys(_STATUSES, 0)
+    for s in sends:
+        v = s.value
+        if v.__class__ is bytes:
+            v = v.decode("utf-8", "surrogateescape")
+            s = s._replace(value=v)
+        if v in by_value:
+            raise ValueError(f"value {v!r} sent twice (seq {by_value[v].seq} and {s.seq})")
+        by_value[v] = s
+        st = s.status
+        try:
+            status_count[st] += 1
+        except KeyError:
+            raise ValueError(f"send {v!r}: status {st!r} is not one of {_STATUSES}") from None
+        p, o = s.partition, s.offset
+        if st != "ok" or p is None or o is None or o < 0:
+            continue
+        part = at.get(p)
+        if part is None:
+            part = at[p] = {}
+        old = part.setdefault(o, v)
+        if old != v:
+            conflicts.setdefault((p, o), {old: None})[v] = None
+        key = (s.producer, p)
+        lst = order.get(key)
+        if lst is None:
+            order[key] = [s]
+        else:
+            lst.append(s)
+    report.acked, report.failed, report.unknown = (status_count[x] for x in _STATUSES)
+    return by_value, at, conflicts, order
+
+
+def _check_send_order(order: dict[tuple[str, int], list[Send]], report: HistoryReport) -> None:
+    kind = AnomalyKind.NON_MONOTONIC_SEND
+    for (producer, p), lst in order.items():
+        if any(lst[i].seq > lst[i + 1].seq for i in range(len(lst) - 1)):
+            lst.sort(key=lambda s: s.seq)
+        top = lst[0]
+        for s in lst[1:]:
+            o, top_o = s.offset, top.offset
+            assert o is not None and top_o is not None
+            if o > top_o:
+                top = s
+            elif o < top_o and report._want(kind):
+                report.anomalies.append(Anomaly(
+                    kind, f"producer {producer}: send seq {s.seq} ({s.value!r}) landed at p{p}/o{o}, "
+                    f"before earlier send seq {top.seq} ({top.value!r}) at o{top_o}",
+                    value=s.value, values=(top.value, s.value), partition=p, offsets=(top_o, o),
+                    producer=producer, seq=s.seq, prev_seq=top.seq, t_ns=s.t_ns))
+
+
+def _scan_reads(
+    reader_polls: dict[str, list[Poll]], at: dict[int, dict[int, Any]],
+    conflicts: dict[Pos, dict[Any, None]], low: dict[int, int], allow_gaps: bool, report: HistoryReport,
+) -> tuple[dict[Any, tuple[int, int, str, int]], dict[Any, set[Pos]], dict[int, int]]:
+    """One pass over all reads: positions, per-partition high offsets, poll order checks."""
+    first_read: dict[Any, tuple[int, int, str, int]] = {}  # value -> (p, o, consumer, poll index)
+    extra_pos: dict[Any, set[Pos]] = {}  # value -> further read positions
+    high: dict[int, int] = {}  # partition -> highest offset read
+    nonmono, skip = AnomalyKind.NON_MONOTONIC_POLL, AnomalyKind.POLL_SKIP
+    fr_get, at_get = first_read.get, at.get
+
+    def run_end(p: int, o: int) -> None:  # offsets rise within a run, so its last one is its highest
+        if o > high.get(p, -1):
+            high[p] = o
+
+    for consumer, cpolls in reader_polls.items():
+        cpolls.sort(key=lambda q: q.index)
+        last: dict[int, int] = {}  # partition -> last offset read since the last rebalance
+        last_poll: dict[int, int] = {}
+        if consumer == FINAL_READER:  # read from the start: a first offset above log start is a skip
+            last = {q.index: low.get(q.index, 0) - 1 for q in cpolls}
+            last_poll = {q.index: q.index for q in cpolls}
+        prev: Poll | None = None
+        for poll in cpolls:
+            idx = poll.index
+            if prev is not None:
+                if idx == prev.index:
+                    raise ValueError(f"consumer {consumer}: poll index {idx} used twice")
+                if poll.rebalance_before or poll.generation != prev.generation:
+                    for p, o in last.items():
+                        run_end(p, o)
+                    last = {}
+            prev = poll
+            last_get = last.get
+            for p, o, v in poll.records:
+                if v.__class__ is bytes:
+                    v = v.decode("utf-8", "surrogateescape")
+                part = at_get(p)  # position -> value
+                if part is None:
+                    part = at[p] = {}
+                old = part.setdefault(o, v)
+                if old != v:
+                    conflicts.setdefault((p, o), {old: None})[v] = None
+                fr = fr_get(v)  # value -> positions
+                if fr is None:
+                    first_read[v] = (p, o, consumer, idx)
+                elif fr[0] != p or fr[1] != o:
+                    extra_pos.setdefault(v, set()).add((p, o))
+                lo = last_get(p)  # poll order
+                if lo is not None and o != lo + 1:
+                    if o <= lo:
+                        run_end(p, lo)
+                        if report._want(nonmono):
+                            report.anomalies.append(Anomaly(
+                                nonmono, f"consumer {consumer} poll {idx} read p{p}/o{o} after o{lo} "
+                                f"(poll {last_poll[p]}) with no rebalance between",
+                                value=v, partition=p, offsets=(lo, o), consumer=consumer,
+                                poll_index=idx, prev_poll_index=last_poll[p]))
+                    elif not allow_gaps and o > low.get(p, 0) and report._want(skip):
+                        report.anomalies.append(Anomaly(
+                            skip, f"consumer {consumer} poll {idx} read p{p}/o{o} right after o{lo} "
+                            f"(poll {last_poll[p]}), skipping {o - lo - 1} offset(s)",
+                            value=v, partition=p, offsets=(lo, o), consumer=consumer,
+                            poll_index=idx, prev_poll_index=last_poll[p]))
+                last[p] = o
+                last_poll[p] = idx
+        for p, o in last.items():
+            run_end(p, o)
+    return first_read, extra_pos, high
+
+
+def _judge_values(
+    by_value: dict[Any, Send], first_read: dict[Any, tuple[int, int, str, int]],
+    extra_pos: dict[Any, set[Pos]], high: dict[int, int], low: dict[int, int],
+    report: HistoryReport,
+) -> None:
+    """Per value: lost / unseen / expired, aborted and unexpected reads, duplicates."""
+    report.read = len(first_read)
+    for v, s in by_value.items():
+        fr = first_read.get(v)
+        st = s.status
+        if st == "ok":
+            p, o = s.partition, s.offset
+            pos = (p, o) if p is not None and o is not None and o >= 0 else None
+            if fr is None:
+                _missing(v, s, pos, high, low, report)
+            elif pos is not None and (fr[0], fr[1]) != pos:
+                extra_pos.setdefault(v, set()).add(pos)
+        elif fr is not None:
+            if st == "unknown":
+                report.unknown_read += 1
+                continue
+            report.aborted_reads += 1
+            if report._want(AnomalyKind.ABORTED_READ):
+                report.anomalies.append(Anomaly(
+                    AnomalyKind.ABORTED_READ,
+                    f"{v!r} whose send failed (producer {s.producer} seq {s.seq}) was read at "
+                    f"p{fr[0]}/o{fr[1]} by {fr[2]} poll {fr[3]}",
+                    value=v, partition=fr[0], offsets=(fr[1],), producer=s.producer, seq=s.seq,
+                    consumer=fr[2], poll_index=fr[3], t_ns=s.t_ns))
+    for v, fr in first_read.items():
+        if v in by_value:
+            continue
+        report.unexpected += 1
+        if report._want(AnomalyKind.UNEXPECTED_READ):
+            report.anomalies.append(Anomaly(
+                AnomalyKind.UNEXPECTED_READ,
+                f"{v!r}, which no send produced, was read at p{fr[0]}/o{fr[1]} by {fr[2]} poll {fr[3]}",
+                value=v, partition=fr[0], offsets=(fr[1],), consumer=fr[2], poll_index=fr[3]))
+    dup = AnomalyKind.DUPLICATE
+    for v, more in extra_pos.items():
+        fr = first_read[v]  # every value in extra_pos was read
+        positions = {*more, (fr[0], fr[1])}
+        if len(positions) < 2:
+            continue
+        report.duplicated += 1
+        if report._want(dup):
+            ps = tuple(sorted(positions))
+            sent = by_value.get(v)
+            report.anomalies.append(Anomaly(
+                dup, f"{v!r} is at {len(ps)} positions: " + ", ".join(f"p{p}/o{o}" for p, o in ps),
+                value=v, positions=ps, producer=sent.producer if sent else None,
+                seq=sent.seq if sent else None))
+
+
+def _missing(
+    v: Any, s: Send, pos: Pos | None, high: dict[int, int], low: dict[int, int],
+    report: HistoryReport,
+) -> None:
+    """An acked value nobody read: expired (below the low watermark), lost or unseen."""
+    p = s.partition
+    if pos is not None and pos[1] < low.get(pos[0], 0):
+        report.expired += 1
+        return
+    top = high.get(p, -1) if p is not None else -1
+    if pos is not None and top > pos[1]:
+        kind, why = AnomalyKind.LOST_WRITE, f"though p{p} was read up to o{top}"
+        report.lost += 1
+    else:
+        kind, why = AnomalyKind.UNSEEN, "and nothing after it was read"
+        report.unseen += 1
+    if report._want(kind):
+        where = f"p{p}/o{pos[1]}" if pos is not None else f"p{p} (no offset)"
+        report.anomalies.append(Anomaly(
+            kind, f"{v!r} acked to {s.producer} (seq {s.seq}) at {where} was never read, {why}",
+            value=v, partition=p, offsets=(pos[1],) if pos is not None else (),
+            producer=s.producer, seq=s.seq, t_ns=s.t_ns))
+
+
+def _report_conflicts(
+    by_value: dict[Any, Send], reader_polls: dict[str, list[Poll]],
+    conflicts: dict[Pos, dict[Any, None]], report: HistoryReport,
+) -> None:
+    """Second pass, only over conflicting positions: who put which value there."""
+    sources: dict[Pos, list[str]] = {pos: [] for pos in conflicts}
+    for pos, values in conflicts.items():
+        for v in values:
+            s = by_value.get(v)
+            if s is not None and s.status == "ok" and (s.partition, s.offset) == pos:
+                sources[pos].append(f"{v!r}: ack to {s.producer} seq {s.seq}")
+    for consumer, cpolls in reader_polls.items():
+        for poll in cpolls:
+            for p, o, v in poll.records:
+                srcs = sources.get((p, o))
+                if srcs is not None and len(srcs) < 20:
+                    srcs.append(f"{_jsonable(v)!r}: read by {consumer} poll {poll.index}")
+    kind = AnomalyKind.INCONSISTENT_OFFSETS
+    for (p, o), values in conflicts.items():
+        report.inconsistent += 1
+        if report._want(kind):
+            who = tuple(dict.fromkeys(sources[(p, o)]))
+            report.anomalies.append(Anomaly(
+                kind, f"p{p}/o{o} holds {len(values)} values: " + "; ".join(who),
+                values=tuple(values), partition=p, offsets=(o,), sources=who))
