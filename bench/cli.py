@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from bench.brokers import BrokerHandle
 
 err = Console(stderr=True, highlight=False)
-out = Console(highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -162,7 +162,86 @@ def _add_broker(sub: argparse._SubParsersAction) -> None:
     fe.set_defaults(func=cmd_broker_fetch)
 
 
-_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = [_add_broker]
+# -- run --------------------------------------------------------------------------------------------
+def _client_config(args: argparse.Namespace) -> dict[str, str]:
+    conf: dict[str, str] = {}
+    if args.client_config_file:
+        from pathlib import Path
+
+        path = Path(args.client_config_file)
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as exc:
+            raise ConfigError(f"--client-config-file {path}: cannot read ({exc.strerror})") from exc
+        for n, line in enumerate(lines, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            key, sep, value = line.partition("=")
+            if not sep:
+                raise ConfigError(f"{path}:{n}: expected key=value (librdkafka client property), got {line!r}")
+            conf[key.strip()] = value.strip()
+    conf.update(_parse_kv(args.client_config, "--client-config"))
+    return conf
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bench.runner import RunOptions, run_scenario
+    from bench.scenario import load_scenario
+    from bench.summary import print_summary
+    from bench.target import open_target
+    from bench.thresholds import evaluate, validate_metric
+
+    scenario = load_scenario(args.scenario, args.set or ())
+    for t in scenario.thresholds:
+        validate_metric(t.metric)
+    client_conf = _client_config(args)
+    with open_target(args.bootstrap, args.broker or scenario.broker, nodes=args.nodes,
+                     client_config=client_conf, progress=_progress) as target:
+        err.print(f"[bold]{scenario.name}[/bold]: {len(scenario.cells)} cell(s) against {target.describe()}")
+        opts = RunOptions(bootstrap=target.bootstrap, broker=target.info, reports_root=Path(args.reports_dir),
+                          out=Path(args.out) if args.out else None, client_config=client_conf,
+                          progress=not args.no_progress, verify=args.verify, drain_timeout_s=args.drain_timeout,
+                          keep_topics=args.keep_topics, broker_alive=target.alive)
+        outcome = run_scenario(scenario, opts)
+    print_summary(outcome.document, out)
+    out.print(f"result: {outcome.run_dir / 'result.json'}")
+    if not outcome.complete:
+        err.print(f"[yellow]incomplete:[/yellow] {outcome.document.get('incomplete_reason')}")
+    misses = evaluate(outcome.document["cells"], scenario.thresholds)
+    if misses:
+        err.print(f"[red]{len(misses)} threshold miss(es):[/red]")
+        for m in misses:
+            err.print(f"  {m}")
+        return 1
+    if scenario.thresholds:
+        out.print(f"all {len(scenario.thresholds)} threshold(s) met in every cell")
+    return 0 if outcome.complete else 1
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run a scenario file (a matrix of cells) and write a result")
+    p.add_argument("scenario", help="scenario YAML (kbench or OpenMessaging Benchmark workload)")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--bootstrap", help="HOST:PORT of any Kafka-compatible broker")
+    target.add_argument("--broker", choices=["kafka", "tansu"], help="start an embedded broker for the run")
+    p.add_argument("--nodes", type=int, default=1, choices=[1, 3], help="embedded broker nodes")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario value")
+    p.add_argument("--out", help="run directory (must not exist or be empty)")
+    p.add_argument("--reports-dir", default="reports", help="root for run directories (default: reports)")
+    p.add_argument("--client-config", action="append", metavar="KEY=VALUE",
+                   help="librdkafka property for every client (SASL/TLS…); secrets are redacted in results")
+    p.add_argument("--client-config-file", help="file of librdkafka key=value lines for every client")
+    p.add_argument("--verify", action="store_true", help="keep every ack and read for the history checker")
+    p.add_argument("--drain-timeout", type=float, default=30.0, help="seconds consumers may take to catch up")
+    p.add_argument("--keep-topics", action="store_true", help="do not delete the topics kbench created")
+    p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    p.set_defaults(func=cmd_run)
+
+
+_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = [_add_broker, _add_run]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,7 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except KbenchError as exc:
-        err.print(f"[red]kbench: error:[/red] {exc}", markup=True, soft_wrap=True)
+        err.print("[red]kbench: error:[/red] ", end="")
+        err.print(str(exc), markup=False)
         return exc.exit_code
     except KeyboardInterrupt:
         err.print("kbench: interrupted")

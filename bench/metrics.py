@@ -455,6 +455,26 @@ class IntervalSeries:
         out[: min(n, self._n)] = values[: min(n, self._n)]
         return [int(x) for x in out]
 
+    def encode(self) -> dict[str, Any]:
+        """A picklable/JSON-able form that :meth:`decode` turns back into an identical series
+        (interval histograms as HdrHistogram V2 base64) — how workers ship series to the coordinator."""
+        n = self._n
+        return {"origin_ns": self.origin_ns, "interval_s": self.interval_s,
+                "count": self._count[:n].tolist(), "bytes": self._bytes[:n].tolist(),
+                "errors": self._errors[:n].tolist(), "out_of_range": self.latency_out_of_range,
+                "hists": {str(i): encode_histogram(h) for i, h in self._hists.items() if h.total_count}}
+
+    @classmethod
+    def decode(cls, doc: dict[str, Any]) -> IntervalSeries:
+        series = cls(int(doc["origin_ns"]), float(doc["interval_s"]))
+        n = len(doc["count"])
+        series._grow(n)
+        for name, key in (("_count", "count"), ("_bytes", "bytes"), ("_errors", "errors")):
+            getattr(series, name)[:n] = np.asarray(doc[key], dtype=np.int64)
+        series._hists = {int(i): decode_histogram(h) for i, h in doc["hists"].items()}
+        series.latency_out_of_range = int(doc.get("out_of_range", 0))
+        return series
+
     def to_dict(self, until_ns: int | None = None) -> dict[str, Any]:
         """JSON-ready columns; ``until_ns`` pads idle intervals up to the run's end with zeros.
 

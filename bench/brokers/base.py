@@ -93,13 +93,15 @@ def check_ports(ports: list[int]) -> None:
         )
 
 
-def probe_cluster(bootstrap: str, timeout: float = 5.0) -> dict[str, object]:
-    """Ask ``bootstrap`` for metadata; return cluster id and brokers, or raise BrokerUnreachableError."""
+def probe_cluster(bootstrap: str, timeout: float = 5.0, extra: dict[str, str] | None = None) -> dict[str, object]:
+    """Ask ``bootstrap`` for metadata; return cluster id and brokers, or raise BrokerUnreachableError.
+
+    ``extra``: client properties (SASL/TLS) needed to talk to it."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
     conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": int(timeout * 1000),
-                            "log_level": 0, "logger": _silent_logger}
+                            "log_level": 0, "logger": _silent_logger, **(extra or {})}
     admin = AdminClient(conf)
     try:
         md = admin.list_topics(timeout=timeout)
@@ -110,7 +112,7 @@ def probe_cluster(bootstrap: str, timeout: float = 5.0) -> dict[str, object]:
     return {
         "cluster_id": md.cluster_id,
         "controller_id": md.controller_id,
-        "brokers": {b.id: f"{b.host}:{b.port}" for b in md.brokers.values()},
+        "brokers": {str(b.id): f"{b.host}:{b.port}" for b in md.brokers.values()},
     }
 
 

@@ -1,0 +1,128 @@
+"""The versioned result document of a run: written atomically, loaded with version dispatch.
+
+Layout of ``result.json`` (``schema_version`` 1)::
+
+    {schema_version, kind: "kbench.run", run_id, complete, incomplete_reason,
+     started_at, ended_at (UTC ISO),
+     scenario: {name, path, sha256, source_format, document (redacted)},
+     environment: {kbench, python, confluent_kafka, librdkafka, hdrhistogram, host: {...},
+                   broker: {kind, version, bootstrap, embedded, nodes, cluster_id, brokers}},
+     cells: [ {index, label, params, complete, topic: {...}, workload: {...}, producer_config,
+               consumer_config, timing: {warmup_s, duration_s, window_s},
+               produce: {...}, consume: {...}, latency: {publish|service|send_delay|e2e: {summary, hdr}},
+               series: {produce, consume, lag}, check: {...}, backlog: {...} } ]}
+
+Histograms are HdrHistogram V2 (compressed, base64), decodable with ``hdrh``'s ``HdrHistogram.decode``;
+percentiles in ``summary`` are computed from them when the document is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.errors import ConfigError, ResultError
+from bench.redact import redact
+
+__all__ = ["SCHEMA_VERSION", "load_result", "new_run_dir", "result_path", "write_result"]
+
+SCHEMA_VERSION = 1
+RESULT_FILE = "result.json"
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_run_dir(root: Path, name: str, out: Path | None = None) -> Path:
+    """Create the run directory: ``out`` (must not exist or be empty) or ``root/<name>-<UTC timestamp>``."""
+    if out is not None:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise ConfigError(f"--out {out}: already exists and is not empty; kbench never overwrites a run")
+        out.mkdir(parents=True, exist_ok=True)
+        return out
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    for i in range(1000):
+        path = root / (f"{safe}-{stamp}" + (f"-{i}" if i else ""))
+        try:
+            path.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        return path
+    raise ConfigError(f"could not create a new run directory under {root}")
+
+
+def write_json_atomic(path: Path, doc: Any) -> None:
+    """Write ``doc`` as JSON to a temp file in the same directory, then rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=1, allow_nan=False, default=_default)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_result(run_dir: Path, doc: dict[str, Any]) -> Path:
+    """Redact secrets and write ``run_dir/result.json`` atomically (called after every cell)."""
+    doc = redact(doc)
+    doc["schema_version"] = SCHEMA_VERSION
+    path = run_dir / RESULT_FILE
+    write_json_atomic(path, doc)
+    return path
+
+
+def result_path(path: str | os.PathLike[str]) -> Path:
+    """Accept a run directory or a result.json path."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / RESULT_FILE
+    return p
+
+
+def load_result(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a result document (run directory or file), dispatching on its schema version."""
+    p = result_path(path)
+    if not p.exists():
+        raise ResultError(f"{p}: no such result (expected a run directory or a result.json)")
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultError(f"{p}: not a readable JSON result document ({exc})") from exc
+    if not isinstance(doc, dict) or "schema_version" not in doc:
+        raise ResultError(f"{p}: not a kbench result (no schema_version)")
+    version = doc["schema_version"]
+    loader = _LOADERS.get(version)
+    if loader is None:
+        raise ResultError(f"{p}: result schema_version {version!r} is not supported by this kbench "
+                          f"(supported: {', '.join(map(str, sorted(_LOADERS)))}); upgrade kbench")
+    doc = loader(doc)
+    doc["_path"] = str(p)
+    return doc
+
+
+def _load_v1(doc: dict[str, Any]) -> dict[str, Any]:
+    if doc.get("kind") != "kbench.run" or not isinstance(doc.get("cells"), list):
+        raise ResultError("result document of version 1 lacks kind 'kbench.run' or its cells")
+    return doc
+
+
+_LOADERS = {1: _load_v1}

@@ -1,0 +1,40 @@
+"""The summary table printed at the end of ``kbench run``: one row per matrix cell."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["print_summary"]
+
+
+def _ms(lat: dict[str, Any] | None, key: str) -> str:
+    if not lat or lat.get(key) is None:
+        return "–"
+    return f"{lat[key]:.2f}"
+
+
+def print_summary(doc: dict[str, Any], console: Console) -> None:
+    scen = doc["scenario"]["name"]
+    broker = doc["environment"]["broker"]
+    table = Table(title=f"{scen} on {broker.get('kind')} {broker.get('version') or ''}".strip(),
+                  title_justify="left")
+    for col in ("cell", "produce msg/s", "MB/s", "publish p50 ms", "p99 ms", "p99.9 ms", "e2e p99 ms",
+                "consume msg/s", "errors", "offsets"):
+        table.add_column(col, justify="left" if col == "cell" else "right")
+    for c in doc["cells"]:
+        lat = c["latency"]
+        spread = c["produce"].get("per_second") or {}
+        rate = f"{c['produce']['msgs_per_s']:,.0f}"
+        if spread.get("stdev") is not None and spread.get("samples", 0) > 1:
+            rate += f" ±{spread['stdev']:,.0f}"
+        agree = c["check"].get("offsets_agree")
+        table.add_row(
+            c["label"] + ("" if c["complete"] else " (incomplete)"), rate, f"{c['produce']['mb_per_s']:.2f}",
+            _ms(lat["publish"], "p50_ms"), _ms(lat["publish"], "p99_ms"), _ms(lat["publish"], "p99_9_ms"),
+            _ms(lat["e2e"], "p99_ms"), f"{c['consume']['msgs_per_s']:,.0f}", str(c["errors"]["total"]),
+            "–" if agree is None else ("ok" if agree else "MISMATCH"),
+        )
+    console.print(table)

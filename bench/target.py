@@ -1,0 +1,71 @@
+"""The broker a run targets: an external bootstrap address (checked fast) or an embedded broker started
+for the run and stopped afterwards."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from bench.brokers import BrokerHandle, probe_cluster, start_broker
+from bench.errors import ConfigError
+
+__all__ = ["Target", "open_target"]
+
+PROBE_TIMEOUT_S = 8.0
+
+
+@dataclass
+class Target:
+    bootstrap: str
+    info: dict[str, Any]
+    handle: BrokerHandle | None = None
+
+    def alive(self) -> bool:
+        return self.handle.is_alive() if self.handle is not None else True
+
+    def describe(self) -> str:
+        kind = self.info.get("kind", "external")
+        version = self.info.get("version") or "unknown version"
+        where = "embedded" if self.handle is not None else "external"
+        return f"{kind} {version} ({where}, {self.bootstrap})"
+
+
+def _api_versions(bootstrap: str) -> dict[str, Any] | None:
+    """The advertised API ranges (recorded with results), or None for a listener kbench cannot speak
+    to in plaintext (TLS/SASL)."""
+    from bench.errors import BrokerError
+    from bench.protocol import api_versions
+
+    try:
+        return api_versions(bootstrap, timeout=5.0).as_json()
+    except (OSError, ValueError, BrokerError):
+        return None
+
+
+@contextmanager
+def open_target(bootstrap: str | None, broker: str | None, *, nodes: int = 1,
+                client_config: dict[str, str] | None = None,
+                progress: Callable[[str], None] | None = None) -> Iterator[Target]:
+    """Yield the run's target. External: fail within ~8 s if it does not answer. Embedded: start and stop."""
+    if bootstrap:
+        cluster = probe_cluster(bootstrap, timeout=PROBE_TIMEOUT_S, extra=client_config)
+        info = {"kind": os.environ.get("KBENCH_BROKER_NAME", "external"), "version": None, "embedded": False,
+                "bootstrap": bootstrap, **cluster, "api_versions": _api_versions(bootstrap)}
+        yield Target(bootstrap, info)
+        return
+    if not broker:
+        raise ConfigError("no broker to run against: pass --bootstrap HOST:PORT or --broker kafka|tansu "
+                          "(or set `broker:` in the scenario)")
+    if progress:
+        progress(f"starting embedded {broker} ({nodes} node{'s' if nodes > 1 else ''})…")
+    handle = start_broker(broker, nodes=nodes, port=0, name=f"run-{os.getpid()}", progress=progress)
+    try:
+        cluster = probe_cluster(handle.bootstrap)
+        info = {"kind": handle.kind, "version": handle.version, "embedded": True, "bootstrap": handle.bootstrap,
+                "nodes": len(handle.nodes), **cluster, "api_versions": _api_versions(handle.bootstrap)}
+        yield Target(handle.bootstrap, info, handle)
+    finally:
+        handle.stop()
