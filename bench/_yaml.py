@@ -19,7 +19,7 @@ import math
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from types import MappingProxyType
 
 import yaml
@@ -402,7 +402,9 @@ def freeze(value: object) -> object:
 
 
 def to_plain(value: object) -> object:
-    """Undo :func:`freeze`: plain dicts and lists, ready for ``json.dumps``."""
+    """Undo :func:`freeze`: plain dicts and lists (paths as strings), ready for ``json.dumps``."""
+    if isinstance(value, PurePath):
+        return str(value)
     if isinstance(value, Mapping):
         return {k: to_plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

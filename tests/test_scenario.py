@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -391,6 +392,8 @@ def test_payload_file_relative_to_scenario(tmp_path: Path) -> None:
     text = "workload:\n  payload: {kind: file, file: data/p.bin}\n"
     sc = load_scenario(write(tmp_path, text))
     assert sc.cells[0].workload.payload == Payload("file", 0.0, (tmp_path / "data" / "p.bin").resolve())
+    plain = to_plain(dataclasses.asdict(sc.cells[0].workload))
+    assert json.loads(json.dumps(plain))["payload"]["file"] == str((tmp_path / "data" / "p.bin").resolve())
     again = load_scenario_text(text, base_dir=tmp_path)
     assert again.cells[0].workload.payload.file == sc.cells[0].workload.payload.file
     err = raises(load_scenario_text, text, base_dir=tmp_path / "data")
