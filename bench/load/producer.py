@@ -28,13 +28,16 @@ from bench.metrics import IntervalSeries, LatencyRecorder
 __all__ = ["run_producer"]
 
 _CHUNK = 512
+_CHUNK_BYTES = 1 << 20
+_HEAD_DTYPE = np.dtype([("t", "<i8"), ("producer", "<u2"), ("hi", "<u2"), ("lo", "<u4")])
+_QUEUE_FULL = -184  # librdkafka RD_KAFKA_RESP_ERR__QUEUE_FULL
 _ID = struct.Struct("<HHI")  # producer index, seq high 16 bits, seq low 32 bits (header bytes 8..16)
 
 
 class _Acks:
     """Delivery-report sink: plain lists appended by the callback, drained after each poll."""
 
-    def __init__(self, rate_limited: bool, verify: bool) -> None:
+    def __init__(self, rate_limited: bool, verify: bool, fixed_size: int | None = None) -> None:
         self.lat: list[float] = []
         self.ack_ns: list[int] = []
         self.heads: list[bytes] = []
@@ -46,6 +49,13 @@ class _Acks:
         lat_app, ack_app, head_app, size_app = self.lat.append, self.ack_ns.append, self.heads.append, self.sizes.append
         ver_app = self.verify.append
         errors = self.errors
+
+        def on_delivery_max_fixed(err: Any, msg: Any) -> None:
+            if err is None:
+                lat_app(msg.latency())
+            else:
+                name = err.name()
+                errors[name] = errors.get(name, 0) + 1
 
         def on_delivery_max(err: Any, msg: Any) -> None:
             if err is None:
@@ -68,7 +78,48 @@ class _Acks:
                 name = err.name()
                 errors[name] = errors.get(name, 0) + 1
 
-        self.callback = on_delivery_rate if (rate_limited or verify) else on_delivery_max
+        self.fixed_size = fixed_size
+        self.callback = on_delivery_rate if (rate_limited or verify) else \
+            (on_delivery_max_fixed if fixed_size is not None else on_delivery_max)
+
+
+class _ChunkBuilder:
+    """Builds a chunk of message values at once with numpy: bodies are consecutive slices of the payload
+    pool, each overwritten with its 16-byte header (intended ns, producer, seq)."""
+
+    def __init__(self, pool: PayloadPool, sizes: Any, producer: int, rng: np.random.Generator) -> None:
+        self.pool = np.frombuffer(pool.data, dtype=np.uint8)
+        self.limit = pool.pool_size
+        self.sizes = sizes
+        self.fixed = sizes.value if sizes.distribution == "fixed" else None
+        self.producer = producer
+        self.rng = rng
+        self.pos = 0
+        self._cols = np.arange(HEADER.size, dtype=np.int64)
+
+    def build(self, intended: np.ndarray, seq0: int, keys: list[bytes | None]) -> list[dict[str, Any]]:
+        n = intended.size
+        if self.fixed is not None:
+            lens = np.full(n, max(self.fixed, HEADER.size), dtype=np.int64)
+        else:
+            lens = np.maximum(self.sizes.sample(n, self.rng), HEADER.size)
+        ends = np.cumsum(lens)
+        total = int(ends[-1])
+        if self.pos + total > self.limit:
+            self.pos = 0
+        buf = self.pool[self.pos:self.pos + total].copy()
+        self.pos += total
+        starts = ends - lens
+        head = np.empty(n, dtype=_HEAD_DTYPE)
+        seqs = seq0 + np.arange(n, dtype=np.int64)
+        head["t"], head["producer"] = intended, self.producer
+        head["hi"], head["lo"] = (seqs >> 32) & 0xFFFF, seqs & 0xFFFFFFFF
+        buf[starts[:, None] + self._cols] = head.view(np.uint8).reshape(n, HEADER.size)
+        raw = buf.tobytes()
+        bounds = zip(starts.tolist(), ends.tolist(), strict=True)
+        if keys[0] is None:
+            return [{"value": raw[a:b]} for a, b in bounds]
+        return [{"value": raw[a:b], "key": k} for (a, b), k in zip(bounds, keys, strict=True)]
 
 
 def run_producer(spec: WorkerSpec, ctl: Control, out: Any) -> None:
@@ -83,16 +134,19 @@ def run_producer(spec: WorkerSpec, ctl: Control, out: Any) -> None:
 
 
 def _produce(spec: WorkerSpec, ctl: Control, out: Any) -> dict[str, Any]:
-    from confluent_kafka import KafkaException, Producer
+    from confluent_kafka import Producer
 
     rate_limited = spec.rate is not None
-    acks = _Acks(rate_limited, spec.verify)
+    fixed = max(spec.message_size.value or 1, HEADER.size) if spec.message_size.distribution == "fixed" else None
+    acks = _Acks(rate_limited, spec.verify, fixed)
     conf: dict[str, Any] = {"bootstrap.servers": spec.bootstrap, **spec.client_config,
                             "on_delivery": acks.callback}
     producer = Producer(conf)
     rng = np.random.default_rng(spec.seed)
-    pool = PayloadPool(compressibility=spec.payload.compressibility, file=spec.payload.file,
-                       max_size=max(spec.message_size.max or 1, HEADER.size), seed=spec.seed)
+    max_size = max(spec.message_size.max or 1, HEADER.size)
+    chunk_max = max(1, min(_CHUNK, _CHUNK_BYTES // max_size))
+    pool = PayloadPool(compressibility=spec.payload.compressibility, file=spec.payload.file, max_size=max_size,
+                       pool_size=max(4 << 20, 2 * chunk_max * max_size), seed=spec.seed)
     keys = KeyStream(spec.keys.kind, spec.keys.count, spec.keys.zipf_s, seed=spec.seed, producer=spec.index)
     publish, service, delay = LatencyRecorder(), LatencyRecorder(), LatencyRecorder()
     out.put(("ready", "producer", spec.index, None))
@@ -103,8 +157,9 @@ def _produce(spec: WorkerSpec, ctl: Control, out: Any) -> dict[str, Any]:
     t0_ns, t_start_ns, t_end_ns = window
     series = IntervalSeries(origin_ns=t_start_ns)
     mono = time.monotonic_ns
-    produce, poll = producer.produce, producer.poll
-    topic, data, pack = spec.topic, pool.data, HEADER.pack
+    produce_batch, poll = producer.produce_batch, producer.poll
+    topic = spec.topic
+    chunks = _ChunkBuilder(pool, spec.message_size, spec.index, rng)
     interval_ns = int(1e9 / spec.rate) if spec.rate else 0
     next_ns = t0_ns + (interval_ns * spec.index) // max(1, spec.extra.get("producers", 1))
     seq = 0
@@ -112,7 +167,6 @@ def _produce(spec: WorkerSpec, ctl: Control, out: Any) -> dict[str, Any]:
     queue_full = 0
     measuring = False
     measured_sent = 0
-    delays: list[int] = []
     last_stat = mono()
     stat_count = 0
     ended_ns = t_end_ns
@@ -123,7 +177,8 @@ def _produce(spec: WorkerSpec, ctl: Control, out: Any) -> dict[str, Any]:
         if not n:
             return
         lat_us = (np.asarray(acks.lat, dtype=np.float64) * 1e6).astype(np.int64)
-        sizes = np.asarray(acks.sizes, dtype=np.int64)
+        sizes = np.asarray(acks.sizes, dtype=np.int64) if acks.sizes or acks.fixed_size is None \
+            else np.full(n, acks.fixed_size, dtype=np.int64)
         if measuring or now >= t_end_ns:
             service.record_many(lat_us)
             if rate_limited:
@@ -152,51 +207,54 @@ def _produce(spec: WorkerSpec, ctl: Control, out: Any) -> dict[str, Any]:
             # warm-up is over: keep nothing of it
             for rec in (publish, service, delay):
                 rec.reset()
-            delays.clear()
         if rate_limited:
             if now < next_ns:
                 poll(min(0.001, (next_ns - now) / 1e9))
                 drain_acks(mono())
                 continue
-            due = min(_CHUNK, (now - next_ns) // interval_ns + 1)
+            due = min(chunk_max, (now - next_ns) // interval_ns + 1)
         else:
-            due = _CHUNK
-        sizes = spec.message_size.sample(due, rng).tolist() if spec.message_size.distribution != "fixed" \
-            else [spec.message_size.value or 1] * due
-        offs = pool.offsets(due).tolist()
-        ks = keys.batch(due)
-        for j in range(due):
-            if rate_limited:
-                intended = next_ns
-                next_ns += interval_ns
-            else:
-                intended = mono()
-            body = max(0, sizes[j] - 16)
-            value = pack(intended, spec.index, (seq >> 32) & 0xFFFF, seq & 0xFFFFFFFF) + data[offs[j]:offs[j] + body]
-            while True:
-                try:
-                    produce(topic, value, ks[j])
-                    break
-                except BufferError:
-                    queue_full += 1
-                    poll(0.0005)
-                    drain_acks(mono())
-                except KafkaException as exc:
-                    name = exc.args[0].name() if exc.args else "KafkaException"
-                    acks.errors[name] = acks.errors.get(name, 0) + 1
-                    break
-            if rate_limited and measuring:
-                delays.append(mono() - intended)
-            seq += 1
+            due = chunk_max
+        t_build = mono()
+        intended = (next_ns + interval_ns * np.arange(due, dtype=np.int64)) if rate_limited \
+            else np.full(due, t_build, dtype=np.int64)
+        if rate_limited:
+            next_ns += interval_ns * due
+        msgs = chunks.build(intended, seq, keys.batch(due))
+        seq += due
+        pending = msgs
+        while pending:
+            try:
+                queued = produce_batch(topic, pending)
+            except BufferError:  # nothing queued: wait for room and send the chunk again
+                queue_full += 1
+                poll(0.0005)
+                drain_acks(mono())
+                continue
+            if queued == len(pending):
+                break
+            retry = []
+            for m in pending:
+                e = m.pop("_error", None)
+                if e is None:
+                    continue
+                if e.code() == _QUEUE_FULL:
+                    retry.append(m)
+                else:
+                    acks.errors[e.name()] = acks.errors.get(e.name(), 0) + 1
+            if retry:
+                queue_full += 1
+                poll(0.0005)
+                drain_acks(mono())
+            pending = retry
+        if rate_limited and measuring:
+            delay.record_many((mono() - intended) // 1000)
         sent_total += due
         if measuring:
             measured_sent += due
         poll(0)
         now = mono()
         drain_acks(now)
-        if delays and len(delays) > 4096:
-            delay.record_many(np.asarray(delays, dtype=np.int64) // 1000)
-            delays.clear()
         if now - last_stat >= 1_000_000_000:
             last = series.histogram_at(len(series) - 1) if measuring and len(series) else None
             p99 = last.get_value_at_percentile(99.0) if last is not None and last.get_total_count() else None
@@ -212,8 +270,6 @@ def _produce(spec: WorkerSpec, ctl: Control, out: Any) -> dict[str, Any]:
         drain_acks(mono())
     drain_acks(mono())
     unacked = len(producer)
-    if delays:
-        delay.record_many(np.asarray(delays, dtype=np.int64) // 1000)
     window_s = max(0.0, (ended_ns - t_start_ns) / 1e9)
     series_doc = series.to_dict(until_ns=ended_ns)
     return {
