@@ -15,7 +15,7 @@ from bench.errors import ConfigError, KbenchError
 if TYPE_CHECKING:
     from bench.brokers import BrokerHandle
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 Handler = Callable[[argparse.Namespace], int]
@@ -241,7 +241,58 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_run)
 
 
-_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = [_add_broker, _add_run]
+# -- conformance ------------------------------------------------------------------------------------
+def cmd_conformance(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from conformance.runner import matrix, run
+
+    if args.action == "matrix":
+        if not args.dirs:
+            raise ConfigError("kbench conformance matrix DIR...: name one or more conformance report directories")
+        missing = [d for d in args.dirs if not Path(d).exists()]
+        if missing:
+            raise ConfigError(f"no such report directory: {', '.join(missing)}")
+        print(matrix([Path(d) for d in args.dirs]))
+        return 0
+    if args.action is not None or args.dirs:
+        raise ConfigError(f"unknown conformance action {args.action!r} (expected: matrix, or options only)")
+    if not args.bootstrap and not args.broker:
+        raise ConfigError("kbench conformance: pass --bootstrap HOST:PORT (any broker) or --broker kafka|tansu")
+    if args.bootstrap:
+        from bench.brokers import probe_cluster
+
+        probe_cluster(args.bootstrap, timeout=8.0)  # fail fast, with a message, if nothing answers
+    extra = list(args.pytest_args or [])
+    if extra and extra[0] == "--":
+        extra = extra[1:]
+    if args.k:
+        extra = ["-k", args.k, *extra]
+    if args.broker_name:
+        extra = ["--broker-name", args.broker_name, *extra]
+    code = run(args.bootstrap, args.broker, Path(args.report_dir) if args.report_dir else None, extra)
+    if code == 5:
+        raise ConfigError("the conformance selection matched no check (pytest exit 5)")
+    return {0: 0, 1: 1}.get(code, 2)
+
+
+def _add_conformance(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("conformance", help="check a broker's Kafka semantics; write a compatibility report",
+                       description="Run the conformance suite (or `kbench conformance matrix DIR...` to pivot "
+                                   "several reports into one broker x check table).")
+    p.add_argument("action", nargs="?", help="'matrix' to combine reports")
+    p.add_argument("dirs", nargs="*", help="report directories (with 'matrix')")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--bootstrap", help="HOST:PORT of the broker to check")
+    target.add_argument("--broker", choices=["kafka", "tansu"], help="start an embedded broker to check")
+    p.add_argument("--broker-name", help="implementation name to record for an external broker (e.g. redpanda)")
+    p.add_argument("--report-dir", help="report directory (default reports/conformance-<broker>-<UTC>)")
+    p.add_argument("-k", help="pytest -k expression selecting checks, e.g. 'P1 or G3'")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: extra pytest arguments")
+    p.set_defaults(func=cmd_conformance)
+
+
+_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = [_add_broker, _add_run, _add_conformance]
 
 
 def build_parser() -> argparse.ArgumentParser:
