@@ -200,7 +200,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     client_conf = _client_config(args)
     with open_target(args.bootstrap, args.broker or scenario.broker, nodes=args.nodes,
                      client_config=client_conf, progress=_progress) as target:
-        err.print(f"[bold]{scenario.name}[/bold]: {len(scenario.cells)} cell(s) against {target.describe()}")
+        err.print(f"{scenario.name}: {len(scenario.cells)} cell(s) against {target.describe()}", markup=False)
         opts = RunOptions(bootstrap=target.bootstrap, broker=target.info, reports_root=Path(args.reports_dir),
                           out=Path(args.out) if args.out else None, client_config=client_conf,
                           progress=not args.no_progress, verify=args.verify, drain_timeout_s=args.drain_timeout,
@@ -214,7 +214,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if misses:
         err.print(f"[red]{len(misses)} threshold miss(es):[/red]")
         for m in misses:
-            err.print(f"  {m}")
+            err.print(f"  {m}", markup=False)
         return 1
     if scenario.thresholds:
         out.print(f"all {len(scenario.thresholds)} threshold(s) met in every cell")

@@ -100,8 +100,10 @@ def run_scenario(scenario: Scenario, opts: RunOptions) -> RunOutcome:
             None if doc["complete"] else "a cell did not complete (see cells[].incomplete_reason)")
         write_result(run_dir, doc)
     if reason is not None:
-        raise RunAborted(f"run stopped: {reason}; partial results written to {run_dir / 'result.json'} "
-                         "(marked incomplete)")
+        aborted = RunAborted(f"run stopped: {reason}; partial results written to {run_dir / 'result.json'} "
+                             "(marked incomplete)")
+        aborted.exit_code = 130 if "SIGINT" in reason else 1
+        raise aborted
     return RunOutcome(run_dir, doc, bool(doc["complete"]))
 
 

@@ -27,10 +27,10 @@ class Target:
         return self.handle.is_alive() if self.handle is not None else True
 
     def describe(self) -> str:
-        kind = self.info.get("kind", "external")
-        version = self.info.get("version") or "unknown version"
-        where = "embedded" if self.handle is not None else "external"
-        return f"{kind} {version} ({where}, {self.bootstrap})"
+        if self.handle is None:
+            return f"external broker {self.info.get('kind')} at {self.bootstrap} " \
+                   f"({len(self.info.get('brokers') or {})} broker(s), cluster {self.info.get('cluster_id')})"
+        return f"embedded {self.info['kind']} {self.info['version']} at {self.bootstrap}"
 
 
 def _api_versions(bootstrap: str) -> dict[str, Any] | None:

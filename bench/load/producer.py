@@ -180,17 +180,21 @@ def _produce(spec: WorkerSpec, ctl: Control, out: Any) -> dict[str, Any]:
         sizes = np.asarray(acks.sizes, dtype=np.int64) if acks.sizes or acks.fixed_size is None \
             else np.full(n, acks.fixed_size, dtype=np.int64)
         if measuring or now >= t_end_ns:
-            service.record_many(lat_us)
             if rate_limited:
+                # only messages *scheduled* inside the window count (warm-up ones acked late do not)
                 intended = np.frombuffer(b"".join(acks.heads), dtype="<i8")
                 pub = (np.asarray(acks.ack_ns, dtype=np.int64) - intended) // 1000
                 in_window = intended >= t_start_ns
+                k = int(in_window.sum())
                 publish.record_many(pub[in_window])
-                series.add_latencies(np.full(int(in_window.sum()), now), pub[in_window])
+                service.record_many(lat_us[in_window])
+                series.add_latencies(np.full(k, now), pub[in_window])
+                series.add_many(np.full(k, now), sizes[in_window])
             else:
                 publish.record_many(lat_us)
+                service.record_many(lat_us)
                 series.add_latencies(np.full(n, now), lat_us)
-            series.add_many(np.full(n, now), sizes)
+                series.add_many(np.full(n, now), sizes)
         acked_total += n
         stat_count += n
         acks.lat.clear(); acks.sizes.clear(); acks.ack_ns.clear(); acks.heads.clear()  # noqa: E702
@@ -264,7 +268,8 @@ def _produce(spec: WorkerSpec, ctl: Control, out: Any) -> dict[str, Any]:
     ended_ns = min(mono(), t_end_ns)
     stopped_early = ctl.stop.is_set() and ended_ns < t_end_ns
     # deliver what is in flight (these messages were sent inside the window)
-    deadline = mono() + int(spec.flush_timeout_s * 1e9)
+    # stopped early (Ctrl-C, dead broker): don't wait long for acks that may never come
+    deadline = mono() + int((3.0 if ctl.stop.is_set() else spec.flush_timeout_s) * 1e9)
     while len(producer) > 0 and mono() < deadline:
         poll(0.05)
         drain_acks(mono())
