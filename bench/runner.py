@@ -46,6 +46,11 @@ class RunOptions:
     drain_timeout_s: float = 30.0
     keep_topics: bool = False
     broker_alive: Any = None                     # callable -> bool for embedded brokers
+    # hooks (fault injection, verification): on_load_start(cell, topic, t0_ns) -> object with .stop() -> dict
+    # (its dict goes into the cell as "faults"); on_cell_end(cell, topic, worker_results) -> dict merged into
+    # the cell document (e.g. {"verification": …}); both called in the coordinator process.
+    on_load_start: Any = None
+    on_cell_end: Any = None
 
 
 @dataclass
@@ -179,6 +184,7 @@ def _run_cell(ctx: Any, scenario: Scenario, cell: Cell, opts: RunOptions, run_id
                           extra={"producers": w.producers}, **common)
         procs[("producer", i)] = ctx.Process(target=run_producer, args=(spec, ctl, out), daemon=True)
     state = _CellState(out, progress, opts, procs)
+    injector: Any = None
     backlog = w.backlog
     if backlog is None:
         ctl.consume.set()
@@ -193,6 +199,8 @@ def _run_cell(ctx: Any, scenario: Scenario, cell: Cell, opts: RunOptions, run_id
             state.wait_for(lambda: state.ready["consumer"] >= n_cons, JOIN_TIMEOUT_S, "consumers to join their group")
         state.wait_for(lambda: state.ready["producer"] >= w.producers, READY_TIMEOUT_S, "producers to start")
         ctl.t0.value = time.monotonic_ns() + 50_000_000
+        if opts.on_load_start is not None:
+            injector = opts.on_load_start(cell, topic, int(ctl.t0.value))
         t_end = time.monotonic() + 0.05 + w.warmup_s + w.duration_s
         backlog_doc = _run_backlog(state, ctl, w, n_cons) if backlog is not None else None
         progress.set_phase("warm-up" if w.warmup_s else "measure")
@@ -225,6 +233,7 @@ def _run_cell(ctx: Any, scenario: Scenario, cell: Cell, opts: RunOptions, run_id
     finally:
         ctl.stop.set()
         _stop_processes(procs)
+        fault_log = injector.stop() if injector is not None else None
     offsets = None
     if created and w.producers:
         from confluent_kafka import KafkaException
@@ -236,6 +245,10 @@ def _run_cell(ctx: Any, scenario: Scenario, cell: Cell, opts: RunOptions, run_id
     result = build_cell_result(cell, topic, state.results, state.errors, opts, offsets=offsets,
                                backlog=backlog_doc, elapsed_s=time.monotonic() - started, run_dir=run_dir,
                                warnings=state.warnings)
+    if fault_log is not None:
+        result["faults"] = fault_log
+    if opts.on_cell_end is not None:
+        result.update(opts.on_cell_end(cell, topic, state.results))
     if created and not opts.keep_topics:
         _delete_topic(opts, topic)
     return result

@@ -44,10 +44,11 @@ class _Acks:
         self.sizes: list[int] = []
         self.errors: dict[str, int] = {}
         self.error_count = 0
-        self.verify: list[tuple[int, int, bytes]] = []
+        self.verify: list[tuple[int, int, bytes, int]] = []
+        self.verify_failed: list[tuple[bytes, str]] = []
         mono = time.monotonic_ns
         lat_app, ack_app, head_app, size_app = self.lat.append, self.ack_ns.append, self.heads.append, self.sizes.append
-        ver_app = self.verify.append
+        ver_app, fail_app = self.verify.append, self.verify_failed.append
         errors = self.errors
 
         def on_delivery_max_fixed(err: Any, msg: Any) -> None:
@@ -67,16 +68,19 @@ class _Acks:
 
         def on_delivery_rate(err: Any, msg: Any) -> None:
             if err is None:
-                ack_app(mono())
+                t = mono()
+                ack_app(t)
                 lat_app(msg.latency())
                 v = msg.value()
                 head_app(v[:8])
                 size_app(len(v))
                 if verify:
-                    ver_app((msg.partition(), msg.offset(), v[8:16]))
+                    ver_app((msg.partition(), msg.offset(), v[8:16], t))
             else:
                 name = err.name()
                 errors[name] = errors.get(name, 0) + 1
+                if verify:
+                    fail_app((msg.value()[8:16], name))
 
         self.fixed_size = fixed_size
         self.callback = on_delivery_rate if (rate_limited or verify) else \
@@ -120,6 +124,12 @@ class _ChunkBuilder:
         if keys[0] is None:
             return [{"value": raw[a:b]} for a, b in bounds]
         return [{"value": raw[a:b], "key": k} for (a, b), k in zip(bounds, keys, strict=True)]
+
+
+def _seq(ident: bytes) -> tuple[int, int]:
+    """(producer index, seq) from header bytes 8..16."""
+    producer, hi, lo = _ID.unpack(ident)
+    return producer, (hi << 32) | lo
 
 
 def run_producer(spec: WorkerSpec, ctl: Control, out: Any) -> None:
@@ -292,5 +302,9 @@ def _produce(spec: WorkerSpec, ctl: Control, out: Any) -> dict[str, Any]:
                 "send_delay": delay.encode() if rate_limited else None},
         "series": series.encode(),
         "window_end_ns": ended_ns,
-        "verify": [(p, o, *_ID.unpack(ident)) for p, o, ident in acks.verify] if spec.verify else None,
+        # verification: every ack (partition, offset, producer, seq, ack ns) and every failed send
+        "verify": {"acks": [(p, o, *_seq(ident), t) for p, o, ident, t in acks.verify],
+                   "failed": [(*_seq(ident), name) for ident, name in acks.verify_failed],
+                   "unacked_seq_from": seq - unacked if unacked else None,
+                   "sent": seq} if spec.verify else None,
     }
