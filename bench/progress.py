@@ -42,7 +42,8 @@ class RunProgress:
                 self.live.start()
             self.live.update(self._render())
         else:
-            self.console.print(f"cell {self.index + 1}/{self.total} [{self.cell}]: {phase}")
+            total = f"/{self.total}" if self.total else ""
+            self.console.print(f"cell {self.index + 1}{total} [{self.cell}]: {phase}", markup=False)
 
     def stat(self, role: str, index: int, t_s: float, count: int, p99_us: Any, total: int) -> None:
         self._last[(role, index)] = (t_s, count, p99_us, total)
@@ -69,7 +70,7 @@ class RunProgress:
         return " | ".join(parts)
 
     def _render(self) -> Table:
-        table = Table(title=f"kbench — cell {self.index + 1}/{self.total}: {self.cell}", title_justify="left")
+        table = Table(title=f"kbench — cell {self.index + 1}{f'/{self.total}' if self.total else ''}: {self.cell}", title_justify="left")
         table.add_column("phase")
         table.add_column("produce msg/s", justify="right")
         table.add_column("publish p99 ms", justify="right")

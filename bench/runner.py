@@ -14,6 +14,7 @@ import multiprocessing as mp
 import queue
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,9 +67,15 @@ class _Aborted(Exception):
         self.reason = reason
 
 
-def run_scenario(scenario: Scenario, opts: RunOptions) -> RunOutcome:
+def run_scenario(scenario: Scenario, opts: RunOptions,
+                 next_cell: Callable[[list[dict[str, Any]]], Cell | None] | None = None,
+                 extra: dict[str, Any] | None = None) -> RunOutcome:
     """Run every cell of ``scenario``; return where the result is. Raises RunAborted after writing a
-    partial result when interrupted or when the broker died."""
+    partial result when interrupted or when the broker died.
+
+    ``next_cell`` makes the run adaptive (e.g. a knee search): it is called with the cell documents so far
+    and returns the next cell to run, or None to finish (then ``scenario.cells`` is ignored). ``extra`` is
+    merged into the root of the document (and may be mutated by ``next_cell`` as it decides)."""
     run_id = uuid.uuid4().hex[:8]
     run_dir = new_run_dir(opts.reports_root, scenario.name, opts.out)
     doc: dict[str, Any] = {
@@ -80,13 +87,15 @@ def run_scenario(scenario: Scenario, opts: RunOptions) -> RunOutcome:
         "environment": {**client_versions(), "host": host_info(), "broker": opts.broker,
                         "clock": "CLOCK_MONOTONIC; producers and consumers on one host"},
         "cells": [],
+        **(extra or {}),
     }
     write_result(run_dir, doc)
-    progress = RunProgress(len(scenario.cells), enabled=opts.progress)
+    progress = RunProgress(len(scenario.cells) if next_cell is None else 0, enabled=opts.progress)
     ctx = mp.get_context("spawn")
     reason: str | None = None
     try:
-        for cell in scenario.cells:
+        cells = iter(scenario.cells) if next_cell is None else iter(lambda: next_cell(doc["cells"]), None)
+        for cell in cells:
             progress.start_cell(cell.index, cell.label())
             try:
                 result = _run_cell(ctx, scenario, cell, opts, run_id, progress, run_dir)
