@@ -70,7 +70,8 @@ class RunProgress:
         return " | ".join(parts)
 
     def _render(self) -> Table:
-        table = Table(title=f"kbench — cell {self.index + 1}{f'/{self.total}' if self.total else ''}: {self.cell}", title_justify="left")
+        total = f"/{self.total}" if self.total else ""
+        table = Table(title=f"kbench — cell {self.index + 1}{total}: {self.cell}", title_justify="left")
         table.add_column("phase")
         table.add_column("produce msg/s", justify="right")
         table.add_column("publish p99 ms", justify="right")
