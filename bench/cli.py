@@ -292,7 +292,15 @@ def _add_conformance(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_conformance)
 
 
-_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = [_add_broker, _add_run, _add_conformance]
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    from bench.report.commands import register
+
+    register(sub)
+
+
+_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_broker, _add_run, _add_conformance, _add_report,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
