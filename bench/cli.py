@@ -304,7 +304,10 @@ _EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kbench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="kbench",
+        description="Benchmark and conformance harness for Apache Kafka and Kafka-compatible brokers. "
+                    "Start with `kbench run scenarios/smoke.yaml --broker kafka`.")
     parser.add_argument("--version", action="version", version=f"kbench {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True)
     for add in _EXTENSIONS:

@@ -176,7 +176,7 @@ def _run_cell(ctx: Any, scenario: Scenario, cell: Cell, opts: RunOptions, run_id
         _create_topic(opts, cell, topic)
     ctl = Control(stop=ctx.Event(), consume=ctx.Event(), t0=ctx.RawValue("q", 0))
     out = ctx.Queue()
-    common = {"bootstrap": opts.bootstrap, "topic": topic, "warmup_ns": int(w.warmup_s * 1e9),
+    common: dict[str, Any] = {"bootstrap": opts.bootstrap, "topic": topic, "warmup_ns": int(w.warmup_s * 1e9),
               "duration_ns": int(w.duration_s * 1e9), "message_size": w.message_size, "payload": w.payload,
               "keys": w.keys, "verify": opts.verify}
     procs: dict[tuple[str, int], Any] = {}

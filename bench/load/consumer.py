@@ -77,11 +77,11 @@ def _consume(spec: WorkerSpec, ctl: Control, out: Any) -> dict[str, Any]:
                     series = IntervalSeries(origin_ns=window[1])
             t0_ns, t_start_ns, t_end_ns = window or (now, now + (1 << 62), now + (1 << 62))
             if msgs:
-                values = []
+                values: list[bytes] = []
                 for m in msgs:
                     err = m.error()
                     if err is None:
-                        values.append(m.value())
+                        values.append(m.value() or b"")
                     elif err.code() != KafkaError._PARTITION_EOF:
                         errors[err.name()] = errors.get(err.name(), 0) + 1
                 n = len(values)
@@ -103,10 +103,10 @@ def _consume(spec: WorkerSpec, ctl: Control, out: Any) -> dict[str, Any]:
                     if spec.verify:
                         good = [m for m in msgs if m.error() is None]
                         for m in good:
-                            v = m.value()
+                            v = m.value() or b""
                             if len(v) >= HEADER.size:
                                 _t, prod, hi, lo = HEADER.unpack_from(v)
-                                verify.append((m.partition(), m.offset(), prod, (hi << 32) | lo))
+                                verify.append((m.partition() or 0, m.offset() or 0, prod, (hi << 32) | lo))
             if now - last_stat >= 1_000_000_000:
                 total_lag = _lag(consumer, assigned)
                 if total_lag is not None:
