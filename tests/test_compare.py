@@ -99,7 +99,7 @@ def _brute_force_p(x: list[float], y: list[float]) -> float:
 def test_mann_whitney_reference_values() -> None:
     # scipy.stats.mannwhitneyu documentation example (males vs females): U = 17, p = 0.1111 exact,
     # 0.11134688653314041 asymptotic
-    males, females = [19, 22, 16, 29, 24], [20, 11, 17, 12]
+    males, females = [19.0, 22, 16, 29, 24], [20.0, 11, 17, 12]
     exact = mann_whitney_u(males, females)
     assert exact.method == "exact" and exact.u == 17.0
     assert exact.p_value == pytest.approx(_brute_force_p(males, females))

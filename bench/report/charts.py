@@ -18,6 +18,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 from bench.report.data import (
     CONSUME_MSGS,
     PRODUCE_MSGS,
+    best_rows,
     cell_name,
     full_seconds,
     latency_spectrum,
@@ -65,9 +66,7 @@ def throughput_chart(doc: dict[str, Any], path: Path) -> Path:
     ax = fig.add_subplot()
     width = 0.38
     produce = [metric_value(c, PRODUCE_MSGS) or 0.0 for c in cells]
-    best = max(range(n), key=lambda i: produce[i]) if n > 1 and any(c.get("complete") for c in cells) else None
-    if best is not None and not cells[best].get("complete"):
-        best = max((i for i in range(n) if cells[i].get("complete")), key=lambda i: produce[i])
+    best = best_rows(produce, [bool(c.get("complete")) for c in cells], True)
     for offset, metric, color, name in ((-width / 2, PRODUCE_MSGS, "#1f77b4", "produce"),
                                         (width / 2, CONSUME_MSGS, "#ff7f0e", "consume")):
         values = [metric_value(c, metric) or 0.0 for c in cells]
@@ -79,10 +78,10 @@ def throughput_chart(doc: dict[str, Any], path: Path) -> Path:
             bar.set_hatch(hatch)
             ax.annotate(_short(value), (bar.get_x() + bar.get_width() / 2, value), xytext=(0, 2),
                         textcoords="offset points", ha="center", va="bottom", fontsize=8)
-    labels = [cell_name(c) + (" ★" if i == best else "") for i, c in enumerate(cells)]
+    labels = [cell_name(c) + (" ★" if i in best else "") for i, c in enumerate(cells)]
     ax.set_xticks(range(n), labels, rotation=20 if n > 4 else 0, ha="right" if n > 4 else "center")
-    if best is not None:
-        ax.get_xticklabels()[best].set_fontweight("bold")
+    for i in best:
+        ax.get_xticklabels()[i].set_fontweight("bold")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _short(v)))
     ax.set_ylabel("messages per second")
     ax.set_ylim(0, max([*produce, 1.0]) * 1.25)

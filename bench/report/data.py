@@ -33,12 +33,14 @@ __all__ = [
     "COMPARE_METRICS",
     "REPORT_METRICS",
     "Metric",
+    "best_rows",
     "cell_key",
     "cell_name",
     "full_seconds",
     "latency_spectrum",
     "metric_samples",
     "metric_value",
+    "spread",
 ]
 
 _MB = 1e6
@@ -201,6 +203,15 @@ def latency_spectrum(cell: dict[str, Any], hist: str, max_nines: float = 5.0,
     pcts = tuple(100.0 * (1.0 - 10.0 ** (-x)) for x in xs)
     values = _percentiles(lat["hdr"], pcts)
     return xs, [v / 1000.0 for v in values]
+
+
+def best_rows(values: Sequence[float | None], complete: Sequence[bool], higher_is_better: bool) -> list[int]:
+    """Indices of the best value among complete cells; none when fewer than two complete cells differ."""
+    scored = [(i, v) for i, v in enumerate(values) if v is not None and complete[i]]
+    if len(scored) < 2 or len({v for _, v in scored}) < 2:
+        return []
+    target = (max if higher_is_better else min)(v for _, v in scored)
+    return [i for i, v in scored if v == target]
 
 
 def spread(samples: Sequence[float]) -> dict[str, float | int | None]:

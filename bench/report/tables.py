@@ -13,6 +13,7 @@ import pandas as pd
 from bench.report.data import (
     REPORT_METRICS,
     Metric,
+    best_rows,
     cell_name,
     metric_samples,
     metric_value,
@@ -60,15 +61,6 @@ def cell_frame(doc: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _best(values: list[float | None], complete: list[bool], higher: bool) -> list[int]:
-    """Rows holding the best value among complete cells; none when fewer than two differ."""
-    scored = [(i, v) for i, v in enumerate(values) if v is not None and complete[i]]
-    if len(scored) < 2 or len({v for _, v in scored}) < 2:
-        return []
-    target = (max if higher else min)(v for _, v in scored)
-    return [i for i, v in scored if v == target]
-
-
 def _vs_best(value: float | None, best: float | None) -> str:
     if value is None or best is None:
         return "–"
@@ -86,7 +78,7 @@ def metric_tables(doc: dict[str, Any], metrics: Sequence[Metric] = REPORT_METRIC
         values = [metric_value(c, metric) for c in cells]
         if all(v is None for v in values):
             continue
-        best = _best(values, complete, metric.higher_is_better)
+        best = best_rows(values, complete, metric.higher_is_better)
         best_value = values[best[0]] if best else None
         spreads = [spread(metric_samples(c, metric)) for c in cells]
         rows = []

@@ -1,0 +1,102 @@
+"""The HTML report of a real run, opened in headless Chromium: every image loads, every table is there.
+
+Needs ``/usr/bin/chromium`` (Debian/Ubuntu: ``apt-get install -y chromium``). Without it the browser tests
+are skipped on a developer machine and FAIL when the environment variable CI is set.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from bench.report.tables import metric_tables
+from bench.report.writer import ReportFiles, write_report
+from bench.results import load_result
+
+FIXTURE = Path(__file__).parent / "fixtures" / "results" / "smoke-linger-max.json"
+CHROMIUM = Path("/usr/bin/chromium")
+_PROBE = ('<script>window.addEventListener("load", function () {'
+          'var imgs = Array.prototype.slice.call(document.images);'
+          'document.body.setAttribute("data-imgs-total", imgs.length);'
+          'document.body.setAttribute("data-imgs-loaded", imgs.filter(function (i) {'
+          ' return i.complete && i.naturalWidth > 0; }).length);'
+          'document.body.setAttribute("data-tables", document.querySelectorAll("table").length);'
+          '});</script>')
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> ReportFiles:
+    run = tmp_path_factory.mktemp("run")
+    shutil.copy(FIXTURE, run / "result.json")
+    return write_report(run)
+
+
+def _chromium() -> Path:
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing in CI: install it with `apt-get install -y chromium`")
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install -y chromium)")
+    return CHROMIUM
+
+
+def _browser(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [str(_chromium()), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+           f"--user-data-dir={tmp_path / 'chromium-profile'}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=90, check=False)
+
+
+def _probe(tmp_path: Path, html: str) -> dict[str, int]:
+    page = tmp_path / "probe.html"
+    page.write_text(html.replace("</body>", _PROBE + "</body>"))
+    result = _browser(tmp_path, "--virtual-time-budget=5000", "--dump-dom", page.as_uri())
+    assert result.returncode == 0, result.stderr[-2000:]
+    body = re.search(r"<body[^>]*>", result.stdout)
+    assert body is not None, result.stdout[:500]
+    attrs = dict(re.findall(r'data-([a-z-]+)="(\d+)"', body.group(0)))
+    assert attrs, f"the probe script did not run: {body.group(0)}"
+    return {k: int(v) for k, v in attrs.items()}
+
+
+def test_html_is_self_contained(report: ReportFiles) -> None:
+    html = report.html.read_text()
+    refs = re.findall(r'(?:src|href)="([^"]*)"', html)
+    assert refs and all(ref.startswith("data:image/png;base64,") for ref in refs), refs
+    assert "<script" not in html and "<link" not in html
+    for ref in refs:
+        data = base64.b64decode(ref.split(",", 1)[1], validate=True)
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(refs) == len(report.charts)
+
+
+def test_images_load_and_tables_present_in_chromium(report: ReportFiles, tmp_path: Path) -> None:
+    doc = load_result(report.out_dir.parent)
+    found = _probe(tmp_path, report.html.read_text())
+    assert found["imgs-total"] == len(report.charts) == 3
+    assert found["imgs-loaded"] == found["imgs-total"]
+    assert found["tables"] == 1 + len(metric_tables(doc))  # the cells overview + one per metric
+
+
+def test_probe_notices_a_broken_image(report: ReportFiles, tmp_path: Path) -> None:
+    html = report.html.read_text()
+    broken = html.replace("data:image/png;base64,iVBORw0KGgo", "data:image/png;base64,AAAAAAAAAAA", 1)
+    assert broken != html
+    found = _probe(tmp_path, broken)
+    assert found["imgs-loaded"] == found["imgs-total"] - 1
+
+
+def test_screenshot_renders(report: ReportFiles, tmp_path: Path) -> None:
+    shot = tmp_path / "report.png"
+    result = _browser(tmp_path, "--window-size=1280,3000", f"--screenshot={shot}", report.html.as_uri())
+    assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
+    with Image.open(shot) as img:
+        assert img.size == (1280, 3000)
+        colours = img.convert("RGB").getcolors(maxcolors=1 << 20)
+        assert colours is not None and len(colours) > 200  # charts and tables drawn, not a blank page
