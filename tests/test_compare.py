@@ -11,6 +11,7 @@ import copy
 import itertools
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -265,3 +266,36 @@ def test_step_summary_appended_and_bad_input(tmp_path: Path, monkeypatch: pytest
     assert main(["compare", str(ACKS_A), str(broken)]) == 2
     assert main(["compare", str(ACKS_A), str(tmp_path / "missing")]) == 2
     assert main(["compare", str(ACKS_A), str(ACKS_A), "--threshold", "lots"]) == 2
+
+
+# -- the example GitHub Actions workflow -----------------------------------------------------------
+WORKFLOW = Path(__file__).resolve().parent.parent / ".github" / "workflows" / "kbench.yml"
+
+
+def test_example_workflow_is_valid_and_gates_on_compare() -> None:
+    import shlex
+
+    import yaml
+
+    from bench.cli import build_parser
+
+    doc = yaml.safe_load(WORKFLOW.read_text())
+    assert doc["name"] == "kbench" and (doc.get("on") or doc.get(True))  # YAML 1.1 reads `on` as True
+    steps = doc["jobs"]["benchmark"]["steps"]
+    assert doc["jobs"]["benchmark"]["runs-on"].startswith("ubuntu")
+    uses = {s["uses"].split("@")[0]: s.get("with", {}) for s in steps if "uses" in s}
+    assert str(uses["actions/setup-java"]["java-version"]) == "17"
+    assert str(uses["actions/setup-python"]["python-version"]) == "3.11"
+    commands = [line.strip() for s in steps for line in " ".join(s.get("run", "").split("\n")).split(";")
+                if line.strip().startswith("kbench ")]
+    parser = build_parser()
+    parsed = []
+    for command in commands:
+        argv = shlex.split(re.sub(r"\$\{\{[^}]*\}\}", "PLACEHOLDER", command))[1:]
+        parsed.append(parser.parse_args(argv))  # every kbench command line of the example is valid
+    run = next(a for a in parsed if a.cmd == "run")
+    assert run.scenario == "scenarios/smoke.yaml" and run.broker == "kafka"
+    assert any(a.cmd == "report" for a in parsed)
+    compare_step = next(s for s in steps if "kbench compare" in s.get("run", ""))
+    assert not compare_step.get("continue-on-error"), "the compare step must gate the job"
+    assert (WORKFLOW.parent.parent.parent / "scenarios" / "smoke.yaml").exists()
