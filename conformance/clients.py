@@ -32,6 +32,8 @@ __all__ = [
     "Delivery",
     "Names",
     "ReadResult",
+    "flush_all",
+    "on_delivery",
     "produce_all",
     "read_partition",
     "wait_for",
@@ -134,6 +136,33 @@ class ReadResult:
         return [m.value() for m in self.messages]
 
 
+def on_delivery(reports: list[Delivery], index: int) -> Callable[[KafkaError | None, Message], None]:
+    """A delivery callback appending a :class:`Delivery` with ``index`` to ``reports``."""
+    sent_ns = time.perf_counter_ns()
+
+    def callback(err: KafkaError | None, msg: Message) -> None:
+        part, off = msg.partition(), msg.offset()
+        reports.append(Delivery(index, err, -1 if part is None else part, -1 if off is None else off,
+                                msg.timestamp(), msg.key(), msg.value(),
+                                (time.perf_counter_ns() - sent_ns) / 1000))
+    return callback
+
+
+def flush_all(producers: Sequence[Producer], reports: list[Delivery], expected: int,
+              timeout: float) -> None:
+    """Flush ``producers`` until ``expected`` reports arrived; TimeoutError (after purging) if not."""
+    deadline = Deadline(timeout)
+    while len(reports) < expected and not deadline.expired:
+        for p in producers:
+            p.flush(deadline.poll_timeout(0.5))
+    if len(reports) < expected:
+        for p in producers:
+            p.purge()
+            p.flush(1.0)
+        raise TimeoutError(f"{expected - len(reports)} of {expected} delivery reports missing "
+                           f"after {timeout:g} s")
+
+
 def produce_all(producer: Producer, topic: str, records: Iterable[Mapping[str, Any]],
                 timeout: float = 20.0) -> list[Delivery]:
     """Produce ``records`` (kwargs of ``Producer.produce``) and wait for every delivery report.
@@ -142,23 +171,12 @@ def produce_all(producer: Producer, topic: str, records: Iterable[Mapping[str, A
     deadline (the producer is purged so nothing is left in flight).
     """
     reports: list[Delivery] = []
-    sent_at: dict[int, int] = {}
-
-    def callback_for(i: int) -> Callable[[KafkaError | None, Message], None]:
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            part, off = msg.partition(), msg.offset()
-            reports.append(Delivery(i, err, -1 if part is None else part, -1 if off is None else off,
-                                    msg.timestamp(), msg.key(), msg.value(),
-                                    (time.perf_counter_ns() - sent_at[i]) / 1000))
-        return on_delivery
-
-    n = 0
     deadline = Deadline(timeout)
+    n = 0
     for i, rec in enumerate(records):
-        sent_at[i] = time.perf_counter_ns()
         while True:
             try:
-                producer.produce(topic, on_delivery=callback_for(i), **rec)
+                producer.produce(topic, on_delivery=on_delivery(reports, i), **rec)
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -166,12 +184,7 @@ def produce_all(producer: Producer, topic: str, records: Iterable[Mapping[str, A
                     raise TimeoutError("producer queue full until the deadline") from None
         producer.poll(0)
         n += 1
-    while len(reports) < n and not deadline.expired:
-        producer.flush(deadline.poll_timeout(0.5))
-    if len(reports) < n:
-        producer.purge()
-        producer.flush(1.0)
-        raise TimeoutError(f"{n - len(reports)} of {n} delivery reports missing after {timeout:g} s")
+    flush_all([producer], reports, n, max(deadline.remaining(), 1.0))
     return sorted(reports, key=lambda d: d.index)
 
 
@@ -252,14 +265,15 @@ class Clients:
         return self._admin
 
     def create_topic(self, partitions: int = 1, config: Mapping[str, str] | None = None,
-                     tag: str = "", timeout: float = 15.0) -> str:
-        """Create a unique topic and wait until metadata shows every partition with a leader."""
-        name = self.names.topic(tag or self.tag)
+                     tag: str = "", timeout: float = 15.0, name: str | None = None) -> str:
+        """Create a unique topic (or ``name``); wait until metadata shows every partition's leader."""
+        name = name or self.names.topic(tag or self.tag)
         admin = self.admin()
         fut = admin.create_topics([NewTopic(name, partitions, 1, config=dict(config or {}))],
                                   request_timeout=timeout, operation_timeout=timeout)[name]
         fut.result(timeout=timeout)
-        self.created_topics.append(name)
+        if name not in self.created_topics:
+            self.created_topics.append(name)
         self.wait_topic(name, partitions, timeout)
         return name
 
@@ -281,6 +295,28 @@ class Clients:
         lo, hi = self._consumers[0].get_watermark_offsets(TopicPartition(topic, partition),
                                                          timeout=timeout, cached=False)
         return int(lo), int(hi)
+
+    def read_all(self, topic: str, partitions: int, timeout: float = 15.0,
+                 acked: Iterable[Delivery] = (), **conf: Any) -> dict[int, ReadResult]:
+        """Read every partition from its low watermark up to its high watermark or, if higher, past
+        the last ``acked`` offset (so a wrong high watermark cannot hide acked records)."""
+        consumer = self.consumer(**conf)
+        deadline = Deadline(timeout)
+        ends: dict[int, int] = {}
+        for d in acked:
+            if d.error is None and d.offset >= 0:
+                ends[d.partition] = max(ends.get(d.partition, 0), d.offset + 1)
+        out: dict[int, ReadResult] = {}
+        for p in range(partitions):
+            lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10.0,
+                                                    cached=False)
+            end = max(hi, ends.get(p, 0))
+            if end <= lo:
+                out[p] = ReadResult()
+                continue
+            out[p] = read_partition(consumer, topic, p, start=lo, until_offset=end,
+                                    timeout=max(deadline.remaining(), 1.0))
+        return out
 
     def close(self) -> list[str]:
         """Close everything (bounded); returns problems seen while closing."""

@@ -32,6 +32,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--report-root", default="reports",
                 help="parent of reports/conformance-<broker>-<UTC stamp>/ (default: ./reports)")
     g.addoption("--no-report", action="store_true", default=False, help="write no report files")
+    g.addoption("--resume", action="store_true", default=False,
+                help="continue the run in --report-dir (keep its verdicts; used by conformance.runner)")
+    g.addoption("--broker-attach", default=None,
+                help="name of an embedded broker started by another process (bench.brokers.get_broker)")
     g.addoption("--check-timeout", default=60.0, type=float, help="per-check time limit, s (default 60)")
 
 
@@ -50,13 +54,22 @@ def _plugin(config: pytest.Config) -> ConformancePlugin:
 @pytest.fixture(scope="session")
 def broker_control(pytestconfig: pytest.Config) -> Iterator[Any]:
     """The embedded broker handle (``--broker``), else None (external broker: black-box only)."""
+    attach = pytestconfig.getoption("broker_attach")
+    if attach:
+        from bench.brokers import get_broker
+
+        attached = get_broker(attach)
+        if attached is None:
+            raise ConfigError(f"--broker-attach {attach}: no such embedded broker")
+        yield attached  # owned by whoever started it
+        return
     kind = pytestconfig.getoption("broker")
     if kind is None or pytestconfig.getoption("bootstrap"):
         yield None
         return
     from bench.brokers import start_broker
 
-    handle = start_broker(kind, nodes=1, port=None)
+    handle = start_broker(kind, nodes=1, port=0, name=f"conformance-{kind}-{os.getpid()}")
     try:
         yield handle
     finally:

@@ -8,13 +8,14 @@ Registered by ``conformance/conftest.py``. It turns each test's pytest outcome p
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import platform
 import secrets
 import sys
 import time
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ __all__ = ["CTX_KEY", "PLUGIN_NAME", "BrokerInfo", "ConformancePlugin"]
 PLUGIN_NAME = "kbench-conformance"
 CTX_KEY = pytest.StashKey[CheckContext]()
 CONFORMANCE_DIR = Path(__file__).resolve().parent
+#: one JSON event per line: session / start (nodeid) / result (a CheckResult), written as the run goes,
+#: so a crashed test process leaves the verdicts so far and the check it died in
+PROGRESS_FILE = "progress.jsonl"
 
 
 @dataclass
@@ -78,6 +82,7 @@ class ConformancePlugin:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self._started_session = False
         self.run_id = _utc_now().strftime("%H%M%S") + secrets.token_hex(2)
         self.started = _utc_now()
         self.started_ns = time.monotonic_ns()
@@ -87,10 +92,57 @@ class ConformancePlugin:
         self.report_dir: Path | None = None
         self.write_enabled = not config.getoption("no_report")
         explicit = config.getoption("report_dir")
+        resume = bool(config.getoption("resume"))
+        if resume and explicit is None:
+            raise pytest.UsageError("--resume needs --report-dir (the run directory to continue)")
         if explicit is not None and self.write_enabled:
             path = Path(explicit)
-            if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            if resume:
+                self._load_progress(path)
+            elif path.exists() and (not path.is_dir() or any(path.iterdir())):
                 raise pytest.UsageError(f"--report-dir {path} exists and is not empty: never overwritten")
+            self.report_dir = path
+
+    # ------------------------------------------------------------------ progress (crash safety)
+    def _load_progress(self, run_dir: Path) -> None:
+        """Resume: take the verdicts already in ``run_dir/progress.jsonl`` (see runner.run)."""
+        path = run_dir / PROGRESS_FILE
+        if not path.exists():
+            return
+        for line in path.read_text().splitlines():
+            event = json.loads(line)
+            if event.get("event") == "session" and event.get("first"):
+                self.started = dt.datetime.fromisoformat(event["started_at"])
+                self.run_id = event["run_id"]
+            elif event.get("event") == "result":
+                res = CheckResult(**event["result"])
+                self.results[res.nodeid] = res
+
+    def _progress(self, event: dict[str, Any]) -> None:
+        if not self.write_enabled:
+            return
+        run_dir = self._run_dir()
+        with (run_dir / PROGRESS_FILE).open("a") as fh:
+            fh.write(json.dumps(event, default=str) + "\n")
+
+    def _run_dir(self) -> Path:
+        if self.report_dir is None:
+            root = Path(self.config.getoption("report_root"))
+            self.report_dir = new_run_dir(root, self.broker_label(), self.started.strftime("%Y%m%dT%H%M%SZ"))
+        self.report_dir.mkdir(parents=True, exist_ok=True)
+        return self.report_dir
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if not self._started_session:
+            self._started_session = True
+            self._progress({"event": "session", "first": not self.results, "run_id": self.run_id,
+                            "started_at": self.started.isoformat()})
+        marker = item.get_closest_marker("check")
+        self._progress({"event": "start", "nodeid": item.nodeid,
+                        "id": str(marker.args[0]) if marker else "?",
+                        "title": str(marker.args[1]) if marker and len(marker.args) > 1 else "",
+                        "case": getattr(getattr(item, "callspec", None), "id", "")})
 
     # ------------------------------------------------------------------ collection
     @pytest.hookimpl(trylast=True)
@@ -150,6 +202,8 @@ class ConformancePlugin:
                 if extra:
                     res.detail = f"{res.detail}; {extra}" if res.detail else extra
                 res.observed = dict(ctx.observed)
+            res.verdict = str(res.verdict)
+            self._progress({"event": "result", "result": asdict(res)})
         res.verdict = str(res.verdict)
 
     # ------------------------------------------------------------------ end of session
@@ -188,15 +242,7 @@ class ConformancePlugin:
         if not self.write_enabled or not self.results:
             return
         doc = self.document(exitstatus)
-        explicit = self.config.getoption("report_dir")
-        if explicit is not None:
-            run_dir = Path(explicit)
-            run_dir.mkdir(parents=True, exist_ok=True)
-        else:
-            root = Path(self.config.getoption("report_root"))
-            run_dir = new_run_dir(root, self.broker_label(), self.started.strftime("%Y%m%dT%H%M%SZ"))
-        write_report(run_dir, doc, self.timings.write_hgrm)
-        self.report_dir = run_dir
+        write_report(self._run_dir(), doc, self.timings.write_hgrm)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.results:

@@ -1,36 +1,140 @@
-"""Entry points for ``kbench conformance …`` (the CLI calls these; nothing here exits)."""
+"""Entry points for ``kbench conformance …`` (the CLI calls these; nothing here exits).
+
+:func:`run` runs pytest on the suite in a child process. A client library can crash the process
+(e.g. librdkafka segfaulting on an odd broker answer): the plugin writes every verdict to
+``progress.jsonl`` as it goes, so the runner marks the check that was running as FAIL ("the test
+process died with SIGSEGV") and starts pytest again with ``--resume``, deselecting the checks that
+already have a verdict. An embedded broker is started here (not in the child), so it survives
+those restarts; the child attaches to it by name (``--broker-attach``).
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import pytest
-
+from bench.errors import RunAborted
+from conformance.plugin import PROGRESS_FILE
 from conformance.report import matrix as _matrix
+from conformance.report import new_run_dir
 
 __all__ = ["CONFORMANCE_DIR", "matrix", "run"]
 
 CONFORMANCE_DIR = Path(__file__).resolve().parent
+MAX_RESTARTS = 8
+SESSION_TIMEOUT_S = 1800.0
+
+
+def _option(args: Sequence[str], name: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _progress(run_dir: Path) -> tuple[set[str], dict[str, Any] | None]:
+    """(nodeids with a verdict, the start event of the check running when the process died)."""
+    done: set[str] = set()
+    running: dict[str, Any] | None = None
+    path = run_dir / PROGRESS_FILE
+    if not path.exists():
+        return done, None
+    for line in path.read_text().splitlines():
+        event = json.loads(line)
+        if event["event"] == "start":
+            running = event
+        elif event["event"] == "result":
+            done.add(event["result"]["nodeid"])
+    return done, (running if running and running["nodeid"] not in done else None)
+
+
+def _record_crash(run_dir: Path, start: dict[str, Any], returncode: int) -> None:
+    try:
+        sig = signal.Signals(-returncode).name
+    except ValueError:
+        sig = f"signal {-returncode}"
+    result: dict[str, Any] = {
+        "id": start.get("id", "?"), "title": start.get("title", ""), "verdict": "FAIL",
+        "detail": f"ERROR: the test process died with {sig} during this check (client library "
+                  "crash); the remaining checks ran in a new process",
+        "case": start.get("case", ""), "nodeid": start["nodeid"], "duration_s": 0.0,
+        "observed": {"crash": sig}}
+    with (run_dir / PROGRESS_FILE).open("a") as fh:
+        fh.write(json.dumps({"event": "result", "result": result}) + "\n")
 
 
 def run(bootstrap: str | None, broker: str | None, report_dir: Path | None,
         pytest_args: Sequence[str] = ()) -> int:
-    """Run the conformance suite with pytest; returns pytest's exit code (0 = no FAIL).
+    """Run the conformance suite; returns pytest's exit code (0 = no FAIL, 1 = some FAIL).
 
-    ``bootstrap`` selects an external broker, ``broker`` ("kafka"/"tansu") an embedded one; with
-    neither, ``KBENCH_BOOTSTRAP`` is used. ``report_dir`` must not exist or be empty (default:
-    ``reports/conformance-<broker>-<UTC stamp>/``). ``pytest_args`` are passed through
-    (e.g. ``["-k", "P1 or K2", "--broker-name", "redpanda"]``).
+    ``bootstrap`` selects an external broker, ``broker`` ("kafka"/"tansu") an embedded one started
+    for the run and stopped after it; with neither, ``KBENCH_BOOTSTRAP`` is used. ``report_dir``
+    must not exist or be empty (default ``reports/conformance-<broker>-<UTC stamp>/``).
+    ``pytest_args`` pass through (e.g. ``["-k", "P1 or K2", "--broker-name", "redpanda"]``).
     """
-    args = [str(CONFORMANCE_DIR), "-p", "no:cacheprovider", "--rootdir", str(CONFORMANCE_DIR.parent)]
+    args = list(pytest_args)
+    handle = None
+    if broker and not bootstrap:
+        from bench.brokers import start_broker
+
+        handle = start_broker(broker, nodes=1, port=0, name=f"conformance-{broker}-{os.getpid()}")
+        bootstrap = handle.bootstrap
+        args += ["--broker-attach", handle.name, "--broker-name", handle.kind,
+                 "--broker-version", handle.version]
+    try:
+        return _run_children(bootstrap, broker, report_dir, args)
+    finally:
+        if handle is not None:
+            handle.stop()
+
+
+def _run_children(bootstrap: str | None, broker: str | None, report_dir: Path | None,
+                  args: list[str], suite: Path = CONFORMANCE_DIR) -> int:
+    boot = bootstrap or os.environ.get("KBENCH_BOOTSTRAP") or "broker"
+    if report_dir is None:
+        label = _option(args, "--broker-name") or broker or ("external-" + boot.split(",")[0])
+        report_dir = new_run_dir(Path(_option(args, "--report-root") or "reports"), label,
+                                 time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+    base = [sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider",
+            "--rootdir", str(suite.parent), "--report-dir", str(report_dir)]
     if bootstrap:
-        args += ["--bootstrap", bootstrap]
-    if broker:
-        args += ["--broker", broker]
-    if report_dir is not None:
-        args += ["--report-dir", str(report_dir)]
-    return int(pytest.main([*args, *pytest_args]))
+        base += ["--bootstrap", bootstrap]
+    code = 0
+    for attempt in range(MAX_RESTARTS + 1):
+        done, _ = _progress(report_dir)
+        cmd = base + (["--resume"] if attempt else []) + args
+        for nodeid in sorted(done):
+            cmd += ["--deselect", nodeid]
+        try:
+            code = subprocess.run(cmd, check=False, timeout=SESSION_TIMEOUT_S).returncode
+        except subprocess.TimeoutExpired as exc:
+            raise RunAborted(f"conformance run exceeded {SESSION_TIMEOUT_S:.0f} s; partial "
+                             f"verdicts in {report_dir / PROGRESS_FILE}") from exc
+        if code >= 0:
+            break
+        _, running = _progress(report_dir)
+        if running is None:
+            raise RunAborted(f"the conformance process died ({code}) outside a check; partial "
+                             f"verdicts in {report_dir / PROGRESS_FILE}")
+        _record_crash(report_dir, running, code)
+    else:
+        raise RunAborted(f"the conformance process crashed {MAX_RESTARTS + 1} times; partial "
+                         f"verdicts in {report_dir / PROGRESS_FILE}")
+    report = report_dir / "report.json"
+    if code == 5 and report.exists():  # the last session had nothing left to run
+        code = 0
+    if report.exists() and json.loads(report.read_text()).get("counts", {}).get("FAIL", 0):
+        return 1
+    return code
 
 
 def matrix(report_dirs: Sequence[Path]) -> str:

@@ -124,8 +124,8 @@ SYNTHETIC = textwrap.dedent('''
 ''')
 
 
-def test_plugin_verdicts_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run the real plugin on synthetic checks with the broker fixture replaced (no network)."""
+def _synthetic_suite(tmp_path: Path, checks: str) -> Path:
+    """The real conftest with the broker fixture replaced (no network) and ``checks`` as tests."""
     import conformance
 
     suite = tmp_path / "suite"
@@ -141,7 +141,13 @@ def test_plugin_verdicts_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             _plugin(pytestconfig).broker = info
             return info
     '''))
-    (suite / "test_synthetic.py").write_text(SYNTHETIC)
+    (suite / "test_synthetic.py").write_text(checks)
+    return suite
+
+
+def test_plugin_verdicts_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the real plugin on synthetic checks (no network)."""
+    suite = _synthetic_suite(tmp_path, SYNTHETIC)
     out = tmp_path / "out"
     monkeypatch.setattr("conformance.plugin.CONFORMANCE_DIR", suite)
     rc = pytest.main([str(suite), "-q", "-p", "no:cacheprovider", "--report-dir", str(out),
@@ -156,3 +162,37 @@ def test_plugin_verdicts_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert got["X5"] == ("FAIL", "ERROR: RuntimeError: boom")
     assert got["X6"][0] == "FAIL" and "skipped without an ApiVersions reason" in got["X6"][1]
     assert doc["counts"] == {"PASS": 1, "FAIL": 3, "N/A": 1, "RECORD": 1}
+
+
+CRASHING = textwrap.dedent('''
+    import os, signal
+    import pytest
+
+    @pytest.mark.check("Y1", "before the crash")
+    def test_y1(check):
+        pass
+
+    @pytest.mark.check("Y2", "crashes the process")
+    def test_y2(check):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+    @pytest.mark.check("Y3", "after the crash")
+    def test_y3(check):
+        check.record(ran=True)
+''')
+
+
+def test_runner_survives_a_crashing_check(tmp_path: Path) -> None:
+    """A check that kills the process is FAIL; the checks after it still run (resume)."""
+    from conformance.runner import _run_children
+
+    suite = _synthetic_suite(tmp_path, CRASHING)
+    out = tmp_path / "run"
+    rc = _run_children("127.0.0.1:1", None, out, ["-q", "-p", "no:faulthandler"], suite=suite)
+    assert rc == 1
+    doc = load_report(out)
+    got = {c["id"]: (c["verdict"], c["detail"]) for c in doc["checks"]}
+    assert got["Y1"][0] == "PASS" and got["Y3"][0] == "RECORD"
+    assert got["Y2"][0] == "FAIL" and "died with SIGSEGV" in got["Y2"][1]
+    assert got["Y2"][1].startswith("ERROR")
+    assert doc["counts"] == {"PASS": 1, "FAIL": 1, "N/A": 0, "RECORD": 1}
