@@ -1,0 +1,101 @@
+"""The ``kbench locust`` subcommand (registered by :mod:`bench.cli` through ``register``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench.errors import ConfigError
+
+__all__ = ["cmd_locust", "register"]
+
+
+def cmd_locust(args: argparse.Namespace) -> int:
+    from bench import cli
+    from bench.locust.run import LocustOptions, check_options, run_locust
+    from bench.scenario import load_scenario
+    from bench.summary import print_summary
+    from bench.target import open_target
+    from bench.thresholds import evaluate, validate_metric
+
+    scenario = load_scenario(args.scenario, args.set or ())
+    for t in scenario.thresholds:
+        validate_metric(t.metric)
+    if not 0 < args.web_port < 65536 or args.master_port > 65535:
+        raise ConfigError("--web-port / --master-port: expected a TCP port (1..65535)")
+    client_conf = cli._client_config(args)
+    opts = LocustOptions(
+        bootstrap="", broker={}, cell=args.cell, workers=args.workers, expect_workers=args.expect_workers,
+        headless=not args.web, master_host=args.master_host, master_port=args.master_port, users=args.users,
+        spawn_rate=args.spawn_rate, web_port=args.web_port, reports_root=Path(args.reports_dir),
+        out=Path(args.out) if args.out else None, client_config=client_conf, drain_timeout_s=args.drain_timeout,
+        keep_topics=args.keep_topics, embedded=not args.bootstrap, progress=cli._progress)
+    check_options(scenario, opts)  # before a broker is started
+    with open_target(args.bootstrap, args.broker or scenario.broker, nodes=args.nodes,
+                     client_config=client_conf, progress=cli._progress) as target:
+        cli.err.print(f"[bold]{scenario.name}[/bold] cell {args.cell} through Locust against {target.describe()}")
+        opts.bootstrap, opts.broker, opts.embedded = target.bootstrap, target.info, target.handle is not None
+        outcome = run_locust(scenario, opts)
+    doc = outcome.document
+    if doc["cells"]:
+        print_summary(doc, cli.out)
+    cli.out.print(f"result: {outcome.run_dir / 'result.json'}")
+    if not outcome.complete:
+        cli.err.print(f"[yellow]incomplete:[/yellow] {doc.get('incomplete_reason')}")
+    misses = evaluate(doc["cells"], scenario.thresholds)
+    if misses:
+        cli.err.print(f"[red]{len(misses)} threshold miss(es):[/red]")
+        for m in misses:
+            cli.err.print(f"  {m}")
+        return 1
+    return 0 if outcome.complete else 1
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``kbench locust`` to the ``kbench`` subcommands."""
+    p = sub.add_parser(
+        "locust", help="drive one scenario cell with Locust users (distributed load, web UI), same result document",
+        description="Run one matrix cell of a scenario with Locust users built on confluent-kafka: a local "
+                    "Locust process, or a master and N local worker processes (--workers), or workers on other "
+                    "machines (--master-host). Writes the same result.json as `kbench run` (environment.driver: "
+                    "locust) beside Locust's own CSV and HTML reports. See docs/locust.md.")
+    p.add_argument("scenario", help="scenario YAML (kbench or OpenMessaging Benchmark workload)")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--bootstrap", help="HOST:PORT of any Kafka-compatible broker")
+    target.add_argument("--broker", choices=["kafka", "tansu"], help="start an embedded broker for the run")
+    p.add_argument("--nodes", type=int, default=1, choices=[1, 3], help="embedded broker nodes")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario value")
+    p.add_argument("--cell", type=_positive_int, default=0, help="matrix cell index to run (default 0)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--headless", action="store_true", help="run without the web UI (the default)")
+    mode.add_argument("--web", action="store_true", help="serve Locust's web UI on 127.0.0.1 and start from there")
+    p.add_argument("--workers", type=_positive_int, default=0,
+                   help="local Locust worker processes behind a local master (default 0: one Locust process)")
+    p.add_argument("--expect-workers", type=_positive_int, default=None,
+                   help="workers the master waits for, local ones included (default --workers)")
+    p.add_argument("--master-host", default=None,
+                   help="address the master binds for workers on other machines (default 127.0.0.1)")
+    p.add_argument("--master-port", type=_positive_int, default=0, help="master port (default: a free port)")
+    p.add_argument("--users", type=_positive_int, default=None,
+                   help="producer users sharing the scenario's rate (default: workload.producers); consumer "
+                        "users are always the scenario's consumers")
+    p.add_argument("--spawn-rate", type=float, default=None, help="users started per second (default: all at once)")
+    p.add_argument("--web-port", type=_positive_int, default=8089, help="web UI port with --web (default 8089)")
+    p.add_argument("--out", help="run directory (must not exist or be empty)")
+    p.add_argument("--reports-dir", default="reports", help="root for run directories (default: reports)")
+    p.add_argument("--client-config", action="append", metavar="KEY=VALUE",
+                   help="librdkafka property for every client (SASL/TLS…); secrets are redacted in results")
+    p.add_argument("--client-config-file", help="file of librdkafka key=value lines for every client")
+    p.add_argument("--drain-timeout", type=float, default=30.0, help="seconds consumers may take to catch up")
+    p.add_argument("--keep-topics", action="store_true", help="do not delete the topic kbench created")
+    p.set_defaults(func=cmd_locust)

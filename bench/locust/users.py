@@ -1,0 +1,85 @@
+"""Locust users that drive confluent-kafka: ``KafkaProducerUser`` and ``KafkaConsumerUser``.
+
+Each user owns one librdkafka client (see :mod:`bench.locust.clients` for why nothing here ever waits
+inside librdkafka). A producer user's task sends whatever its open-loop schedule has made due and serves
+delivery reports; its ``wait_time`` is the time until its next message is due (a per-user constant
+throughput of ``scenario rate / producer users``), or 0 at ``rate: max``. Every delivery report fires
+``environment.events.request`` (``request_type`` ``kafka-produce``, ``name`` the cell label, response
+time = publish latency in ms with µs precision, ``exception=`` for a failed delivery); every message a
+consumer user reads fires ``kafka-consume`` with its end-to-end latency.
+
+The users take their settings from the kbench plan (:class:`bench.locust.plan.Plan`) that the kbench
+plugin (:mod:`bench.locust.plugin`) installs on the environment at ``test_start``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from locust import User, task
+from locust.exception import StopUser
+
+from bench.locust.clients import ConsumerDriver, ProducerDriver
+
+__all__ = ["KafkaConsumerUser", "KafkaProducerUser"]
+
+_NO_PLAN_WAIT_S = 1.0
+
+
+def _state(user: User) -> Any:
+    state = getattr(user.environment, "kbench_worker", None)
+    if state is None:
+        raise StopUser("no kbench plan on this environment (start the run with `kbench locust`)")
+    return state
+
+
+class KafkaProducerUser(User):
+    """Produces the cell's messages to its topic at ``rate / producer_users`` msgs/s (or as fast as it can)."""
+
+    weight = 1
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        self.driver: ProducerDriver | None = None
+
+    def wait_time(self) -> float:
+        return self.driver.wait_s() if self.driver is not None else _NO_PLAN_WAIT_S
+
+    def on_start(self) -> None:
+        self.driver = _state(self).new_producer()
+
+    @task
+    def produce(self) -> None:
+        if self.driver is not None:
+            self.driver.tick()
+
+    def on_stop(self) -> None:
+        if self.driver is not None:
+            _state(self).finish_producer(self.driver)
+            self.driver = None
+
+
+class KafkaConsumerUser(User):
+    """One member of a consumer group of the cell; the plugin sets ``fixed_count`` to the scenario's consumers."""
+
+    weight = 1
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        self.driver: ConsumerDriver | None = None
+
+    def wait_time(self) -> float:
+        return self.driver.wait_s() if self.driver is not None else _NO_PLAN_WAIT_S
+
+    def on_start(self) -> None:
+        self.driver = _state(self).new_consumer()
+
+    @task
+    def consume(self) -> None:
+        if self.driver is not None:
+            self.driver.tick()
+
+    def on_stop(self) -> None:
+        if self.driver is not None:
+            _state(self).finish_consumer(self.driver)
+            self.driver = None

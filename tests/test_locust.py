@@ -1,0 +1,262 @@
+"""`kbench locust`: Kafka users in Locust (master + workers on loopback), the exact merge of the workers'
+histograms, the web UI, and throughput beside `kbench run` for the same cell — against a real broker."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from hdrh.histogram import HdrHistogram
+
+from bench.locust.plan import Plan, build_plan, merge_worker_reports, rebase_result
+from bench.metrics import LatencyRecorder
+from bench.results import load_result
+from bench.scenario import load_scenario_text
+from tests.conftest import REPO
+
+# `kbench` with the locust subcommand registered even before bench/cli.py wires it in
+_MAIN = """\
+import argparse, sys
+from bench import cli
+from bench.locust import register
+sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+if "locust" not in sub.choices:
+    cli._EXTENSIONS.append(register)
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+TINY = """\
+name: tiny
+topic: {{partitions: 2}}
+workload:
+  message_size: 200
+  producers: 2
+  consumer_groups: 1
+  rate: {rate}
+  warmup: 1s
+  duration: {duration}
+producer: {{acks: all, linger.ms: 2}}
+"""
+
+
+def _kbench(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", _MAIN, *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=REPO, env=dict(os.environ), check=False)
+
+
+def _popen_kbench(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", _MAIN, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=REPO)
+
+
+def _scenario(tmp_path: Path, rate: str = "1500", duration: str = "4s") -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY.format(rate=rate, duration=duration))
+    return path
+
+
+def _watermarks(bootstrap: str, topic: str) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"wm-{uuid.uuid4().hex[:6]}"})
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(hi - lo for lo, hi in (c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                                          for p in parts))
+    finally:
+        c.close()
+
+
+def _delete_topic(bootstrap: str, topic: str) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.delete_topics([topic])[topic].result(15)
+
+
+def _leftovers(run_dir: Path) -> list[psutil.Process]:
+    """Locust processes kbench started for this run (they run with the run directory as cwd)."""
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if "locust" in " ".join(p.info["cmdline"] or []) and Path(p.cwd()) == run_dir:
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+# -- without a broker -----------------------------------------------------------------------------------
+def test_package_import_does_not_import_locust() -> None:
+    code = "import sys, bench.locust, bench.locust.run; print('locust' in sys.modules, 'gevent' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_plan_round_trip_and_rate_share() -> None:
+    sc = load_scenario_text(TINY.format(rate="3000", duration="2s"))
+    plan = build_plan(sc.cells[0], run_id="r1", bootstrap="127.0.0.1:1", topic="t", client_config={"x": "1"},
+                      producer_users=4, workers=2, results_path=None)
+    again = Plan.from_json(plan.to_json())
+    assert again == plan
+    assert again.user_rate == 750.0 and again.consumer_users == 1
+    assert again.message_size_spec() == sc.cells[0].workload.message_size
+    assert again.keys_spec() == sc.cells[0].workload.keys and again.payload_spec() == sc.cells[0].workload.payload
+    assert again.producer_config == {"x": "1", "acks": "all", "linger.ms": "2"}
+
+
+def _user(role: str, values: list[int], count: int) -> dict[str, Any]:
+    rec = LatencyRecorder()
+    rec.record_many(values)
+    if role == "producer":
+        result = {"hdr": {"publish": rec.encode(), "service": rec.encode(), "send_delay": None},
+                  "acked_measured": count, "acked_total": count + 5, "series": {"origin_ns": 123}, "window_end_ns": 500}
+    else:
+        result = {"hdr": {"e2e": rec.encode()}, "received_measured": count, "received_total": count}
+    return {"role": role, "index": 0, "result": result}
+
+
+def test_master_merge_is_exact() -> None:
+    reports = {"w1": {"users": [_user("producer", [5, 7, 900], 3), _user("consumer", [40, 41], 2)]},
+               "w2": {"users": [_user("producer", [6, 100_000], 2), _user("producer", [1], 1),
+                                {"role": "producer", "index": 9, "result": {"failed": "boom"}}]}}
+    merged = merge_worker_reports(reports)
+    assert merged["workers"] == 2
+    assert merged["per_worker"]["w1"]["publish"] == 3 and merged["per_worker"]["w2"]["publish"] == 3
+    assert merged["sum"]["produced"] == 6 and merged["sum"]["acked_total"] == 21
+    assert merged["merged"]["publish"]["count"] == merged["sum"]["publish"] == 6
+    assert merged["merged"]["e2e"]["count"] == 2
+    hist = HdrHistogram.decode(merged["merged"]["publish"]["hdr"])
+    everything = LatencyRecorder()
+    everything.record_many([5, 7, 900, 6, 100_000, 1])
+    for q in (0.0, 50.0, 99.0, 100.0):
+        assert hist.get_value_at_percentile(q) == everything.histogram.get_value_at_percentile(q)
+    rebased = rebase_result(reports["w1"]["users"][0]["result"], t_start_ns=100)
+    assert rebased["series"]["origin_ns"] == 0 and rebased["window_end_ns"] == 400
+
+
+def test_bad_options_fail_before_any_broker(tmp_path: Path) -> None:
+    scen = _scenario(tmp_path)
+    proc = _kbench("locust", str(scen), "--cell", "3", "--broker", "kafka", timeout=30)
+    assert proc.returncode == 2 and "--cell 3: the scenario has 1 cell(s)" in proc.stderr
+    proc = _kbench("locust", str(scen), "--master-host", "10.1.2.3", "--broker", "kafka", timeout=30)
+    assert proc.returncode == 2 and "embedded broker" in proc.stderr
+
+
+# -- against a real broker -----------------------------------------------------------------------------
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_headless_master_two_workers_exact_counts(tmp_path: Path, kafka_bootstrap: str) -> None:
+    out = tmp_path / "run"
+    t0 = time.monotonic()
+    proc = _kbench("locust", str(_scenario(tmp_path)), "--bootstrap", kafka_bootstrap, "--workers", "2",
+                   "--headless", "--out", str(out), "--keep-topics", timeout=55)
+    wall = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # warm-up 1 s + duration 4 s; the rest is bounded start-up (3 Python processes), flush, drain and stop
+    assert wall < 5 + 25, f"took {wall:.1f} s"
+    doc = load_result(out)
+    assert doc["complete"] is True and doc["environment"]["driver"] == "locust"
+    assert doc["environment"]["locust"]["workers"] == 2
+    (cell,) = doc["cells"]
+    topic = cell["topic"]["name"]
+    try:
+        offsets = _watermarks(kafka_bootstrap, topic)
+    finally:
+        _delete_topic(kafka_bootstrap, topic)
+    # every acked message is on the broker, and every group read all of them
+    assert offsets == cell["produce"]["acked_total"] == cell["check"]["broker_offsets"]["total"] > 0
+    assert cell["check"]["consumed_all"] is True
+    # both workers reported; the master's merge equals the sum of the workers' counts
+    collected = json.loads((out / "locust-results.json").read_text())
+    assert len(collected["reports"]) == 2 and not collected["missing_workers"]
+    merge = cell["check"]["locust_merge"]
+    assert merge["workers"] == 2 and merge["merged_equals_sum"] and merge["messages_equal_sum"]
+    per_worker = merge["per_worker"].values()
+    assert cell["produce"]["messages"] == sum(w["produced"] for w in per_worker) > 0
+    assert sum(w["acked_total"] for w in per_worker) == offsets
+    # the document's histogram is the exact sum of every user's histogram (re-merged here with hdrh alone)
+    by_hand = HdrHistogram(1, 3_600_000_000, 3)
+    for report in collected["reports"].values():
+        for user in report["users"]:
+            if user["role"] == "producer":
+                by_hand.add(HdrHistogram.decode(user["result"]["hdr"]["publish"]))
+    doc_hist = HdrHistogram.decode(cell["latency"]["publish"]["hdr"])
+    assert doc_hist.get_total_count() == by_hand.get_total_count() == merge["merged_counts"]["publish"]
+    assert doc_hist.get_value_at_percentile(99.0) == by_hand.get_value_at_percentile(99.0)
+    assert cell["latency"]["e2e"]["count"] > 0
+    # Locust's own statistics saw one request event per delivery report and per message read
+    with (out / "locust_stats.csv").open(newline="") as f:
+        stats = {row["Type"]: row for row in csv.DictReader(f) if row["Name"] != "Aggregated"}
+    assert int(stats["kafka-produce"]["Request Count"]) == offsets
+    assert int(stats["kafka-consume"]["Request Count"]) == offsets
+    assert (out / "locust.html").stat().st_size > 0
+    # the rate was shared by the two producer users and held
+    assert cell["locust"]["user_rate"] == 750.0
+    assert abs(cell["produce"]["msgs_per_s"] - 1500) < 1500 * 0.1
+    assert not _leftovers(out)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_web_ui_serves_on_loopback_then_stops(tmp_path: Path, kafka_bootstrap: str) -> None:
+    from bench.locust.launcher import free_port
+
+    port = free_port()
+    out = tmp_path / "web"
+    proc = _popen_kbench("locust", str(_scenario(tmp_path)), "--bootstrap", kafka_bootstrap, "--web",
+                         "--web-port", str(port), "--out", str(out))
+    try:
+        page, deadline = "", time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as resp:
+                    assert resp.status == 200
+                    page = resp.read().decode("utf-8", "replace")
+                    break
+            except OSError:
+                time.sleep(0.3)
+        assert "locust" in page.lower(), "web UI did not answer within 30 s"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=40)
+    assert proc.returncode == 130, output
+    doc = load_result(out)  # nothing ran: written, and marked incomplete
+    assert doc["complete"] is False and doc["cells"] == [] and doc["environment"]["locust"]["mode"] == "web"
+    assert not _leftovers(out)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_throughput_beside_kbench_run(tmp_path: Path, kafka_bootstrap: str) -> None:
+    """Same cell (smoke, rate max, 8 s) through `kbench run` and through Locust, one after the other."""
+    smoke = str(REPO / "scenarios" / "smoke.yaml")
+    common = ["--bootstrap", kafka_bootstrap, "--set", "workload.rate=max", "--set", "workload.duration=8s",
+              "--set", "workload.warmup=1s"]
+    run = _kbench("run", smoke, *common, "--out", str(tmp_path / "run"), "--no-progress", timeout=28)
+    assert run.returncode in (0, 1), run.stdout + run.stderr   # 1: a threshold missed on a busy machine
+    loc = _kbench("locust", smoke, *common, "--out", str(tmp_path / "locust"), timeout=28)
+    assert loc.returncode in (0, 1), loc.stdout + loc.stderr
+    a, b = load_result(tmp_path / "run"), load_result(tmp_path / "locust")
+    ca, cb = a["cells"][0], b["cells"][0]
+    assert ca["label"] == cb["label"] and ca["workload"] == cb["workload"]
+    for c in (ca, cb):
+        assert c["check"]["offsets_agree"] is True and c["produce"]["messages"] > 0
+    ratio = cb["produce"]["msgs_per_s"] / ca["produce"]["msgs_per_s"]
+    line = (f"smoke rate=max 8 s: kbench run {ca['produce']['msgs_per_s']:,.0f} msg/s, "
+            f"Locust {cb['produce']['msgs_per_s']:,.0f} msg/s ({ratio:.2f}x); publish p50 "
+            f"{ca['latency']['publish']['p50_ms']:.2f} vs {cb['latency']['publish']['p50_ms']:.2f} ms")
+    (tmp_path / "throughput.txt").write_text(line + "\n")
+    print("\n" + line)
+    assert ratio > 0
