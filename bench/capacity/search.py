@@ -1,0 +1,260 @@
+"""Knee search: the highest offered rate (open loop) one cell sustains within a p99 latency SLO.
+
+The search is a pure function of the steps measured so far (:func:`plan_next`), driven by the runner's
+adaptive mode (``run_scenario(..., next_cell=KneeSearch(...))``): every step is an ordinary cell of the
+result document, and the decisions live in the document's root ``search`` record::
+
+    search: {spec: {...}, cell: {index, label}, status, steps: [{index, phase, rate, good, reasons,
+             achieved_msgs_per_s, achieved_lcb, per_second_stdev, samples, mb_per_s, p99_ms: {...}}],
+             knee: {rate, upper, resolution_pct, runs, achieved_msgs_per_s, mb_per_s, p99_ms, noise_pct},
+             notes: [...]}
+
+Phases: ``ramp`` (start_rate x factor … up to max_rate), ``down`` (only if the first step already
+failed), ``refine`` (bisection between the best good and the lowest bad rate), ``confirm`` (the best
+good rate again), ``retry`` (a step that failed only on one isolated second of latency, while keeping
+up, is run once more: on a shared host a stall unrelated to the load must not set the knee). A rate is
+good only if *every* counted run at it was good (a retried transient failure is the only run not
+counted); good rates above the lowest bad rate are ignored (and noted), so one lucky step cannot raise
+the knee.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import replace
+from types import MappingProxyType
+from typing import Any
+
+from bench.capacity.spec import SearchSpec
+from bench.runner import RunOptions, RunOutcome, run_scenario
+from bench.scenario import Cell, Scenario
+
+__all__ = ["KneeSearch", "effective_steps", "judge_step", "lower_bound", "plan_next", "run_search", "summarize_search"]
+
+# one-sided 95 % Student t quantiles, df = 1..30 (beyond: normal approximation)
+_T95 = (6.314, 2.920, 2.353, 2.132, 2.015, 1.943, 1.895, 1.860, 1.833, 1.812, 1.796, 1.782, 1.771, 1.761,
+        1.753, 1.746, 1.740, 1.734, 1.729, 1.725, 1.721, 1.717, 1.714, 1.711, 1.708, 1.706, 1.703, 1.701,
+        1.699, 1.697)
+
+
+def lower_bound(samples: Sequence[float]) -> float | None:
+    """One-sided 95 % lower confidence bound of the mean (Student t); None below 2 samples.
+
+    Per-second samples of an open-loop run are not independent (a stall is followed by a catch-up),
+    so this is a stability screen, not an exact interval: it fails a step whose seconds disagree."""
+    n = len(samples)
+    if n < 2:
+        return None
+    t = _T95[n - 2] if n - 1 <= len(_T95) else 1.645
+    return statistics.fmean(samples) - t * statistics.stdev(samples) / math.sqrt(n)
+
+
+def _p99(cell: dict[str, Any], metric: str) -> float | None:
+    lat = (cell.get("latency") or {}).get(metric) or {}
+    value = lat.get("p99_ms")
+    return float(value) if value is not None else None
+
+
+def _rate_check(values: list[float], fallback: float, need: float, spec: SearchSpec,
+                who: str) -> tuple[float, float | None, str | None]:
+    achieved = statistics.fmean(values) if values else fallback
+    lcb = lower_bound(values)
+    if spec.noise_check:
+        if lcb is None:
+            return achieved, lcb, f"{who}: too few per-second samples ({len(values)}) for the noise check"
+        if lcb < need:
+            return achieved, lcb, (f"{who} {achieved:,.0f} msg/s (95% lower bound {lcb:,.0f}) < "
+                                   f"{spec.achieved_ratio:g} x offered = {need:,.0f}")
+    elif achieved < need:
+        return achieved, lcb, f"{who} {achieved:,.0f} msg/s < {spec.achieved_ratio:g} x offered = {need:,.0f}"
+    return achieved, lcb, None
+
+
+def _seconds_over(cell: dict[str, Any], spec: SearchSpec) -> tuple[int, int] | None:
+    """(seconds whose p99 exceeded the SLO, seconds with latencies) from the per-second series."""
+    series = (cell.get("series") or {}).get("produce" if spec.metric == "publish" else "consume") or {}
+    p99s = [v for v in series.get("p99_us") or [] if v is not None]
+    if len(p99s) < 3:
+        return None
+    return sum(1 for v in p99s if v / 1000 > spec.p99_ms), len(p99s)
+
+
+def judge_step(cell: dict[str, Any], spec: SearchSpec) -> dict[str, Any]:
+    """Decide whether one step (a cell document) sustained its offered rate within the SLO.
+
+    Achieved throughput is the mean of the whole per-second samples *inside* the measurement window
+    (acks that arrive while the producer flushes after the window are not counted as throughput)."""
+    offered = float(cell["workload"]["rate"])
+    prod = cell.get("produce") or {}
+    ps = prod.get("per_second") or {}
+    values = [float(v) for v in ps.get("values") or []]
+    need = spec.achieved_ratio * offered
+    reasons: list[str] = []
+    if not cell.get("complete"):
+        reasons.append(f"incomplete: {cell.get('incomplete_reason')}")
+    errors = int((cell.get("errors") or {}).get("total") or 0)
+    if errors:
+        reasons.append(f"{errors} error(s)")
+    achieved, lcb, why = _rate_check(values, float(prod.get("msgs_per_s") or 0.0), need, spec, "achieved")
+    if why:
+        reasons.append(why)
+    cons = cell.get("consume") or {}
+    groups = int(cons.get("groups") or 0)
+    if groups:
+        # consumers fetch in bursts, so their per-second counts are noisy by design: the mean must keep up
+        # (lag shows in e2e latency anyway)
+        cvals = [float(v) / groups for v in (cons.get("per_second") or {}).get("values") or []]
+        consumed = statistics.fmean(cvals) if cvals else float(cons.get("msgs_per_s") or 0.0) / groups
+        if consumed < need:
+            reasons.append(f"consumed {consumed:,.0f} msg/s per group < {spec.achieved_ratio:g} x offered "
+                           f"= {need:,.0f}")
+    p99 = _p99(cell, spec.metric)
+    transient = False
+    if p99 is None:
+        reasons.append(f"no {spec.metric} latency measured")
+    elif p99 > spec.p99_ms:
+        over = _seconds_over(cell, spec)
+        transient = not reasons and over is not None and over[0] == 1
+        reasons.append(f"{spec.metric} p99 {p99:,.1f} ms > SLO {spec.p99_ms:g} ms"
+                       + (f" (in {over[0]} of {over[1]} seconds)" if over else ""))
+    messages, nbytes = int(prod.get("messages") or 0), int(prod.get("bytes") or 0)
+    mean_size = nbytes / messages if messages else float(cell["workload"]["message_size"].get("max") or 0)
+    return {
+        "index": cell.get("index"), "rate": offered, "good": not reasons, "reasons": reasons, "transient": transient,
+        "achieved_msgs_per_s": achieved, "achieved_lcb": lcb,
+        "per_second_stdev": statistics.stdev(values) if len(values) > 1 else None, "samples": len(values),
+        "mb_per_s": achieved * mean_size / 1e6, "mean_message_bytes": mean_size,
+        "p99_ms": {m: _p99(cell, m) for m in ("publish", "e2e", "service", "send_delay")},
+    }
+
+
+def effective_steps(steps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The steps that count: a transient-bad run (an isolated one-second latency spike, throughput kept up)
+    is excused when the retry right after it, at the same rate, was good."""
+    out = []
+    for i, s in enumerate(steps):
+        nxt = steps[i + 1] if i + 1 < len(steps) else None
+        excused = (not s["good"] and s.get("transient") and nxt is not None and nxt.get("phase") == "retry"
+                   and nxt["rate"] == s["rate"] and nxt["good"])
+        if not excused:
+            out.append(s)
+    return out
+
+
+def _verdicts(steps: Sequence[dict[str, Any]]) -> tuple[dict[float, bool], float | None, float | None]:
+    """Per-rate verdict (good only if all counted runs good), the lowest bad rate, the best good rate below it."""
+    verdict: dict[float, bool] = {}
+    for s in effective_steps(steps):
+        verdict[s["rate"]] = verdict.get(s["rate"], True) and bool(s["good"])
+    bad = [r for r, ok in verdict.items() if not ok]
+    hi = min(bad) if bad else None
+    lo = max((r for r, ok in verdict.items() if ok and (hi is None or r < hi)), default=None)
+    return verdict, lo, hi
+
+
+def plan_next(spec: SearchSpec, steps: Sequence[dict[str, Any]]) -> tuple[float, str] | None:
+    """The next (rate, phase) to measure given the judged steps so far, or None when the search is over.
+
+    Never more than ``spec.max_steps`` steps; bisection stops after ``spec.refine`` refine steps or when
+    the interval is narrower than 1 % (or one message/s); the last ``confirm`` steps of the budget are
+    kept for repeating the knee."""
+    n = len(steps)
+    if n >= spec.max_steps:
+        return None
+    if n == 0:
+        return spec.start_rate, "ramp"
+    last = steps[-1]
+    if spec.retry_transient and last.get("transient") and not last["good"] and last.get("phase") != "retry":
+        return last["rate"], "retry"
+    _, lo, hi = _verdicts(steps)
+    runs_lo = sum(1 for s in effective_steps(steps) if s["rate"] == lo)
+    confirm_left = max(0, 1 + spec.confirm - runs_lo) if lo is not None else 0
+    budget = spec.max_steps - n
+    if hi is None:  # every rate so far was good: keep ramping
+        assert lo is not None
+        if lo < spec.max_rate:
+            return spec.up(lo), "ramp"
+        return (lo, "confirm") if confirm_left else None
+    if lo is None:  # even the lowest rate failed: step down
+        nxt = spec.down(min(s["rate"] for s in steps))
+        return (nxt, "down") if nxt >= spec.min_rate else None
+    refined = len({s["rate"] for s in steps if s.get("phase") == "refine"})
+    mid = float(round((lo + hi) / 2))
+    narrow = hi - lo <= max(1.0, 0.01 * lo) or mid in (lo, hi)
+    if refined < spec.refine and not narrow and budget > confirm_left:
+        return mid, "refine"
+    return (lo, "confirm") if confirm_left else None
+
+
+def summarize_search(spec: SearchSpec, steps: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Status, knee and notes of a (finished or partial) search."""
+    verdict, lo, hi = _verdicts(steps)
+    notes: list[str] = []
+    above = sorted(r for r, ok in verdict.items() if ok and hi is not None and r > hi)
+    if above:
+        notes.append(f"good rate(s) above the lowest bad rate {hi:,.0f} ignored (non-monotone, noisy system): "
+                     + ", ".join(f"{r:,.0f}" for r in above))
+    if not steps:
+        return {"status": "not run", "knee": None, "notes": notes}
+    if lo is None:
+        notes.append(f"no rate down to {min(verdict):,.0f} msg/s was sustainable within the SLO")
+        return {"status": "no sustainable rate", "knee": None, "notes": notes}
+    counted = effective_steps(steps)
+    excused = len(steps) - len(counted)
+    if excused:
+        notes.append(f"{excused} run(s) failed only on an isolated one-second latency spike and passed when "
+                     "retried (see steps[].transient)")
+    runs = [s for s in counted if s["rate"] == lo]
+    if hi is None:
+        status = "above max_rate" if lo >= spec.max_rate else "budget exhausted in the ramp"
+        notes.append(f"no bad step up to {lo:,.0f} msg/s: the knee is at least this (raise search.max_rate)"
+                     if lo >= spec.max_rate else "the step budget ran out before any step failed: raise max_steps")
+    elif len(runs) < 1 + spec.confirm:
+        status = "unconfirmed"
+        notes.append("the step budget ran out before the knee was repeated: raise search.max_steps")
+    else:
+        status = "converged"
+    achieved = [s["achieved_msgs_per_s"] for s in runs]
+    noise = [s["per_second_stdev"] / s["achieved_msgs_per_s"] * 100 for s in runs
+             if s.get("per_second_stdev") is not None and s["achieved_msgs_per_s"]]
+    p99s = [s["p99_ms"][spec.metric] for s in runs if s["p99_ms"].get(spec.metric) is not None]
+    knee = {
+        "rate": lo, "upper": hi, "resolution_pct": (hi - lo) / lo * 100 if hi is not None else None,
+        "runs": [s["index"] for s in runs], "achieved_msgs_per_s": statistics.fmean(achieved),
+        "achieved_runs": achieved, "mb_per_s": statistics.fmean(s["mb_per_s"] for s in runs),
+        "p99_ms": max(p99s) if p99s else None, "noise_pct": max(noise) if noise else None,
+    }
+    return {"status": status, "knee": knee, "notes": notes}
+
+
+class KneeSearch:
+    """The runner's ``next_cell`` callback: judges each finished step, records it, plans the next."""
+
+    def __init__(self, spec: SearchSpec, base: Cell, record: dict[str, Any] | None = None) -> None:
+        self.spec, self.base = spec, base
+        self.record = record if record is not None else {}
+        self.record.update({"spec": spec.as_dict(), "cell": {"index": base.index, "label": base.label()},
+                            "status": "running", "steps": [], "knee": None, "notes": []})
+        self._phases: list[str] = []
+
+    def __call__(self, cells: list[dict[str, Any]]) -> Cell | None:
+        steps: list[dict[str, Any]] = self.record["steps"]
+        for i in range(len(steps), len(cells)):
+            steps.append({"phase": self._phases[i], **judge_step(cells[i], self.spec)})
+        nxt = plan_next(self.spec, steps)
+        if nxt is None:
+            self.record.update(summarize_search(self.spec, steps))
+            return None
+        rate, phase = nxt
+        self._phases.append(phase)
+        w = replace(self.base.workload, rate=rate, duration_s=self.spec.step_duration_s, warmup_s=self.spec.warmup_s)
+        return replace(self.base, index=len(cells), workload=w, params=MappingProxyType({"workload.rate": rate}))
+
+
+def run_search(scenario: Scenario, opts: RunOptions, spec: SearchSpec, cell: Cell) -> RunOutcome:
+    """Run the knee search of ``cell``; the result document's cells are the steps, ``search`` the record."""
+    record: dict[str, Any] = {}
+    search = KneeSearch(spec, cell, record)
+    return run_scenario(scenario, opts, next_cell=search, extra={"search": record})

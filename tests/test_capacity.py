@@ -1,0 +1,362 @@
+"""Capacity planning: search spec validation, step judgement, the search's planner (on simulated systems),
+the plan's arithmetic and files (synthetic results, no broker), and one small real search (integration)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench.capacity import (
+    KneeSearch,
+    SearchSpec,
+    compute_plan,
+    judge_step,
+    lower_bound,
+    parse_headroom,
+    parse_search,
+    plan_next,
+    summarize_search,
+    write_plan,
+)
+from bench.capacity.commands import register
+from bench.errors import ConfigError, ResultError, ScenarioError
+from bench.results import load_result
+from bench.scenario import load_scenario, load_scenario_text
+
+SCENARIO = """\
+name: cap
+topic: {{partitions: 3}}
+workload: {{message_size: 1000, producers: 1, consumer_groups: {groups}, rate: max, warmup: 1s, duration: 4s}}
+producer: {{acks: all}}
+search:
+{search}
+"""
+
+
+def _scenario(search: str, groups: int = 1) -> Any:
+    return load_scenario_text(SCENARIO.format(search=search, groups=groups), filename="cap.yaml")
+
+
+def _spec(**kw: Any) -> SearchSpec:
+    base: dict[str, Any] = dict(metric="publish", p99_ms=50.0, start_rate=1000.0, max_rate=1e6, min_rate=10.0,
+                                step_factor=1.5, step_add=None, refine=3, confirm=1, max_steps=12,
+                                achieved_ratio=0.95, noise_check=True, step_duration_s=5.0, warmup_s=1.0)
+    base.update(kw)
+    return SearchSpec(**base)
+
+
+# ------------------------------------------------------------------------------------------- spec
+def test_search_spec_defaults_and_overrides() -> None:
+    sc = _scenario("  p99_ms: 20\n  step: {add: 500}\n  step_duration: 6s")
+    spec = parse_search(sc, sc.cells[0])
+    assert (spec.p99_ms, spec.step_add, spec.step_factor, spec.step_duration_s) == (20.0, 500.0, None, 6.0)
+    assert spec.warmup_s == sc.cells[0].workload.warmup_s and spec.metric == "publish" and spec.confirm == 1
+    assert spec.up(1000) == 1500 and spec.down(1000) == 500
+
+
+@pytest.mark.parametrize(("search", "key", "needle"), [
+    ("  p99_ms: -5", "search.p99_ms", "expected a number > 0"),
+    ("  p99_ms: 5\n  bogus: 1", "search.bogus", "unknown key"),
+    ("  metric: publish", "search.p99_ms", "required"),
+    ("  p99_ms: 5\n  start_rate: 5000\n  max_rate: 100", "search.max_rate", ">= start_rate"),
+    ("  p99_ms: 5\n  step: {factor: 2, add: 3}", "search.step", "exactly one"),
+    ("  p99_ms: 5\n  step: {factor: 1}", "search.step.factor", "> 1"),
+    ("  p99_ms: 5\n  step_duration: 2s", "search.step_duration", "noise check"),
+    ("  p99_ms: 5\n  achieved_ratio: 1.5", "search.achieved_ratio", "<= 1"),
+    ("  p99_ms: 5\n  max_steps: 0", "search.max_steps", "from 1 to 100"),
+    ("  p99_ms: 5\n  noise_check: yes please", "search.noise_check", "true or false"),
+])
+def test_search_spec_errors_name_the_key(search: str, key: str, needle: str) -> None:
+    sc = _scenario(search)
+    with pytest.raises(ScenarioError) as info:
+        parse_search(sc, sc.cells[0])
+    assert info.value.key == key and needle in str(info.value)
+
+
+def test_search_spec_error_has_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "cap.yaml"
+    path.write_text(SCENARIO.format(search="  p99_ms: 5\n  refine: many", groups=1))
+    sc = load_scenario(path)
+    with pytest.raises(ScenarioError) as info:
+        parse_search(sc, sc.cells[0])
+    assert info.value.file == str(path.resolve()) and info.value.line == 7 and info.value.key == "search.refine"
+
+
+def test_e2e_metric_needs_consumers_and_search_needs_a_section() -> None:
+    sc = _scenario("  p99_ms: 5\n  metric: e2e", groups=0)
+    with pytest.raises(ScenarioError, match="consumer_groups"):
+        parse_search(sc, sc.cells[0])
+    bare = load_scenario_text("name: x\nworkload: {rate: 10}\n")
+    with pytest.raises(ScenarioError, match="no 'search:'"):
+        parse_search(bare, bare.cells[0])
+
+
+# ----------------------------------------------------------------------------------- synthetic cells
+def _cell(index: int, rate: float | None, per_second: list[float], p99_ms: float, *, size: int = 1000,
+          partitions: int = 3, params: dict[str, Any] | None = None, errors: int = 0,
+          p99_series: list[float] | None = None, groups: int = 0,
+          consumed: list[float] | None = None) -> dict[str, Any]:
+    msgs = int(sum(per_second))
+    series = p99_series if p99_series is not None else [p99_ms] * len(per_second)
+    return {
+        "index": index, "label": f"cell{index}", "complete": True, "incomplete_reason": None,
+        "params": params if params is not None else ({"workload.rate": rate} if rate else {}),
+        "topic": {"partitions": partitions, "replication_factor": 1},
+        "workload": {"rate": rate, "message_size": {"distribution": "fixed", "value": size, "max": size},
+                     "producers": 1, "consumer_groups": groups, "payload": {"compressibility": 0.5}},
+        "producer_config": {"acks": "all", "linger.ms": "5"},
+        "produce": {"messages": msgs, "bytes": msgs * size, "msgs_per_s": msgs / max(1, len(per_second)),
+                    "per_second": {"values": per_second, "samples": len(per_second),
+                                   "stdev": statistics.stdev(per_second) if len(per_second) > 1 else 0.0}},
+        "consume": {"groups": groups, "msgs_per_s": statistics.fmean(consumed) if consumed else 0.0,
+                    "per_second": {"values": consumed or []}},
+        "errors": {"total": errors},
+        "latency": {"publish": {"p99_ms": p99_ms}, "e2e": None, "service": {"p99_ms": p99_ms / 2},
+                    "send_delay": {"p99_ms": 0.5}},
+        "series": {"produce": {"p99_us": [v * 1000 for v in series]}},
+    }
+
+
+def test_lower_bound_is_the_one_sided_t_bound() -> None:
+    assert lower_bound([5.0]) is None
+    assert lower_bound([7.0, 7.0, 7.0]) == 7.0
+    samples = [9.0, 11.0, 10.0, 10.0]
+    expected = 10.0 - 2.353 * statistics.stdev(samples) / 2.0
+    assert lower_bound(samples) == pytest.approx(expected)
+
+
+def test_judge_step_reasons() -> None:
+    spec = _spec()
+    good = judge_step(_cell(0, 1000, [1000, 1001, 999, 1000], 10), spec)
+    assert good["good"] and good["reasons"] == [] and good["mb_per_s"] == pytest.approx(1.0)
+    # the mean keeps up but the seconds disagree: the noise check fails it, the plain mean passes it
+    noisy = _cell(1, 1000, [700, 1300, 700, 1300], 10)
+    assert not judge_step(noisy, spec)["good"]
+    assert judge_step(noisy, _spec(noise_check=False))["good"]
+    slow = judge_step(_cell(2, 1000, [1000] * 4, 80), spec)
+    assert not slow["good"] and "p99 80.0 ms > SLO 50 ms" in slow["reasons"][0] and not slow["transient"]
+    spike = judge_step(_cell(3, 1000, [1000] * 4, 80, p99_series=[5, 90, 5, 5]), spec)
+    assert not spike["good"] and spike["transient"]
+    assert not judge_step(_cell(4, 1000, [1000] * 4, 10, errors=3), spec)["good"]
+    lagging = judge_step(_cell(5, 1000, [1000] * 4, 10, groups=1, consumed=[800] * 4), spec)
+    assert not lagging["good"] and "consumed" in lagging["reasons"][0]
+
+
+# ------------------------------------------------------------------------------- the search planner
+def _system(capacity: float, noise: float = 0.0, size: int = 1000, spikes: set[int] | None = None) -> Any:
+    """A simulated system: keeps up (and stays fast) below ``capacity``, saturates above it."""
+
+    def measure(index: int, rate: float) -> dict[str, Any]:
+        if rate <= capacity:
+            sec = [rate * (1 + noise * ((i % 2) * 2 - 1)) for i in range(5)]
+            p99_series = [5.0] * 5
+            if spikes and index in spikes:
+                p99_series[2] = 500.0
+            return _cell(index, rate, sec, max(p99_series), size=size, p99_series=p99_series)
+        return _cell(index, rate, [capacity] * 5, 400.0, size=size)
+
+    return measure
+
+
+def _drive(spec: SearchSpec, measure: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    from bench.scenario import load_scenario_text as lst
+
+    base = lst("name: s\nworkload: {rate: 1, message_size: 1000}\n").cells[0]
+    record: dict[str, Any] = {}
+    search = KneeSearch(spec, base, record)
+    cells: list[dict[str, Any]] = []
+    while (cell := search(cells)) is not None:
+        assert cell.index == len(cells) and dict(cell.params) == {"workload.rate": cell.workload.rate}
+        assert cell.workload.duration_s == spec.step_duration_s
+        cells.append(measure(cell.index, cell.workload.rate))
+        assert len(cells) <= spec.max_steps
+    return cells, record
+
+
+@settings(max_examples=150, deadline=None)
+@given(capacity=st.floats(50, 5e5), start=st.floats(100, 1e4), factor=st.floats(1.2, 3.0),
+       refine=st.integers(0, 6), confirm=st.integers(0, 2), max_steps=st.integers(1, 25))
+def test_search_is_bounded_and_never_overstates_the_knee(capacity: float, start: float, factor: float, refine: int,
+                                                         confirm: int, max_steps: int) -> None:
+    spec = _spec(start_rate=float(round(start)), step_factor=factor, refine=refine, confirm=confirm,
+                 max_steps=max_steps, max_rate=1e6, min_rate=10.0)
+    cells, record = _drive(spec, _system(capacity))
+    assert len(cells) <= max_steps and len(record["steps"]) == len(cells)
+    knee = record["knee"]
+    if knee is not None:
+        assert knee["rate"] <= capacity
+        if knee["upper"] is not None:
+            assert knee["upper"] > capacity
+    if record["status"] == "converged":
+        assert len(knee["runs"]) == 1 + confirm
+
+
+def test_search_converges_to_the_simulated_knee_with_retries() -> None:
+    spec = _spec(start_rate=1000.0, step_factor=2.0, refine=4, confirm=1, max_steps=14)
+    _cells, record = _drive(spec, _system(10_000, noise=0.001, spikes={1}))
+    phases = [s["phase"] for s in record["steps"]]
+    assert phases[:3] == ["ramp", "ramp", "retry"] and phases[-1] == "confirm"
+    assert record["status"] == "converged"
+    knee = record["knee"]
+    assert knee["rate"] <= 10_000 < knee["upper"] and knee["resolution_pct"] <= 100 / 2 ** 4 + 1e-9
+    assert any("isolated one-second" in n for n in record["notes"])
+    # the search stopped: asking again plans nothing
+    assert plan_next(spec, record["steps"]) is None
+
+
+def test_a_failed_confirmation_lowers_the_knee() -> None:
+    spec = _spec(start_rate=1000.0, step_factor=2.0, refine=1, confirm=1, max_steps=10)
+    steps: list[dict[str, Any]] = []
+    outcomes = {1000.0: [True], 2000.0: [True, False], 4000.0: [False], 3000.0: [False]}
+    while (nxt := plan_next(spec, steps)) is not None:
+        rate, phase = nxt
+        ok = outcomes[rate].pop(0) if outcomes.get(rate) else True
+        steps.append({"index": len(steps), "rate": rate, "phase": phase, "good": ok, "transient": False,
+                      "achieved_msgs_per_s": rate, "per_second_stdev": 1.0, "mb_per_s": rate / 1000,
+                      "p99_ms": {"publish": 1.0}})
+    summary = summarize_search(spec, steps)
+    assert [s["rate"] for s in steps] == [1000, 2000, 4000, 3000, 2000, 1000]
+    assert summary["status"] == "converged" and summary["knee"]["rate"] == 1000 and summary["knee"]["upper"] == 2000
+
+
+# ---------------------------------------------------------------------------------- plan arithmetic
+def _search_doc(capacity: float = 20_000.0, size: int = 1000) -> dict[str, Any]:
+    spec = _spec(start_rate=2000.0, step_factor=2.0, refine=3, confirm=1, max_steps=12, p99_ms=50.0)
+    cells, record = _drive(spec, _system(capacity, noise=0.01, size=size))
+    return {"kind": "kbench.run", "schema_version": 1, "scenario": {"name": "synthetic"}, "cells": cells,
+            "search": record, "environment": {"broker": {"kind": "kafka", "version": "4.x", "embedded": True,
+                                                         "brokers": {"1": "127.0.0.1:9092"}},
+                                              "host": {"cpu_count": 2, "cpu_model": "test"}}}
+
+
+def test_plan_arithmetic_on_a_synthetic_search() -> None:
+    doc = _search_doc()
+    knee = doc["search"]["knee"]
+    runs = [c for c in doc["cells"] if c["index"] in knee["runs"]]
+    # expected figures from the synthetic cells, independently of the model code
+    mb = statistics.fmean(statistics.fmean(c["produce"]["per_second"]["values"]) for c in runs) * 1000 / 1e6
+    sd_mb = max(c["produce"]["per_second"]["stdev"] for c in runs) * 1000 / 1e6
+    target, headroom = 50.0, 0.3
+    needed = target / (1 - headroom)
+    plan = compute_plan(doc, target, 50.0, headroom)
+    assert plan.point.mb_per_s == pytest.approx(mb)
+    assert plan.needed_mb_per_s == pytest.approx(needed)
+    assert plan.per_broker_mb_per_s == pytest.approx(mb) and plan.per_partition_mb_per_s == pytest.approx(mb / 3)
+    assert plan.brokers == math.ceil(needed / mb)
+    assert plan.brokers_range == (math.ceil(needed / (mb + sd_mb)), math.ceil(needed / (mb - sd_mb)))
+    assert plan.partitions == plan.brokers * 3 and plan.extrapolation
+    assert plan.assumptions["acks"] == "all" and plan.assumptions["message_size"] == 1000
+    # a target the measured broker carries: no broker extrapolation, fewer partitions (linear below 3)
+    small = compute_plan(doc, mb * 0.5, 50.0, 0.0)
+    assert small.brokers == 1 and small.partitions == math.ceil(0.5 * 3 - 1e-9)
+    # a tighter SLO than the search's: no step is fast enough
+    with pytest.raises(ResultError):
+        compute_plan(doc, target, 1.0, headroom)
+
+
+def test_plan_on_a_sweep_interpolates_partitions() -> None:
+    # throughput linear in partitions up to 4, flat at 8 (broker-bound); one cell over the SLO
+    per_part = 5000.0
+    cells = [_cell(i, None, [per_part * min(p, 4)] * 5, 10.0, partitions=p, params={"topic.partitions": p})
+             for i, p in enumerate((1, 2, 4, 8))]
+    cells.append(_cell(4, None, [90000.0] * 5, 900.0, partitions=16, params={"topic.partitions": 16}))
+    doc = {"kind": "kbench.run", "scenario": {"name": "sweep"}, "cells": cells,
+           "environment": {"broker": {"brokers": {"1": "x"}}, "host": {"cpu_count": 2}}}
+    plan = compute_plan(doc, 12.0, 50.0, 0.0)   # 12 MB/s: between 2 (10 MB/s) and 4 partitions (20 MB/s)
+    assert plan.brokers == 1 and plan.partitions == 3 and not plan.extrapolation
+    assert plan.point.partitions == 4 and plan.point.kind == "saturated"
+    assert not next(p for g in plan.groups for p in g.points if p.partitions == 16).usable
+    big = compute_plan(doc, 50.0, 50.0, 0.0)    # 50 MB/s > 20 per broker: 3 brokers at 4 partitions each
+    assert big.brokers == 3 and big.partitions == 12 and big.extrapolation
+
+
+@pytest.mark.parametrize(("text", "value"), [("30%", 0.3), ("30", 0.3), ("0.3", 0.3), ("0", 0.0)])
+def test_parse_headroom(text: str, value: float) -> None:
+    assert parse_headroom(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["-5%", "99%", "lots", "nan"])
+def test_parse_headroom_rejects(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_headroom(text)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kbench")
+    register(parser.add_subparsers(dest="cmd", required=True))
+    return parser
+
+
+def test_plan_command_writes_numbered_reports_and_never_overwrites(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.results import write_result
+
+    run = tmp_path / "run"
+    run.mkdir()
+    write_result(run, _search_doc())
+    argv = ["plan", str(run), "--target-mbps", "40", "--p99-ms", "50", "--headroom", "25%"]
+    args = _parser().parse_args(argv)
+    assert args.func(args) == 0
+    headline = capsys.readouterr().out
+    plan = compute_plan(load_result(run), 40.0, 50.0, 0.25)
+    assert plan.headline() in headline and f"{plan.brokers} broker(s)" in headline
+    md = (run / "plan" / "plan.md").read_text()
+    assert plan.headline() in md and "## Limits of this measurement" in md and "![chart](plan.png)" in md
+    html_text = (run / "plan" / "plan.html").read_text()
+    assert 'src="data:image/png;base64,' in html_text and "<table>" in html_text
+    assert (run / "plan" / "plan.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    user_file = run / "plan" / "plan-2.md"
+    user_file.write_text("mine")
+    files = write_plan(plan, load_result(run), run / "result.json")
+    assert files.markdown.name == "plan-3.md" and user_file.read_text() == "mine"
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["plan", str(run), "--target-mbps", "-1", "--p99-ms", "5"])
+
+
+def test_plan_command_errors(tmp_path: Path) -> None:
+    args = _parser().parse_args(["plan", str(tmp_path / "nothing"), "--target-mbps", "4", "--p99-ms", "5"])
+    with pytest.raises(ResultError):
+        args.func(args)
+
+
+# ------------------------------------------------------------------------------------- integration
+@pytest.mark.integration
+def test_search_on_a_real_broker_is_bounded(tmp_path: Path, kafka_bootstrap: str) -> None:
+    """Tiny budget: at most 4 steps of 1+3 s. Checks the mechanics, not a figure."""
+    path = tmp_path / "cap.yaml"
+    path.write_text(SCENARIO.format(groups=1, search="""\
+  p99_ms: 2000
+  start_rate: 1000
+  max_rate: 4000
+  step: {factor: 2}
+  refine: 1
+  confirm: 1
+  max_steps: 4
+  step_duration: 3s
+  warmup: 1s"""))
+    out = tmp_path / "run"
+    args = _parser().parse_args(["search", str(path), "--bootstrap", kafka_bootstrap, "--out", str(out),
+                                 "--no-progress"])
+    t0 = time.monotonic()
+    code = args.func(args)
+    elapsed = time.monotonic() - t0
+    doc = load_result(out)
+    record = doc["search"]
+    assert doc["complete"] is True and 1 <= len(doc["cells"]) <= 4 and elapsed < 60
+    assert [c["workload"]["rate"] for c in doc["cells"]] == [s["rate"] for s in record["steps"]]
+    assert all(c["workload"]["duration_s"] == 3.0 for c in doc["cells"])
+    assert record["steps"][0]["rate"] == 1000 and record["steps"][0]["phase"] == "ramp"
+    assert all(s["samples"] >= 3 for s in record["steps"])
+    assert record["status"] in ("converged", "above max_rate", "unconfirmed", "no sustainable rate",
+                                "budget exhausted in the ramp")
+    assert code == (0 if record["status"] in ("converged", "above max_rate") else 1)
+    if record["knee"] is not None:
+        assert record["knee"]["rate"] <= 4000 and record["knee"]["achieved_msgs_per_s"] > 0
