@@ -159,7 +159,7 @@ def test_r3_retention(check: CheckContext, clients: Clients, prepared: Prepared)
         time.sleep(1.0)
         marks = {kind: clients.watermarks(t, 0) for kind, t in prepared.retained.items()}
     took = (time.perf_counter_ns() - prepared.ready_ns) / 1e9
-    check.observe(waited_s=round(took, 1), low_high=marks,
+    check.observe(since_written_s=round(took, 1), low_high=marks,
                   plain_delete_topic_low_high=clients.watermarks(prepared.plain_delete, 0))
     for kind, (low, high) in marks.items():
         end = ends[kind]
