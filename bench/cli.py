@@ -21,7 +21,7 @@ out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty()
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _progress(msg: str) -> None:
+def progress_line(msg: str) -> None:
     err.print(f"[dim]{msg}[/dim]")
 
 
@@ -44,7 +44,7 @@ def cmd_broker_up(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     handle = start_broker(args.kind, nodes=args.nodes, port=args.port, version=args.version, name=args.name,
                           configs=_parse_kv(args.config, "--config"), binary=args.binary,
-                          timeout=args.timeout, progress=_progress)
+                          timeout=args.timeout, progress=progress_line)
     elapsed = time.perf_counter() - t0
     out.print(f"{handle.kind} {handle.version} up: {len(handle.nodes)} node(s), name {handle.name!r}, "
               f"ready in {elapsed:.1f} s")
@@ -121,7 +121,7 @@ def cmd_broker_fetch(args: argparse.Namespace) -> int:
         from bench.brokers.artifacts import kafka_lib_dir
         from bench.brokers.kafka import DEFAULT_VERSION
 
-        lib = kafka_lib_dir(args.version or DEFAULT_VERSION, progress=_progress)
+        lib = kafka_lib_dir(args.version or DEFAULT_VERSION, progress=progress_line)
         out.print(f"Apache Kafka {args.version or DEFAULT_VERSION} jars in {lib}")
     else:
         from bench.brokers.tansu import find_tansu, tansu_version
@@ -163,7 +163,7 @@ def _add_broker(sub: argparse._SubParsersAction) -> None:
 
 
 # -- run --------------------------------------------------------------------------------------------
-def _client_config(args: argparse.Namespace) -> dict[str, str]:
+def client_config_from_args(args: argparse.Namespace) -> dict[str, str]:
     conf: dict[str, str] = {}
     if args.client_config_file:
         from pathlib import Path
@@ -197,9 +197,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, args.set or ())
     for t in scenario.thresholds:
         validate_metric(t.metric)
-    client_conf = _client_config(args)
+    client_conf = client_config_from_args(args)
     with open_target(args.bootstrap, args.broker or scenario.broker, nodes=args.nodes,
-                     client_config=client_conf, progress=_progress) as target:
+                     client_config=client_conf, progress=progress_line) as target:
         err.print(f"{scenario.name}: {len(scenario.cells)} cell(s) against {target.describe()}", markup=False)
         opts = RunOptions(bootstrap=target.bootstrap, broker=target.info, reports_root=Path(args.reports_dir),
                           out=Path(args.out) if args.out else None, client_config=client_conf,
@@ -298,8 +298,14 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     register(sub)
 
 
+def _add_locust(sub: argparse._SubParsersAction) -> None:
+    from bench.locust import register
+
+    register(sub)
+
+
 _EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_broker, _add_run, _add_conformance, _add_report,
+    _add_broker, _add_run, _add_conformance, _add_report, _add_locust,
 ]
 
 

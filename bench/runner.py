@@ -29,7 +29,8 @@ from bench.progress import RunProgress
 from bench.results import new_run_dir, utc_now, write_result
 from bench.scenario import Cell, Scenario, to_plain
 
-__all__ = ["RunOptions", "RunOutcome", "run_scenario"]
+__all__ = ["RunOptions", "RunOutcome", "broker_offsets", "create_topic", "delete_topic", "new_run_document",
+           "run_scenario"]
 
 JOIN_TIMEOUT_S = 60.0
 READY_TIMEOUT_S = 60.0
@@ -78,17 +79,8 @@ def run_scenario(scenario: Scenario, opts: RunOptions,
     merged into the root of the document (and may be mutated by ``next_cell`` as it decides)."""
     run_id = uuid.uuid4().hex[:8]
     run_dir = new_run_dir(opts.reports_root, scenario.name, opts.out)
-    doc: dict[str, Any] = {
-        "kind": "kbench.run", "run_id": run_id, "complete": False, "incomplete_reason": "running",
-        "started_at": utc_now(), "ended_at": None,
-        "scenario": {"name": scenario.name, "description": scenario.description,
-                     "path": str(scenario.path) if scenario.path else None, "sha256": scenario.sha256,
-                     "source_format": scenario.source_format, "document": to_plain(scenario.raw)},
-        "environment": {**client_versions(), "host": host_info(), "broker": opts.broker,
-                        "clock": "CLOCK_MONOTONIC; producers and consumers on one host"},
-        "cells": [],
-        **(extra or {}),
-    }
+    doc = new_run_document(scenario, run_id, opts.broker, clock="CLOCK_MONOTONIC; producers and consumers on one host")
+    doc.update(extra or {})
     write_result(run_dir, doc)
     progress = RunProgress(len(scenario.cells) if next_cell is None else 0, enabled=opts.progress)
     ctx = mp.get_context("spawn")
@@ -121,7 +113,21 @@ def run_scenario(scenario: Scenario, opts: RunOptions,
     return RunOutcome(run_dir, doc, bool(doc["complete"]))
 
 
-def _create_topic(opts: RunOptions, cell: Cell, name: str) -> None:
+def new_run_document(scenario: Scenario, run_id: str, broker: dict[str, Any], *, clock: str,
+                     **environment: Any) -> dict[str, Any]:
+    """The root of a result document before any cell ran (shared by `kbench run` and `kbench locust`)."""
+    return {
+        "kind": "kbench.run", "run_id": run_id, "complete": False, "incomplete_reason": "running",
+        "started_at": utc_now(), "ended_at": None,
+        "scenario": {"name": scenario.name, "description": scenario.description,
+                     "path": str(scenario.path) if scenario.path else None, "sha256": scenario.sha256,
+                     "source_format": scenario.source_format, "document": to_plain(scenario.raw)},
+        "environment": {**client_versions(), "host": host_info(), "broker": broker, "clock": clock, **environment},
+        "cells": [],
+    }
+
+
+def create_topic(opts: RunOptions, cell: Cell, name: str) -> None:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -142,7 +148,7 @@ def _create_topic(opts: RunOptions, cell: Cell, name: str) -> None:
     raise BrokerError(f"topic {name} has partitions without a leader after 30 s")
 
 
-def _delete_topic(opts: RunOptions, name: str) -> None:
+def delete_topic(opts: RunOptions, name: str) -> None:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
@@ -173,7 +179,7 @@ def _run_cell(ctx: Any, scenario: Scenario, cell: Cell, opts: RunOptions, run_id
     topic = cell.topic.name or f"kbench-{scenario.name}-{run_id}-c{cell.index}"[:249]
     if created:
         progress.set_phase(f"creating topic {topic}")
-        _create_topic(opts, cell, topic)
+        create_topic(opts, cell, topic)
     ctl = Control(stop=ctx.Event(), consume=ctx.Event(), t0=ctx.RawValue("q", 0))
     out = ctx.Queue()
     common: dict[str, Any] = {"bootstrap": opts.bootstrap, "topic": topic, "warmup_ns": int(w.warmup_s * 1e9),
@@ -259,7 +265,7 @@ def _run_cell(ctx: Any, scenario: Scenario, cell: Cell, opts: RunOptions, run_id
     if opts.on_cell_end is not None:
         result.update(opts.on_cell_end(cell, topic, state.results))
     if created and not opts.keep_topics:
-        _delete_topic(opts, topic)
+        delete_topic(opts, topic)
     return result
 
 

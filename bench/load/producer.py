@@ -87,7 +87,7 @@ class _Acks:
             (on_delivery_max_fixed if fixed_size is not None else on_delivery_max)
 
 
-class _ChunkBuilder:
+class ChunkBuilder:
     """Builds a chunk of message values at once with numpy: bodies are consecutive slices of the payload
     pool, each overwritten with its 16-byte header (intended ns, producer, seq)."""
 
@@ -169,7 +169,7 @@ def _produce(spec: WorkerSpec, ctl: Control, out: Any) -> dict[str, Any]:
     mono = time.monotonic_ns
     produce_batch, poll = producer.produce_batch, producer.poll
     topic = spec.topic
-    chunks = _ChunkBuilder(pool, spec.message_size, spec.index, rng)
+    chunks = ChunkBuilder(pool, spec.message_size, spec.index, rng)
     interval_ns = int(1e9 / spec.rate) if spec.rate else 0
     next_ns = t0_ns + (interval_ns * spec.index) // max(1, spec.extra.get("producers", 1))
     seq = 0

@@ -30,7 +30,7 @@ import gevent
 import numpy as np
 
 from bench.load.payload import HEADER, KeyStream, PayloadPool
-from bench.load.producer import _ChunkBuilder
+from bench.load.producer import ChunkBuilder
 from bench.locust.plan import Plan
 from bench.metrics import IntervalSeries, LatencyRecorder
 
@@ -102,7 +102,7 @@ class ProducerDriver:
         pool = PayloadPool(compressibility=payload.compressibility, file=payload.file, max_size=max_size,
                            pool_size=max(4 << 20, 2 * self.chunk_max * max_size), seed=seed)
         rng = np.random.default_rng(seed)
-        self.chunks = _ChunkBuilder(pool, size, producer_id & 0xFFFF, rng)
+        self.chunks = ChunkBuilder(pool, size, producer_id & 0xFFFF, rng)
         k = plan.keys_spec()
         self.keys = KeyStream(k.kind, k.count, k.zipf_s, seed=seed, producer=producer_id)
         self.interval_ns = int(1e9 / self.rate) if self.rate else 0

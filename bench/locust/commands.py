@@ -23,16 +23,16 @@ def cmd_locust(args: argparse.Namespace) -> int:
         validate_metric(t.metric)
     if not 0 < args.web_port < 65536 or args.master_port > 65535:
         raise ConfigError("--web-port / --master-port: expected a TCP port (1..65535)")
-    client_conf = cli._client_config(args)
+    client_conf = cli.client_config_from_args(args)
     opts = LocustOptions(
         bootstrap="", broker={}, cell=args.cell, workers=args.workers, expect_workers=args.expect_workers,
         headless=not args.web, master_host=args.master_host, master_port=args.master_port, users=args.users,
         spawn_rate=args.spawn_rate, web_port=args.web_port, reports_root=Path(args.reports_dir),
         out=Path(args.out) if args.out else None, client_config=client_conf, drain_timeout_s=args.drain_timeout,
-        keep_topics=args.keep_topics, embedded=not args.bootstrap, progress=cli._progress)
+        keep_topics=args.keep_topics, embedded=not args.bootstrap, progress=cli.progress_line)
     check_options(scenario, opts)  # before a broker is started
     with open_target(args.bootstrap, args.broker or scenario.broker, nodes=args.nodes,
-                     client_config=client_conf, progress=cli._progress) as target:
+                     client_config=client_conf, progress=cli.progress_line) as target:
         cli.err.print(f"[bold]{scenario.name}[/bold] cell {args.cell} through Locust against {target.describe()}")
         opts.bootstrap, opts.broker, opts.embedded = target.bootstrap, target.info, target.handle is not None
         outcome = run_locust(scenario, opts)

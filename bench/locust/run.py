@@ -24,13 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.cell import build_cell_result
-from bench.environment import client_versions, host_info
 from bench.errors import ConfigError, RunAborted
 from bench.locust.launcher import LaunchSpec, LocustProcesses
 from bench.locust.plan import Plan, build_plan
 from bench.results import new_run_dir, utc_now, write_result
-from bench.runner import RunOptions, RunOutcome, _create_topic, _delete_topic, broker_offsets
-from bench.scenario import Cell, Scenario, to_plain
+from bench.runner import RunOptions, RunOutcome, broker_offsets, create_topic, delete_topic, new_run_document
+from bench.scenario import Cell, Scenario
 
 __all__ = ["LocustOptions", "check_options", "locust_stats", "run_locust"]
 
@@ -109,7 +108,7 @@ def run_locust(scenario: Scenario, opts: LocustOptions) -> RunOutcome:
     run_opts = RunOptions(bootstrap=opts.bootstrap, broker=opts.broker, client_config=opts.client_config)
     if created:
         _say(opts, f"creating topic {topic}")
-        _create_topic(run_opts, cell, topic)
+        create_topic(run_opts, cell, topic)
     secrets = Path(tempfile.mkdtemp(prefix="kbench-locust-"))
     plan = build_plan(cell, run_id=run_id, bootstrap=opts.bootstrap, topic=topic, client_config=opts.client_config,
                       producer_users=producer_users, workers=expect, results_path=str(run_dir / RESULTS_FILE),
@@ -163,7 +162,7 @@ def run_locust(scenario: Scenario, opts: LocustOptions) -> RunOutcome:
                  f"{w.warmup_s:g} s warm-up: the measurement includes the ramp"] if ramp_s > w.warmup_s else []
         doc["cells"].append(_cell(cell, topic, created, plan, collected, run_opts, run_dir, elapsed, reason, notes))
     if created and not opts.keep_topics:
-        _delete_topic(run_opts, topic)
+        delete_topic(run_opts, topic)
     doc["ended_at"] = utc_now()
     doc["complete"] = reason is None and bool(doc["cells"]) and all(c.get("complete") for c in doc["cells"])
     doc["incomplete_reason"] = None if doc["complete"] else (
@@ -198,24 +197,17 @@ def _reachable(host: str | None) -> str:
 
 def _document(scenario: Scenario, opts: LocustOptions, run_id: str, workers: int, users: int, spawn_rate: float,
               plan: Plan) -> dict[str, Any]:
-    return {
-        "kind": "kbench.run", "run_id": run_id, "complete": False, "incomplete_reason": "running",
-        "started_at": utc_now(), "ended_at": None,
-        "scenario": {"name": scenario.name, "description": scenario.description,
-                     "path": str(scenario.path) if scenario.path else None, "sha256": scenario.sha256,
-                     "source_format": scenario.source_format, "document": to_plain(scenario.raw)},
-        "environment": {**client_versions(), "host": host_info(), "broker": opts.broker,
-                        "clock": "CLOCK_MONOTONIC per Locust process, anchored to CLOCK_REALTIME once; end-to-end "
-                                 "latency across hosts is only as good as their clock synchronisation",
-                        "driver": "locust",
-                        "locust": {"version": _dist_version("locust"), "gevent": _dist_version("gevent"),
+    return new_run_document(
+        scenario, run_id, opts.broker,
+        clock="CLOCK_MONOTONIC per Locust process, anchored to CLOCK_REALTIME once; end-to-end "
+              "latency across hosts is only as good as their clock synchronisation",
+        driver="locust",
+        locust={"version": _dist_version("locust"), "gevent": _dist_version("gevent"),
                                    "workers": workers, "local_workers": opts.workers,
                                    "master_host": opts.master_host or ("127.0.0.1" if workers else None),
                                    "mode": "headless" if opts.headless else "web", "users": users,
                                    "producer_users": plan.producer_users, "consumer_users": plan.consumer_users,
-                                   "spawn_rate": spawn_rate, "user_rate": plan.user_rate, "cell": opts.cell}},
-        "cells": [],
-    }
+                "spawn_rate": spawn_rate, "user_rate": plan.user_rate, "cell": opts.cell})
 
 
 def _dist_version(dist: str) -> str | None:
