@@ -104,7 +104,9 @@ def _run_children(bootstrap: str | None, broker: str | None, report_dir: Path | 
         label = _option(args, "--broker-name") or broker or ("external-" + boot.split(",")[0])
         report_dir = new_run_dir(Path(_option(args, "--report-root") or "reports"), label,
                                  time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
-    base = [sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider",
+    # test paths / node ids among the pass-through args replace the whole suite
+    picked = [a for a in args if not a.startswith("-") and ("::" in a or a.endswith(".py"))]
+    base = [sys.executable, "-m", "pytest", *([] if picked else [str(suite)]), "-p", "no:cacheprovider",
             "--rootdir", str(suite.parent), "--report-dir", str(report_dir)]
     if bootstrap:
         base += ["--bootstrap", bootstrap]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, Consumer, Message, Producer
 
-from bench.history import AnomalyKind, Poll, Send
+from bench.history import AnomalyKind, HistoryReport, Poll, Send
 from bench.history import check as check_history
 from bench.protocol import parse_bootstrap
 from conformance.clients import (
@@ -41,6 +41,13 @@ def _pos(m: Message) -> tuple[int, int, bytes | None]:
     return int(m.partition() or 0), int(m.offset() or 0), m.value()
 
 
+def _require_ok(hist: HistoryReport) -> None:
+    """FAIL with the checker's summary and its first anomalies unless the history is clean."""
+    if not hist.ok:
+        first = "; ".join(a.message for a in hist.failures[:3])
+        raise AssertionError(f"{hist.summary()}; first anomalies: {first}")
+
+
 def _errors(reports: Sequence[Delivery]) -> list[str]:
     return sorted({str(d.error.name()) for d in reports if d.error is not None})
 
@@ -62,7 +69,7 @@ def test_p1_order_dense_offsets(check: CheckContext, clients: Clients) -> None:
         expect_eq(reads[p].values(), sent, f"values read back from partition {p}")
         expect_eq(reads[p].offsets(), list(range(len(sent))), f"offsets read from partition {p}")
     hist = check_history(_sends(reports), final_reads=_final(reads))
-    assert hist.ok, hist.summary()
+    _require_ok(hist)
     check.note(hist.summary())
 
 
@@ -115,7 +122,7 @@ def test_p2_idempotent_under_connection_cuts(check: CheckContext, clients: Clien
     expect_eq(_errors(reports), [], "delivery errors of the idempotent producer")
     reads = clients.read_all(topic, parts, timeout=20, acked=reports)
     hist = check_history(_sends(reports), final_reads=_final(reads))
-    assert hist.ok, hist.summary()
+    _require_ok(hist)
     for p in range(parts):
         sent = [d.value for d in reports if d.partition == p]
         expect_eq(reads[p].values(), sent, f"partition {p}: log equals send order")
@@ -174,7 +181,7 @@ def test_p4_one_value_per_offset(check: CheckContext, clients: Clients) -> None:
     reads = clients.read_all(topic, 1, acked=reports[0] + reports[1])
     expect_eq(len(reads[0].messages), 400, "records read by the assign()ed reader")
     hist = check_history(sends, polls, final_reads=_final(reads), allow_gaps=False)
-    assert hist.ok, hist.summary()
+    _require_ok(hist)
     expect_eq(hist.inconsistent, 0, "positions holding two values")
     check.note(hist.summary())
 
@@ -213,7 +220,7 @@ def test_p5_no_loss_of_acked_writes(check: CheckContext, clients: Clients, timin
     expect_eq(_errors(sorted(reports, key=lambda d: d.index)), [], "delivery errors")
     reads = clients.read_all(topic, parts, acked=reports)
     hist = check_history(_sends(sorted(reports, key=lambda d: d.index)), polls, final_reads=_final(reads))
-    assert hist.ok, hist.summary()
+    _require_ok(hist)
     expect_eq((hist.lost, hist.unseen), (0, 0), "(lost, unseen) acked writes")
     check.note(hist.summary())
 
