@@ -105,7 +105,7 @@ def main() -> None:
         bare, ours = [], []
         for r in range(args.rounds):
             b, _ = _run(bare_loop, bootstrap, args.seconds)
-            k, res = _run(kbench_loop, bootstrap, args.seconds)
+            k, _res = _run(kbench_loop, bootstrap, args.seconds)
             bare.append(b)
             ours.append(k)
             print(f"round {r + 1}: bare {b:,.0f} msg/s   kbench {k:,.0f} msg/s   ratio {k / b:.3f}", flush=True)

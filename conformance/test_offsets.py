@@ -17,6 +17,7 @@ from confluent_kafka import (
     Consumer,
     ConsumerGroupTopicPartitions,
     KafkaError,
+    KafkaException,
     TopicPartition,
 )
 
@@ -268,8 +269,20 @@ def test_o8_commits_durable(check: CheckContext, clients: Clients, names: Names,
         return
     broker_control.restart_node(0)
     fresh = clients.consumer(group)
-    after_restart = {tp.partition: (int(tp.offset), tp.metadata) for tp in fresh.committed(
-        [TopicPartition(topic, p) for p in range(2)], timeout=30)}
+    # right after a restart the coordinator is still loading __consumer_offsets: NOT_COORDINATOR,
+    # COORDINATOR_LOAD_IN_PROGRESS and COORDINATOR_NOT_AVAILABLE are retriable by the protocol
+    retriable = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                 KafkaError.COORDINATOR_NOT_AVAILABLE}
+    deadline = Deadline(30)
+    while True:
+        try:
+            committed = fresh.committed([TopicPartition(topic, p) for p in range(2)], timeout=10)
+            break
+        except KafkaException as exc:
+            if exc.args[0].code() not in retriable or deadline.expired():
+                raise
+            time.sleep(0.5)
+    after_restart = {tp.partition: (int(tp.offset), tp.metadata) for tp in committed}
     check.observe(committed_after_restart=after_restart)
     expect_eq(after_restart, {p: (o, "o8") for p, o in want.items()},
               "committed offsets (and metadata) after a broker restart")
