@@ -126,6 +126,22 @@ class ChunkBuilder:
         return [{"value": raw[a:b], "key": k} for (a, b), k in zip(bounds, keys, strict=True)]
 
 
+def split_batch_errors(sent: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], Any]]]:
+    """After a partial ``produce_batch``: (messages to send again because the local queue was full,
+    (message, KafkaError) pairs that failed for good). Clears the ``_error`` marks."""
+    retry: list[dict[str, Any]] = []
+    failed: list[tuple[dict[str, Any], Any]] = []
+    for m in sent:
+        e = m.pop("_error", None)
+        if e is None:
+            continue
+        if e.code() == _QUEUE_FULL:
+            retry.append(m)
+        else:
+            failed.append((m, e))
+    return retry, failed
+
+
 def _seq(ident: bytes) -> tuple[int, int]:
     """(producer index, seq) from header bytes 8..16."""
     producer, hi, lo = _ID.unpack(ident)
@@ -247,15 +263,9 @@ def _produce(spec: WorkerSpec, ctl: Control, out: Any) -> dict[str, Any]:
                 continue
             if queued == len(pending):
                 break
-            retry = []
-            for m in pending:
-                e = m.pop("_error", None)
-                if e is None:
-                    continue
-                if e.code() == _QUEUE_FULL:
-                    retry.append(m)
-                else:
-                    acks.errors[e.name()] = acks.errors.get(e.name(), 0) + 1
+            retry, failed = split_batch_errors(pending)
+            for _msg, e in failed:
+                acks.errors[e.name()] = acks.errors.get(e.name(), 0) + 1
             if retry:
                 queue_full += 1
                 poll(0.0005)

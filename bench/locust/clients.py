@@ -30,7 +30,7 @@ import gevent
 import numpy as np
 
 from bench.load.payload import HEADER, KeyStream, PayloadPool
-from bench.load.producer import ChunkBuilder
+from bench.load.producer import ChunkBuilder, split_batch_errors
 from bench.locust.plan import Plan
 from bench.metrics import IntervalSeries, LatencyRecorder
 
@@ -38,7 +38,6 @@ __all__ = ["ConsumerDriver", "Fire", "ProducerDriver", "Window", "run_blocking"]
 
 _CHUNK = 512
 _CHUNK_BYTES = 1 << 20
-_QUEUE_FULL = -184  # librdkafka RD_KAFKA_RESP_ERR__QUEUE_FULL
 _ID_DTYPE = np.dtype([("t", "<i8"), ("producer", "<u2"), ("hi", "<u2"), ("lo", "<u4")])
 _MAX_WAIT_S = 0.001   # a user polls for delivery reports / messages at least this often (bias <= 1 ms)
 _IDLE_WAIT_S = 0.1
@@ -188,14 +187,8 @@ class ProducerDriver:
             else:
                 retry = []
                 if queued != len(pending):
-                    for m in pending:
-                        e = m.pop("_error", None)
-                        if e is None:
-                            continue
-                        if e.code() == _QUEUE_FULL:
-                            retry.append(m)
-                        else:
-                            self._failed.append((e.name(), 0.0, len(m["value"])))
+                    retry, failed = split_batch_errors(pending)
+                    self._failed.extend((e.name(), 0.0, len(m["value"])) for m, e in failed)
             self.sent_total += queued
             if self.measuring:
                 self.measured_sent += queued
