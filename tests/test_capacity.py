@@ -139,7 +139,10 @@ def test_judge_step_reasons() -> None:
     assert good["good"] and good["reasons"] == [] and good["mb_per_s"] == pytest.approx(1.0)
     # the mean keeps up but the seconds disagree: the noise check fails it, the plain mean passes it
     noisy = _cell(1, 1000, [700, 1300, 700, 1300], 10)
-    assert not judge_step(noisy, spec)["good"]
+    verdict = judge_step(noisy, spec)
+    assert not verdict["good"] and verdict["transient"] and "unstable" in verdict["reasons"][0]
+    behind = judge_step(_cell(6, 1000, [900, 900, 900, 900], 10), spec)
+    assert not behind["good"] and not behind["transient"]
     assert judge_step(noisy, _spec(noise_check=False))["good"]
     slow = judge_step(_cell(2, 1000, [1000] * 4, 80), spec)
     assert not slow["good"] and "p99 80.0 ms > SLO 50 ms" in slow["reasons"][0] and not slow["transient"]
@@ -207,7 +210,7 @@ def test_search_converges_to_the_simulated_knee_with_retries() -> None:
     assert record["status"] == "converged"
     knee = record["knee"]
     assert knee["rate"] <= 10_000 < knee["upper"] and knee["resolution_pct"] <= 100 / 2 ** 4 + 1e-9
-    assert any("isolated one-second" in n for n in record["notes"])
+    assert any("failed only on noise" in n for n in record["notes"])
     # the search stopped: asking again plans nothing
     assert plan_next(spec, record["steps"]) is None
 
@@ -360,3 +363,16 @@ def test_search_on_a_real_broker_is_bounded(tmp_path: Path, kafka_bootstrap: str
     assert code == (0 if record["status"] in ("converged", "above max_rate") else 1)
     if record["knee"] is not None:
         assert record["knee"]["rate"] <= 4000 and record["knee"]["achieved_msgs_per_s"] > 0
+
+
+def test_host_contention_is_recorded_and_noted() -> None:
+    from bench.capacity.search import HostProbe, contention_note
+
+    probe = HostProbe()
+    sample = probe.sample()
+    assert 0 <= sample["cpu_busy_pct"] <= 100 and sample["cpus"] >= 1 and sample["load_avg_1m"] >= 0
+    calm = {"index": 0, "host": {"load_avg_1m": 1.0, "cpus": 2}}
+    busy = {"index": 1, "host": {"load_avg_1m": 9.0, "cpus": 2}}
+    assert contention_note([calm]) is None
+    note = contention_note([calm, busy])
+    assert note is not None and "step(s) 1 " in note and "9 on 2 CPU(s)" in note

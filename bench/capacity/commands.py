@@ -26,7 +26,7 @@ def _print_search(doc: dict[str, Any], console: Any) -> None:
     spec = record.get("spec") or {}
     table = Table(title=f"knee search of {record.get('cell', {}).get('label')} "
                         f"({spec.get('metric')} p99 <= {spec.get('p99_ms')} ms)", title_justify="left")
-    for col in ("step", "phase", "offered msg/s", "achieved msg/s", "95% low", "MB/s", "p99 ms", "verdict"):
+    for col in ("step", "phase", "offered msg/s", "achieved msg/s", "95% low", "MB/s", "p99 ms", "load", "verdict"):
         table.add_column(col, justify="left" if col in ("phase", "verdict") else "right")
     for s in record.get("steps") or []:
         p99 = s["p99_ms"].get(spec.get("metric"))
@@ -34,6 +34,7 @@ def _print_search(doc: dict[str, Any], console: Any) -> None:
         table.add_row(str(s["index"]), s["phase"], f"{s['rate']:,.0f}", f"{s['achieved_msgs_per_s']:,.0f}",
                       "–" if lcb is None else f"{lcb:,.0f}", f"{s['mb_per_s']:.2f}",
                       "–" if p99 is None else f"{p99:,.2f}",
+                      f"{s['host']['load_avg_1m']:.1f}" if s.get("host") else "–",
                       "good" if s["good"] else "bad: " + "; ".join(s["reasons"]))
     console.print(table)
     knee = record.get("knee")

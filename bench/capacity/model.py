@@ -23,7 +23,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.capacity.search import effective_steps, judge_step, summarize_search
+from bench.capacity.search import contention_note, effective_steps, judge_step, summarize_search
 from bench.capacity.spec import SearchSpec
 from bench.errors import ResultError
 
@@ -161,11 +161,14 @@ def _search_points(doc: dict[str, Any], p99_ms: float) -> tuple[list[Point], lis
     record = doc["search"]
     spec = spec_from_record(record.get("spec") or {}, p99_ms)
     cells = {c.get("index"): c for c in doc["cells"]}
-    steps = [{"phase": s.get("phase"), **judge_step(cells[s["index"]], spec)}
+    steps = [{"phase": s.get("phase"), "host": s.get("host"), **judge_step(cells[s["index"]], spec)}
              for s in record.get("steps") or [] if s.get("index") in cells]
     summary = summarize_search(spec, steps)
     notes = [f"knee re-derived from the {len(steps)} search step(s) at p99 <= {p99_ms:g} ms ({spec.metric}); "
              f"search status: {summary['status']}", *summary["notes"]]
+    contention = contention_note(steps)
+    if contention:
+        notes.append(contention)
     if p99_ms != float(record["spec"]["p99_ms"]):
         notes.append(f"the search itself used p99 <= {record['spec']['p99_ms']:g} ms")
     knee = summary["knee"]

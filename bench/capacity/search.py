@@ -11,8 +11,9 @@ result document, and the decisions live in the document's root ``search`` record
 
 Phases: ``ramp`` (start_rate x factor … up to max_rate), ``down`` (only if the first step already
 failed), ``refine`` (bisection between the best good and the lowest bad rate), ``confirm`` (the best
-good rate again), ``retry`` (a step that failed only on one isolated second of latency, while keeping
-up, is run once more: on a shared host a stall unrelated to the load must not set the knee). A rate is
+good rate again), ``retry`` (a step that kept up on average but failed only on noise — unstable
+per-second samples or one isolated second over the SLO — is run once more: on a shared host a stall
+unrelated to the load must not set the knee; a step that fell behind or stayed slow is not retried). A rate is
 good only if *every* counted run at it was good (a retried transient failure is the only run not
 counted); good rates above the lowest bad rate are ignored (and noted), so one lucky step cannot raise
 the knee.
@@ -21,6 +22,7 @@ the knee.
 from __future__ import annotations
 
 import math
+import os
 import statistics
 from collections.abc import Sequence
 from dataclasses import replace
@@ -31,7 +33,8 @@ from bench.capacity.spec import SearchSpec
 from bench.runner import RunOptions, RunOutcome, run_scenario
 from bench.scenario import Cell, Scenario
 
-__all__ = ["KneeSearch", "effective_steps", "judge_step", "lower_bound", "plan_next", "run_search", "summarize_search"]
+__all__ = ["HostProbe", "KneeSearch", "contention_note", "effective_steps", "judge_step", "lower_bound", "plan_next",
+           "run_search", "summarize_search"]
 
 # one-sided 95 % Student t quantiles, df = 1..30 (beyond: normal approximation)
 _T95 = (6.314, 2.920, 2.353, 2.132, 2.015, 1.943, 1.895, 1.860, 1.833, 1.812, 1.796, 1.782, 1.771, 1.761,
@@ -58,18 +61,21 @@ def _p99(cell: dict[str, Any], metric: str) -> float | None:
 
 
 def _rate_check(values: list[float], fallback: float, need: float, spec: SearchSpec,
-                who: str) -> tuple[float, float | None, str | None]:
+                who: str) -> tuple[float, float | None, str | None, bool]:
+    """(achieved, lower bound, reason or None, whether the failure is only noise: the mean kept up)."""
     achieved = statistics.fmean(values) if values else fallback
     lcb = lower_bound(values)
+    if achieved < need:
+        bound = f" (95% lower bound {lcb:,.0f})" if lcb is not None else ""
+        why = f"{who} {achieved:,.0f} msg/s{bound} < {spec.achieved_ratio:g} x offered = {need:,.0f}"
+        return achieved, lcb, why, False
     if spec.noise_check:
         if lcb is None:
-            return achieved, lcb, f"{who}: too few per-second samples ({len(values)}) for the noise check"
+            return achieved, lcb, f"{who}: too few per-second samples ({len(values)}) for the noise check", False
         if lcb < need:
-            return achieved, lcb, (f"{who} {achieved:,.0f} msg/s (95% lower bound {lcb:,.0f}) < "
-                                   f"{spec.achieved_ratio:g} x offered = {need:,.0f}")
-    elif achieved < need:
-        return achieved, lcb, f"{who} {achieved:,.0f} msg/s < {spec.achieved_ratio:g} x offered = {need:,.0f}"
-    return achieved, lcb, None
+            return achieved, lcb, (f"{who} unstable: mean {achieved:,.0f} msg/s but 95% lower bound {lcb:,.0f} < "
+                                   f"{spec.achieved_ratio:g} x offered = {need:,.0f}"), True
+    return achieved, lcb, None, True
 
 
 def _seconds_over(cell: dict[str, Any], spec: SearchSpec) -> tuple[int, int] | None:
@@ -92,14 +98,18 @@ def judge_step(cell: dict[str, Any], spec: SearchSpec) -> dict[str, Any]:
     values = [float(v) for v in ps.get("values") or []]
     need = spec.achieved_ratio * offered
     reasons: list[str] = []
+    hard = False   # a failure that is not just noise (see ``transient``)
     if not cell.get("complete"):
         reasons.append(f"incomplete: {cell.get('incomplete_reason')}")
+        hard = True
     errors = int((cell.get("errors") or {}).get("total") or 0)
     if errors:
         reasons.append(f"{errors} error(s)")
-    achieved, lcb, why = _rate_check(values, float(prod.get("msgs_per_s") or 0.0), need, spec, "achieved")
+        hard = True
+    achieved, lcb, why, noise_only = _rate_check(values, float(prod.get("msgs_per_s") or 0.0), need, spec, "achieved")
     if why:
         reasons.append(why)
+        hard = hard or not noise_only
     cons = cell.get("consume") or {}
     groups = int(cons.get("groups") or 0)
     if groups:
@@ -110,15 +120,18 @@ def judge_step(cell: dict[str, Any], spec: SearchSpec) -> dict[str, Any]:
         if consumed < need:
             reasons.append(f"consumed {consumed:,.0f} msg/s per group < {spec.achieved_ratio:g} x offered "
                            f"= {need:,.0f}")
+            hard = True
     p99 = _p99(cell, spec.metric)
-    transient = False
     if p99 is None:
         reasons.append(f"no {spec.metric} latency measured")
+        hard = True
     elif p99 > spec.p99_ms:
         over = _seconds_over(cell, spec)
-        transient = not reasons and over is not None and over[0] == 1
+        hard = hard or over is None or over[0] > 1
         reasons.append(f"{spec.metric} p99 {p99:,.1f} ms > SLO {spec.p99_ms:g} ms"
                        + (f" (in {over[0]} of {over[1]} seconds)" if over else ""))
+    # transient: it kept up on average, and failed only on unstable seconds or one isolated latency spike
+    transient = bool(reasons) and not hard
     messages, nbytes = int(prod.get("messages") or 0), int(prod.get("bytes") or 0)
     mean_size = nbytes / messages if messages else float(cell["workload"]["message_size"].get("max") or 0)
     return {
@@ -131,8 +144,8 @@ def judge_step(cell: dict[str, Any], spec: SearchSpec) -> dict[str, Any]:
 
 
 def effective_steps(steps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The steps that count: a transient-bad run (an isolated one-second latency spike, throughput kept up)
-    is excused when the retry right after it, at the same rate, was good."""
+    """The steps that count: a transient-bad run (kept up on average; failed only on unstable seconds or
+    one isolated latency spike) is excused when the retry right after it, at the same rate, was good."""
     out = []
     for i, s in enumerate(steps):
         nxt = steps[i + 1] if i + 1 < len(steps) else None
@@ -204,8 +217,8 @@ def summarize_search(spec: SearchSpec, steps: Sequence[dict[str, Any]]) -> dict[
     counted = effective_steps(steps)
     excused = len(steps) - len(counted)
     if excused:
-        notes.append(f"{excused} run(s) failed only on an isolated one-second latency spike and passed when "
-                     "retried (see steps[].transient)")
+        notes.append(f"{excused} run(s) failed only on noise (unstable seconds or one isolated latency spike) "
+                     "and passed when retried (see steps[].transient)")
     runs = [s for s in counted if s["rate"] == lo]
     if hi is None:
         status = "above max_rate" if lo >= spec.max_rate else "budget exhausted in the ramp"
@@ -229,11 +242,48 @@ def summarize_search(spec: SearchSpec, steps: Sequence[dict[str, Any]]) -> dict[
     return {"status": status, "knee": knee, "notes": notes}
 
 
+class HostProbe:
+    """CPU contention on the host during a step: busy share of all CPUs and the 1-minute load average.
+
+    The knee of a shared box moves with other people's work; recording it per step lets the report say
+    when a figure was taken on an overloaded host."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._psutil = psutil
+        self.cpus = psutil.cpu_count() or 1
+        self._mark = psutil.cpu_times()
+
+    def reset(self) -> None:
+        self._mark = self._psutil.cpu_times()
+
+    def sample(self) -> dict[str, float]:
+        now = self._psutil.cpu_times()
+        total = sum(now) - sum(self._mark)
+        idle = (now.idle + getattr(now, "iowait", 0.0)) - (self._mark.idle + getattr(self._mark, "iowait", 0.0))
+        self._mark = now
+        busy = 100.0 * (1 - idle / total) if total > 0 else 0.0
+        return {"cpu_busy_pct": round(busy, 1), "load_avg_1m": round(os.getloadavg()[0], 2), "cpus": self.cpus}
+
+
+def contention_note(steps: Sequence[dict[str, Any]]) -> str | None:
+    """A note naming the steps taken while the host's load average exceeded twice its CPUs."""
+    hot = [s for s in steps if s.get("host") and s["host"]["load_avg_1m"] > 2 * s["host"]["cpus"]]
+    if not hot:
+        return None
+    worst = max(s["host"]["load_avg_1m"] for s in hot)
+    return (f"host overloaded during step(s) {', '.join(str(s['index']) for s in hot)} (1-min load average up to "
+            f"{worst:g} on {hot[0]['host']['cpus']} CPU(s)): other processes competed for the CPUs, so these "
+            "steps measured the contention as much as the broker")
+
+
 class KneeSearch:
     """The runner's ``next_cell`` callback: judges each finished step, records it, plans the next."""
 
-    def __init__(self, spec: SearchSpec, base: Cell, record: dict[str, Any] | None = None) -> None:
-        self.spec, self.base = spec, base
+    def __init__(self, spec: SearchSpec, base: Cell, record: dict[str, Any] | None = None,
+                 probe: HostProbe | None = None) -> None:
+        self.spec, self.base, self.probe = spec, base, probe
         self.record = record if record is not None else {}
         self.record.update({"spec": spec.as_dict(), "cell": {"index": base.index, "label": base.label()},
                             "status": "running", "steps": [], "knee": None, "notes": []})
@@ -242,13 +292,21 @@ class KneeSearch:
     def __call__(self, cells: list[dict[str, Any]]) -> Cell | None:
         steps: list[dict[str, Any]] = self.record["steps"]
         for i in range(len(steps), len(cells)):
-            steps.append({"phase": self._phases[i], **judge_step(cells[i], self.spec)})
+            step = {"phase": self._phases[i], **judge_step(cells[i], self.spec)}
+            if self.probe is not None and i == len(cells) - 1:
+                step["host"] = self.probe.sample()
+            steps.append(step)
         nxt = plan_next(self.spec, steps)
         if nxt is None:
             self.record.update(summarize_search(self.spec, steps))
+            note = contention_note(steps)
+            if note:
+                self.record["notes"].append(note)
             return None
         rate, phase = nxt
         self._phases.append(phase)
+        if self.probe is not None:
+            self.probe.reset()
         w = replace(self.base.workload, rate=rate, duration_s=self.spec.step_duration_s, warmup_s=self.spec.warmup_s)
         return replace(self.base, index=len(cells), workload=w, params=MappingProxyType({"workload.rate": rate}))
 
@@ -256,5 +314,5 @@ class KneeSearch:
 def run_search(scenario: Scenario, opts: RunOptions, spec: SearchSpec, cell: Cell) -> RunOutcome:
     """Run the knee search of ``cell``; the result document's cells are the steps, ``search`` the record."""
     record: dict[str, Any] = {}
-    search = KneeSearch(spec, cell, record)
+    search = KneeSearch(spec, cell, record, probe=HostProbe())
     return run_scenario(scenario, opts, next_cell=search, extra={"search": record})

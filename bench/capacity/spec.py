@@ -31,8 +31,8 @@ class SearchSpec:
     least ``achieved_ratio`` x offered. The ramp multiplies the rate by ``step_factor`` (or adds
     ``step_add``) from ``start_rate`` up to ``max_rate``; after the first bad step, ``refine`` bisection
     steps narrow the interval between the last good and the first bad rate; the best good rate is then
-    repeated ``confirm`` times. A step that failed only because of one isolated second of latency (while
-    keeping up) is retried once when ``retry_transient``. ``max_steps`` bounds the number of steps
+    repeated ``confirm`` times. A step that kept up on average but failed only on noise (unstable seconds,
+    one isolated second over the SLO) is retried once when ``retry_transient``. ``max_steps`` bounds the number of steps
     (cells) of the whole search, retries included.
     """
 
