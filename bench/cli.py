@@ -188,6 +188,8 @@ def client_config_from_args(args: argparse.Namespace) -> dict[str, str]:
 def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from bench.faults import make_hooks
+    from bench.faults import validate as validate_faults
     from bench.runner import RunOptions, run_scenario
     from bench.scenario import load_scenario
     from bench.summary import print_summary
@@ -197,14 +199,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, args.set or ())
     for t in scenario.thresholds:
         validate_metric(t.metric)
+    plan = validate_faults(scenario)
     client_conf = client_config_from_args(args)
+    if plan is not None and args.bootstrap:
+        raise ConfigError(f"{args.scenario}: the scenario has faults:, which need an embedded broker to kill and "
+                          "restart (--broker kafka --nodes 3); an external --bootstrap cannot be faulted")
     with open_target(args.bootstrap, args.broker or scenario.broker, nodes=args.nodes,
                      client_config=client_conf, progress=progress_line) as target:
+        hooks = make_hooks(plan, handle=target.handle, bootstrap=target.bootstrap, client_config=client_conf,
+                           verify=args.verify, alive=target.alive)
         err.print(f"{scenario.name}: {len(scenario.cells)} cell(s) against {target.describe()}", markup=False)
         opts = RunOptions(bootstrap=target.bootstrap, broker=target.info, reports_root=Path(args.reports_dir),
                           out=Path(args.out) if args.out else None, client_config=client_conf,
                           progress=not args.no_progress, verify=args.verify, drain_timeout_s=args.drain_timeout,
-                          keep_topics=args.keep_topics, broker_alive=target.alive)
+                          keep_topics=args.keep_topics, broker_alive=hooks.broker_alive,
+                          on_load_start=hooks.on_load_start, on_cell_end=hooks.on_cell_end)
         outcome = run_scenario(scenario, opts)
     print_summary(outcome.document, out)
     out.print(f"result: {outcome.run_dir / 'result.json'}")

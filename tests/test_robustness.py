@@ -13,7 +13,6 @@ import json
 import math
 from pathlib import Path
 
-import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -112,8 +111,6 @@ def test_missing_file(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "nope.yaml" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="pending: bench/cli.py cmd_run must call bench.faults.validate(scenario) "
-                                       "before opening the target (see docs/faults.md); remove this marker then")
 def test_bad_faults_rejected_by_the_cli(tmp_path: Path) -> None:
     err = _run_bad(tmp_path, "workload: {rate: 10, duration: 20s}\nfaults:\n"
                              "  - {action: kill, node: leader, at: 5s}\n  - {action: pause, node: 2, at: -1s}\n")

@@ -264,8 +264,10 @@ def _produce(spec: WorkerSpec, ctl: Control, out: Any) -> dict[str, Any]:
             if queued == len(pending):
                 break
             retry, failed = split_batch_errors(pending)
-            for _msg, e in failed:
+            for msg, e in failed:  # refused locally: definitely not written
                 acks.errors[e.name()] = acks.errors.get(e.name(), 0) + 1
+                if spec.verify:
+                    acks.verify_failed.append((msg["value"][8:16], e.name()))
             if retry:
                 queue_full += 1
                 poll(0.0005)
