@@ -313,8 +313,14 @@ def _add_locust(sub: argparse._SubParsersAction) -> None:
     register(sub)
 
 
+def _add_capacity(sub: argparse._SubParsersAction) -> None:
+    from bench.capacity.commands import register
+
+    register(sub)
+
+
 _EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_broker, _add_run, _add_conformance, _add_report, _add_locust,
+    _add_broker, _add_run, _add_conformance, _add_report, _add_locust, _add_capacity,
 ]
 
 
