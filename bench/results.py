@@ -14,6 +14,10 @@ Layout of ``result.json`` (``schema_version`` 1)::
 
 Histograms are HdrHistogram V2 (compressed, base64), decodable with ``hdrh``'s ``HdrHistogram.decode``;
 percentiles in ``summary`` are computed from them when the document is written.
+
+Time bases: ``series.produce`` / ``series.consume`` intervals count from the start of the measurement
+window (``t`` = 0 is the end of warm-up); ``series.lag`` samples ``[t, lag]`` count from the start of load
+(t0, the start of warm-up); fault and verification times (``faults``, ``verification``) are from t0 too.
 """
 
 from __future__ import annotations
