@@ -26,7 +26,8 @@ def _print_search(doc: dict[str, Any], console: Any) -> None:
     spec = record.get("spec") or {}
     table = Table(title=f"knee search of {record.get('cell', {}).get('label')} "
                         f"({spec.get('metric')} p99 <= {spec.get('p99_ms')} ms)", title_justify="left")
-    for col in ("step", "phase", "offered msg/s", "achieved msg/s", "95% low", "MB/s", "p99 ms", "load", "verdict"):
+    cols = ("step", "phase", "offered msg/s", "achieved msg/s", "95% low", "MB/s", "p99 ms", "other cores", "verdict")
+    for col in cols:
         table.add_column(col, justify="left" if col in ("phase", "verdict") else "right")
     for s in record.get("steps") or []:
         p99 = s["p99_ms"].get(spec.get("metric"))
@@ -34,7 +35,7 @@ def _print_search(doc: dict[str, Any], console: Any) -> None:
         table.add_row(str(s["index"]), s["phase"], f"{s['rate']:,.0f}", f"{s['achieved_msgs_per_s']:,.0f}",
                       "–" if lcb is None else f"{lcb:,.0f}", f"{s['mb_per_s']:.2f}",
                       "–" if p99 is None else f"{p99:,.2f}",
-                      f"{s['host']['load_avg_1m']:.1f}" if s.get("host") else "–",
+                      f"{s['host']['other_cores']:.1f}" if s.get("host") else "–",
                       "good" if s["good"] else "bad: " + "; ".join(s["reasons"]))
     console.print(table)
     knee = record.get("knee")
@@ -73,7 +74,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                           out=Path(args.out) if args.out else None, client_config=client_conf,
                           progress=not args.no_progress, drain_timeout_s=args.drain_timeout,
                           broker_alive=target.alive)
-        outcome = run_search(scenario, opts, spec, cell)
+        pids = [n.pid for n in target.handle.nodes if n.pid] if target.handle is not None else []
+        outcome = run_search(scenario, opts, spec, cell, broker_pids=pids)
     _print_search(outcome.document, cli.out)
     cli.out.print(f"result: {outcome.run_dir / 'result.json'}")
     if not outcome.complete:

@@ -23,7 +23,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.capacity.search import contention_note, effective_steps, judge_step, summarize_search
+from bench.capacity.host import contention_note
+from bench.capacity.search import effective_steps, judge_step, summarize_search
 from bench.capacity.spec import SearchSpec
 from bench.errors import ResultError
 
@@ -105,7 +106,7 @@ def spec_from_record(spec: dict[str, Any], p99_ms: float | None = None) -> Searc
             refine=int(spec["refine"]), confirm=int(spec["confirm"]), max_steps=int(spec["max_steps"]),
             achieved_ratio=float(spec["achieved_ratio"]), noise_check=bool(spec["noise_check"]),
             step_duration_s=float(spec["step_duration_s"]), warmup_s=float(spec["warmup_s"]),
-            retry_transient=bool(spec.get("retry_transient", True)))
+            retry_transient=bool(spec.get("retry_transient", True)), cooldown_s=float(spec.get("cooldown_s", 5.0)))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ResultError(f"the result's search.spec is malformed ({exc!r})") from exc
 

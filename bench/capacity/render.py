@@ -73,13 +73,13 @@ def plan_sections(plan: Plan, doc: dict[str, Any]) -> list[Section]:
     counted = {id(s) for s in effective_steps(steps)}
     if steps:
         out.append(("table", ["step", "phase", "offered msg/s", "achieved msg/s", "95% lower bound", "MB/s",
-                              "publish p99 ms", "e2e p99 ms", "send delay p99 ms", "host load 1m",
+                              "publish p99 ms", "e2e p99 ms", "send delay p99 ms", "other cores",
                               f"verdict at {p.p99_ms:g} ms"],
                     [[str(s["index"]), s.get("phase") or "", _f(s["rate"], ",.0f"),
                       _f(s["achieved_msgs_per_s"], ",.0f"), _f(s.get("achieved_lcb"), ",.0f"),
                       _f(s["mb_per_s"], ".2f"), _f(s["p99_ms"].get("publish"), ",.2f"),
                       _f(s["p99_ms"].get("e2e"), ",.2f"), _f(s["p99_ms"].get("send_delay"), ",.2f"),
-                      _f((s.get("host") or {}).get("load_avg_1m"), ".1f"),
+                      _f((s.get("host") or {}).get("other_cores"), ".1f"),
                       _verdict(s, counted)] for s in steps]))
     out += [("h2", "Measured capacity by configuration"),
             ("table", ["configuration", "cells", "partitions", "kind", "msg/s", "MB/s ± sd", "p99 ms", "used"],

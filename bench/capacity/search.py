@@ -22,19 +22,20 @@ the knee.
 from __future__ import annotations
 
 import math
-import os
 import statistics
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
+from bench.capacity.host import HostProbe, contention_note
 from bench.capacity.spec import SearchSpec
 from bench.runner import RunOptions, RunOutcome, run_scenario
 from bench.scenario import Cell, Scenario
 
-__all__ = ["HostProbe", "KneeSearch", "contention_note", "effective_steps", "judge_step", "lower_bound", "plan_next",
-           "run_search", "summarize_search"]
+__all__ = ["KneeSearch", "effective_steps", "judge_step", "lower_bound", "plan_next", "run_search",
+           "summarize_search"]
 
 # one-sided 95 % Student t quantiles, df = 1..30 (beyond: normal approximation)
 _T95 = (6.314, 2.920, 2.353, 2.132, 2.015, 1.943, 1.895, 1.860, 1.833, 1.812, 1.796, 1.782, 1.771, 1.761,
@@ -242,42 +243,6 @@ def summarize_search(spec: SearchSpec, steps: Sequence[dict[str, Any]]) -> dict[
     return {"status": status, "knee": knee, "notes": notes}
 
 
-class HostProbe:
-    """CPU contention on the host during a step: busy share of all CPUs and the 1-minute load average.
-
-    The knee of a shared box moves with other people's work; recording it per step lets the report say
-    when a figure was taken on an overloaded host."""
-
-    def __init__(self) -> None:
-        import psutil
-
-        self._psutil = psutil
-        self.cpus = psutil.cpu_count() or 1
-        self._mark = psutil.cpu_times()
-
-    def reset(self) -> None:
-        self._mark = self._psutil.cpu_times()
-
-    def sample(self) -> dict[str, float]:
-        now = self._psutil.cpu_times()
-        total = sum(now) - sum(self._mark)
-        idle = (now.idle + getattr(now, "iowait", 0.0)) - (self._mark.idle + getattr(self._mark, "iowait", 0.0))
-        self._mark = now
-        busy = 100.0 * (1 - idle / total) if total > 0 else 0.0
-        return {"cpu_busy_pct": round(busy, 1), "load_avg_1m": round(os.getloadavg()[0], 2), "cpus": self.cpus}
-
-
-def contention_note(steps: Sequence[dict[str, Any]]) -> str | None:
-    """A note naming the steps taken while the host's load average exceeded twice its CPUs."""
-    hot = [s for s in steps if s.get("host") and s["host"]["load_avg_1m"] > 2 * s["host"]["cpus"]]
-    if not hot:
-        return None
-    worst = max(s["host"]["load_avg_1m"] for s in hot)
-    return (f"host overloaded during step(s) {', '.join(str(s['index']) for s in hot)} (1-min load average up to "
-            f"{worst:g} on {hot[0]['host']['cpus']} CPU(s)): other processes competed for the CPUs, so these "
-            "steps measured the contention as much as the broker")
-
-
 class KneeSearch:
     """The runner's ``next_cell`` callback: judges each finished step, records it, plans the next."""
 
@@ -305,14 +270,19 @@ class KneeSearch:
             return None
         rate, phase = nxt
         self._phases.append(phase)
+        last = steps[-1] if steps else None
+        if last is not None and not last["good"] and not last.get("transient") and self.spec.cooldown_s:
+            time.sleep(self.spec.cooldown_s)   # let the broker settle after an overload (log flush, deletes)
         if self.probe is not None:
             self.probe.reset()
         w = replace(self.base.workload, rate=rate, duration_s=self.spec.step_duration_s, warmup_s=self.spec.warmup_s)
         return replace(self.base, index=len(cells), workload=w, params=MappingProxyType({"workload.rate": rate}))
 
 
-def run_search(scenario: Scenario, opts: RunOptions, spec: SearchSpec, cell: Cell) -> RunOutcome:
-    """Run the knee search of ``cell``; the result document's cells are the steps, ``search`` the record."""
+def run_search(scenario: Scenario, opts: RunOptions, spec: SearchSpec, cell: Cell,
+               broker_pids: Sequence[int] = ()) -> RunOutcome:
+    """Run the knee search of ``cell``; the result document's cells are the steps, ``search`` the record.
+    ``broker_pids``: processes of an embedded broker, so their CPU is not counted as other people's."""
     record: dict[str, Any] = {}
-    search = KneeSearch(spec, cell, record, probe=HostProbe())
+    search = KneeSearch(spec, cell, record, probe=HostProbe(broker_pids))
     return run_scenario(scenario, opts, next_cell=search, extra={"search": record})
