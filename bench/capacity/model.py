@@ -106,7 +106,8 @@ def spec_from_record(spec: dict[str, Any], p99_ms: float | None = None) -> Searc
             refine=int(spec["refine"]), confirm=int(spec["confirm"]), max_steps=int(spec["max_steps"]),
             achieved_ratio=float(spec["achieved_ratio"]), noise_check=bool(spec["noise_check"]),
             step_duration_s=float(spec["step_duration_s"]), warmup_s=float(spec["warmup_s"]),
-            retry_transient=bool(spec.get("retry_transient", True)), cooldown_s=float(spec.get("cooldown_s", 5.0)))
+            retry_transient=bool(spec.get("retry_transient", True)), cooldown_s=float(spec.get("cooldown_s", 5.0)),
+            prime=bool(spec.get("prime", False)))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ResultError(f"the result's search.spec is malformed ({exc!r})") from exc
 

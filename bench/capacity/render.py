@@ -37,7 +37,7 @@ def _f(x: float | None, fmt: str = ",.1f") -> str:
 def _verdict(step: dict[str, Any], counted: set[int]) -> str:
     if step["good"]:
         return "good"
-    head = "bad" if id(step) in counted else "not counted (noise only, retry passed)"
+    head = "bad" if id(step) in counted else "not counted (retry passed)"
     return f"{head}: " + "; ".join(step["reasons"])
 
 

@@ -11,9 +11,10 @@ result document, and the decisions live in the document's root ``search`` record
 
 Phases: ``ramp`` (start_rate x factor … up to max_rate), ``down`` (only if the first step already
 failed), ``refine`` (bisection between the best good and the lowest bad rate), ``confirm`` (the best
-good rate again), ``retry`` (a step that kept up on average but failed only on noise — unstable
-per-second samples or one isolated second over the SLO — is run once more: on a shared host a stall
-unrelated to the load must not set the knee; a step that fell behind or stayed slow is not retried). A rate is
+good rate again), ``prime`` (the first step, at start_rate, warms the broker's JVM, caches and
+connections and is not counted), ``retry`` (a failure that may not be the load's is run once more:
+noise only — unstable per-second samples or one isolated second over the SLO — in any phase, or, in
+the ramp, a slow step that still kept up on average; a step that fell behind is never retried). A rate is
 good only if *every* counted run at it was good (a retried transient failure is the only run not
 counted); good rates above the lowest bad rate are ignored (and noted), so one lucky step cannot raise
 the knee.
@@ -99,18 +100,18 @@ def judge_step(cell: dict[str, Any], spec: SearchSpec) -> dict[str, Any]:
     values = [float(v) for v in ps.get("values") or []]
     need = spec.achieved_ratio * offered
     reasons: list[str] = []
-    hard = False   # a failure that is not just noise (see ``transient``)
+    behind = False   # did not keep up on average: incomplete, errors, achieved or consumed mean too low
     if not cell.get("complete"):
         reasons.append(f"incomplete: {cell.get('incomplete_reason')}")
-        hard = True
+        behind = True
     errors = int((cell.get("errors") or {}).get("total") or 0)
     if errors:
         reasons.append(f"{errors} error(s)")
-        hard = True
+        behind = True
     achieved, lcb, why, noise_only = _rate_check(values, float(prod.get("msgs_per_s") or 0.0), need, spec, "achieved")
     if why:
         reasons.append(why)
-        hard = hard or not noise_only
+        behind = behind or not noise_only
     cons = cell.get("consume") or {}
     groups = int(cons.get("groups") or 0)
     if groups:
@@ -121,22 +122,24 @@ def judge_step(cell: dict[str, Any], spec: SearchSpec) -> dict[str, Any]:
         if consumed < need:
             reasons.append(f"consumed {consumed:,.0f} msg/s per group < {spec.achieved_ratio:g} x offered "
                            f"= {need:,.0f}")
-            hard = True
+            behind = True
     p99 = _p99(cell, spec.metric)
+    slow = False     # over the SLO in more than one second
     if p99 is None:
         reasons.append(f"no {spec.metric} latency measured")
-        hard = True
+        behind = True
     elif p99 > spec.p99_ms:
         over = _seconds_over(cell, spec)
-        hard = hard or over is None or over[0] > 1
+        slow = over is None or over[0] > 1
         reasons.append(f"{spec.metric} p99 {p99:,.1f} ms > SLO {spec.p99_ms:g} ms"
                        + (f" (in {over[0]} of {over[1]} seconds)" if over else ""))
     # transient: it kept up on average, and failed only on unstable seconds or one isolated latency spike
-    transient = bool(reasons) and not hard
+    transient = bool(reasons) and not behind and not slow
     messages, nbytes = int(prod.get("messages") or 0), int(prod.get("bytes") or 0)
     mean_size = nbytes / messages if messages else float(cell["workload"]["message_size"].get("max") or 0)
     return {
         "index": cell.get("index"), "rate": offered, "good": not reasons, "reasons": reasons, "transient": transient,
+        "kept_up": not behind,
         "achieved_msgs_per_s": achieved, "achieved_lcb": lcb,
         "per_second_stdev": statistics.stdev(values) if len(values) > 1 else None, "samples": len(values),
         "mb_per_s": achieved * mean_size / 1e6, "mean_message_bytes": mean_size,
@@ -144,15 +147,23 @@ def judge_step(cell: dict[str, Any], spec: SearchSpec) -> dict[str, Any]:
     }
 
 
+def _retryable(step: dict[str, Any]) -> bool:
+    """Failed, but possibly not because of the load: noise only (``transient``) in any phase; or, in the
+    ramp, kept up on average but slow — one false "bad" there would cap the whole search."""
+    if step["good"] or step.get("phase") in ("retry", "prime"):
+        return False
+    return bool(step.get("transient")) or (bool(step.get("kept_up")) and step.get("phase") in ("ramp", "down"))
+
+
 def effective_steps(steps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The steps that count: a transient-bad run (kept up on average; failed only on unstable seconds or
-    one isolated latency spike) is excused when the retry right after it, at the same rate, was good."""
+    """The steps that count: not the priming step, and not a retryable failure (see :func:`_retryable`)
+    whose retry right after it, at the same rate, was good."""
     out = []
     for i, s in enumerate(steps):
         nxt = steps[i + 1] if i + 1 < len(steps) else None
-        excused = (not s["good"] and s.get("transient") and nxt is not None and nxt.get("phase") == "retry"
-                   and nxt["rate"] == s["rate"] and nxt["good"])
-        if not excused:
+        excused = (_retryable(s) and nxt is not None and nxt.get("phase") == "retry" and nxt["rate"] == s["rate"]
+                   and nxt["good"])
+        if not excused and s.get("phase") != "prime":
             out.append(s)
     return out
 
@@ -177,13 +188,15 @@ def plan_next(spec: SearchSpec, steps: Sequence[dict[str, Any]]) -> tuple[float,
     n = len(steps)
     if n >= spec.max_steps:
         return None
-    if n == 0:
+    if n == 0 and spec.prime:
+        return spec.start_rate, "prime"
+    counted = effective_steps(steps)
+    if not counted and not (steps and _retryable(steps[-1])):
         return spec.start_rate, "ramp"
-    last = steps[-1]
-    if spec.retry_transient and last.get("transient") and not last["good"] and last.get("phase") != "retry":
-        return last["rate"], "retry"
+    if spec.retry_transient and _retryable(steps[-1]):
+        return steps[-1]["rate"], "retry"
     _, lo, hi = _verdicts(steps)
-    runs_lo = sum(1 for s in effective_steps(steps) if s["rate"] == lo)
+    runs_lo = sum(1 for s in counted if s["rate"] == lo)
     confirm_left = max(0, 1 + spec.confirm - runs_lo) if lo is not None else 0
     budget = spec.max_steps - n
     if hi is None:  # every rate so far was good: keep ramping
@@ -192,7 +205,7 @@ def plan_next(spec: SearchSpec, steps: Sequence[dict[str, Any]]) -> tuple[float,
             return spec.up(lo), "ramp"
         return (lo, "confirm") if confirm_left else None
     if lo is None:  # even the lowest rate failed: step down
-        nxt = spec.down(min(s["rate"] for s in steps))
+        nxt = spec.down(min(s["rate"] for s in counted))
         return (nxt, "down") if nxt >= spec.min_rate else None
     refined = len({s["rate"] for s in steps if s.get("phase") == "refine"})
     mid = float(round((lo + hi) / 2))
@@ -210,16 +223,16 @@ def summarize_search(spec: SearchSpec, steps: Sequence[dict[str, Any]]) -> dict[
     if above:
         notes.append(f"good rate(s) above the lowest bad rate {hi:,.0f} ignored (non-monotone, noisy system): "
                      + ", ".join(f"{r:,.0f}" for r in above))
-    if not steps:
+    if not effective_steps(steps):
         return {"status": "not run", "knee": None, "notes": notes}
     if lo is None:
         notes.append(f"no rate down to {min(verdict):,.0f} msg/s was sustainable within the SLO")
         return {"status": "no sustainable rate", "knee": None, "notes": notes}
     counted = effective_steps(steps)
-    excused = len(steps) - len(counted)
+    excused = len([s for s in steps if s.get("phase") != "prime"]) - len(counted)
     if excused:
-        notes.append(f"{excused} run(s) failed only on noise (unstable seconds or one isolated latency spike) "
-                     "and passed when retried (see steps[].transient)")
+        notes.append(f"{excused} failed run(s) passed when retried at the same rate and were not counted "
+                     "(noise, or a slow ramp step while keeping up)")
     runs = [s for s in counted if s["rate"] == lo]
     if hi is None:
         status = "above max_rate" if lo >= spec.max_rate else "budget exhausted in the ramp"

@@ -17,7 +17,8 @@ from bench.scenario import MAX_RATE, Cell, Scenario, to_plain
 __all__ = ["SEARCH_KEYS", "SearchSpec", "parse_search", "search_cell"]
 
 SEARCH_KEYS = ("metric", "p99_ms", "start_rate", "max_rate", "min_rate", "step", "refine", "confirm",
-               "max_steps", "achieved_ratio", "noise_check", "retry_transient", "cooldown", "step_duration", "warmup")
+               "max_steps", "achieved_ratio", "noise_check", "retry_transient", "cooldown", "prime", "step_duration",
+               "warmup")
 METRICS = ("publish", "e2e")
 MIN_NOISE_SAMPLES = 3
 
@@ -31,9 +32,10 @@ class SearchSpec:
     least ``achieved_ratio`` x offered. The ramp multiplies the rate by ``step_factor`` (or adds
     ``step_add``) from ``start_rate`` up to ``max_rate``; after the first bad step, ``refine`` bisection
     steps narrow the interval between the last good and the first bad rate; the best good rate is then
-    repeated ``confirm`` times. A step that kept up on average but failed only on noise (unstable seconds,
-    one isolated second over the SLO) is retried once when ``retry_transient``. After a step that fell
-    behind, the search pauses ``cooldown_s`` so the broker settles (log flushes, topic deletion).
+    repeated ``confirm`` times. With ``prime``, a first uncounted step at ``start_rate`` warms the broker.
+    A step that kept up on average but failed only on noise (unstable seconds, one isolated second over
+    the SLO) — or, in the ramp, was slow while keeping up — is retried once when ``retry_transient``.
+    After a step that fell behind, the search pauses ``cooldown_s`` so the broker settles.
     ``max_steps`` bounds the number of steps (cells) of the whole search, retries included.
     """
 
@@ -53,6 +55,7 @@ class SearchSpec:
     warmup_s: float
     retry_transient: bool = True
     cooldown_s: float = 5.0
+    prime: bool = True
 
     def up(self, rate: float) -> float:
         """The next ramp rate after ``rate`` (capped at ``max_rate``)."""
@@ -71,6 +74,7 @@ class SearchSpec:
                 "max_rate": self.max_rate, "min_rate": self.min_rate, "step": step, "refine": self.refine,
                 "confirm": self.confirm, "max_steps": self.max_steps, "achieved_ratio": self.achieved_ratio,
                 "noise_check": self.noise_check, "retry_transient": self.retry_transient, "cooldown_s": self.cooldown_s,
+                "prime": self.prime,
                 "step_duration_s": self.step_duration_s, "warmup_s": self.warmup_s}
 
 
@@ -143,6 +147,7 @@ def parse_search(scenario: Scenario, cell: Cell) -> SearchSpec:
         warmup_s=ctx.duration(d.get("warmup", w.warmup_s), at("warmup"), positive=False, maximum=3600),
         retry_transient=ctx.boolean(d.get("retry_transient", True), at("retry_transient")),
         cooldown_s=ctx.duration(d.get("cooldown", 5.0), at("cooldown"), positive=False, maximum=600),
+        prime=ctx.boolean(d.get("prime", True), at("prime")),
     )
     _check_cell(ctx, spec, cell)
     return spec
