@@ -407,8 +407,41 @@ def test_host_contention_is_recorded_and_noted() -> None:
     sample = probe.sample()
     assert 0 <= sample["cpu_busy_pct"] <= 100 and sample["cpus"] >= 1
     assert sample["own_cores"] > 0.3 and sample["broker_cores"] > 0.3 and sample["other_cores"] >= 0
-    calm = {"index": 0, "host": {"other_cores": 0.1, "cpus": 2}}
-    busy = {"index": 1, "host": {"other_cores": 1.5, "cpus": 2}}
+    calm = {"index": 0, "host": {"other_cores": 0.1, "cpus": 2}, "contended": False}
+    busy = {"index": 1, "host": {"other_cores": 1.5, "cpus": 2}, "contended": True}
     assert contention_note([calm]) is None
     note = contention_note([calm, busy])
     assert note is not None and "step(s) 1 " in note and "1.5 of 2 cores" in note
+    waited, other = probe.wait_quiet(limit_cores=2.0, max_wait_s=5.0, interval_s=0.05)
+    assert 0.04 <= waited < 5.0 and other >= 0
+
+
+def test_contended_failures_are_retried_in_any_phase_and_never_counted() -> None:
+    spec = _spec(start_rate=1000.0, step_factor=2.0, refine=2, confirm=1, max_steps=20)
+    steps = [_step(0, 1000, "ramp", True), _step(1, 2000, "ramp", True)]
+    ramp_bad = [*steps[:2], _step(2, 4000, "ramp", False, kept_up=False)]
+    assert plan_next(spec, ramp_bad) == (3000.0, "refine")             # fell behind, not contended: real
+    contended = [*steps[:2], {**_step(2, 4000, "ramp", False, kept_up=False), "contended": True}]
+    assert plan_next(spec, contended) == (4000.0, "retry")
+    # a contended retry is retried again; a clean failing retry counts
+    again = [*contended, {**_step(3, 4000, "retry", False, kept_up=False), "contended": True}]
+    assert plan_next(spec, again) == (4000.0, "retry")
+    clean_bad = [*contended, _step(3, 4000, "retry", False, kept_up=False)]
+    assert plan_next(spec, clean_bad) == (3000.0, "refine")
+    summary = summarize_search(spec, [*again, _step(4, 4000, "retry", True)])
+    assert summary["knee"]["rate"] == 4000 and summary["status"] == "budget exhausted in the ramp"
+
+
+def test_local_broker_pids_finds_the_listener() -> None:
+    import os
+    import socket
+
+    from bench.capacity.host import local_broker_pids
+
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        port = srv.getsockname()[1]
+        found = local_broker_pids(f"127.0.0.1:{port}")
+        assert found is None or found == [os.getpid()]   # None only where listing sockets is not permitted
+    assert local_broker_pids("192.0.2.10:9092") == []

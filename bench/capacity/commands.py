@@ -55,6 +55,7 @@ def _print_search(doc: dict[str, Any], console: Any) -> None:
 def cmd_search(args: argparse.Namespace) -> int:
     """``kbench search SCENARIO``: the knee of one cell; a normal result document (cells = steps)."""
     from bench import cli
+    from bench.capacity.host import local_broker_pids
     from bench.capacity.search import run_search
     from bench.capacity.spec import parse_search, search_cell
     from bench.runner import RunOptions
@@ -74,7 +75,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                           out=Path(args.out) if args.out else None, client_config=client_conf,
                           progress=not args.no_progress, drain_timeout_s=args.drain_timeout,
                           broker_alive=target.alive)
-        pids = [n.pid for n in target.handle.nodes if n.pid] if target.handle is not None else []
+        pids = [n.pid for n in target.handle.nodes if n.pid] if target.handle is not None \
+            else local_broker_pids(target.bootstrap)
         outcome = run_search(scenario, opts, spec, cell, broker_pids=pids)
     _print_search(outcome.document, cli.out)
     cli.out.print(f"result: {outcome.run_dir / 'result.json'}")

@@ -3,7 +3,8 @@
 The knee of a shared box moves with other people's work. For every step the probe records how many
 cores were busy, split into kbench's own processes (coordinator and its reaped workers, from
 ``os.times``), the embedded broker's processes (by pid) and everything else (``other_cores``). With an
-external broker on the same host, its CPU counts as "other".
+external broker on this host, its process is found by its listening port
+(:func:`local_broker_pids`); if it cannot be, contention is not tracked.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Any
 
 import psutil
 
-__all__ = ["HostProbe", "contention_note"]
+__all__ = ["HostProbe", "contention_note", "local_broker_pids"]
+
+_LOOPBACK = ("localhost", "::1", "0.0.0.0", "")
 
 
 def _busy(t: Any) -> float:
@@ -66,9 +69,41 @@ class HostProbe:
                 "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
+    def wait_quiet(self, limit_cores: float, max_wait_s: float, interval_s: float = 1.0) -> tuple[float, float]:
+        """Sample until other processes use at most ``limit_cores`` (or ``max_wait_s`` passed); return the
+        seconds waited and the last reading of other cores."""
+        t0 = time.monotonic()
+        while True:
+            self.reset()
+            time.sleep(interval_s)
+            other = self.sample()["other_cores"]
+            waited = time.monotonic() - t0
+            if other <= limit_cores or waited >= max_wait_s:
+                return waited, other
+
+
+def local_broker_pids(bootstrap: str) -> list[int] | None:
+    """PIDs listening on the bootstrap's loopback ports: ``[]`` if the broker is on another host (its CPU is
+    not ours to count), ``None`` if it is on this host but cannot be identified (no permission, proxied)."""
+    ports = []
+    for item in bootstrap.split(","):
+        host, _, port = item.strip().rpartition(":")
+        host = host.strip("[]").lower()
+        if (host in _LOOPBACK or host.startswith("127.")) and port.isdigit():
+            ports.append(int(port))
+    if not ports:
+        return []
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except (psutil.Error, OSError):
+        return None
+    pids = {c.pid for c in conns if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port in ports and c.pid}
+    return sorted(pids) or None
+
+
 def contention_note(steps: Sequence[dict[str, Any]]) -> str | None:
-    """A note naming the steps during which other processes used more than a quarter of the CPUs."""
-    hot = [s for s in steps if s.get("host") and s["host"].get("other_cores", 0.0) > 0.25 * s["host"]["cpus"]]
+    """A note naming the steps during which other processes loaded the host (``contended`` steps)."""
+    hot = [s for s in steps if s.get("host") and s.get("contended")]
     if not hot:
         return None
     worst = max(s["host"]["other_cores"] for s in hot)

@@ -107,7 +107,8 @@ def spec_from_record(spec: dict[str, Any], p99_ms: float | None = None) -> Searc
             achieved_ratio=float(spec["achieved_ratio"]), noise_check=bool(spec["noise_check"]),
             step_duration_s=float(spec["step_duration_s"]), warmup_s=float(spec["warmup_s"]),
             retry_transient=bool(spec.get("retry_transient", True)), cooldown_s=float(spec.get("cooldown_s", 5.0)),
-            prime=bool(spec.get("prime", False)))
+            prime=bool(spec.get("prime", False)), max_other_cpu_pct=float(spec.get("max_other_cpu_pct", 25.0)),
+            quiet_wait_s=float(spec.get("quiet_wait_s", 0.0)))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ResultError(f"the result's search.spec is malformed ({exc!r})") from exc
 
@@ -163,7 +164,8 @@ def _search_points(doc: dict[str, Any], p99_ms: float) -> tuple[list[Point], lis
     record = doc["search"]
     spec = spec_from_record(record.get("spec") or {}, p99_ms)
     cells = {c.get("index"): c for c in doc["cells"]}
-    steps = [{"phase": s.get("phase"), "host": s.get("host"), **judge_step(cells[s["index"]], spec)}
+    steps = [{"phase": s.get("phase"), "host": s.get("host"), "contended": s.get("contended", False),
+              **judge_step(cells[s["index"]], spec)}
              for s in record.get("steps") or [] if s.get("index") in cells]
     summary = summarize_search(spec, steps)
     notes = [f"knee re-derived from the {len(steps)} search step(s) at p99 <= {p99_ms:g} ms ({spec.metric}); "

@@ -148,21 +148,27 @@ def judge_step(cell: dict[str, Any], spec: SearchSpec) -> dict[str, Any]:
 
 
 def _retryable(step: dict[str, Any]) -> bool:
-    """Failed, but possibly not because of the load: noise only (``transient``) in any phase; or, in the
-    ramp, kept up on average but slow — one false "bad" there would cap the whole search."""
-    if step["good"] or step.get("phase") in ("retry", "prime"):
+    """Failed, but possibly not because of the load: while other processes loaded the host
+    (``contended``, any phase, also a retry); noise only (``transient``); or, in the ramp, kept up on
+    average but slow — one false "bad" there would cap the whole search."""
+    if step["good"] or step.get("phase") == "prime":
+        return False
+    if step.get("contended"):
+        return True
+    if step.get("phase") == "retry":
         return False
     return bool(step.get("transient")) or (bool(step.get("kept_up")) and step.get("phase") in ("ramp", "down"))
 
 
 def effective_steps(steps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The steps that count: not the priming step, and not a retryable failure (see :func:`_retryable`)
-    whose retry right after it, at the same rate, was good."""
+    whose retry right after it, at the same rate, was good — or that was contended (its evidence is
+    void: the retry's verdict stands alone)."""
     out = []
     for i, s in enumerate(steps):
         nxt = steps[i + 1] if i + 1 < len(steps) else None
         excused = (_retryable(s) and nxt is not None and nxt.get("phase") == "retry" and nxt["rate"] == s["rate"]
-                   and nxt["good"])
+                   and (nxt["good"] or bool(s.get("contended"))))
         if not excused and s.get("phase") != "prime":
             out.append(s)
     return out
@@ -260,23 +266,32 @@ class KneeSearch:
     """The runner's ``next_cell`` callback: judges each finished step, records it, plans the next."""
 
     def __init__(self, spec: SearchSpec, base: Cell, record: dict[str, Any] | None = None,
-                 probe: HostProbe | None = None) -> None:
-        self.spec, self.base, self.probe = spec, base, probe
+                 probe: HostProbe | None = None, track_contention: bool = True) -> None:
+        self.spec, self.base, self.probe, self.track = spec, base, probe, track_contention
         self.record = record if record is not None else {}
         self.record.update({"spec": spec.as_dict(), "cell": {"index": base.index, "label": base.label()},
                             "status": "running", "steps": [], "knee": None, "notes": []})
         self._phases: list[str] = []
+        self._gates: list[dict[str, float]] = []
+        if probe is not None and not track_contention:
+            self.record["notes"].append("the broker runs on this host but its process could not be identified: "
+                                        "CPU contention is recorded per step but neither gated nor retried")
 
     def __call__(self, cells: list[dict[str, Any]]) -> Cell | None:
         steps: list[dict[str, Any]] = self.record["steps"]
         for i in range(len(steps), len(cells)):
             step = {"phase": self._phases[i], **judge_step(cells[i], self.spec)}
             if self.probe is not None and i == len(cells) - 1:
-                step["host"] = self.probe.sample()
+                host = {**self.probe.sample(), **self._gates[i]}
+                step["host"] = host
+                step["contended"] = self.track and \
+                    host["other_cores"] > self.spec.max_other_cpu_pct / 100 * host["cpus"]
             steps.append(step)
         nxt = plan_next(self.spec, steps)
         if nxt is None:
+            notes = self.record["notes"]
             self.record.update(summarize_search(self.spec, steps))
+            self.record["notes"] = [*notes, *self.record["notes"]]
             note = contention_note(steps)
             if note:
                 self.record["notes"].append(note)
@@ -286,16 +301,24 @@ class KneeSearch:
         last = steps[-1] if steps else None
         if last is not None and not last["good"] and not last.get("transient") and self.spec.cooldown_s:
             time.sleep(self.spec.cooldown_s)   # let the broker settle after an overload (log flush, deletes)
+        gate: dict[str, float] = {}
         if self.probe is not None:
+            if self.track and self.spec.quiet_wait_s > 0:   # wait (bounded) for other people's load to pass
+                limit = self.spec.max_other_cpu_pct / 100 * self.probe.cpus
+                waited, other = self.probe.wait_quiet(limit, self.spec.quiet_wait_s)
+                gate = {"waited_s": round(waited, 1), "other_cores_before": other}
             self.probe.reset()
+        self._gates.append(gate)
         w = replace(self.base.workload, rate=rate, duration_s=self.spec.step_duration_s, warmup_s=self.spec.warmup_s)
         return replace(self.base, index=len(cells), workload=w, params=MappingProxyType({"workload.rate": rate}))
 
 
 def run_search(scenario: Scenario, opts: RunOptions, spec: SearchSpec, cell: Cell,
-               broker_pids: Sequence[int] = ()) -> RunOutcome:
+               broker_pids: Sequence[int] | None = ()) -> RunOutcome:
     """Run the knee search of ``cell``; the result document's cells are the steps, ``search`` the record.
-    ``broker_pids``: processes of an embedded broker, so their CPU is not counted as other people's."""
+    ``broker_pids``: the broker's processes on this host (not counted as other people's CPU); ``None``
+    when the broker is on this host but unidentified: CPU contention is then recorded but not acted on."""
     record: dict[str, Any] = {}
-    search = KneeSearch(spec, cell, record, probe=HostProbe(broker_pids))
+    search = KneeSearch(spec, cell, record, probe=HostProbe(broker_pids or ()),
+                        track_contention=broker_pids is not None)
     return run_scenario(scenario, opts, next_cell=search, extra={"search": record})

@@ -17,8 +17,8 @@ from bench.scenario import MAX_RATE, Cell, Scenario, to_plain
 __all__ = ["SEARCH_KEYS", "SearchSpec", "parse_search", "search_cell"]
 
 SEARCH_KEYS = ("metric", "p99_ms", "start_rate", "max_rate", "min_rate", "step", "refine", "confirm",
-               "max_steps", "achieved_ratio", "noise_check", "retry_transient", "cooldown", "prime", "step_duration",
-               "warmup")
+               "max_steps", "achieved_ratio", "noise_check", "retry_transient", "cooldown", "prime",
+               "max_other_cpu_pct", "quiet_wait", "step_duration", "warmup")
 METRICS = ("publish", "e2e")
 MIN_NOISE_SAMPLES = 3
 
@@ -35,7 +35,9 @@ class SearchSpec:
     repeated ``confirm`` times. With ``prime``, a first uncounted step at ``start_rate`` warms the broker.
     A step that kept up on average but failed only on noise (unstable seconds, one isolated second over
     the SLO) — or, in the ramp, was slow while keeping up — is retried once when ``retry_transient``.
-    After a step that fell behind, the search pauses ``cooldown_s`` so the broker settles.
+    After a step that fell behind, the search pauses ``cooldown_s`` so the broker settles. Before each
+    step it waits (at most ``quiet_wait_s``) until other processes use <= ``max_other_cpu_pct`` of the
+    CPUs; a failed step during which they used more is *contended*: retried, never counted.
     ``max_steps`` bounds the number of steps (cells) of the whole search, retries included.
     """
 
@@ -56,6 +58,8 @@ class SearchSpec:
     retry_transient: bool = True
     cooldown_s: float = 5.0
     prime: bool = True
+    max_other_cpu_pct: float = 25.0
+    quiet_wait_s: float = 30.0
 
     def up(self, rate: float) -> float:
         """The next ramp rate after ``rate`` (capped at ``max_rate``)."""
@@ -74,7 +78,7 @@ class SearchSpec:
                 "max_rate": self.max_rate, "min_rate": self.min_rate, "step": step, "refine": self.refine,
                 "confirm": self.confirm, "max_steps": self.max_steps, "achieved_ratio": self.achieved_ratio,
                 "noise_check": self.noise_check, "retry_transient": self.retry_transient, "cooldown_s": self.cooldown_s,
-                "prime": self.prime,
+                "prime": self.prime, "max_other_cpu_pct": self.max_other_cpu_pct, "quiet_wait_s": self.quiet_wait_s,
                 "step_duration_s": self.step_duration_s, "warmup_s": self.warmup_s}
 
 
@@ -148,6 +152,8 @@ def parse_search(scenario: Scenario, cell: Cell) -> SearchSpec:
         retry_transient=ctx.boolean(d.get("retry_transient", True), at("retry_transient")),
         cooldown_s=ctx.duration(d.get("cooldown", 5.0), at("cooldown"), positive=False, maximum=600),
         prime=ctx.boolean(d.get("prime", True), at("prime")),
+        max_other_cpu_pct=ctx.number(d.get("max_other_cpu_pct", 25), at("max_other_cpu_pct"), 0, 100),
+        quiet_wait_s=ctx.duration(d.get("quiet_wait", 30.0), at("quiet_wait"), positive=False, maximum=3600),
     )
     _check_cell(ctx, spec, cell)
     return spec
