@@ -188,9 +188,10 @@ def _verdicts(steps: Sequence[dict[str, Any]]) -> tuple[dict[float, bool], float
 def plan_next(spec: SearchSpec, steps: Sequence[dict[str, Any]]) -> tuple[float, str] | None:
     """The next (rate, phase) to measure given the judged steps so far, or None when the search is over.
 
-    Never more than ``spec.max_steps`` steps; bisection stops after ``spec.refine`` refine steps or when
-    the interval is narrower than 1 % (or one message/s); the last ``confirm`` steps of the budget are
-    kept for repeating the knee."""
+    Never more than ``spec.max_steps`` steps. Bisection goes on until the interval between the best good
+    and the lowest bad rate is as narrow as ``refine`` halvings of one ramp step (:meth:`SearchSpec.resolution`)
+    — also after a failed confirmation widened it again — or 1 %; the steps needed to repeat the knee
+    ``confirm`` times are kept in reserve."""
     n = len(steps)
     if n >= spec.max_steps:
         return None
@@ -213,10 +214,9 @@ def plan_next(spec: SearchSpec, steps: Sequence[dict[str, Any]]) -> tuple[float,
     if lo is None:  # even the lowest rate failed: step down
         nxt = spec.down(min(s["rate"] for s in counted))
         return (nxt, "down") if nxt >= spec.min_rate else None
-    refined = len({s["rate"] for s in steps if s.get("phase") == "refine"})
     mid = float(round((lo + hi) / 2))
-    narrow = hi - lo <= max(1.0, 0.01 * lo) or mid in (lo, hi)
-    if refined < spec.refine and not narrow and budget > confirm_left:
+    narrow = hi - lo <= max(1.0, 0.01 * lo, spec.resolution(lo)) or mid in (lo, hi)
+    if not narrow and budget > confirm_left:
         return mid, "refine"
     return (lo, "confirm") if confirm_left else None
 
@@ -258,7 +258,11 @@ def summarize_search(spec: SearchSpec, steps: Sequence[dict[str, Any]]) -> dict[
         "runs": [s["index"] for s in runs], "achieved_msgs_per_s": statistics.fmean(achieved),
         "achieved_runs": achieved, "mb_per_s": statistics.fmean(s["mb_per_s"] for s in runs),
         "p99_ms": max(p99s) if p99s else None, "noise_pct": max(noise) if noise else None,
+        "target_resolution_pct": spec.resolution(lo) / lo * 100,
     }
+    if hi is not None and hi - lo > max(1.0, 0.01 * lo, spec.resolution(lo)) and round((lo + hi) / 2) not in (lo, hi):
+        notes.append(f"the step budget ran out before the bracket [{lo:,.0f}, {hi:,.0f}) reached the target "
+                     f"resolution ({knee['target_resolution_pct']:.1f}%): raise search.max_steps")
     return {"status": status, "knee": knee, "notes": notes}
 
 

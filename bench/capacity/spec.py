@@ -30,8 +30,9 @@ class SearchSpec:
     A step is *good* when it had no errors and completed, its p99 (``metric``) is at most ``p99_ms``,
     and the achieved rate (lower confidence bound of the per-second samples when ``noise_check``) is at
     least ``achieved_ratio`` x offered. The ramp multiplies the rate by ``step_factor`` (or adds
-    ``step_add``) from ``start_rate`` up to ``max_rate``; after the first bad step, ``refine`` bisection
-    steps narrow the interval between the last good and the first bad rate; the best good rate is then
+    ``step_add``) from ``start_rate`` up to ``max_rate``; after the first bad step, bisection narrows the
+    interval between the best good and the lowest bad rate to one ramp step halved ``refine`` times
+    (:meth:`resolution`); the best good rate is then
     repeated ``confirm`` times. With ``prime``, a first uncounted step at ``start_rate`` warms the broker.
     A step that kept up on average but failed only on noise (unstable seconds, one isolated second over
     the SLO) — or, in the ramp, was slow while keeping up — is retried once when ``retry_transient``.
@@ -70,6 +71,11 @@ class SearchSpec:
         """The next rate below ``rate`` when even the first step failed."""
         nxt = rate / self.step_factor if self.step_factor is not None else rate - (self.step_add or 0.0)
         return float(round(nxt)) if nxt >= 1 else float(round(rate / 2))
+
+    def resolution(self, rate: float) -> float:
+        """The bracket width (msg/s) the search refines to near ``rate``: one ramp step halved ``refine`` times."""
+        step = rate * (self.step_factor - 1) if self.step_factor is not None else (self.step_add or 0.0)
+        return step / 2 ** self.refine
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form, recorded in the result's ``search.spec``."""
