@@ -262,6 +262,12 @@ def test_prime_and_retry_rules() -> None:
     assert plan_next(spec, noisy) == (3000.0, "retry")
     summary = summarize_search(spec, [*steps, _step(6, 2500, "refine", True), _step(7, 2500, "confirm", True)])
     assert summary["status"] == "converged" and summary["knee"]["rate"] == 2500 and summary["knee"]["upper"] == 3000
+    assert "zone" not in summary["knee"]
+    # a rate that failed below one that passed: the knee is a zone, and the record says where
+    fuzzy = summarize_search(spec, [_step(0, 1000, "ramp", True), _step(1, 2000, "ramp", True),
+                                    _step(2, 2000, "confirm", False, kept_up=False), _step(3, 4000, "ramp", True)])
+    assert fuzzy["knee"]["rate"] == 1000 and fuzzy["knee"]["zone"] == [2000, 4000]
+    assert any("transition zone" in n for n in fuzzy["notes"])
 
 
 # ---------------------------------------------------------------------------------- plan arithmetic
@@ -305,12 +311,17 @@ def test_plan_on_a_sweep_interpolates_partitions() -> None:
     cells = [_cell(i, None, [per_part * min(p, 4)] * 5, 10.0, partitions=p, params={"topic.partitions": p})
              for i, p in enumerate((1, 2, 4, 8))]
     cells.append(_cell(4, None, [90000.0] * 5, 900.0, partitions=16, params={"topic.partitions": 16}))
+    # fast enough, but its consumers fell behind: not sustainable
+    cells.append(_cell(5, None, [150000.0] * 5, 10.0, partitions=32, params={"topic.partitions": 32}, groups=1,
+                       consumed=[20000.0] * 5))
     doc = {"kind": "kbench.run", "scenario": {"name": "sweep"}, "cells": cells,
            "environment": {"broker": {"brokers": {"1": "x"}}, "host": {"cpu_count": 2}}}
     plan = compute_plan(doc, 12.0, 50.0, 0.0)   # 12 MB/s: between 2 (10 MB/s) and 4 partitions (20 MB/s)
     assert plan.brokers == 1 and plan.partitions == 3 and not plan.extrapolation
     assert plan.point.partitions == 4 and plan.point.kind == "saturated"
     assert not next(p for g in plan.groups for p in g.points if p.partitions == 16).usable
+    behind = next(p for g in plan.groups for p in g.points if p.partitions == 32)
+    assert not behind.usable and "consumers fell behind" in behind.why
     big = compute_plan(doc, 50.0, 50.0, 0.0)    # 50 MB/s > 20 per broker: 3 brokers at 4 partitions each
     assert big.brokers == 3 and big.partitions == 12 and big.extrapolation
 
@@ -378,7 +389,9 @@ def test_search_on_a_real_broker_is_bounded(tmp_path: Path, kafka_bootstrap: str
   confirm: 1
   max_steps: 4
   step_duration: 3s
-  warmup: 1s"""))
+  warmup: 1s
+  cooldown: 1s
+  quiet_wait: 3s"""))
     out = tmp_path / "run"
     args = _parser().parse_args(["search", str(path), "--bootstrap", kafka_bootstrap, "--out", str(out),
                                  "--no-progress"])
@@ -390,8 +403,8 @@ def test_search_on_a_real_broker_is_bounded(tmp_path: Path, kafka_bootstrap: str
     assert doc["complete"] is True and 1 <= len(doc["cells"]) <= 4 and elapsed < 60
     assert [c["workload"]["rate"] for c in doc["cells"]] == [s["rate"] for s in record["steps"]]
     assert all(c["workload"]["duration_s"] == 3.0 for c in doc["cells"])
-    assert record["steps"][0]["rate"] == 1000 and record["steps"][0]["phase"] == "ramp"
-    assert all(s["samples"] >= 3 for s in record["steps"])
+    assert record["steps"][0]["rate"] == 1000 and record["steps"][0]["phase"] == "prime"
+    assert all(s["samples"] >= 3 and s["host"]["cpus"] >= 1 for s in record["steps"])
     assert record["status"] in ("converged", "above max_rate", "unconfirmed", "no sustainable rate",
                                 "budget exhausted in the ramp")
     assert code == (0 if record["status"] in ("converged", "above max_rate") else 1)

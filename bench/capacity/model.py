@@ -208,7 +208,14 @@ def _sweep_point(cell: dict[str, Any], p99_ms: float) -> Point:
     if (cell.get("errors") or {}).get("total"):
         why.append(f"{cell['errors']['total']} error(s)")
     if p99 is None or p99 > p99_ms:
-        why.append(f"publish p99 {p99} ms > SLO {p99_ms:g} ms" if p99 is not None else "no publish latency")
+        why.append(f"publish p99 {p99:,.1f} ms > SLO {p99_ms:g} ms" if p99 is not None else "no publish latency")
+    cons = cell.get("consume") or {}
+    groups = int(cons.get("groups") or 0)
+    if groups:   # the configuration includes consumers: sustainable means they keep up (as in a search)
+        cvals = [float(v) / groups for v in (cons.get("per_second") or {}).get("values") or []]
+        consumed = statistics.fmean(cvals) if cvals else float(cons.get("msgs_per_s") or 0.0) / groups
+        if consumed < 0.95 * msgs:
+            why.append(f"consumers fell behind: {consumed:,.0f} msg/s per group < 0.95 x {msgs:,.0f} produced")
     return Point(label, index, parts, msgs, msgs * size / 1e6, _spread_mb([cell]), p99, "saturated", not why,
                  "; ".join(why))
 

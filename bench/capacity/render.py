@@ -108,16 +108,17 @@ def render_chart(plan: Plan, doc: dict[str, Any]) -> bytes:
     if steps:
         ax1, ax2 = fig.subplots(1, 2)
         pts = sorted(steps, key=lambda s: s["rate"])
-        for good, marker, color in ((True, "o", "tab:green"), (False, "x", "tab:red")):
-            sel = [s for s in pts if bool(s["good"]) is good and s["p99_ms"].get(plan.metric) is not None]
+        counted = {id(s) for s in effective_steps(steps)}
+        kinds = (("good", "o", "tab:green"), ("bad", "x", "tab:red"), ("not counted (prime, retried)", "o", "none"))
+        for label, marker, color in kinds:
+            sel2 = [s for s in pts if (label[0] == "n") is (id(s) not in counted)
+                    and (label[0] == "n" or bool(s["good"]) is (label == "good"))]
+            sel = [s for s in sel2 if s["p99_ms"].get(plan.metric) is not None]
+            style = {"facecolors": "none", "edgecolors": "grey"} if color == "none" else {"color": color}
             ax1.scatter([s["rate"] for s in sel], [s["p99_ms"][plan.metric] for s in sel], marker=marker,
-                        color=color, label="good" if good else "bad", zorder=3)
-            sel2 = [s for s in pts if bool(s["good"]) is good]
+                        label=label, zorder=3, **style)
             ax2.scatter([s["rate"] for s in sel2], [s["achieved_msgs_per_s"] for s in sel2], marker=marker,
-                        color=color, zorder=3)
-        ax1.plot([s["rate"] for s in pts if s["p99_ms"].get(plan.metric) is not None],
-                 [s["p99_ms"][plan.metric] for s in pts if s["p99_ms"].get(plan.metric) is not None],
-                 color="grey", lw=0.8)
+                        zorder=3, **style)
         ax1.axhline(plan.p99_ms, ls="--", color="tab:orange", label=f"SLO {plan.p99_ms:g} ms")
         ax1.set_yscale("log")
         ax1.set_xlabel("offered rate (msg/s, open loop)")

@@ -260,6 +260,13 @@ def summarize_search(spec: SearchSpec, steps: Sequence[dict[str, Any]]) -> dict[
         "p99_ms": max(p99s) if p99s else None, "noise_pct": max(noise) if noise else None,
         "target_resolution_pct": spec.resolution(lo) / lo * 100,
     }
+    fails = [s["rate"] for s in counted if not s["good"]]
+    passes = [s["rate"] for s in counted if s["good"]]
+    if fails and passes and min(fails) < max(passes):
+        knee["zone"] = [min(fails), max(passes)]
+        notes.append(f"verdicts were not monotone in rate between {min(fails):,.0f} and {max(passes):,.0f} msg/s "
+                     "(a rate failed below one that passed): the knee is a transition zone, not a point, and "
+                     "repeated searches land anywhere near it; longer steps (step_duration) narrow it")
     if hi is not None and hi - lo > max(1.0, 0.01 * lo, spec.resolution(lo)) and round((lo + hi) / 2) not in (lo, hi):
         notes.append(f"the step budget ran out before the bracket [{lo:,.0f}, {hi:,.0f}) reached the target "
                      f"resolution ({knee['target_resolution_pct']:.1f}%): raise search.max_steps")
