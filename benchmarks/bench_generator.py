@@ -34,11 +34,12 @@ def bare_loop(bootstrap: str, topic: str, seconds: float, q: Any) -> None:
     end = t0 + seconds
     while time.perf_counter() < end:
         for _ in range(512):
-            try:
-                produce(topic, payload)
-            except BufferError:
-                poll(0.0005)
-                produce(topic, payload)
+            while True:
+                try:
+                    produce(topic, payload)
+                    break
+                except BufferError:  # local queue full: serve delivery reports, then try again
+                    poll(0.0005)
         n += 512
         poll(0)
     left = p.flush(60)
