@@ -230,12 +230,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if outcome.complete else 1
 
 
-def _add_run(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run a scenario file (a matrix of cells) and write a result")
-    p.add_argument("scenario", help="scenario YAML (kbench or OpenMessaging Benchmark workload)")
+def add_scenario_run_args(p: argparse.ArgumentParser, *, what: str = "run") -> None:
+    """The options every command that runs a scenario shares: target broker, overrides, output, client
+    properties, drain timeout (used by run, locust and search)."""
     target = p.add_mutually_exclusive_group()
     target.add_argument("--bootstrap", help="HOST:PORT of any Kafka-compatible broker")
-    target.add_argument("--broker", choices=["kafka", "tansu"], help="start an embedded broker for the run")
+    target.add_argument("--broker", choices=["kafka", "tansu"], help=f"start an embedded broker for the {what}")
     p.add_argument("--nodes", type=int, default=1, choices=[1, 3], help="embedded broker nodes")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario value")
     p.add_argument("--out", help="run directory (must not exist or be empty)")
@@ -243,8 +243,14 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--client-config", action="append", metavar="KEY=VALUE",
                    help="librdkafka property for every client (SASL/TLS…); secrets are redacted in results")
     p.add_argument("--client-config-file", help="file of librdkafka key=value lines for every client")
-    p.add_argument("--verify", action="store_true", help="keep every ack and read for the history checker")
     p.add_argument("--drain-timeout", type=float, default=30.0, help="seconds consumers may take to catch up")
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run a scenario file (a matrix of cells) and write a result")
+    p.add_argument("scenario", help="scenario YAML (kbench or OpenMessaging Benchmark workload)")
+    add_scenario_run_args(p)
+    p.add_argument("--verify", action="store_true", help="keep every ack and read for the history checker")
     p.add_argument("--keep-topics", action="store_true", help="do not delete the topics kbench created")
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
     p.set_defaults(func=cmd_run)

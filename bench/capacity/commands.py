@@ -105,23 +105,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``kbench search`` and ``kbench plan``."""
+    from bench.cli import add_scenario_run_args
+
     s = sub.add_parser("search", help="find the knee: the highest open-loop rate one cell sustains within a p99 SLO",
                        description="Step the offered rate of one cell (the scenario's `search:` section), "
                                    "refine between the last good and first bad rate, confirm the knee. "
                                    "See docs/capacity.md.")
     s.add_argument("scenario", help="scenario YAML with a search: section")
-    target = s.add_mutually_exclusive_group()
-    target.add_argument("--bootstrap", help="HOST:PORT of any Kafka-compatible broker")
-    target.add_argument("--broker", choices=["kafka", "tansu"], help="start an embedded broker for the search")
-    s.add_argument("--nodes", type=int, default=1, choices=[1, 3], help="embedded broker nodes")
+    add_scenario_run_args(s, what="search")
     s.add_argument("--cell", type=int, default=None, help="matrix cell to search (default: the first, 0)")
-    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario value")
-    s.add_argument("--out", help="run directory (must not exist or be empty)")
-    s.add_argument("--reports-dir", default="reports", help="root for run directories (default: reports)")
-    s.add_argument("--client-config", action="append", metavar="KEY=VALUE",
-                   help="librdkafka property for every client (SASL/TLS…)")
-    s.add_argument("--client-config-file", help="file of librdkafka key=value lines for every client")
-    s.add_argument("--drain-timeout", type=float, default=30.0, help="seconds consumers may take to catch up")
     s.add_argument("--no-progress", action="store_true", help="no live progress display")
     s.set_defaults(func=cmd_search)
 

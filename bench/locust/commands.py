@@ -63,6 +63,8 @@ def _positive_int(text: str) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``kbench locust`` to the ``kbench`` subcommands."""
+    from bench.cli import add_scenario_run_args
+
     p = sub.add_parser(
         "locust", help="drive one scenario cell with Locust users (distributed load, web UI), same result document",
         description="Run one matrix cell of a scenario with Locust users built on confluent-kafka: a local "
@@ -70,11 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "machines (--master-host). Writes the same result.json as `kbench run` (environment.driver: "
                     "locust) beside Locust's own CSV and HTML reports. See docs/locust.md.")
     p.add_argument("scenario", help="scenario YAML (kbench or OpenMessaging Benchmark workload)")
-    target = p.add_mutually_exclusive_group()
-    target.add_argument("--bootstrap", help="HOST:PORT of any Kafka-compatible broker")
-    target.add_argument("--broker", choices=["kafka", "tansu"], help="start an embedded broker for the run")
-    p.add_argument("--nodes", type=int, default=1, choices=[1, 3], help="embedded broker nodes")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario value")
+    add_scenario_run_args(p)
     p.add_argument("--cell", type=_positive_int, default=0, help="matrix cell index to run (default 0)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--headless", action="store_true", help="run without the web UI (the default)")
@@ -91,11 +89,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "users are always the scenario's consumers")
     p.add_argument("--spawn-rate", type=float, default=None, help="users started per second (default: all at once)")
     p.add_argument("--web-port", type=_positive_int, default=8089, help="web UI port with --web (default 8089)")
-    p.add_argument("--out", help="run directory (must not exist or be empty)")
-    p.add_argument("--reports-dir", default="reports", help="root for run directories (default: reports)")
-    p.add_argument("--client-config", action="append", metavar="KEY=VALUE",
-                   help="librdkafka property for every client (SASL/TLS…); secrets are redacted in results")
-    p.add_argument("--client-config-file", help="file of librdkafka key=value lines for every client")
-    p.add_argument("--drain-timeout", type=float, default=30.0, help="seconds consumers may take to catch up")
     p.add_argument("--keep-topics", action="store_true", help="do not delete the topic kbench created")
     p.set_defaults(func=cmd_locust)
