@@ -14,27 +14,35 @@ from typing import Any
 import numpy as np
 
 from bench.load.payload import HEADER
-from bench.load.worker import Control, WorkerSpec, ignore_sigint
+from bench.load.worker import Control, WorkerSpec, run_worker
 from bench.metrics import IntervalSeries, LatencyRecorder
 
-__all__ = ["run_consumer"]
+__all__ = ["run_consumer", "split_messages"]
 
 _ID_DTYPE = np.dtype([("t", "<i8"), ("producer", "<u2"), ("hi", "<u2"), ("lo", "<u4")])
 
 
 def run_consumer(spec: WorkerSpec, ctl: Control, out: Any) -> None:
     """Process entry point."""
-    ignore_sigint()
-    try:
-        result = _consume(spec, ctl, out)
-    except Exception as exc:  # reported to the coordinator, which marks the cell incomplete
-        out.put(("error", "consumer", spec.index, f"{type(exc).__name__}: {exc}"))
-        result = {"failed": f"{type(exc).__name__}: {exc}"}
-    out.put(("result", "consumer", spec.index, result))
+    run_worker(_consume, spec, ctl, out)
+
+
+def split_messages(msgs: list[Any], errors: dict[str, int]) -> list[bytes]:
+    """The values of a ``consume()`` batch; errors other than partition EOF are counted in ``errors``."""
+    from confluent_kafka import KafkaError
+
+    values: list[bytes] = []
+    for m in msgs:
+        err = m.error()
+        if err is None:
+            values.append(m.value() or b"")
+        elif err.code() != KafkaError._PARTITION_EOF:
+            errors[err.name()] = errors.get(err.name(), 0) + 1
+    return values
 
 
 def _consume(spec: WorkerSpec, ctl: Control, out: Any) -> dict[str, Any]:
-    from confluent_kafka import Consumer, KafkaError
+    from confluent_kafka import Consumer
 
     assigned: list[Any] = []
     joined_ns: list[int] = []
@@ -77,13 +85,7 @@ def _consume(spec: WorkerSpec, ctl: Control, out: Any) -> dict[str, Any]:
                     series = IntervalSeries(origin_ns=window[1])
             t0_ns, t_start_ns, t_end_ns = window or (now, now + (1 << 62), now + (1 << 62))
             if msgs:
-                values: list[bytes] = []
-                for m in msgs:
-                    err = m.error()
-                    if err is None:
-                        values.append(m.value() or b"")
-                    elif err.code() != KafkaError._PARTITION_EOF:
-                        errors[err.name()] = errors.get(err.name(), 0) + 1
+                values = split_messages(msgs, errors)
                 n = len(values)
                 if n:
                     received_total += n

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from bench.load.payload import HEADER, KeyStream, PayloadPool
-from bench.load.worker import Control, WorkerSpec, ignore_sigint
+from bench.load.worker import Control, WorkerSpec, run_worker
 from bench.metrics import IntervalSeries, LatencyRecorder
 
 __all__ = ["run_producer"]
@@ -150,13 +150,7 @@ def _seq(ident: bytes) -> tuple[int, int]:
 
 def run_producer(spec: WorkerSpec, ctl: Control, out: Any) -> None:
     """Process entry point."""
-    ignore_sigint()
-    try:
-        result = _produce(spec, ctl, out)
-    except Exception as exc:  # reported to the coordinator, which marks the cell incomplete
-        out.put(("error", "producer", spec.index, f"{type(exc).__name__}: {exc}"))
-        result = {"failed": f"{type(exc).__name__}: {exc}"}
-    out.put(("result", "producer", spec.index, result))
+    run_worker(_produce, spec, ctl, out)
 
 
 def _produce(spec: WorkerSpec, ctl: Control, out: Any) -> dict[str, Any]:

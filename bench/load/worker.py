@@ -13,12 +13,13 @@ passes. Messages to the coordinator on ``out`` (a multiprocessing queue):
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench.scenario import Keys, MessageSize, Payload
 
-__all__ = ["Control", "WorkerSpec", "ignore_sigint"]
+__all__ = ["Control", "WorkerSpec", "ignore_sigint", "run_worker"]
 
 
 @dataclass(frozen=True)
@@ -71,3 +72,16 @@ class Control:
 
 def ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def run_worker(body: Callable[[WorkerSpec, Control, Any], dict[str, Any]], spec: WorkerSpec, ctl: Control,
+               out: Any) -> None:
+    """A worker process's entry point: run ``body``; always send a ``result`` (a ``failed`` one after an
+    ``error`` message if ``body`` raised, so the coordinator marks the cell incomplete instead of waiting)."""
+    ignore_sigint()
+    try:
+        result = body(spec, ctl, out)
+    except Exception as exc:  # reported to the coordinator, which marks the cell incomplete
+        out.put(("error", spec.role, spec.index, f"{type(exc).__name__}: {exc}"))
+        result = {"failed": f"{type(exc).__name__}: {exc}"}
+    out.put(("result", spec.role, spec.index, result))
