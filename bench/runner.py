@@ -63,9 +63,12 @@ class RunOutcome:
 
 
 class _Aborted(Exception):
-    def __init__(self, reason: str) -> None:
+    """A cell stopped early; ``partial`` is what it measured (None until built)."""
+
+    def __init__(self, reason: str, partial: dict[str, Any] | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.partial = partial
 
 
 def run_scenario(scenario: Scenario, opts: RunOptions,
@@ -93,8 +96,8 @@ def run_scenario(scenario: Scenario, opts: RunOptions,
                 result = _run_cell(ctx, scenario, cell, opts, run_id, progress, run_dir)
             except _Aborted as exc:
                 reason = exc.reason
-                if exc.args and isinstance(getattr(exc, "partial", None), dict):
-                    doc["cells"].append(exc.partial)  # type: ignore[attr-defined]
+                if exc.partial is not None:
+                    doc["cells"].append(exc.partial)
                 break
             doc["cells"].append(result)
             write_result(run_dir, doc)
@@ -242,9 +245,7 @@ def _run_cell(ctx: Any, scenario: Scenario, cell: Cell, opts: RunOptions, run_id
         partial = build_cell_result(cell, topic, state.results, state.errors, opts, incomplete_reason=reason,
                                     elapsed_s=time.monotonic() - started, run_dir=run_dir)
         _stop_processes(procs)
-        aborted = _Aborted(reason)
-        aborted.partial = partial  # type: ignore[attr-defined]
-        raise aborted from None
+        raise _Aborted(reason, partial) from None
     finally:
         ctl.stop.set()
         _stop_processes(procs)

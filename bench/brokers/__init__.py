@@ -15,7 +15,6 @@ import random
 import shutil
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 
 from bench.brokers.base import (
     BrokerHandle,
@@ -138,6 +137,3 @@ def start_broker(kind: str, *, nodes: int = 1, port: int | None = None, version:
         raise
     return handle
 
-
-def default_log_dir(handle: BrokerHandle) -> Path:
-    return Path(handle.state.base_dir)
