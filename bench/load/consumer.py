@@ -9,6 +9,7 @@ counts messages *received* inside the window.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,8 +28,10 @@ def run_consumer(spec: WorkerSpec, ctl: Control, out: Any) -> None:
     run_worker(_consume, spec, ctl, out)
 
 
-def split_messages(msgs: list[Any], errors: dict[str, int]) -> list[bytes]:
-    """The values of a ``consume()`` batch; errors other than partition EOF are counted in ``errors``."""
+def split_messages(msgs: list[Any], errors: dict[str, int],
+                   on_error: Callable[[Any], None] | None = None) -> list[bytes]:
+    """The values of a ``consume()`` batch; errors other than partition EOF are counted in ``errors``
+    (and passed to ``on_error``, e.g. to fire a Locust failure event)."""
     from confluent_kafka import KafkaError
 
     values: list[bytes] = []
@@ -38,6 +41,8 @@ def split_messages(msgs: list[Any], errors: dict[str, int]) -> list[bytes]:
             values.append(m.value() or b"")
         elif err.code() != KafkaError._PARTITION_EOF:
             errors[err.name()] = errors.get(err.name(), 0) + 1
+            if on_error is not None:
+                on_error(err)
     return values
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import gevent
 import numpy as np
 
+from bench.load.consumer import split_messages
 from bench.load.payload import HEADER, KeyStream, PayloadPool
 from bench.load.producer import ChunkBuilder, split_batch_errors
 from bench.locust.plan import Plan
@@ -306,21 +307,15 @@ class ConsumerDriver:
         return _MAX_WAIT_S if self.idle else 0.0
 
     def tick(self) -> None:
-        from confluent_kafka import KafkaError, KafkaException
+        from confluent_kafka import KafkaException
 
         msgs = self.consumer.consume(500, 0)
         now = time.monotonic_ns()
         self.idle = not msgs
         w = self.window
-        values: list[bytes] = []
-        for m in msgs:
-            err = m.error()
-            if err is None:
-                values.append(m.value() or b"")
-            elif err.code() != KafkaError._PARTITION_EOF:
-                self.errors[err.name()] = self.errors.get(err.name(), 0) + 1
-                self.fire(request_type="kafka-consume", name=self.plan.request_name, response_time=0.0,
-                          response_length=0, exception=KafkaException(err))
+        values = split_messages(msgs, self.errors, lambda err: self.fire(
+            request_type="kafka-consume", name=self.plan.request_name, response_time=0.0, response_length=0,
+            exception=KafkaException(err)))
         n = len(values)
         if n:
             self.received_total += n
