@@ -234,3 +234,14 @@ def test_state_survives_other_process(tmp_path: Path) -> None:
         assert h.alive_nodes() == []
     finally:
         os.environ["KBENCH_HOME"] = old
+
+
+def test_cluster_id_never_starts_with_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """StorageTool reads a cluster id starting with '-' as an option; such ids must be redrawn (a CI failure)."""
+    from bench.brokers import kafka
+
+    draws = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=b"\x01" * 16)])
+    monkeypatch.setattr(kafka.uuid, "uuid4", lambda: next(draws))
+    cid = kafka._cluster_id()
+    assert not cid.startswith("-") and len(cid) == 22
+    assert cid == "AQEBAQEBAQEBAQEBAQEBAQ"

@@ -136,7 +136,14 @@ def prepare_kafka(base: Path, *, nodes: int, port: int, version: str, configs: M
 
 
 def _cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (as StorageTool random-uuid)."""
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (as StorageTool random-uuid).
+
+    Like Kafka's ``Uuid.randomUuid`` it never starts with '-': StorageTool's argument parser would read such
+    an id as an option ("argument --cluster-id/-t: expected one argument"), which failed 1 start in 64.
+    """
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
