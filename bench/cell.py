@@ -131,6 +131,9 @@ def build_cell_result(cell: Cell, topic: str, results: dict[str, dict[int, dict[
                     "unacked_at_end": sum(r["unacked_at_end"] for r in prods),
                     "queue_full_events": sum(r["queue_full_events"] for r in prods),
                     "errors": p_err, "error_total": sum(p_err.values()),
+                    # 1 in N messages timed (max rate); errors among the untimed ones estimated from the sample
+                    "latency_sample": max((r.get("latency_sample", 1) for r in prods), default=1),
+                    "errors_estimated": any(r.get("errors_estimated") for r in prods),
                     "per_second": _spread(ps, full) if ps else None},
         "consume": {"groups": w.consumer_groups, "messages": c_msgs, "bytes": c_bytes, "msgs_per_s": c_msgs / per,
                     "mb_per_s": c_bytes / per / _MB, "errors": c_err, "error_total": sum(c_err.values()),

@@ -27,7 +27,7 @@ from bench.load.producer import run_producer
 from bench.load.worker import Control, WorkerSpec
 from bench.progress import RunProgress
 from bench.results import new_run_dir, utc_now, write_result
-from bench.scenario import Cell, Scenario, to_plain
+from bench.scenario import Cell, Scenario, latency_sample_every, to_plain
 
 __all__ = ["RunOptions", "RunOutcome", "broker_offsets", "create_topic", "delete_topic", "new_run_document",
            "run_scenario"]
@@ -199,6 +199,7 @@ def _run_cell(ctx: Any, scenario: Scenario, cell: Cell, opts: RunOptions, run_id
     for i in range(w.producers):
         spec = WorkerSpec(role="producer", index=i, rate=per_rate, seed=1000 + i,
                           client_config={**opts.client_config, **cell.producer},
+                          latency_sample=latency_sample_every(w, verify=opts.verify),
                           extra={"producers": w.producers}, **common)
         procs[("producer", i)] = ctx.Process(target=run_producer, args=(spec, ctl, out), daemon=True)
     state = _CellState(out, progress, opts, procs)

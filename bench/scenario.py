@@ -39,7 +39,7 @@ TOP_KEYS = ("name", "description", "broker", "topic", "workload", "producer", "c
             "thresholds", "faults", "search")
 TOPIC_KEYS = ("name", "partitions", "replication_factor", "config")
 WORKLOAD_KEYS = ("message_size", "payload", "keys", "producers", "consumer_groups", "consumers_per_group",
-                 "rate", "warmup", "duration", "backlog", "end_to_end")
+                 "rate", "warmup", "duration", "backlog", "end_to_end", "latency_sample")
 SUB_KEYS = {"message_size": ("distribution", "value", "min", "max", "mean", "stddev", "values", "weights"),
             "payload": ("kind", "compressibility", "file"), "keys": ("kind", "count", "zipf_s"),
             "backlog": ("messages", "duration")}
@@ -147,6 +147,17 @@ class Workload:
     duration_s: float
     backlog: Backlog | None
     end_to_end: bool
+    latency_sample: int | None = None   # max rate: 1 in N messages timed (None: auto); 1 when rate-limited
+
+
+
+def latency_sample_every(work: Workload, *, verify: bool = False) -> int:
+    """How many messages per timed one: 1 for rate-limited runs and ``--verify`` (every ack is needed),
+    ``workload.latency_sample`` when set, else 0: *auto*, chosen by each producer from its warm-up rate
+    (:func:`bench.load.producer.auto_latency_sample`)."""
+    if work.rate is not None or verify:
+        return 1
+    return work.latency_sample or 0
 
 
 @dataclass(frozen=True)
@@ -321,6 +332,12 @@ def _rate(ctx: Ctx, value: object, path: KeyPath) -> float | None:
     return ctx.number(value, path, 0, MAX_RATE, lo_open=True, what="a positive number or 'max'")
 
 
+def _latency_sample(ctx: Ctx, value: object, path: KeyPath) -> int | None:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    return ctx.integer(value, path, 1, 1024, what="'auto' or an integer 1..1024 (time 1 in N messages)")
+
+
 def _workload(ctx: Ctx, value: object, topic: TopicSpec, base_dir: Path) -> Workload:
     path: KeyPath = ("workload",)
     d = ctx.mapping(value, path, WORKLOAD_KEYS)
@@ -340,7 +357,11 @@ def _workload(ctx: Ctx, value: object, topic: TopicSpec, base_dir: Path) -> Work
         duration_s=ctx.duration(d.get("duration", 20.0), at("duration"), positive=True),
         backlog=_backlog(ctx, d.get("backlog"), at("backlog")),
         end_to_end=ctx.boolean(d.get("end_to_end", True), at("end_to_end")),
+        latency_sample=_latency_sample(ctx, d.get("latency_sample", "auto"), at("latency_sample")),
     )
+    if work.latency_sample not in (None, 1) and work.rate is not None:
+        raise ctx.error(at("latency_sample"), "sampling applies to rate: max only (a rate-limited run times "
+                        f"every message, from its intended send time); got {work.latency_sample} with a rate")
     if work.producers == 0 and work.consumer_groups == 0:
         raise ctx.error(at("producers"), "nothing to run: producers and consumer_groups are both 0")
     if work.producers == 0 and topic.name is None:

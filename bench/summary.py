@@ -38,3 +38,9 @@ def print_summary(doc: dict[str, Any], console: Console) -> None:
             "–" if agree is None else ("ok" if agree else "MISMATCH"),
         )
     console.print(table)
+    sampled = sorted({c["produce"].get("latency_sample", 1) for c in doc["cells"]} - {1})
+    if sampled:
+        console.print(f"publish latency (rate: max) timed on 1 in {'/'.join(map(str, sampled))} messages "
+                      "(workload.latency_sample); counts are exact")
+    if any(c["produce"].get("errors_estimated") for c in doc["cells"]):
+        console.print("errors marked estimated: failures among untimed messages = N x the sampled failures")

@@ -89,6 +89,36 @@ def test_matrix_cells_and_thresholds(tmp_path: Path, kafka_bootstrap: str) -> No
     assert all(c["check"]["offsets_agree"] for c in doc["cells"])
 
 
+def test_max_rate_sampled_latency_keeps_exact_counts(tmp_path: Path, kafka_bootstrap: str) -> None:
+    """rate: max times 1 in N messages (auto, or set); counts stay exact and agree with the broker's offsets,
+    also with keys and varying sizes (the map() sender and the size FIFO), and with N = 1."""
+    text = ("name: sampled\ntopic: {partitions: 3}\n"
+            "workload:\n  message_size: {distribution: uniform, min: 50, max: 400}\n"
+            "  keys: {kind: uniform, count: 20}\n  rate: max\n  warmup: 1s\n  duration: 2s\n"
+            "producer: {acks: 1, linger.ms: 5}\n"
+            "matrix:\n  workload.latency_sample: [auto, 1, 8]\n")
+    path = tmp_path / "sampled.yaml"
+    path.write_text(text)
+    out = tmp_path / "s"
+    proc = run_kbench("run", str(path), "--bootstrap", kafka_bootstrap, "--out", str(out), "--no-progress")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cells = load_result(out)["cells"]
+    assert [c["params"] for c in cells] == [{"workload.latency_sample": v} for v in ("auto", 1, 8)]
+    for cell in cells:
+        produce, publish = cell["produce"], cell["latency"]["publish"]
+        n = produce["latency_sample"]
+        assert cell["check"]["offsets_agree"] is True, cell["check"]
+        assert cell["check"]["consumed_all"] is True
+        assert produce["acked_total"] == cell["check"]["broker_offsets"]["total"] > 1000
+        assert produce["error_total"] == 0 and produce["errors_estimated"] is False
+        assert 50 <= produce["bytes"] / produce["messages"] <= 400
+        # the histogram holds the timed sample: ~1 in n of the window's messages
+        assert publish["count"] == pytest.approx(produce["messages"] / n, rel=0.1, abs=n + 5)
+        assert HdrHistogram.decode(publish["hdr"]).get_total_count() == publish["count"]
+    assert cells[0]["produce"]["latency_sample"] in (1, 2, 4, 8, 16, 32, 64)  # auto: from the warm-up rate
+    assert [c["produce"]["latency_sample"] for c in cells[1:]] == [1, 8]
+
+
 def test_bad_scenario_is_exit_2_with_location(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("workload:\n  rate: -5\n")

@@ -19,6 +19,7 @@ from bench.scenario import (
     Keys,
     MessageSize,
     Payload,
+    Workload,
     load_scenario,
     load_scenario_text,
     parse_duration,
@@ -175,6 +176,10 @@ def test_defaults(tmp_path: Path) -> None:
     ("workload:\n  consumer_groups: 0\n  backlog: {messages: 10}\n", "t.yaml:3: workload.backlog: ",
      "consumer_groups >= 1"),
     ("workload:\n  end_to_end: yes please\n", "t.yaml:2: workload.end_to_end: ", "true or false"),
+    ("workload:\n  rate: 500\n  latency_sample: 8\n", "t.yaml:3: workload.latency_sample: ", "rate: max only"),
+    ("workload:\n  rate: max\n  latency_sample: 0\n", "t.yaml:3: workload.latency_sample: ", "'auto' or an integer"),
+    ("workload:\n  rate: max\n  latency_sample: 4096\n", "t.yaml:3: workload.latency_sample: ", "1..1024"),
+    ("workload:\n  rate: max\n  latency_sample: some\n", "t.yaml:3: workload.latency_sample: ", "'auto'"),
     ("workload:\n  rat: 5\n", "t.yaml:2: workload.rat: ", "did you mean 'rate'?"),
     ("name: x\nbogus: 1\n", "t.yaml:2: bogus: ", "unknown key"),
     ("name: 'a b'\n", "t.yaml:1: name: ", "[A-Za-z0-9._-]"),
@@ -447,3 +452,18 @@ def test_shipped_scenarios_load(path: Path) -> None:
     sc = load_scenario(path)
     assert sc.cells and sc.name
     json.dumps(to_plain(sc.raw))
+
+
+def test_latency_sample_resolution() -> None:
+    """auto (0: the producer picks from its warm-up rate) only at max rate; rate-limited and --verify time all."""
+    from bench.scenario import latency_sample_every
+
+    def work(text: str) -> Workload:
+        return load_scenario_text(text, filename="t.yaml").cells[0].workload
+
+    assert latency_sample_every(work("workload: {rate: max}\n")) == 0
+    assert latency_sample_every(work("workload: {rate: max}\n"), verify=True) == 1
+    assert latency_sample_every(work("workload: {rate: max, latency_sample: 8}\n")) == 8
+    assert latency_sample_every(work("workload: {rate: max, latency_sample: auto}\n")) == 0
+    assert latency_sample_every(work("workload: {rate: 100}\n")) == 1
+    assert latency_sample_every(work("workload: {rate: 100, latency_sample: 1}\n")) == 1

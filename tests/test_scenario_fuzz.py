@@ -20,8 +20,8 @@ SETTINGS = settings(max_examples=200, deadline=None, database=None,
 VOCAB = ["name", "description", "broker", "topic", "workload", "producer", "consumer", "matrix",
          "thresholds", "faults", "search", "partitions", "replication_factor", "config", "message_size",
          "payload", "keys", "producers", "consumer_groups", "consumers_per_group", "rate", "warmup",
-         "duration", "backlog", "end_to_end", "distribution", "min", "max", "mean", "stddev", "values",
-         "weights", "kind", "count", "zipf_s", "compressibility", "file", "messages", "metric",
+         "duration", "backlog", "end_to_end", "latency_sample", "distribution", "min", "max", "mean", "stddev",
+         "values", "weights", "kind", "count", "zipf_s", "compressibility", "file", "messages", "metric",
          "producer.acks", "workload.rate", "workload.message_size", "topic.config.retention.ms",
          "topics", "partitionsPerTopic", "messageSize", "producerRate", "testDurationMinutes",
          "keyDistributor", "payloadFile", "consumerBacklogSizeGB", "useRandomizedPayloads"]
@@ -74,6 +74,7 @@ FIELDS: dict[str, list[object]] = {
     "warmup": [0, "0s", "500ms", "24h", "25h", -1, "1 h", 1.5], "duration": [0, "1s", 86400, 86401, "2m", "x"],
     "backlog": [None, {"messages": 10}, {"duration": "1s"}, {"messages": 0}, {}, {"messages": 1, "duration": 1}],
     "end_to_end": [True, False, "true", None],
+    "latency_sample": ["auto", 1, 64, 1024, 1025, 0, -1, "x", 2.5, None],
 }
 TOPIC: dict[str, list[object]] = {"name": [None, "t", "..", "a" * 250, "bad name"],
                                   "partitions": [1, 10000, 10001, 0], "replication_factor": [1, 10, 11],

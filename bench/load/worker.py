@@ -39,6 +39,7 @@ class WorkerSpec:
     seed: int = 0
     verify: bool = False           # keep (partition, offset, seq) of every ack / read for the history checker
     flush_timeout_s: float = 30.0
+    latency_sample: int = 1        # 1 in N messages carries a delivery callback (max rate); 0 = auto
     extra: dict[str, Any] = field(default_factory=dict)
 
 

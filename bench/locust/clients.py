@@ -4,7 +4,7 @@ librdkafka does its network I/O in its own native threads; gevent cannot make th
 A librdkafka call that *waits* (``poll(1.0)``, ``flush()``, ``consume(timeout=1)``, ``close()``) blocks
 the whole process — every user, Locust's heartbeats and its stats reporter — until it returns. So here:
 
-* only non-blocking calls run in a greenlet: ``produce``/``produce_batch``, ``poll(0)``,
+* only non-blocking calls run in a greenlet: ``produce``, ``poll(0)``,
   ``consume(n, timeout=0)``, ``len(producer)``, cached watermarks; waiting is ``gevent.sleep``;
 * the producer's final flush is a bounded loop of ``poll(0)`` + ``gevent.sleep``;
 * the calls that can only block (``Consumer.close``, ``Producer.close``) run in gevent's native thread
@@ -31,7 +31,7 @@ import numpy as np
 
 from bench.load.consumer import split_messages
 from bench.load.payload import HEADER, KeyStream, PayloadPool
-from bench.load.producer import ChunkBuilder, split_batch_errors
+from bench.load.producer import ChunkBuilder, send_chunk
 from bench.locust.plan import Plan
 from bench.metrics import IntervalSeries, LatencyRecorder
 
@@ -171,33 +171,25 @@ class ProducerDriver:
         else:
             due = self.chunk_max
             intended = np.full(due, now, dtype=np.int64)
-        msgs = self.chunks.build(intended + self.window.anchor_ns, self.seq, self.keys.batch(due))
+        values = self.chunks.build(intended + self.window.anchor_ns, self.seq)
+        keys = self.keys.batch(due)
         self.seq += due
-        self._send(msgs)
+        self._send(values, None if keys[0] is None else keys)
         if self.interval_ns and self.measuring:
             self.delay.record_many((time.monotonic_ns() - intended) // 1000)
         self._serve()
 
-    def _send(self, msgs: list[dict[str, Any]]) -> None:
-        pending = msgs
-        while pending:
-            try:
-                queued = self.producer.produce_batch(self.plan.topic, pending)
-            except BufferError:  # nothing queued
-                queued, retry = 0, pending
-            else:
-                retry = []
-                if queued != len(pending):
-                    retry, failed = split_batch_errors(pending)
-                    self._failed.extend((e.name(), 0.0, len(m["value"])) for m, e in failed)
-            self.sent_total += queued
-            if self.measuring:
-                self.measured_sent += queued
-            if retry:
-                self.queue_full += 1
-                self._serve()
-                gevent.sleep(0.0005)
-            pending = retry
+    def _send(self, values: list[bytes], keys: list[bytes | None] | None) -> None:
+        queued = send_chunk(self.producer, self.plan.topic, values, keys, on_queue_full=self._queue_full,
+                            on_failed=lambda v, e: self._failed.append((e.name(), 0.0, len(v))))
+        self.sent_total += queued
+        if self.measuring:
+            self.measured_sent += queued
+
+    def _queue_full(self) -> None:
+        self.queue_full += 1
+        self._serve()
+        gevent.sleep(0.0005)
 
     def _serve(self) -> None:
         self.producer.poll(0)
