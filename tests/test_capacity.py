@@ -19,6 +19,7 @@ from bench.capacity import (
     SearchSpec,
     compute_plan,
     judge_step,
+    knee_noise,
     lower_bound,
     parse_headroom,
     parse_search,
@@ -239,6 +240,42 @@ def _step(index: int, rate: float, phase: str, good: bool, *, transient: bool = 
           kept_up: bool = True) -> dict[str, Any]:
     return {"index": index, "rate": rate, "phase": phase, "good": good, "transient": transient, "kept_up": kept_up,
             "achieved_msgs_per_s": rate, "per_second_stdev": 1.0, "mb_per_s": rate / 1000, "p99_ms": {"publish": 1.0}}
+
+
+def test_knee_noise_range_from_repeated_runs() -> None:
+    """The knee's measured range: run-to-run p99 noise at a repeated rate, carried through a monotone fit
+    of ln(p99) over rate to where the fit crosses SLO x e^(-2 sd) and SLO x e^(+2 sd)."""
+    spec = _spec(p99_ms=50.0)
+
+    def step(i: int, rate: float, p99: float, phase: str = "ramp", kept_up: bool = True) -> dict[str, Any]:
+        return {**_step(i, rate, phase, p99 <= 50 and kept_up, kept_up=kept_up), "p99_ms": {"publish": p99}}
+
+    steps = [step(0, 10_000, 5.0), step(1, 20_000, 20.0), step(2, 30_000, 40.0), step(3, 40_000, 900.0, kept_up=False),
+             step(4, 35_000, 70.0, "refine"), step(5, 30_000, 60.0, "confirm")]
+    noise = knee_noise(spec, steps)
+    assert noise is not None and noise["pairs"] == 1
+    sd = abs(math.log(60) - math.log(40)) / math.sqrt(2)
+    assert noise["sd_log"] == pytest.approx(sd)
+    assert noise["p99_noise_pct"] == pytest.approx((math.exp(sd) - 1) * 100)
+    # 30k pools to the geometric mean of 40 and 60 (~49 ms): just under the SLO; 35k at 70 ms crosses it
+    at30, at35 = math.log(math.sqrt(40 * 60)), math.log(70)
+    slo = math.log(50)
+    assert noise["estimate"] == pytest.approx(30_000 + (slo - at30) / (at35 - at30) * 5_000)
+    lo, hi = noise["range"]
+    at20 = math.log(20)
+    assert lo == pytest.approx(20_000 + (slo - 2 * sd - at20) / (at30 - at20) * 10_000)
+    assert hi == pytest.approx(35_000 + (slo + 2 * sd - at35) / (math.log(50) + 10 - at35) * 5_000)
+    assert lo < noise["estimate"] < hi
+    # a non-monotone step is pooled, not allowed to fold the curve
+    bumpy = [*steps, step(6, 25_000, 80.0, "refine")]
+    curve = knee_noise(spec, bumpy)["curve"]  # type: ignore[index]
+    fitted = [p for _r, p in curve if p is not None]
+    assert fitted == sorted(fitted)
+    # no repeated rate: no noise measured, no range claimed
+    assert knee_noise(spec, steps[:5]) is None
+    summary = summarize_search(spec, steps)
+    assert summary["knee"]["noise_range"]["estimate"] == noise["estimate"]
+    assert any("another search is expected" in n for n in summary["notes"])
 
 
 def test_prime_and_retry_rules() -> None:

@@ -46,6 +46,11 @@ def _print_search(doc: dict[str, Any], console: Any) -> None:
         console.print(f"knee ({record.get('status')}): {knee['rate']:,.0f} msg/s offered, "
                       f"{knee['achieved_msgs_per_s']:,.0f} msg/s = {knee['mb_per_s']:.2f} MB/s achieved "
                       f"over {len(knee['runs'])} run(s){upper}{noise}")
+        nr = knee.get("noise_range")
+        if nr:
+            console.print(f"measured noise: p99 varies ±{nr['p99_noise_pct']:.0f}% between runs at one rate; the SLO "
+                          f"crossing is at {nr['estimate']:,.0f} msg/s, within 2 sd anywhere in "
+                          f"[{nr['range'][0]:,.0f}, {nr['range'][1]:,.0f}] msg/s")
     else:
         console.print(f"no knee ({record.get('status')})")
     for note in record.get("notes") or []:

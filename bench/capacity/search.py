@@ -6,7 +6,8 @@ result document, and the decisions live in the document's root ``search`` record
 
     search: {spec: {...}, cell: {index, label}, status, steps: [{index, phase, rate, good, reasons,
              achieved_msgs_per_s, achieved_lcb, per_second_stdev, samples, mb_per_s, p99_ms: {...}}],
-             knee: {rate, upper, resolution_pct, runs, achieved_msgs_per_s, mb_per_s, p99_ms, noise_pct},
+             knee: {rate, upper, resolution_pct, runs, achieved_msgs_per_s, mb_per_s, p99_ms, noise_pct,
+                    noise_range: {estimate, range, sd_log, p99_noise_pct, pairs, curve}},
              notes: [...]}
 
 Phases: ``ramp`` (start_rate x factor … up to max_rate), ``down`` (only if the first step already
@@ -22,6 +23,7 @@ the knee.
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 import time
@@ -35,7 +37,7 @@ from bench.capacity.spec import SearchSpec
 from bench.runner import RunOptions, RunOutcome, run_scenario
 from bench.scenario import Cell, Scenario
 
-__all__ = ["KneeSearch", "effective_steps", "judge_step", "lower_bound", "plan_next", "run_search",
+__all__ = ["KneeSearch", "effective_steps", "judge_step", "knee_noise", "lower_bound", "plan_next", "run_search",
            "summarize_search"]
 
 # one-sided 95 % Student t quantiles, df = 1..30 (beyond: normal approximation)
@@ -221,6 +223,77 @@ def plan_next(spec: SearchSpec, steps: Sequence[dict[str, Any]]) -> tuple[float,
     return (lo, "confirm") if confirm_left else None
 
 
+def _isotonic(xs: Sequence[float], ys: Sequence[float]) -> list[tuple[float, float]]:
+    """Non-decreasing least-squares fit of ys over increasing xs (pool adjacent violators; equal xs
+    pooled first): [(x, fitted y)], one point per distinct x."""
+    blocks: list[list[float]] = []  # [x, sum_y, n] per distinct x, then merged while decreasing
+    for x, y in sorted(zip(xs, ys, strict=True)):
+        if blocks and blocks[-1][0] == x:
+            blocks[-1][1] += y
+            blocks[-1][2] += 1
+        else:
+            blocks.append([x, y, 1])
+    pools: list[list[Any]] = []      # [xs, sum_y, n]
+    for x, sy, n in blocks:
+        pools.append([[x], sy, n])
+        while len(pools) > 1 and pools[-2][1] / pools[-2][2] > pools[-1][1] / pools[-1][2]:
+            last = pools.pop()
+            pools[-1][0] += last[0]
+            pools[-1][1] += last[1]
+            pools[-1][2] += last[2]
+    return [(x, sy / n) for xs_, sy, n in pools for x in xs_]
+
+
+def _crossing(curve: Sequence[tuple[float, float]], level: float) -> float | None:
+    """The first x where the piecewise-linear curve reaches ``level`` (None if it never does)."""
+    for (x0, y0), (x1, y1) in itertools.pairwise(curve):
+        if y0 < level <= y1:
+            return x0 + (level - y0) / (y1 - y0) * (x1 - x0)
+    if curve and curve[0][1] >= level:
+        return curve[0][0]
+    return None
+
+
+def knee_noise(spec: SearchSpec, steps: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The knee as a measured *range*, not a point: how far the SLO crossing can move given the noise of
+    p99 between repeated runs at the same rate.
+
+    * ``sd_log``: pooled standard deviation of ln(p99) between runs at the same rate (the confirmation
+      and retries provide the pairs; a failure excused by its retry counts here: it *is* the noise) —
+      run-to-run noise, which is what moves a knee between searches;
+    * ``curve``: a non-decreasing fit of ln(p99) over rate (steps that fell behind count as infinitely
+      slow), so one noisy step cannot fold the curve;
+    * ``estimate``: where the fitted curve crosses the SLO; ``range``: where it crosses SLO x e^(∓2 sd),
+      i.e. the rates at which a run is within 2 sd of the SLO — a repeated search lands anywhere in it.
+
+    None without a repeated rate (no noise measured) or without a failing rate above a passing one."""
+    # every run is evidence here, also a failure excused by its retry (that is noise); not the priming step,
+    # nor a run while other processes loaded the host
+    counted = [s for s in steps if s.get("phase") != "prime" and not s.get("contended")
+               and (s["p99_ms"].get(spec.metric) is not None or not s.get("kept_up", True))]
+    slo = math.log(spec.p99_ms)
+    big = slo + 10.0   # "fell behind": latency grows without bound in an open loop
+    pts = [(s["rate"], big if not s.get("kept_up", True) else math.log(max(s["p99_ms"][spec.metric], 1e-3)))
+           for s in counted]
+    by_rate: dict[float, list[float]] = {}
+    for r, y in pts:
+        by_rate.setdefault(r, []).append(y)
+    groups = [ys for ys in by_rate.values() if len(ys) > 1 and max(ys) < big]
+    dof = sum(len(ys) - 1 for ys in groups)
+    if not dof:
+        return None
+    sd = math.sqrt(sum(sum((y - statistics.fmean(ys)) ** 2 for y in ys) for ys in groups) / dof)
+    curve = _isotonic([r for r, _ in pts], [y for _, y in pts])
+    est = _crossing(curve, slo)
+    if est is None or curve[0][1] >= slo:
+        return None
+    lo = _crossing(curve, slo - 2 * sd)
+    hi = _crossing(curve, slo + 2 * sd)
+    return {"sd_log": sd, "p99_noise_pct": (math.exp(sd) - 1) * 100, "pairs": dof, "estimate": est,
+            "range": [lo if lo is not None else curve[0][0], hi if hi is not None else curve[-1][0]],
+            "curve": [[x, math.exp(y) if y < big else None] for x, y in curve]}
+
+
 def summarize_search(spec: SearchSpec, steps: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Status, knee and notes of a (finished or partial) search."""
     verdict, lo, hi = _verdicts(steps)
@@ -260,6 +333,14 @@ def summarize_search(spec: SearchSpec, steps: Sequence[dict[str, Any]]) -> dict[
         "p99_ms": max(p99s) if p99s else None, "noise_pct": max(noise) if noise else None,
         "target_resolution_pct": spec.resolution(lo) / lo * 100,
     }
+    noise_range = knee_noise(spec, steps)
+    if noise_range is not None:
+        knee["noise_range"] = noise_range
+        a, b = noise_range["range"]
+        notes.append(f"run-to-run noise of p99 at repeated rates: ±{noise_range['p99_noise_pct']:.0f}% (1 sd, "
+                     f"{noise_range['pairs']} repeat(s)); the SLO crossing is at {noise_range['estimate']:,.0f} "
+                     f"msg/s and within 2 sd anywhere in [{a:,.0f}, {b:,.0f}] msg/s: another search is expected "
+                     "to find its knee in that range")
     fails = [s["rate"] for s in counted if not s["good"]]
     passes = [s["rate"] for s in counted if s["good"]]
     if fails and passes and min(fails) < max(passes):
