@@ -210,10 +210,11 @@ def test_search_converges_to_the_simulated_knee_with_retries() -> None:
     spec = _spec(start_rate=1000.0, step_factor=2.0, refine=4, confirm=1, max_steps=14)
     _cells, record = _drive(spec, _system(10_000, noise=0.001, spikes={1}))
     phases = [s["phase"] for s in record["steps"]]
-    assert phases[:3] == ["ramp", "ramp", "retry"] and phases[-1] == "confirm"
+    assert phases[:3] == ["ramp", "ramp", "retry"] and phases[-2:] == ["confirm", "recheck"]
     assert record["status"] == "converged"
     knee = record["knee"]
     assert knee["rate"] <= 10_000 < knee["upper"] and knee["resolution_pct"] <= 100 / 2 ** 4 + 1e-9
+    assert record["steps"][-1]["rate"] == knee["upper"]   # the recheck ran the first bad rate again
     assert any("passed when retried" in n for n in record["notes"])
     # the search stopped: asking again plans nothing
     assert plan_next(spec, record["steps"]) is None

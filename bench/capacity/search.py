@@ -12,13 +12,14 @@ result document, and the decisions live in the document's root ``search`` record
 
 Phases: ``ramp`` (start_rate x factor … up to max_rate), ``down`` (only if the first step already
 failed), ``refine`` (bisection between the best good and the lowest bad rate), ``confirm`` (the best
-good rate again), ``prime`` (the first step, at start_rate, warms the broker's JVM, caches and
-connections and is not counted), ``retry`` (a failure that may not be the load's is run once more:
-noise only — unstable per-second samples or one isolated second over the SLO — in any phase, or, in
-the ramp, a slow step that still kept up on average; a step that fell behind is never retried). A rate is
-good only if *every* counted run at it was good (a retried transient failure is the only run not
-counted); good rates above the lowest bad rate are ignored (and noted), so one lucky step cannot raise
-the knee.
+good rate again), ``recheck`` (with ``confirm`` >= 1, the lowest bad rate once more, last: it measures
+the run-to-run noise on the bad side of the boundary for :func:`knee_noise`), ``prime`` (the first step,
+at start_rate, warms the broker's JVM, caches and connections and is not counted), ``retry`` (a failure
+that may not be the load's is run once more: noise only — unstable per-second samples or one isolated
+second over the SLO — in any phase, or, in the ramp, a slow step that still kept up on average; a step
+that fell behind is never retried). A rate is good only if *every* counted run at it was good (a retried
+transient failure is the only run not counted); good rates above the lowest bad rate are ignored (and
+noted), so one lucky step cannot raise the knee.
 """
 
 from __future__ import annotations
@@ -220,7 +221,14 @@ def plan_next(spec: SearchSpec, steps: Sequence[dict[str, Any]]) -> tuple[float,
     narrow = hi - lo <= max(1.0, 0.01 * lo, spec.resolution(lo)) or mid in (lo, hi)
     if not narrow and budget > confirm_left:
         return mid, "refine"
-    return (lo, "confirm") if confirm_left else None
+    if confirm_left:
+        return lo, "confirm"
+    # with the knee confirmed, run the first bad rate once more: the noise is measured on both sides of
+    # the boundary (knee_noise); its verdict cannot raise the knee (a rate is good only if every run was)
+    if spec.confirm and sum(1 for s in counted if s["rate"] == hi) < 2 and \
+            not any(s.get("phase") == "recheck" for s in steps):
+        return hi, "recheck"
+    return None
 
 
 def _isotonic(xs: Sequence[float], ys: Sequence[float]) -> list[tuple[float, float]]:
