@@ -17,7 +17,7 @@ Python cannot batch away (confluent-kafka builds a ``Message`` and calls into Py
 and it capped the generator at ~0.7x a bare produce loop. So only every N-th message carries a callback
 (``produce(..., callback=)``): the timed messages are a systematic 1-in-N sample of the stream, and their
 histograms are whole histograms of that sample. N = 0 (*auto*) is chosen once, when the warm-up ends,
-from the warm-up's send rate (:func:`auto_latency_sample`: about 30k timed messages/s at most, N <= 64),
+from the warm-up's send rate (:func:`auto_latency_sample`: about 20k timed messages/s at most, N <= 64),
 and stays fixed for the window so the sample is uniform. Counts stay exact without callbacks:
 a message has been resolved (acked or failed) once it left the client's queue, so resolved =
 queued − ``len(producer)`` after each poll. Failures among untimed messages are invisible to the client;
@@ -44,7 +44,7 @@ from bench.metrics import IntervalSeries, LatencyRecorder
 __all__ = ["ChunkBuilder", "run_producer", "send_chunk"]
 
 _CHUNK = 512
-AUTO_TIMED_PER_S = 30_000   # auto sampling: time about this many messages a second, at most
+AUTO_TIMED_PER_S = 20_000   # auto sampling: time about this many messages a second, at most
 AUTO_MAX_SAMPLE = 64
 AUTO_SAMPLE_NO_WARMUP = 32  # auto with no warm-up to measure the rate in
 _CHUNK_BYTES = 1 << 20
@@ -234,7 +234,7 @@ class _SizeFifo:
 
 def auto_latency_sample(msgs_per_s: float) -> int:
     """1 in N for a producer sending ``msgs_per_s``: the largest power of two <= rate / AUTO_TIMED_PER_S,
-    within 1..AUTO_MAX_SAMPLE (below ~60k msg/s every message is timed)."""
+    within 1..AUTO_MAX_SAMPLE (below ~40k msg/s every message is timed)."""
     n = 1
     while n * 2 <= min(AUTO_MAX_SAMPLE, msgs_per_s / AUTO_TIMED_PER_S):
         n *= 2
