@@ -70,19 +70,16 @@ class _Acks:
         ver_app, fail_app = self.verify.append, self.verify_failed.append
         errors, sampled_errors = self.errors, self.sampled_errors
 
-        def on_delivery_sampled(err: Any, msg: Any) -> None:
-            if err is None:
-                lat_app(msg.latency())
-            else:
-                name = err.name()
-                sampled_errors[name] = sampled_errors.get(name, 0) + 1
+        def latency_only(error_counts: dict[str, int]) -> Callable[[Any, Any], None]:
+            def on_delivery(err: Any, msg: Any) -> None:
+                if err is None:
+                    lat_app(msg.latency())
+                else:
+                    name = err.name()
+                    error_counts[name] = error_counts.get(name, 0) + 1
+            return on_delivery
 
-        def on_delivery_max_fixed(err: Any, msg: Any) -> None:
-            if err is None:
-                lat_app(msg.latency())
-            else:
-                name = err.name()
-                errors[name] = errors.get(name, 0) + 1
+        on_delivery_sampled, on_delivery_max_fixed = latency_only(sampled_errors), latency_only(errors)
 
         def on_delivery_max(err: Any, msg: Any) -> None:
             if err is None:
