@@ -150,7 +150,6 @@ class Workload:
     latency_sample: int | None = None   # max rate: 1 in N messages timed (None: auto); 1 when rate-limited
 
 
-
 def latency_sample_every(work: Workload, *, verify: bool = False) -> int:
     """How many messages per timed one: 1 for rate-limited runs and ``--verify`` (every ack is needed),
     ``workload.latency_sample`` when set, else 0: *auto*, chosen by each producer from its warm-up rate

@@ -68,7 +68,6 @@ class HostProbe:
                 "other_cores": round(max(0.0, busy - own - brk) / wall, 2),
                 "load_avg_1m": round(os.getloadavg()[0], 2)}
 
-
     def wait_quiet(self, limit_cores: float, max_wait_s: float, interval_s: float = 1.0) -> tuple[float, float]:
         """Sample until other processes use at most ``limit_cores`` (or ``max_wait_s`` passed); return the
         seconds waited and the last reading of other cores."""

@@ -27,6 +27,7 @@ after the cell (``check.offsets_agree``) catches any that the sample missed.
 
 from __future__ import annotations
 
+import operator
 import struct
 import time
 from collections import deque
@@ -188,20 +189,19 @@ def send_chunk(producer: Any, topic: str, values: list[bytes], keys: list[bytes 
             else:
                 deque(map(produce, repeat(topic), it, keys[start:] if start else keys), maxlen=0)
             return queued + len(vals)
-        except BufferError:
-            done = len(vals) - it.__length_hint__() - 1   # map had taken the refused value from `it`
-            queued += done
-            start += done
-            on_queue_full()
-        except Exception as exc:  # confluent_kafka.KafkaException (imported lazily, here only)
+        except Exception as exc:  # BufferError, or confluent_kafka.KafkaException (imported lazily, here only)
             from confluent_kafka import KafkaException
 
-            if not isinstance(exc, KafkaException):
+            if not isinstance(exc, BufferError | KafkaException):
                 raise
-            done = len(vals) - it.__length_hint__() - 1
+            done = len(vals) - operator.length_hint(it) - 1   # map had taken the refused value from `it`
             queued += done
-            on_failed(vals[done], exc.args[0])
-            start += done + 1
+            if isinstance(exc, BufferError):  # the queue is full: wait, then offer the same value again
+                start += done
+                on_queue_full()
+            else:                             # refused for good: skip it
+                on_failed(vals[done], exc.args[0])
+                start += done + 1
     return queued
 
 
@@ -295,12 +295,21 @@ def _produce(spec: WorkerSpec, ctl: Control, out: Any) -> dict[str, Any]:
     stat_count = 0
     ended_ns = t_end_ns
 
+    def lat_us_of_acks() -> np.ndarray:
+        return (np.asarray(acks.lat, dtype=np.float64) * 1e6).astype(np.int64)
+
+    def record_acked_at_max_rate(now: int, lat_us: np.ndarray) -> None:
+        """At max rate intended = actual send time: publish latency is librdkafka's service time."""
+        publish.record_many(lat_us)
+        service.record_many(lat_us)
+        series.add_latencies(np.full(lat_us.size, now), lat_us)
+
     def drain_acks(now: int) -> None:
         nonlocal acked_total, stat_count
         n = len(acks.lat)
         if not n:
             return
-        lat_us = (np.asarray(acks.lat, dtype=np.float64) * 1e6).astype(np.int64)
+        lat_us = lat_us_of_acks()
         sizes = np.asarray(acks.sizes, dtype=np.int64) if acks.sizes or acks.fixed_size is None \
             else np.full(n, acks.fixed_size, dtype=np.int64)
         if measuring or now >= t_end_ns:
@@ -315,9 +324,7 @@ def _produce(spec: WorkerSpec, ctl: Control, out: Any) -> dict[str, Any]:
                 series.add_latencies(np.full(k, now), pub[in_window])
                 series.add_many(np.full(k, now), sizes[in_window])
             else:
-                publish.record_many(lat_us)
-                service.record_many(lat_us)
-                series.add_latencies(np.full(n, now), lat_us)
+                record_acked_at_max_rate(now, lat_us)
                 series.add_many(np.full(n, now), sizes)
         acked_total += n
         stat_count += n
@@ -336,10 +343,7 @@ def _produce(spec: WorkerSpec, ctl: Control, out: Any) -> dict[str, Any]:
         nbytes = ok * fixed if fixed is not None else (unsent_sizes.take(done) * ok) // max(done, 1)
         if measuring or now >= t_end_ns:
             if n:
-                lat_us = (np.asarray(acks.lat, dtype=np.float64) * 1e6).astype(np.int64)
-                publish.record_many(lat_us)
-                service.record_many(lat_us)
-                series.add_latencies(np.full(n, now), lat_us)
+                record_acked_at_max_rate(now, lat_us_of_acks())
             if ok:
                 series.add(now, count=ok, nbytes=nbytes)
         acked_total += ok
