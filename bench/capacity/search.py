@@ -277,12 +277,12 @@ def knee_noise(spec: SearchSpec, steps: Sequence[dict[str, Any]]) -> dict[str, A
     None without a repeated rate (no noise measured) or without a failing rate above a passing one."""
     # every run is evidence here, also a failure excused by its retry (that is noise); not the priming step,
     # nor a run while other processes loaded the host
-    counted = [s for s in steps if s.get("phase") != "prime" and not s.get("contended")
-               and (s["p99_ms"].get(spec.metric) is not None or not s.get("kept_up", True))]
+    runs = [s for s in steps if s.get("phase") != "prime" and not s.get("contended")
+            and (s["p99_ms"].get(spec.metric) is not None or not s.get("kept_up", True))]
     slo = math.log(spec.p99_ms)
     big = slo + 10.0   # "fell behind": latency grows without bound in an open loop
     pts = [(s["rate"], big if not s.get("kept_up", True) else math.log(max(s["p99_ms"][spec.metric], 1e-3)))
-           for s in counted]
+           for s in runs]
     by_rate: dict[float, list[float]] = {}
     for r, y in pts:
         by_rate.setdefault(r, []).append(y)
@@ -310,12 +310,12 @@ def summarize_search(spec: SearchSpec, steps: Sequence[dict[str, Any]]) -> dict[
     if above:
         notes.append(f"good rate(s) above the lowest bad rate {hi:,.0f} ignored (non-monotone, noisy system): "
                      + ", ".join(f"{r:,.0f}" for r in above))
-    if not effective_steps(steps):
+    counted = effective_steps(steps)
+    if not counted:
         return {"status": "not run", "knee": None, "notes": notes}
     if lo is None:
         notes.append(f"no rate down to {min(verdict):,.0f} msg/s was sustainable within the SLO")
         return {"status": "no sustainable rate", "knee": None, "notes": notes}
-    counted = effective_steps(steps)
     excused = len([s for s in steps if s.get("phase") != "prime"]) - len(counted)
     if excused:
         notes.append(f"{excused} failed run(s) passed when retried at the same rate and were not counted "
