@@ -197,6 +197,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.thresholds import evaluate, validate_metric
 
     scenario = load_scenario(args.scenario, args.set or ())
+    if args.repeat is not None:
+        import dataclasses
+
+        from bench.scenario import MAX_REPEAT
+
+        if not 1 <= args.repeat <= MAX_REPEAT:
+            raise ConfigError(f"--repeat {args.repeat}: expected a number of runs per cell from 1 to {MAX_REPEAT}")
+        scenario = dataclasses.replace(scenario, repeat=args.repeat)
     for t in scenario.thresholds:
         validate_metric(t.metric)
     plan = validate_faults(scenario)
@@ -208,7 +216,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                      client_config=client_conf, progress=progress_line) as target:
         hooks = make_hooks(plan, handle=target.handle, bootstrap=target.bootstrap, client_config=client_conf,
                            verify=args.verify, alive=target.alive)
-        err.print(f"{scenario.name}: {len(scenario.cells)} cell(s) against {target.describe()}", markup=False)
+        runs = f" x {scenario.repeat} runs" if scenario.repeat > 1 else ""
+        err.print(f"{scenario.name}: {len(scenario.cells)} cell(s){runs} against {target.describe()}", markup=False)
         opts = RunOptions(bootstrap=target.bootstrap, broker=target.info, reports_root=Path(args.reports_dir),
                           out=Path(args.out) if args.out else None, client_config=client_conf,
                           progress=not args.no_progress, verify=args.verify, drain_timeout_s=args.drain_timeout,
@@ -252,6 +261,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     add_scenario_run_args(p)
     p.add_argument("--verify", action="store_true", help="keep every ack and read for the history checker")
     p.add_argument("--keep-topics", action="store_true", help="do not delete the topics kbench created")
+    p.add_argument("--repeat", type=int, default=None, metavar="N",
+                   help="run every cell N times, each on a fresh topic (overrides the scenario's repeat:); "
+                        "kbench compare judges run-level values and needs repeats to be conclusive")
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
     p.set_defaults(func=cmd_run)
 

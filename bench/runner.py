@@ -25,7 +25,9 @@ from bench.errors import BrokerError, RunAborted
 from bench.load.consumer import run_consumer
 from bench.load.producer import run_producer
 from bench.load.worker import Control, WorkerSpec
+from bench.metrics import decode_histogram, write_hgrm
 from bench.progress import RunProgress
+from bench.repeats import merge_repeats
 from bench.results import new_run_dir, utc_now, write_result
 from bench.scenario import Cell, Scenario, latency_sample_every, to_plain
 
@@ -75,7 +77,8 @@ def run_scenario(scenario: Scenario, opts: RunOptions,
                  next_cell: Callable[[list[dict[str, Any]]], Cell | None] | None = None,
                  extra: dict[str, Any] | None = None) -> RunOutcome:
     """Run every cell of ``scenario``; return where the result is. Raises RunAborted after writing a
-    partial result when interrupted or when the broker died.
+    partial result when interrupted or when the broker died. With ``scenario.repeat`` = N > 1 every cell
+    runs N times in a row, each on a fresh topic, and its entry keeps every run (:mod:`bench.repeats`).
 
     ``next_cell`` makes the run adaptive (e.g. a knee search): it is called with the cell documents so far
     and returns the next cell to run, or None to finish (then ``scenario.cells`` is ignored). ``extra`` is
@@ -83,6 +86,7 @@ def run_scenario(scenario: Scenario, opts: RunOptions,
     run_id = uuid.uuid4().hex[:8]
     run_dir = new_run_dir(opts.reports_root, scenario.name, opts.out)
     doc = new_run_document(scenario, run_id, opts.broker, clock="CLOCK_MONOTONIC; producers and consumers on one host")
+    doc["repeat"] = scenario.repeat
     doc.update(extra or {})
     write_result(run_dir, doc)
     progress = RunProgress(len(scenario.cells) if next_cell is None else 0, enabled=opts.progress)
@@ -91,15 +95,25 @@ def run_scenario(scenario: Scenario, opts: RunOptions,
     try:
         cells = iter(scenario.cells) if next_cell is None else iter(lambda: next_cell(doc["cells"]), None)
         for cell in cells:
-            progress.start_cell(cell.index, cell.label())
-            try:
-                result = _run_cell(ctx, scenario, cell, opts, run_id, progress, run_dir)
-            except _Aborted as exc:
-                reason = exc.reason
-                if exc.partial is not None:
-                    doc["cells"].append(exc.partial)
+            runs: list[dict[str, Any]] = []
+            for k in range(scenario.repeat):
+                label = cell.label() if scenario.repeat == 1 else f"{cell.label()} (run {k + 1}/{scenario.repeat})"
+                progress.start_cell(cell.index, label)
+                try:
+                    runs.append(_run_cell(ctx, scenario, cell, opts, run_id, progress, run_dir, repeat=k))
+                except _Aborted as exc:
+                    reason = exc.reason
+                    if exc.partial is not None:
+                        runs.append(exc.partial)
+                    break
+            if runs:
+                merged = merge_repeats(runs, incomplete_reason=None if reason is None or len(runs) == 1
+                                       else f"stopped after {len(runs)} of {scenario.repeat} runs: {reason}")
+                if len(runs) > 1:
+                    _write_merged_hgrm(run_dir, merged)
+                doc["cells"].append(merged)
+            if reason is not None:
                 break
-            doc["cells"].append(result)
             write_result(run_dir, doc)
     finally:
         progress.close()
@@ -175,11 +189,19 @@ def broker_offsets(bootstrap: str, topic: str, client_config: dict[str, str]) ->
             "total": sum(hi - lo for lo, hi in marks.values())}
 
 
+def _write_merged_hgrm(run_dir: Path, merged: dict[str, Any]) -> None:
+    """The cell's ``.hgrm`` files from its merged histograms (each run rewrote them with its own)."""
+    for name, lat in (merged.get("latency") or {}).items():
+        if lat and lat.get("hdr"):
+            write_hgrm(decode_histogram(lat["hdr"]), run_dir / f"cell-{int(merged.get('index') or 0):02d}-{name}.hgrm")
+
+
 def _run_cell(ctx: Any, scenario: Scenario, cell: Cell, opts: RunOptions, run_id: str,
-              progress: RunProgress, run_dir: Path) -> dict[str, Any]:
+              progress: RunProgress, run_dir: Path, repeat: int = 0) -> dict[str, Any]:
     w = cell.workload
     created = cell.topic.name is None
-    topic = cell.topic.name or f"kbench-{scenario.name}-{run_id}-c{cell.index}"[:249]
+    suffix = f"-r{repeat}" if repeat else ""
+    topic = cell.topic.name or f"kbench-{scenario.name}-{run_id}-c{cell.index}{suffix}"[:249]
     if created:
         progress.set_phase(f"creating topic {topic}")
         create_topic(opts, cell, topic)
@@ -192,7 +214,7 @@ def _run_cell(ctx: Any, scenario: Scenario, cell: Cell, opts: RunOptions, run_id
     for g in range(w.consumer_groups):
         for k in range(w.consumers_per_group):
             idx = g * w.consumers_per_group + k
-            spec = WorkerSpec(role="consumer", index=idx, group=f"kbench-{run_id}-c{cell.index}-g{g}",
+            spec = WorkerSpec(role="consumer", index=idx, group=f"kbench-{run_id}-c{cell.index}{suffix}-g{g}",
                               client_config={**opts.client_config, **cell.consumer}, seed=idx, **common)
             procs[("consumer", idx)] = ctx.Process(target=run_consumer, args=(spec, ctl, out), daemon=True)
     per_rate = (w.rate / w.producers) if (w.rate and w.producers) else None

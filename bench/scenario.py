@@ -36,7 +36,8 @@ MAX_MESSAGE_SIZE = 100 * 1024 * 1024
 MAX_RATE = 1e8
 MAX_CELLS = 256
 TOP_KEYS = ("name", "description", "broker", "topic", "workload", "producer", "consumer", "matrix",
-            "thresholds", "faults", "search")
+            "thresholds", "faults", "search", "repeat")
+MAX_REPEAT = 100
 TOPIC_KEYS = ("name", "partitions", "replication_factor", "config")
 WORKLOAD_KEYS = ("message_size", "payload", "keys", "producers", "consumer_groups", "consumers_per_group",
                  "rate", "warmup", "duration", "backlog", "end_to_end", "latency_sample")
@@ -216,6 +217,7 @@ class Scenario:
     search: object | None
     source_format: str
     raw: Mapping[str, object]
+    repeat: int = 1           # runs of every cell, each on a fresh topic (``repeat:``, ``kbench run --repeat``)
 
 
 # ------------------------------------------------------------------------------------------- sections
@@ -496,6 +498,8 @@ def _build(text: str, *, filename: str, overrides: Sequence[str], base_dir: Path
     for key in ("faults", "search"):
         if doc.get(key) is not None and not isinstance(doc[key], dict | list):
             raise ctx.error((key,), f"expected a mapping or a list, got {show(doc[key])}")
+    repeat = ctx.integer(1 if doc.get("repeat") is None else doc["repeat"], ("repeat",), 1, MAX_REPEAT,
+                         what=f"a number of runs per cell from 1 to {MAX_REPEAT}")
     matrix = _matrix(ctx, doc.get("matrix"))
     thresholds = _thresholds(ctx, doc.get("thresholds"))
     cells = _cells(ctx, doc, matrix, base_dir)
@@ -504,6 +508,7 @@ def _build(text: str, *, filename: str, overrides: Sequence[str], base_dir: Path
         matrix=MappingProxyType({k: tuple(_yaml.freeze(x) for x in v) for k, (_, v) in matrix.items()}),
         thresholds=thresholds, faults=_yaml.freeze(doc.get("faults")), search=_yaml.freeze(doc.get("search")),
         source_format=source_format, raw=MappingProxyType({k: _yaml.freeze(v) for k, v in doc.items()}),
+        repeat=repeat,
     )
 
 

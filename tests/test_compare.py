@@ -1,7 +1,8 @@
 """`kbench compare` on results of real `kbench run`s (tests/fixtures/results/), and its statistics.
 
 The regressions are INJECTED: the current result is the real baseline with every latency histogram
-re-recorded at 2x (or throughput samples halved) -- see ``scale_latency`` / ``scale_throughput``.
+re-recorded at 2x (or throughput samples halved) -- see ``scale_latency`` / ``scale_throughput``; repeated
+runs are the real run re-recorded at a few factors (``repeated``), merged as ``kbench run --repeat`` does.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import math
 import re
 import shutil
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +25,17 @@ from hypothesis import strategies as st
 from bench.cli import main
 from bench.errors import ConfigError, ResultError
 from bench.metrics import decode_histogram, encode_histogram, new_histogram, summarize
+from bench.repeats import merge_repeats
 from bench.report.commands import cmd_compare
-from bench.report.compare import compare_results, parse_threshold
-from bench.report.data import COMPARE_METRICS, PRODUCE_MSGS, metric_samples
+from bench.report.compare import (
+    EXIT_INCONCLUSIVE,
+    EXIT_OK,
+    EXIT_REGRESSION,
+    RUN_TEST,
+    compare_results,
+    parse_threshold,
+)
+from bench.report.data import COMPARE_METRICS, PRODUCE_MSGS
 from bench.report.stats import mann_whitney_u, min_p_value
 from bench.results import load_result
 
@@ -114,6 +124,39 @@ def test_mann_whitney_exact_matches_enumeration_with_ties(x: list[int], y: list[
                                                                         [float(v) for v in y]), abs=1e-9)
 
 
+def _brute_force_greater(x: list[float], y: list[float]) -> float:
+    """Exact one-sided p (x tends larger) by enumerating every split of the pooled average ranks."""
+    pooled = sorted(x + y)
+    rank = {v: (pooled.index(v) + len(pooled) - pooled[::-1].index(v) + 1) / 2 for v in pooled}
+    ranks = [rank[v] for v in x + y]
+    n1, n = len(x), len(x) + len(y)
+    obs = sum(ranks[:n1])
+    splits = list(itertools.combinations(range(n), n1))
+    return sum(1 for s in splits if sum(ranks[i] for i in s) >= obs - 1e-9) / len(splits)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=6), st.lists(st.integers(0, 6), min_size=1, max_size=6))
+def test_one_sided_mann_whitney_matches_enumeration(x: list[int], y: list[int]) -> None:
+    fx, fy = [float(v) for v in x], [float(v) for v in y]
+    assert mann_whitney_u(fx, fy, alternative="greater").p_value == pytest.approx(_brute_force_greater(fx, fy),
+                                                                                  abs=1e-9)
+    assert mann_whitney_u(fx, fy, alternative="less").p_value == pytest.approx(_brute_force_greater(fy, fx),
+                                                                               abs=1e-9)
+
+
+def test_one_sided_limits() -> None:
+    assert min_p_value(3, 3, "greater") == pytest.approx(0.05)
+    assert min_p_value(4, 4, "less") == pytest.approx(1 / 70)
+    assert mann_whitney_u([5.0, 6, 7, 8], [1.0, 2, 3, 4], alternative="greater").p_value == pytest.approx(1 / 70)
+    assert mann_whitney_u([5.0, 6, 7, 8], [1.0, 2, 3, 4], alternative="less").p_value == pytest.approx(1.0)
+    big_x, big_y = [float(i) + 3 for i in range(40)], [float(i) for i in range(40)]
+    assert mann_whitney_u(big_x, big_y, "asymptotic", "greater").p_value == pytest.approx(
+        mann_whitney_u(big_x, big_y, "exact", "greater").p_value, abs=0.01)
+    with pytest.raises(ValueError):
+        mann_whitney_u([1.0], [2.0], alternative="sideways")
+
+
 def test_mann_whitney_separation_and_limits() -> None:
     low, high = [1.0, 2, 3, 4, 5], [6.0, 7, 8, 9, 10]
     assert mann_whitney_u(low, high).p_value == pytest.approx(min_p_value(5, 5))
@@ -138,58 +181,74 @@ def test_parse_threshold() -> None:
 
 
 # -- compare on real results -----------------------------------------------------------------------
-def test_identical_results_not_significant_everywhere(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def repeated(doc: dict[str, Any], factors: list[float]) -> dict[str, Any]:
+    """A result whose cells hold one run per factor: the real run with its latencies times that factor
+    (INJECTED run-to-run spread), merged as `kbench run --repeat` merges runs."""
+    runs = [scale_latency(doc, f) for f in factors]
+    out = copy.deepcopy(doc)
+    out["cells"] = [merge_repeats([r["cells"][i] for r in runs]) for i in range(len(doc["cells"]))]
+    return out
+
+
+def test_single_runs_are_inconclusive_not_a_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     md = tmp_path / "out.md"
-    assert main(["compare", str(ACKS_A), str(ACKS_A), "--markdown", str(md)]) == 0
+    assert main(["compare", str(ACKS_A), str(ACKS_A), "--markdown", str(md)]) == EXIT_INCONCLUSIVE == 3
+    captured = capsys.readouterr()
+    assert md.read_text() == captured.out and "INCONCLUSIVE" in captured.err
     comp = compare_results(load_result(ACKS_A), load_result(ACKS_A))
-    verdicts = [m.verdict for c in comp.cells for m in c.metrics]
-    assert len(verdicts) == len(COMPARE_METRICS) * len(load_result(ACKS_A)["cells"])
-    assert set(verdicts) == {"not significant"}
-    text = md.read_text()
-    assert text == capsys.readouterr().out
-    assert "no significant regression" in text and "slower" not in text and "faster" not in text
+    assert all(m.inconclusive and m.p_value is None for c in comp.cells for m in c.metrics)
+    assert "no significant regression" not in captured.out and "INCONCLUSIVE" in captured.out
+    assert RUN_TEST in captured.out  # the output says which test decides
+    assert main(["compare", str(ACKS_A), str(ACKS_A), "--allow-inconclusive"]) == 0
+    captured = capsys.readouterr()
+    assert "accepted with --allow-inconclusive" in captured.out and "--allow-inconclusive" in captured.err
 
 
-def test_injected_2x_latency_regression_exits_1(tmp_path: Path) -> None:
+def test_doubled_latency_of_one_run_does_not_pass(tmp_path: Path) -> None:
+    # issue 11: a single run with every latency doubled read "no significant regression", exit 0
     base = load_result(ACKS_A)
     current = _write(tmp_path, "current.json", scale_latency(base, 2.0))  # INJECTED, not measured
-    assert main(["compare", str(ACKS_A), str(current)]) == 1
+    assert main(["compare", str(ACKS_A), str(current)]) == EXIT_INCONCLUSIVE
     comp = compare_results(base, load_result(current))
-    cells = {c["label"]: c for c in base["cells"]}
     for cell in comp.cells:
-        flagged = {m.metric.key for m in cell.metrics if m.regression}
-        assert flagged and flagged <= LATENCY_KEYS, cell.label
         for m in cell.metrics:
-            if m.metric.key not in LATENCY_KEYS:
-                assert m.verdict == "not significant"
-                continue
-            assert m.factor == pytest.approx(2.0, rel=0.01) and m.worse
-            # doubling separates the per-second samples completely when max < 2 * min: then the exact test
-            # gives p = 2 / C(10, 5) < 0.05 and the metric MUST be flagged. Otherwise the run's own
-            # second-to-second spread is about as wide as 2x and the test decides (acks=1 publish p99 of
-            # this real run ranges 8.9-79.7 ms per second: "not significant" is the honest answer there).
-            samples = metric_samples(cells[cell.label], m.metric)
-            assert m.p_value is not None
-            if max(samples) < 2 * min(samples):
-                assert m.p_value == pytest.approx(min_p_value(5, 5))
-                assert m.regression and m.verdict == f"{m.factor:.2f}x slower — REGRESSION"
-            else:
-                assert m.regression == (m.p_value < 0.05)
-    assert "REGRESSION" in comp.markdown()
+            assert not m.regression and m.inconclusive
+            assert m.per_second_p is not None  # shown for information only
+            if m.metric.key in LATENCY_KEYS:
+                assert m.factor == pytest.approx(2.0, rel=0.01) and m.worse
+    assert "for information only" in comp.markdown()
 
 
-def test_injected_throughput_drop_and_latency_improvement(tmp_path: Path) -> None:
-    base = load_result(ACKS_A)  # open-loop 2,000 msg/s: steady per-second counts
-    halved = compare_results(base, scale_throughput(base, 0.5))  # INJECTED
-    assert halved.exit_code() == 1
-    for cell in halved.cells:
+def test_repeated_runs_compared_on_run_level_values() -> None:
+    base = load_result(ACKS_A)
+    jitter = [0.9, 1.0, 1.05, 1.1]
+    b = repeated(base, jitter)
+    c = repeated(base, [2 * f for f in jitter])  # INJECTED 2x regression of every run
+    comp = compare_results(b, c)
+    assert comp.exit_code() == EXIT_REGRESSION
+    for cell in comp.cells:
+        assert cell.runs == (4, 4)
         by_key = {m.metric.key: m for m in cell.metrics}
-        assert by_key[PRODUCE_MSGS.key].regression and by_key[PRODUCE_MSGS.key].factor == pytest.approx(2.0, 0.01)
-        assert not any(by_key[k].regression for k in LATENCY_KEYS)
-    linger = load_result(LINGER)
-    faster = compare_results(linger, scale_latency(linger, 0.5))  # INJECTED improvement
-    assert faster.exit_code() == 0
-    assert any(m.verdict.endswith("faster") for c in faster.cells for m in c.metrics)
+        for key in LATENCY_KEYS:
+            m = by_key[key]
+            assert len(m.runs_baseline) == 4 and m.baseline == pytest.approx(statistics.median(m.runs_baseline))
+            assert m.p_value == pytest.approx(1 / math.comb(8, 4))  # complete separation of the run values
+            assert m.regression and m.factor == pytest.approx(2.0, rel=0.02)
+            assert m.per_second_p is None  # repeated runs: no per-second test at all
+        assert not any(by_key[k].significant for k in THROUGHPUT_KEYS)
+    text = comp.markdown()
+    assert "REGRESSION" in text and "4 vs 4 run(s)" in text and RUN_TEST in text
+    same = compare_results(b, repeated(base, jitter[::-1]))
+    assert same.exit_code() == EXIT_OK and not same.inconclusive
+    assert "no significant regression" in same.markdown()
+
+
+def test_interleaved_runs_overlap_not_significant() -> None:
+    base = load_result(ACKS_A)
+    # overlapping run values: 1.2x apart in the medians, but not separated: not significant, conclusive
+    comp = compare_results(repeated(base, [1.0, 1.3, 0.9, 1.2]), repeated(base, [1.25, 1.1, 1.5, 0.95]))
+    assert comp.exit_code() == EXIT_OK
+    assert all(not m.significant for c in comp.cells for m in c.metrics)
 
 
 def _cell(samples: list[float]) -> dict[str, Any]:
@@ -199,32 +258,62 @@ def _cell(samples: list[float]) -> dict[str, Any]:
             "series": {"produce": {"interval_s": 1.0, "t": list(range(n)), "count": samples}}}
 
 
+def _runs_cell(values: list[float], **extra: Any) -> dict[str, Any]:
+    """A cell of len(values) runs whose run-level produce rate is each value."""
+    return {"label": "c", "params": {}, "complete": True, **extra,
+            "repeats": [{"repeat": k, "complete": True, "produce": {"msgs_per_s": v}} for k, v in enumerate(values)]}
+
+
+def _doc(cell: dict[str, Any]) -> dict[str, Any]:
+    return {"scenario": {"name": "s"}, "environment": {}, "complete": True, "cells": [cell]}
+
+
 def test_significant_but_within_threshold_is_not_a_regression() -> None:
-    base = [1000.0, 1002, 998, 1001, 999, 1003, 997, 1000]
-    cur = [v * 0.95 for v in base]  # every second 5% lower: significant, but below a 10% threshold
-    doc_b = {"scenario": {"name": "s"}, "environment": {}, "complete": True, "cells": [_cell(base)]}
-    doc_c = {**doc_b, "cells": [_cell(cur)]}
-    within = compare_results(doc_b, doc_c, threshold=0.10, metrics=[PRODUCE_MSGS])
+    base = [1000.0, 1002, 998, 1001, 999]
+    cur = [v * 0.95 for v in base]  # every run 5% lower: significant, but below a 10% threshold
+    within = compare_results(_doc(_runs_cell(base)), _doc(_runs_cell(cur)), threshold=0.10, metrics=[PRODUCE_MSGS])
     (m,) = within.cells[0].metrics
     assert m.significant and not m.regression and m.verdict == f"{m.factor:.2f}x slower (within threshold)"
-    beyond = compare_results(doc_b, doc_c, threshold=0.03, metrics=[PRODUCE_MSGS])
-    assert beyond.exit_code() == 1
+    assert within.exit_code() == EXIT_OK
+    beyond = compare_results(_doc(_runs_cell(base)), _doc(_runs_cell(cur)), threshold=0.03, metrics=[PRODUCE_MSGS])
+    assert beyond.exit_code() == EXIT_REGRESSION
 
 
-def test_two_real_runs_of_one_scenario_show_noise_not_regression() -> None:
-    comp = compare_results(load_result(ACKS_A), load_result(ACKS_B))
-    assert comp.comparable and comp.exit_code() == 0
-    # real run-to-run noise on a shared 2-core machine: some whole-run latency ratios move a lot, yet the
-    # per-second samples overlap, so none of it is significant
-    moved = [m for c in comp.cells for m in c.metrics if m.factor and m.factor > 1.2]
-    assert moved and not any(m.significant for m in moved)
+@pytest.mark.parametrize(("nb", "nc", "code"), [(1, 1, 3), (2, 2, 3), (3, 3, 3), (3, 4, 1), (4, 4, 1), (2, 8, 1)])
+def test_too_few_runs_are_inconclusive(nb: int, nc: int, code: int) -> None:
+    # one-sided exact Mann-Whitney: smallest p = 1 / C(nb + nc, nb); 3 vs 3 gives 0.05, not < 0.05
+    comp = compare_results(_doc(_runs_cell([1000.0 + i for i in range(nb)])),
+                           _doc(_runs_cell([500.0 + i for i in range(nc)])), metrics=[PRODUCE_MSGS])
+    assert comp.exit_code() == code
+    assert comp.cells[0].metrics[0].min_p == pytest.approx(1 / math.comb(nb + nc, nb))
+    if code == 3:
+        assert any("can never reach" in n for n in comp.notes)
+        assert compare_results(_doc(_runs_cell([1000.0] * nb)), _doc(_runs_cell([500.0] * nc)),
+                               metrics=[PRODUCE_MSGS], allow_inconclusive=True).exit_code() == 0
 
 
-def test_too_few_seconds_are_reported() -> None:
-    base = {"scenario": {"name": "s"}, "environment": {}, "complete": True, "cells": [_cell([10.0, 11, 12])]}
-    comp = compare_results(base, {**base, "cells": [_cell([1.0, 2, 3])]}, metrics=[PRODUCE_MSGS])
-    assert comp.exit_code() == 0 and comp.cells[0].metrics[0].verdict == "not significant"
-    assert any("can never reach" in n for n in comp.notes)
+def test_regression_elsewhere_beats_inconclusive() -> None:
+    b = {"scenario": {"name": "s"}, "environment": {}, "complete": True,
+         "cells": [_runs_cell([1000.0] * 4), {**_runs_cell([1000.0]), "params": {"x": 1}, "label": "x=1"}]}
+    c = {**b, "cells": [_runs_cell([500.0] * 4), {**_runs_cell([500.0]), "params": {"x": 1}, "label": "x=1"}]}
+    comp = compare_results(b, c, metrics=[PRODUCE_MSGS])
+    assert comp.regressions and comp.inconclusive and comp.exit_code() == EXIT_REGRESSION
+
+
+def test_steady_state_warnings_shown_when_present() -> None:
+    steady = {"steady": True, "warning": None, "tests": []}
+    drifting = {"steady": False, "warning": "publish p99 rises 2 ms/s (Mann-Kendall p = 0.01)", "tests": []}
+    comp = compare_results(_doc(_runs_cell([1000.0] * 4, steady_state=steady)),
+                           _doc(_runs_cell([1000.0] * 4, steady_state=drifting)), metrics=[PRODUCE_MSGS])
+    text = comp.markdown()
+    assert "not steady in the current result: publish p99 rises 2 ms/s" in text
+    assert "not steady in the baseline" not in text
+    per_run = _runs_cell([1000.0] * 4)
+    per_run["repeats"][2]["steady_state"] = drifting
+    text = compare_results(_doc(per_run), _doc(_runs_cell([1000.0] * 4)), metrics=[PRODUCE_MSGS]).markdown()
+    assert "not steady in the baseline: run 3: publish p99 rises" in text
+    assert "not steady" not in compare_results(_doc(_runs_cell([1.0] * 4)), _doc(_runs_cell([1.0] * 4)),
+                                               metrics=[PRODUCE_MSGS]).markdown()  # field absent: tolerated
 
 
 @pytest.mark.parametrize(("edit", "field"), [
@@ -246,9 +335,9 @@ def test_incomparable_results_exit_2_unless_forced(tmp_path: Path, edit: Any, fi
     assert "INCOMPARABLE" in captured.out and field in captured.out and field in captured.err
     with pytest.raises(ResultError, match="not comparable"):
         cmd_compare(argparse.Namespace(baseline=str(ACKS_A), current=str(other), threshold="10%", alpha=0.05,
-                                       force=False, markdown=None))
+                                       force=False, markdown=None, allow_inconclusive=False))
     forced = main(["compare", str(ACKS_A), str(other), "--force"])
-    assert forced == (2 if field == "cells (matrix parameters)" else 0)
+    assert forced == (2 if field == "cells (matrix parameters)" else EXIT_INCONCLUSIVE)  # single runs
 
 
 def test_step_summary_appended_and_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -258,7 +347,7 @@ def test_step_summary_appended_and_bad_input(tmp_path: Path, monkeypatch: pytest
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     shutil.copy(ACKS_B, run_dir / "result.json")
-    assert main(["compare", str(ACKS_A), str(run_dir)]) == 0
+    assert main(["compare", str(ACKS_A), str(run_dir)]) == EXIT_INCONCLUSIVE
     text = summary.read_text()
     assert text.startswith("earlier step\n") and "## kbench compare: smoke" in text
     broken = tmp_path / "broken.json"

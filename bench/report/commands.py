@@ -1,8 +1,9 @@
 """`kbench report` and `kbench compare` subcommands; :func:`register` adds them to the CLI parser.
 
 Handlers return the exit code and raise :mod:`bench.errors` exceptions for unusable input (the CLI
-prints those and exits 2): ``compare`` exits 1 on a significant regression beyond the threshold, 0
-otherwise, and 2 for incomparable results unless ``--force``.
+prints those and exits 2): ``compare`` exits 1 on a significant regression beyond the threshold, 3 when
+the comparison is inconclusive (too few runs for the run-level test to reach alpha; 0 with
+``--allow-inconclusive``), 0 otherwise, and 2 for incomparable results unless ``--force``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     threshold = parse_threshold(args.threshold)
     baseline = load_result(args.baseline)
     current = load_result(args.current)
-    comp = compare_results(baseline, current, threshold=threshold, alpha=args.alpha, force=args.force)
+    comp = compare_results(baseline, current, threshold=threshold, alpha=args.alpha, force=args.force,
+                           allow_inconclusive=args.allow_inconclusive)
     text = comp.markdown()
     sys.stdout.write(text)
     sys.stdout.flush()
@@ -63,7 +65,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not comp.cells:
         raise ResultError("no matrix cell of the current result has the parameters of a baseline cell: "
                           "nothing to compare")
-    return comp.exit_code()
+    code = comp.exit_code()
+    if comp.inconclusive and not comp.regressions:
+        what = "accepted (--allow-inconclusive): exit 0" if args.allow_inconclusive else "exit 3"
+        sys.stderr.write(f"kbench compare: INCONCLUSIVE ({what}): too few runs per cell for the run-level test "
+                         f"to reach alpha {args.alpha:g}; repeat the runs (kbench run --repeat N)\n")
+    return code
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -75,8 +82,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_report)
 
     c = sub.add_parser("compare", help="compare two results cell by cell; exit 1 on a significant regression",
-                       description="Exit status: 0 no significant regression, 1 significant regression beyond "
-                                   "the threshold, 2 unusable or incomparable input.")
+                       description="Exit status: 0 no significant regression (conclusive), 1 significant "
+                                   "regression beyond the threshold, 2 unusable or incomparable input, 3 "
+                                   "inconclusive: too few runs for the run-level test to reach alpha (repeat the "
+                                   "runs; --allow-inconclusive maps it to 0).")
     c.add_argument("baseline", help="baseline run directory or result.json")
     c.add_argument("current", help="current run directory or result.json")
     c.add_argument("--threshold", default="10%",
@@ -84,5 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--alpha", type=float, default=0.05, help="significance level of the test (default 0.05)")
     c.add_argument("--force", action="store_true",
                    help="compare even when scenario, broker kind or workload differ")
+    c.add_argument("--allow-inconclusive", action="store_true",
+                   help="exit 0 instead of 3 when the runs are too few to conclude (a note says so)")
     c.add_argument("--markdown", metavar="FILE", help="also write the markdown summary to FILE")
     c.set_defaults(func=cmd_compare)

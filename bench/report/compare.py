@@ -1,11 +1,15 @@
 """``kbench compare``: two results, cell by cell, metric by metric, with a statistical verdict.
 
-Cells are matched by their matrix parameters. For each metric of :data:`~bench.report.data.COMPARE_METRICS`
-the change is the ratio of the whole-run values ("1.32x slower", "1.10x faster"); it is **significant**
-when a two-sided Mann-Whitney U test of the per-second samples of the two runs gives p < alpha and the
-per-second medians move the same way; it is a **regression** when it is significant, worse, and at least
-``1 + threshold`` times worse (asv's rule: significant AND beyond a factor). Results of a different
-scenario (name or file hash), broker kind, or workload/topic layout are *incomparable*.
+Cells are matched by their matrix parameters. A cell holds one or more runs (``cells[].repeats``, see
+:mod:`bench.repeats`); every metric of :data:`~bench.report.data.COMPARE_METRICS` is judged on its
+**run-level values**, one per run, so the run-to-run variance is in the test. The change is the ratio of
+the medians of the run values ("1.32x slower"); it is **significant** when a one-sided exact Mann-Whitney
+U test of the run values gives p < alpha in the direction of the change; it is a **regression** when it is
+significant, worse, and at least ``1 + threshold`` times worse (asv's rule: significant AND beyond a
+factor). When the runs are too few for the test ever to reach alpha (1 vs 1, 2 vs 2, 3 vs 3 at 0.05), the
+metric is **inconclusive**, and so is the comparison unless a regression was found elsewhere (exit 3).
+The per-second test between two single runs is printed for information and never decides. Results of a
+different scenario (name or file hash), broker kind, or workload/topic layout are *incomparable*.
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import ConfigError
+from bench.repeats import cell_runs
 from bench.report.data import COMPARE_METRICS, Metric, cell_key, metric_samples, metric_value
 from bench.report.stats import mann_whitney_u, min_p_value
 from bench.report.tables import to_markdown
 
-__all__ = ["CellComparison", "Comparison", "Difference", "MetricComparison", "compare_results",
-           "parse_threshold"]
+__all__ = ["EXIT_INCONCLUSIVE", "EXIT_OK", "EXIT_REGRESSION", "EXIT_UNUSABLE", "RUN_TEST", "SECOND_TEST",
+           "CellComparison", "Comparison", "Difference", "MetricComparison", "compare_results", "parse_threshold"]
 
 
 def parse_threshold(text: str) -> float:
@@ -59,9 +64,23 @@ class Difference:
         return f"{self.field}: {self.baseline!r} in the baseline, {self.current!r} in the current result"
 
 
+#: names of the tests, as printed
+RUN_TEST = "one-sided exact Mann-Whitney U on run-level values"
+SECOND_TEST = "two-sided Mann-Whitney U on per-second samples"
+
+#: exit codes of ``kbench compare``
+EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+
+
 @dataclass(frozen=True)
 class MetricComparison:
-    """One metric of one matched cell. ``factor`` ≥ 1 is how many times better or worse the current value is."""
+    """One metric of one matched cell, judged on **run-level values** (one value per repeated run).
+
+    ``baseline`` / ``current`` are the medians of the run values (the run's own value when it ran once);
+    ``factor`` ≥ 1 is how many times better or worse the current median is. ``p_value`` is the one-sided
+    exact Mann-Whitney p in the direction of the change (None when the test cannot reach alpha:
+    ``inconclusive``). ``per_second_p`` is the two-sided per-second test between single runs, shown for
+    information only; it never decides a verdict."""
 
     metric: Metric
     baseline: float | None
@@ -73,6 +92,21 @@ class MetricComparison:
     worse: bool | None
     significant: bool
     beyond_threshold: bool
+    runs_baseline: tuple[float, ...] = ()
+    runs_current: tuple[float, ...] = ()
+    min_p: float = 1.0
+    alpha: float = 0.05
+    per_second_p: float | None = None
+    n_seconds: tuple[int, int] = (0, 0)
+
+    @property
+    def measured(self) -> bool:
+        return self.baseline is not None and self.current is not None
+
+    @property
+    def inconclusive(self) -> bool:
+        """Measured on both sides, but too few runs for the test ever to reach alpha."""
+        return self.measured and self.min_p >= self.alpha
 
     @property
     def regression(self) -> bool:
@@ -80,8 +114,11 @@ class MetricComparison:
 
     @property
     def verdict(self) -> str:
-        if self.baseline is None or self.current is None:
+        if not self.measured:
             return f"not measured in the {'baseline' if self.baseline is None else 'current result'}"
+        if self.inconclusive:
+            return (f"INCONCLUSIVE: {self.n_baseline} vs {self.n_current} run(s), smallest possible "
+                    f"p = {self.min_p:.3g} ≥ α")
         if not self.significant or self.factor is None:
             return "not significant"
         text = f"{self.factor:.2f}x {'slower' if self.worse else 'faster'}"
@@ -105,6 +142,12 @@ class CellComparison:
     baseline_complete: bool
     current_complete: bool
     metrics: list[MetricComparison]
+    runs: tuple[int, int] = (1, 1)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def inconclusive(self) -> bool:
+        return any(m.inconclusive for m in self.metrics)
 
 
 @dataclass
@@ -121,30 +164,45 @@ class Comparison:
     incomparable: list[Difference] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     forced: bool = False
+    allow_inconclusive: bool = False
 
     @property
     def regressions(self) -> list[tuple[str, MetricComparison]]:
         return [(c.label, m) for c in self.cells for m in c.metrics if m.regression]
 
     @property
+    def inconclusive(self) -> list[tuple[str, MetricComparison]]:
+        return [(c.label, m) for c in self.cells for m in c.metrics if m.inconclusive]
+
+    @property
     def comparable(self) -> bool:
         return not self.incomparable
 
     def exit_code(self) -> int:
-        """1 when a significant regression beyond the threshold was found, else 0; 2 when incomparable
-        (and not forced) or when no cell could be matched at all."""
+        """1 when a significant regression beyond the threshold was found; 3 when none was found but some
+        measured metric could not be tested (too few runs; 0 with ``allow_inconclusive``); 0 otherwise;
+        2 when incomparable (and not forced) or when no cell could be matched at all."""
         if (self.incomparable and not self.forced) or not self.cells:
-            return 2
-        return 1 if self.regressions else 0
+            return EXIT_UNUSABLE
+        if self.regressions:
+            return EXIT_REGRESSION
+        if self.inconclusive and not self.allow_inconclusive:
+            return EXIT_INCONCLUSIVE
+        return EXIT_OK
 
     def markdown(self) -> str:
         return _markdown(self)
 
 
+def _run_values(cell: dict[str, Any], metric: Metric) -> list[float]:
+    return [v for v in (metric_value(r, metric) for r in cell_runs(cell)) if v is not None]
+
+
 def _compare_metric(base: dict[str, Any], cur: dict[str, Any], metric: Metric, threshold: float,
                     alpha: float) -> MetricComparison:
-    b, c = metric_value(base, metric), metric_value(cur, metric)
-    bs, cs = metric_samples(base, metric), metric_samples(cur, metric)
+    bv, cv = _run_values(base, metric), _run_values(cur, metric)
+    b = statistics.median(bv) if bv else None
+    c = statistics.median(cv) if cv else None
     factor: float | None = None
     worse: bool | None = None
     if b is not None and c is not None:
@@ -154,17 +212,35 @@ def _compare_metric(base: dict[str, Any], cur: dict[str, Any], metric: Metric, t
             worse = (c < b) if metric.higher_is_better else (c > b)
             hi, lo = max(b, c), min(b, c)
             factor = math.inf if lo <= 0 else hi / lo
+    min_p = min_p_value(len(bv), len(cv), "greater")
     p: float | None = None
     significant = False
-    if len(bs) >= 2 and len(cs) >= 2 and worse is not None:
-        p = mann_whitney_u(bs, cs).p_value
-        med_b, med_c = statistics.median(bs), statistics.median(cs)
-        med_worse = (med_c < med_b) if metric.higher_is_better else (med_c > med_b)
-        significant = p < alpha and med_b != med_c and med_worse == worse
-    elif len(bs) >= 2 and len(cs) >= 2:
-        p = mann_whitney_u(bs, cs).p_value
+    if bv and cv and min_p < alpha:
+        # H1 "current worse": current larger for latency, smaller for throughput; "better" the other way
+        worse_alt = "less" if metric.higher_is_better else "greater"
+        alt = worse_alt if worse is not False else ("greater" if worse_alt == "less" else "less")
+        p = mann_whitney_u(cv, bv, alternative=alt).p_value
+        significant = worse is not None and p < alpha
+    per_second: float | None = None
+    bs, cs = metric_samples(base, metric), metric_samples(cur, metric)
+    if len(bv) == 1 and len(cv) == 1 and len(bs) >= 2 and len(cs) >= 2:
+        per_second = mann_whitney_u(bs, cs).p_value
     beyond = factor is not None and factor >= 1.0 + threshold - 1e-12
-    return MetricComparison(metric, b, c, len(bs), len(cs), p, factor, worse, significant, beyond)
+    return MetricComparison(metric, b, c, len(bv), len(cv), p, factor, worse, significant, beyond,
+                            tuple(bv), tuple(cv), min_p, alpha, per_second, (len(bs), len(cs)))
+
+
+def _steady_warnings(cell: dict[str, Any], side: str) -> list[str]:
+    """The lead's ``steady_state`` field (Mann-Kendall trend test of the per-second series), when present."""
+    out: list[str] = []
+    states = [("", cell.get("steady_state"))]
+    if not isinstance(cell.get("steady_state"), dict) and isinstance(cell.get("repeats"), list):
+        states = [(f"run {i + 1}: ", r.get("steady_state")) for i, r in enumerate(cell["repeats"])
+                  if isinstance(r, dict)]
+    for prefix, state in states:
+        if isinstance(state, dict) and state.get("steady") is False:
+            out.append(f"not steady in the {side}: {prefix}{state.get('warning') or 'trend in the per-second series'}")
+    return out
 
 
 def _flatten(node: Any, prefix: str) -> dict[str, Any]:
@@ -207,18 +283,18 @@ def _top_level_checks(base: dict[str, Any], cur: dict[str, Any]) -> tuple[list[D
 
 
 def compare_results(baseline: dict[str, Any], current: dict[str, Any], *, threshold: float = 0.10,
-                    alpha: float = 0.05, force: bool = False,
+                    alpha: float = 0.05, force: bool = False, allow_inconclusive: bool = False,
                     metrics: Sequence[Metric] = COMPARE_METRICS) -> Comparison:
     """Compare two loaded result documents (see :func:`bench.results.load_result`)."""
     if not 0.0 < alpha < 1.0:
         raise ConfigError(f"--alpha {alpha}: must be between 0 and 1")
     blocking, notes = _top_level_checks(baseline, current)
-    comp = Comparison(baseline, current, threshold, alpha, incomparable=blocking, notes=notes, forced=force)
+    comp = Comparison(baseline, current, threshold, alpha, incomparable=blocking, notes=notes, forced=force,
+                      allow_inconclusive=allow_inconclusive)
     base_cells = {cell_key(c): c for c in baseline.get("cells") or []}
     cur_cells = {cell_key(c): c for c in current.get("cells") or []}
     comp.only_baseline = [str(c.get("label")) for k, c in base_cells.items() if k not in cur_cells]
     comp.only_current = [str(c.get("label")) for k, c in cur_cells.items() if k not in base_cells]
-    unreachable: set[tuple[int, int]] = set()
     cell_workloads = not any(d.field.startswith("scenario.document.workload") for d in blocking)
     for key, bc in base_cells.items():
         cc = cur_cells.get(key)
@@ -240,23 +316,41 @@ def compare_results(baseline: dict[str, Any], current: dict[str, Any], *, thresh
             if not cell.get("complete"):
                 notes.append(f"cell {label} is incomplete in the {name}: {cell.get('incomplete_reason')}")
         results = [_compare_metric(bc, cc, m, threshold, alpha) for m in metrics]
-        for r in results:
-            if r.n_baseline and r.n_current and min_p_value(r.n_baseline, r.n_current) >= alpha:
-                unreachable.add((r.n_baseline, r.n_current))
-        comp.cells.append(CellComparison(key, label, bool(bc.get("complete")), bool(cc.get("complete")), results))
+        runs = (len(cell_runs(bc)), len(cell_runs(cc)))
+        warnings = _steady_warnings(bc, "baseline") + _steady_warnings(cc, "current result")
+        comp.cells.append(CellComparison(key, label, bool(bc.get("complete")), bool(cc.get("complete")), results,
+                                         runs, warnings))
     if not comp.cells:
         comp.incomparable.append(Difference("cells (matrix parameters)", sorted(comp.only_baseline),
                                             sorted(comp.only_current)))
-    for nb, nc in sorted(unreachable):
-        notes.append(f"{nb} vs {nc} per-second samples can never reach p < {alpha:g} (smallest possible p = "
-                     f"{min_p_value(nb, nc):.3f}): such metrics always read 'not significant'; run longer")
+    for nb, nc in sorted({c.runs for c in comp.cells if c.inconclusive}):
+        notes.append(f"{nb} vs {nc} run(s) can never reach p < {alpha:g} with the run-level test (smallest "
+                     f"possible p = {min_p_value(nb, nc, 'greater'):.3g}): the comparison is INCONCLUSIVE. "
+                     f"Repeat the runs (`repeat: N` or `kbench run --repeat N`; {_runs_needed(alpha)} per side "
+                     "reach it), or accept it with --allow-inconclusive")
+    if any(m.per_second_p is not None for c in comp.cells for m in c.metrics):
+        notes.append(f"per-second p: {SECOND_TEST} between the two single runs, for information only: samples of "
+                     "one run do not carry the run-to-run variance, so it never decides a verdict")
     return comp
+
+
+def _runs_needed(alpha: float) -> int:
+    n = 1
+    while min_p_value(n, n, "greater") >= alpha and n < 50:
+        n += 1
+    return n
 
 
 def _fmt_p(m: MetricComparison) -> str:
     if m.p_value is None:
-        return f"– (n={m.n_baseline}/{m.n_current})"
-    return f"{m.p_value:.3g} (n={m.n_baseline}/{m.n_current})"
+        return f"– ({m.n_baseline}/{m.n_current} runs)"
+    return f"{m.p_value:.3g} ({m.n_baseline}/{m.n_current} runs)"
+
+
+def _fmt_value(m: MetricComparison, runs: tuple[float, ...], value: float | None) -> str:
+    if value is None or len(runs) < 2:
+        return m.metric.fmt(value)
+    return f"{m.metric.fmt(value)} [{m.metric.fmt(min(runs))}–{m.metric.fmt(max(runs))}]"
 
 
 def _run_line(doc: dict[str, Any]) -> str:
@@ -266,26 +360,50 @@ def _run_line(doc: dict[str, Any]) -> str:
             f"{broker.get('kind')} {broker.get('version') or ''}".rstrip() + f"){status}")
 
 
+def _headline(comp: Comparison, how: str) -> str:
+    regs, unsure = comp.regressions, comp.inconclusive
+    if regs:
+        return f"❌ **{len(regs)} significant regression(s)** ({how})"
+    if unsure:
+        cells = len({label for label, _m in unsure})
+        text = (f"⚠ **INCONCLUSIVE**: {cells} cell(s) have too few runs for the test to reach α; no regression "
+                f"can be ruled out ({how})")
+        if comp.allow_inconclusive:
+            text += " — accepted with --allow-inconclusive (exit 0)"
+        return text
+    return f"✅ **no significant regression** ({how})"
+
+
 def _markdown(comp: Comparison) -> str:
     name = _get(comp.current, "scenario", "name")
     out = [f"## kbench compare: {name}", ""]
-    how = (f"threshold {comp.threshold * 100:g}%, two-sided Mann-Whitney U on per-second samples, "
-           f"α = {comp.alpha:g}")
+    how = f"test: {RUN_TEST}, α = {comp.alpha:g}, threshold {comp.threshold * 100:g}%"
     if comp.incomparable:
         head = "⚠ **INCOMPARABLE results**" + (" (compared anyway: --force)" if comp.forced else "")
         out += [head + ":", ""] + [f"- {d}" for d in comp.incomparable] + [""]
     if not comp.incomparable or comp.forced:
-        regs = comp.regressions
-        out.append(f"❌ **{len(regs)} significant regression(s)** ({how})" if regs
-                   else f"✅ **no significant regression** ({how})")
-        out.append("")
+        out += [_headline(comp, how), ""]
     out += [f"- **baseline:** {_run_line(comp.baseline)}", f"- **current:** {_run_line(comp.current)}", ""]
     for cell in comp.cells:
         flag = "" if cell.baseline_complete and cell.current_complete else " (incomplete)"
-        rows = [{"metric": m.metric.label, "baseline": m.metric.fmt(m.baseline), "current": m.metric.fmt(m.current),
-                 "change": m.change, "p (n)": _fmt_p(m),
-                 "verdict": f"**{m.verdict}**" if m.regression else m.verdict} for m in cell.metrics]
-        out += [f"### {cell.label}{flag}", "", to_markdown(pd.DataFrame(rows), left=("verdict",)), ""]
+        single = any(m.per_second_p is not None for m in cell.metrics)
+        rows = []
+        for m in cell.metrics:
+            row = {"metric": m.metric.label, "baseline": _fmt_value(m, m.runs_baseline, m.baseline),
+                   "current": _fmt_value(m, m.runs_current, m.current), "change": m.change,
+                   "p (runs)": _fmt_p(m)}
+            if single:
+                row["per-second p (info)"] = ("–" if m.per_second_p is None else
+                                              f"{m.per_second_p:.3g} (n={m.n_seconds[0]}/{m.n_seconds[1]})")
+            row["verdict"] = f"**{m.verdict}**" if m.regression or m.inconclusive else m.verdict
+            rows.append(row)
+        runs = f"{cell.runs[0]} vs {cell.runs[1]} run(s)"
+        median = "; values: median of the runs [min–max]" if max(cell.runs) > 1 else ""
+        out += [f"### {cell.label}{flag}", "", f"{runs}{median}", "",
+                to_markdown(pd.DataFrame(rows), left=("verdict",)), ""]
+        out += [f"- ⚠ {w}" for w in cell.warnings]
+        if cell.warnings:
+            out.append("")
     if comp.only_baseline:
         out.append(f"- cells only in the baseline: {', '.join(comp.only_baseline)}")
     if comp.only_current:
