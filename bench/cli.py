@@ -297,10 +297,22 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         extra = ["-k", args.k, *extra]
     if args.broker_name:
         extra = ["--broker-name", args.broker_name, *extra]
-    code = run(args.bootstrap, args.broker, Path(args.report_dir) if args.report_dir else None, extra)
+    report_dir = Path(args.report_dir) if args.report_dir else None
+    if args.repeat is not None:
+        if args.repeat < 1:
+            raise ConfigError("kbench conformance --repeat N: N must be >= 1")
+        from conformance.runner import repeat
+        from conformance.stability import render_markdown
+
+        code, summary = repeat(args.bootstrap, args.broker, report_dir, args.repeat, extra)
+        print(render_markdown(summary), end="")
+        print(f"stability report: {summary['report_dir']}/stability.md (and stability.json)")
+    else:
+        code = run(args.bootstrap, args.broker, report_dir, extra)
     if code == 5:
         raise ConfigError("the conformance selection matched no check (pytest exit 5)")
-    return {0: 0, 1: 1}.get(code, 2)
+    # 0 all PASS/N/A/RECORD · 1 some FAIL · 3 some harness ERROR (kbench, not the broker), no FAIL
+    return {0: 0, 1: 1, 3: 3}.get(code, 2)
 
 
 def _add_conformance(sub: argparse._SubParsersAction) -> None:
@@ -315,6 +327,9 @@ def _add_conformance(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--broker-name", help="implementation name to record for an external broker (e.g. redpanda)")
     p.add_argument("--report-dir", help="report directory (default reports/conformance-<broker>-<UTC>)")
     p.add_argument("-k", help="pytest -k expression selecting checks, e.g. 'P1 or G3'")
+    p.add_argument("--repeat", type=int, metavar="N",
+                   help="run the suite N times (run-01..run-NN under --report-dir) and print/write each "
+                        "check's verdict stability (stability.md, stability.json)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: extra pytest arguments")
     p.set_defaults(func=cmd_conformance)
 

@@ -44,8 +44,12 @@ T = TypeVar("T")
 #: defaults applied to every client (each check may override any of them)
 COMMON_CONF: dict[str, Any] = {"socket.timeout.ms": 10_000, "metadata.max.age.ms": 10_000,
                                "topic.metadata.refresh.interval.ms": 2_000}
+#: max.in.flight 1: without idempotence, a retried batch may land after later ones when more requests
+#: are in flight (Kafka's documented reordering), and the checks read records back in send order;
+#: checks about retries (P2, P3) set their own
 PRODUCER_CONF: dict[str, Any] = {"acks": "all", "linger.ms": 5, "message.timeout.ms": 15_000,
-                                 "request.timeout.ms": 10_000}
+                                 "request.timeout.ms": 10_000,
+                                 "max.in.flight.requests.per.connection": 1}
 CONSUMER_CONF: dict[str, Any] = {"auto.offset.reset": "earliest", "enable.auto.commit": False,
                                  "session.timeout.ms": 6_000, "heartbeat.interval.ms": 1_000,
                                  "fetch.wait.max.ms": 100, "max.poll.interval.ms": 30_000}

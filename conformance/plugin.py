@@ -24,7 +24,14 @@ import pytest
 from bench.protocol import ApiVersionsResult
 from conformance.report import CheckResult, build_doc, count_verdicts, new_run_dir, write_report
 from conformance.timings import Timings
-from conformance.verdicts import CheckContext, NotApplicable, Verdict
+from conformance.verdicts import (
+    CheckContext,
+    HarnessError,
+    NotApplicable,
+    Verdict,
+    exit_code,
+    is_harness_error,
+)
 
 __all__ = ["CTX_KEY", "PLUGIN_NAME", "BrokerInfo", "ConformancePlugin"]
 
@@ -65,10 +72,19 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _failure_verdict(call: pytest.CallInfo[None]) -> Verdict:
+    """FAIL (the broker is blamed) or ERROR (kbench is: see :func:`is_harness_error`)."""
+    exc = call.excinfo
+    return Verdict.ERROR if exc is not None and is_harness_error(exc.value) else Verdict.FAIL
+
+
 def _failure_detail(call: pytest.CallInfo[None], phase: str) -> str:
     exc = call.excinfo
     if exc is None:
         return f"ERROR in {phase}"
+    if exc.errisinstance(HarnessError):
+        where = "" if phase == "call" else f" in {phase}"
+        return f"harness ERROR{where}: {str(exc.value).strip()[:600]}"
     if exc.errisinstance(AssertionError):
         lines = [ln for ln in str(exc.value).splitlines() if ln.strip()]
         text = " / ".join(lines[:4]) or "assertion failed"
@@ -187,13 +203,16 @@ class ConformancePlugin:
                     res.verdict = Verdict.FAIL
                     res.detail = f"skipped without an ApiVersions reason: {rep.longrepr}"
             elif rep.failed:
-                res.verdict, res.detail = Verdict.FAIL, _failure_detail(call, rep.when)
+                res.verdict, res.detail = _failure_verdict(call), _failure_detail(call, rep.when)
             elif rep.when == "call":
                 res.verdict = Verdict.RECORD if ctx is not None and ctx.recorded else Verdict.PASS
         else:  # teardown: add context, catch errors in cleanup
             if rep.failed:
                 prev = f"{res.verdict}: {res.detail}; " if res.verdict and res.detail else ""
-                res.verdict, res.detail = Verdict.FAIL, prev + _failure_detail(call, "teardown")
+                # a FAIL already found stays FAIL; otherwise the cleanup error decides
+                res.verdict = (Verdict.FAIL if res.verdict == Verdict.FAIL
+                               else _failure_verdict(call))
+                res.detail = prev + _failure_detail(call, "teardown")
             if not res.verdict:
                 res.verdict = Verdict.FAIL
                 res.detail = res.detail or "did not run to a verdict"
@@ -239,7 +258,12 @@ class ConformancePlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if not self.write_enabled or not self.results:
+        if not self.results:
+            return
+        if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+            # 0 / 1 (FAIL) / 3 (harness ERROR, no FAIL): see conformance.verdicts.exit_code
+            session.exitstatus = exit_code(count_verdicts(list(self.results.values())))
+        if not self.write_enabled:
             return
         doc = self.document(exitstatus)
         write_report(self._run_dir(), doc, self.timings.write_hgrm)
@@ -256,7 +280,7 @@ class ConformancePlugin:
         tr.section("kbench conformance")
         tr.write_line(f"{who}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
         for c in sorted(checks, key=lambda c: c.nodeid):
-            if c.verdict in (Verdict.FAIL, Verdict.RECORD, Verdict.NA):
+            if c.verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.RECORD, Verdict.NA):
                 tr.write_line(f"  {c.verdict:<6} {c.label:<8} {c.detail[:160]}")
         if self.report_dir is not None:
             tr.write_line(f"report: {self.report_dir}")

@@ -8,7 +8,7 @@ A run directory holds ``report.json`` (schema below), ``report.md``, ``junit.xml
      "broker": {"bootstrap", "implementation", "version", "embedded", "cluster_id",
                 "controller_id", "brokers": [{"id", "host", "port"}], "api_versions": {...}},
      "client": {"kbench", "confluent_kafka", "librdkafka", "python"}, "host": {...},
-     "counts": {"PASS": n, "FAIL": n, "N/A": n, "RECORD": n},
+     "counts": {"PASS": n, "FAIL": n, "ERROR": n, "N/A": n, "RECORD": n},
      "checks": [{"id", "title", "case", "nodeid", "verdict", "detail", "observed", "duration_s"}],
      "timings": {"<op>": {"count", "min_us", "p50_us", "p90_us", "p99_us", "max_us", "hdr", "hgrm"}}}
 """
@@ -39,7 +39,9 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-VERDICTS = ("PASS", "FAIL", "N/A", "RECORD")
+#: ERROR (kbench/the client/a precondition failed, not the broker) was added to schema 1 without a
+#: version bump: older reports simply have no ERROR count (read as 0)
+VERDICTS = ("PASS", "FAIL", "ERROR", "N/A", "RECORD")
 AREA_ORDER = "PKGOTARE"
 
 
@@ -136,13 +138,14 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
 
 
 def render_junit(doc: Mapping[str, Any]) -> str:
-    """junit.xml: one testcase per check; FAIL → failure, N/A → skipped, RECORD → system-out."""
+    """junit.xml: one testcase per check; FAIL → failure, ERROR → error, N/A → skipped,
+    RECORD → system-out."""
     checks = doc.get("checks", [])
     counts = doc.get("counts", {})
     suite = ET.Element("testsuite", {
         "name": f"kbench-conformance-{(doc.get('broker') or {}).get('implementation') or 'broker'}",
         "tests": str(len(checks)), "failures": str(counts.get("FAIL", 0)),
-        "skipped": str(counts.get("N/A", 0)), "errors": "0",
+        "skipped": str(counts.get("N/A", 0)), "errors": str(counts.get("ERROR", 0)),
         "time": f"{doc.get('wall_seconds', 0):.3f}", "timestamp": str(doc.get("started_at", ""))})
     for c in checks:
         name = f"{c['id']} {c.get('title', '')}" + (f" [{c['case']}]" if c.get("case") else "")
@@ -151,6 +154,8 @@ def render_junit(doc: Mapping[str, Any]) -> str:
         detail = c.get("detail", "")
         if c["verdict"] == "FAIL":
             ET.SubElement(case, "failure", {"message": detail[:500]}).text = detail
+        elif c["verdict"] == "ERROR":
+            ET.SubElement(case, "error", {"message": detail[:500]}).text = detail
         elif c["verdict"] == "N/A":
             ET.SubElement(case, "skipped", {"message": detail[:500]})
         elif c["verdict"] == "RECORD":

@@ -2,10 +2,11 @@
 
 :func:`run` runs pytest on the suite in a child process. A client library can crash the process
 (e.g. librdkafka segfaulting on an odd broker answer): the plugin writes every verdict to
-``progress.jsonl`` as it goes, so the runner marks the check that was running as FAIL ("the test
-process died with SIGSEGV") and starts pytest again with ``--resume``, deselecting the checks that
-already have a verdict. An embedded broker is started here (not in the child), so it survives
-those restarts; the child attaches to it by name (``--broker-attach``).
+``progress.jsonl`` as it goes, so the runner marks the check that was running as ERROR (a client
+crash blames the client, not the broker: "the test process died with SIGSEGV") and starts pytest
+again with ``--resume``, deselecting the checks that already have a verdict. An embedded broker is
+started here (not in the child), so it survives those restarts; the child attaches to it by name
+(``--broker-attach``). :func:`repeat` runs the suite N times and writes the verdict stability.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from bench.errors import RunAborted
 from conformance.plugin import PROGRESS_FILE
 from conformance.report import matrix as _matrix
 from conformance.report import new_run_dir
+from conformance.verdicts import EXIT_FAIL, EXIT_HARNESS_ERROR, EXIT_OK, exit_code
 
-__all__ = ["CONFORMANCE_DIR", "matrix", "run"]
+__all__ = ["CONFORMANCE_DIR", "matrix", "repeat", "run"]
 
 CONFORMANCE_DIR = Path(__file__).resolve().parent
 MAX_RESTARTS = 8
@@ -63,7 +65,7 @@ def _record_crash(run_dir: Path, start: dict[str, Any], returncode: int) -> None
     except ValueError:
         sig = f"signal {-returncode}"
     result: dict[str, Any] = {
-        "id": start.get("id", "?"), "title": start.get("title", ""), "verdict": "FAIL",
+        "id": start.get("id", "?"), "title": start.get("title", ""), "verdict": "ERROR",
         "detail": f"ERROR: the test process died with {sig} during this check (client library "
                   "crash); the remaining checks ran in a new process",
         "case": start.get("case", ""), "nodeid": start["nodeid"], "duration_s": 0.0,
@@ -74,7 +76,8 @@ def _record_crash(run_dir: Path, start: dict[str, Any], returncode: int) -> None
 
 def run(bootstrap: str | None, broker: str | None, report_dir: Path | None,
         pytest_args: Sequence[str] = ()) -> int:
-    """Run the conformance suite; returns pytest's exit code (0 = no FAIL, 1 = some FAIL).
+    """Run the conformance suite; returns 0 (all PASS/N/A/RECORD), 1 (some FAIL), 3 (some harness
+    ERROR, no FAIL: :func:`conformance.verdicts.exit_code`) or pytest's own code (5: nothing selected).
 
     ``bootstrap`` selects an external broker, ``broker`` ("kafka"/"tansu") an embedded one started
     for the run and stopped after it; with neither, ``KBENCH_BOOTSTRAP`` is used. ``report_dir``
@@ -134,9 +137,60 @@ def _run_children(bootstrap: str | None, broker: str | None, report_dir: Path | 
     report = report_dir / "report.json"
     if code == 5 and report.exists():  # the last session had nothing left to run
         code = 0
-    if report.exists() and json.loads(report.read_text()).get("counts", {}).get("FAIL", 0):
-        return 1
+    if report.exists() and code in (EXIT_OK, EXIT_FAIL, EXIT_HARNESS_ERROR):
+        return exit_code(json.loads(report.read_text()).get("counts", {}))
     return code
+
+
+def repeat(bootstrap: str | None, broker: str | None, root: Path | None, runs: int,
+           pytest_args: Sequence[str] = (), echo: Any = print) -> tuple[int, dict[str, Any]]:
+    """Run the suite ``runs`` times (each like :func:`run`, an embedded broker started afresh per
+    run) into ``root/run-01`` …; after every run write ``root/stability.json`` and ``stability.md``
+    (:mod:`conformance.stability`). Returns (exit code over all runs: 1 if any run had a FAIL, else
+    3 if any had an ERROR, else 0 — or the first other code; the stability summary).
+    """
+    from conformance.report import load_report
+    from conformance.stability import render_markdown, summarize
+
+    if runs < 1:
+        raise ValueError("repeat: runs must be >= 1")
+    args = list(pytest_args)
+    if root is None:
+        label = _option(args, "--broker-name") or broker or (
+            "external-" + (bootstrap or os.environ.get("KBENCH_BOOTSTRAP") or "broker").split(",")[0])
+        root = new_run_dir(Path(_option(args, "--report-root") or "reports"), f"stability-{label}",
+                           time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+    elif root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise RunAborted(f"--report-dir {root} exists and is not empty: never overwritten")
+    root.mkdir(parents=True, exist_ok=True)
+    docs: list[dict[str, Any]] = []
+    dirs: list[str] = []
+    elapsed: list[float | None] = []
+    codes: list[int] = []
+    summary: dict[str, Any] = {}
+    for i in range(1, runs + 1):
+        run_dir = root / f"run-{i:02d}"
+        t0 = time.monotonic()
+        code = run(bootstrap, broker, run_dir, args)
+        took = time.monotonic() - t0
+        codes.append(code)
+        if (run_dir / "report.json").exists():
+            docs.append(load_report(run_dir))
+            dirs.append(run_dir.name)
+            elapsed.append(took)
+        summary = summarize(docs, dirs, elapsed)
+        summary["exit_codes"] = codes
+        (root / "stability.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        (root / "stability.md").write_text(render_markdown(summary))
+        counts = docs[-1]["counts"] if docs and dirs[-1] == run_dir.name else {}
+        echo(f"run {i}/{runs}: exit {code}, " + ", ".join(f"{k} {v}" for k, v in counts.items())
+             + f", {took:.1f} s ({run_dir})")
+    summary["report_dir"] = str(root)
+    if any(c == EXIT_FAIL for c in codes):
+        return EXIT_FAIL, summary
+    if any(c == EXIT_HARNESS_ERROR for c in codes):
+        return EXIT_HARNESS_ERROR, summary
+    return next((c for c in codes if c != EXIT_OK), EXIT_OK), summary
 
 
 def matrix(report_dirs: Sequence[Path]) -> str:

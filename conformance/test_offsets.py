@@ -279,7 +279,7 @@ def test_o8_commits_durable(check: CheckContext, clients: Clients, names: Names,
             committed = fresh.committed([TopicPartition(topic, p) for p in range(2)], timeout=10)
             break
         except KafkaException as exc:
-            if exc.args[0].code() not in retriable or deadline.expired():
+            if exc.args[0].code() not in retriable or deadline.expired:
                 raise
             time.sleep(0.5)
     after_restart = {tp.partition: (int(tp.offset), tp.metadata) for tp in committed}

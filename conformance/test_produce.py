@@ -24,7 +24,7 @@ from conformance.clients import (
 )
 from conformance.netfault import ConnectionCutter
 from conformance.timings import Timings
-from conformance.verdicts import CheckContext, expect, expect_eq
+from conformance.verdicts import CheckContext, expect, expect_eq, require_effective
 
 
 def _sends(reports: Sequence[Delivery], producer: str = "p") -> list[Send]:
@@ -116,9 +116,10 @@ def test_p2_idempotent_under_connection_cuts(check: CheckContext, clients: Clien
     parts = 2
     topic = clients.create_topic(parts)
     reports, cuts = _produce_with_cuts(clients, topic, parts,
-                                       {"enable.idempotence": True, "max.in.flight": 5})
+                                       {"enable.idempotence": True,
+                                        "max.in.flight.requests.per.connection": 5})
     check.note(f"{len(reports)} sends, {cuts} connection cuts (in-process socket shutdown)")
-    expect(cuts >= 5, "connections cut while producing", cuts, ">= 5 (fault injection effective)")
+    require_effective(cuts >= 5, "connections cut while producing", cuts, ">= 5")
     expect_eq(_errors(reports), [], "delivery errors of the idempotent producer")
     reads = clients.read_all(topic, parts, timeout=20, acked=reports)
     hist = check_history(_sends(reports), final_reads=_final(reads))
@@ -135,8 +136,9 @@ def test_p3_non_idempotent_retries(check: CheckContext, clients: Clients) -> Non
     parts = 2
     topic = clients.create_topic(parts)
     reports, cuts = _produce_with_cuts(clients, topic, parts,
-                                       {"enable.idempotence": False, "max.in.flight": 5})
-    expect(cuts >= 5, "connections cut while producing", cuts, ">= 5 (fault injection effective)")
+                                       {"enable.idempotence": False,
+                                        "max.in.flight.requests.per.connection": 5})
+    require_effective(cuts >= 5, "connections cut while producing", cuts, ">= 5")
     reads = clients.read_all(topic, parts, timeout=20, acked=reports)
     hist = check_history(_sends(reports), final_reads=_final(reads), expect_order=False,
                          allow_duplicates=True)
@@ -179,8 +181,11 @@ def test_p4_one_value_per_offset(check: CheckContext, clients: Clients) -> None:
             polls.append(Poll("member", len(polls), recs))
             seen += len(recs)
     reads = clients.read_all(topic, 1, acked=reports[0] + reports[1])
-    expect_eq(len(reads[0].messages), 400, "records read by the assign()ed reader")
-    hist = check_history(sends, polls, final_reads=_final(reads), allow_gaps=False)
+    expect(len(reads[0].messages) >= 400, "records read by the assign()ed reader",
+           len(reads[0].messages), ">= 400")
+    # one value per offset is judged; send order and duplicates (non-idempotent retries) are not
+    hist = check_history(sends, polls, final_reads=_final(reads), allow_gaps=False,
+                         expect_order=False, allow_duplicates=True)
     _require_ok(hist)
     expect_eq(hist.inconsistent, 0, "positions holding two values")
     check.note(hist.summary())
@@ -189,11 +194,16 @@ def test_p4_one_value_per_offset(check: CheckContext, clients: Clients) -> None:
 # ------------------------------------------------------------------------------------------ P5
 @pytest.mark.check("P5", "no loss of acked writes")
 def test_p5_no_loss_of_acked_writes(check: CheckContext, clients: Clients, timings: Timings) -> None:
+    """Every acked record is read back (live consumer and a final read). The producer is NOT
+    idempotent and keeps librdkafka's default in-flight window here, so a retried batch may land
+    after later ones and may be written twice: legal on Kafka, so send order and duplicates are not
+    judged (order under retries is P2's, with an idempotent producer); loss is."""
     parts, n = 3, 600
     topic = clients.create_topic(parts)
     consumer: Consumer = clients.consumer()
     consumer.subscribe([topic])
-    producer: Producer = clients.producer(acks="all")
+    producer: Producer = clients.producer(**{"acks": "all", "enable.idempotence": False,
+                                             "max.in.flight.requests.per.connection": 1_000_000})
     polls: list[Poll] = []
     reports: list[Delivery] = []
 
@@ -219,9 +229,12 @@ def test_p5_no_loss_of_acked_writes(check: CheckContext, clients: Clients, timin
     expect_eq(len(reports), n, "delivery reports")
     expect_eq(_errors(sorted(reports, key=lambda d: d.index)), [], "delivery errors")
     reads = clients.read_all(topic, parts, acked=reports)
-    hist = check_history(_sends(sorted(reports, key=lambda d: d.index)), polls, final_reads=_final(reads))
-    _require_ok(hist)
+    hist = check_history(_sends(sorted(reports, key=lambda d: d.index)), polls, final_reads=_final(reads),
+                         expect_order=False, allow_duplicates=True)
     expect_eq((hist.lost, hist.unseen), (0, 0), "(lost, unseen) acked writes")
+    _require_ok(hist)  # the consumer side still counts: inconsistent offsets, poll skips, …
+    check.observe(non_monotonic_sends=hist.count(AnomalyKind.NON_MONOTONIC_SEND),
+                  duplicated=hist.duplicated)
     check.note(hist.summary())
 
 

@@ -1,11 +1,17 @@
 """Verdicts of a conformance check and the helpers a check uses to reach them.
 
 * PASS   — the test returned normally and never called :meth:`CheckContext.record`.
-* FAIL   — an assertion failed (detail = "observed … expected …"), or ANY other exception, time-out
-           or fixture error (detail starts with ``ERROR``). Never turned into N/A.
+* FAIL   — the broker is blamed: an assertion failed (detail = "observed … expected …"), or an
+           exception raised by the client library or a broker wait (KafkaException, TimeoutError of
+           a ``wait_for``/``wait_event`` deadline…; detail starts with ``ERROR``). Never N/A.
 * N/A    — only via :meth:`CheckContext.require_api`, which reads the broker's ApiVersions.
 * RECORD — the test returned normally after :meth:`CheckContext.record` (behaviour documented,
            not judged).
+* ERROR  — kbench is blamed, not the broker: the check's own precondition did not take effect
+           (:func:`require_effective` / :class:`HarnessError`), a programming error in kbench
+           (TypeError, AttributeError, NameError…, see :data:`HARNESS_EXCEPTIONS`), the per-check
+           hard time limit (pytest-timeout: every broker wait has its own, shorter deadline that
+           ends in FAIL) or the test process dying (client library crash). Counted apart from FAIL.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ import pytest
 
 from bench.protocol import ApiVersionsResult, api_name
 
-__all__ = ["CheckContext", "NotApplicable", "Verdict", "expect", "expect_eq"]
+__all__ = ["EXIT_FAIL", "EXIT_HARNESS_ERROR", "EXIT_OK", "HARNESS_EXCEPTIONS", "CheckContext",
+           "HarnessError", "NotApplicable", "Verdict", "exit_code", "expect", "expect_eq",
+           "is_harness_error", "require_effective"]
 
 
 class Verdict(enum.StrEnum):
@@ -27,6 +35,56 @@ class Verdict(enum.StrEnum):
     FAIL = "FAIL"
     NA = "N/A"
     RECORD = "RECORD"
+    ERROR = "ERROR"
+
+
+#: exit codes of a conformance run (pytest, ``kbench conformance``): every check PASS/N/A/RECORD;
+#: some check FAIL (the broker is blamed; wins over ERROR); some check ERROR and none FAIL (kbench
+#: is blamed: the run says nothing about those checks). 2 stays for usage/config errors.
+EXIT_OK, EXIT_FAIL, EXIT_HARNESS_ERROR = 0, 1, 3
+
+
+def exit_code(counts: Mapping[str, int]) -> int:
+    """The run's exit code from its verdict counts (see :data:`EXIT_OK` and the two after it)."""
+    if counts.get(Verdict.FAIL, 0):
+        return EXIT_FAIL
+    if counts.get(Verdict.ERROR, 0):
+        return EXIT_HARNESS_ERROR
+    return EXIT_OK
+
+
+class HarnessError(Exception):
+    """kbench (not the broker) could not carry out the check: the verdict is ERROR, not FAIL.
+
+    Raise it (or use :func:`require_effective`) when the check's own precondition did not take
+    effect — e.g. the fault injection cut no connection — so nothing can be said about the broker.
+    """
+
+
+#: exception types that mean a bug in kbench's own code (or its use of the client API), not a
+#: broker misbehaving: a check ending in one of them is ERROR
+HARNESS_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    HarnessError, TypeError, AttributeError, NameError, ImportError, SyntaxError, ZeroDivisionError,
+    NotImplementedError, RecursionError)
+
+
+def is_harness_error(exc: BaseException) -> bool:
+    """Whether ``exc`` blames kbench (verdict ERROR) rather than the broker (FAIL)."""
+    if isinstance(exc, HARNESS_EXCEPTIONS):
+        return True
+    # pytest-timeout's hard per-check limit: the check's own deadlines should have ended it first
+    return isinstance(exc, pytest.fail.Exception) and str(exc).lstrip().startswith("Timeout")
+
+
+def require_effective(condition: bool, what: str, observed: Any, expected: str) -> None:
+    """ERROR (harness) with ``"precondition not effective: <what>: observed …, expected …"``.
+
+    For what the check itself does to set the scene (fault injection, a paused process, …): when it
+    did not take effect the broker was never tested, so the broker must not be blamed.
+    """
+    if not condition:
+        raise HarnessError(f"precondition not effective: {what}: observed {_fmt(observed)}, "
+                           f"expected {expected}")
 
 
 class NotApplicable(pytest.skip.Exception):  # type: ignore[name-defined]
