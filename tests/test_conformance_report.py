@@ -39,13 +39,13 @@ def test_sort_key_follows_conformance_md_order() -> None:
 
 def test_build_doc_counts_and_orders() -> None:
     doc = _doc("kafka", {"E1": "FAIL", "P1": "PASS", "A1": "RECORD", "K3": "N/A", "P2": "PASS"})
-    assert doc["counts"] == {"PASS": 2, "FAIL": 1, "N/A": 1, "RECORD": 1}
+    assert doc["counts"] == {"PASS": 2, "FAIL": 1, "ERROR": 0, "N/A": 1, "RECORD": 1}
     assert [c["id"] for c in doc["checks"]] == ["P1", "P2", "K3", "A1", "E1"]
     assert doc["schema_version"] == 1
 
 
 def test_write_report_files(tmp_path: Path) -> None:
-    doc = _doc("tansu", {"P1": "PASS", "E1": "FAIL", "K3": "N/A", "A1": "RECORD"})
+    doc = _doc("tansu", {"P1": "PASS", "E1": "FAIL", "K3": "N/A", "A1": "RECORD", "P3": "ERROR"})
     t = Timings()
     for us in (100, 200, 300):
         t.record("commit", us)
@@ -57,11 +57,15 @@ def test_write_report_files(tmp_path: Path) -> None:
     assert "Percentile" in (tmp_path / "commit.hgrm").read_text()
     md = (tmp_path / "report.md").read_text()
     assert "| E1 | semantic E1 | FAIL | E1 is FAIL |" in md
-    assert "PASS 1, FAIL 1, N/A 1, RECORD 1" in md
+    assert "PASS 1, FAIL 1, ERROR 1, N/A 1, RECORD 1" in md
+    assert "| P3 | semantic P3 | ERROR | P3 is ERROR |" in md
     suite = ET.parse(tmp_path / "junit.xml").getroot()
-    assert suite.get("tests") == "4" and suite.get("failures") == "1" and suite.get("skipped") == "1"
+    assert suite.get("tests") == "5" and suite.get("failures") == "1" and suite.get("skipped") == "1"
+    assert suite.get("errors") == "1"
     fails = [c for c in suite.iter("testcase") if c.find("failure") is not None]
     assert [c.get("name") for c in fails] == ["E1 semantic E1"]
+    errors = [c for c in suite.iter("testcase") if c.find("error") is not None]
+    assert [c.get("name") for c in errors] == ["P3 semantic P3"]
 
 
 def test_new_run_dir_never_reuses(tmp_path: Path) -> None:
@@ -73,7 +77,7 @@ def test_new_run_dir_never_reuses(tmp_path: Path) -> None:
 
 def test_matrix_pivots_brokers(tmp_path: Path) -> None:
     for impl, verdicts in (("kafka", {"P1": "PASS", "K3": "PASS"}),
-                           ("tansu", {"P1": "FAIL", "A1": "RECORD"})):
+                           ("tansu", {"P1": "FAIL", "A1": "RECORD", "P3": "ERROR"})):
         d = tmp_path / impl
         d.mkdir()
         write_report(d, _doc(impl, verdicts))
@@ -84,6 +88,8 @@ def test_matrix_pivots_brokers(tmp_path: Path) -> None:
     assert "| K3 | semantic K3 | PASS | — |" in lines
     assert "| A1 | semantic A1 | — | RECORD |" in lines
     assert "| **FAIL** | | 0 | 1 |" in lines
+    assert "| P3 | semantic P3 | — | ERROR |" in lines
+    assert "| **ERROR** | | 0 | 1 |" in lines
 
 
 def test_load_report_refuses_unknown_schema(tmp_path: Path) -> None:
@@ -114,9 +120,25 @@ SYNTHETIC = textwrap.dedent('''
     def test_na(check):
         check.require_api(9999, 0)
 
-    @pytest.mark.check("X5", "error is FAIL")
+    @pytest.mark.check("X5", "a broker-side error is FAIL")
     def test_error(check):
         raise RuntimeError("boom")
+
+    @pytest.mark.check("X7", "precondition not effective is ERROR")
+    def test_precondition(check):
+        from conformance.verdicts import require_effective
+        require_effective(False, "connections cut", 0, ">= 5")
+
+    @pytest.mark.check("X8", "a bug in kbench is ERROR")
+    def test_bug(check):
+        flag = True
+        flag()
+
+    @pytest.mark.check("X9", "the hard time limit is ERROR")
+    @pytest.mark.timeout(0.5)
+    def test_hang(check):
+        import time
+        time.sleep(5)
 
     @pytest.mark.check("X6", "plain skip is FAIL")
     def test_skip(check):
@@ -124,7 +146,7 @@ SYNTHETIC = textwrap.dedent('''
 ''')
 
 
-def _synthetic_suite(tmp_path: Path, checks: str) -> Path:
+def _synthetic_suite(tmp_path: Path, checks: str, module: str = "test_synthetic.py") -> Path:
     """The real conftest with the broker fixture replaced (no network) and ``checks`` as tests."""
     import conformance
 
@@ -141,7 +163,7 @@ def _synthetic_suite(tmp_path: Path, checks: str) -> Path:
             _plugin(pytestconfig).broker = info
             return info
     '''))
-    (suite / "test_synthetic.py").write_text(checks)
+    (suite / module).write_text(checks)
     return suite
 
 
@@ -152,16 +174,53 @@ def test_plugin_verdicts_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr("conformance.plugin.CONFORMANCE_DIR", suite)
     rc = pytest.main([str(suite), "-q", "-p", "no:cacheprovider", "--report-dir", str(out),
                       "--rootdir", str(suite)])
-    assert rc == 1
+    assert rc == 1  # FAIL wins over ERROR
     doc = load_report(out)
     got = {c["id"]: (c["verdict"], c["detail"]) for c in doc["checks"]}
     assert got["X1"] == ("PASS", "fine")
+    assert got["X7"] == ("ERROR", "harness ERROR: precondition not effective: connections cut: "
+                                  "observed 0, expected >= 5")
+    assert got["X8"][0] == "ERROR" and "TypeError" in got["X8"][1]
+    assert got["X9"][0] == "ERROR" and "Timeout" in got["X9"][1]
     assert got["X2"][0] == "FAIL" and "observed 3, expected 4" in got["X2"][1]
     assert got["X3"][0] == "RECORD" and '"seen": [1, 2]' in got["X3"][1]
     assert got["X4"][0] == "N/A" and "Unknown(9999)" in got["X4"][1]
     assert got["X5"] == ("FAIL", "ERROR: RuntimeError: boom")
     assert got["X6"][0] == "FAIL" and "skipped without an ApiVersions reason" in got["X6"][1]
-    assert doc["counts"] == {"PASS": 1, "FAIL": 3, "N/A": 1, "RECORD": 1}
+    assert doc["counts"] == {"PASS": 1, "FAIL": 3, "ERROR": 3, "N/A": 1, "RECORD": 1}
+
+
+def test_plugin_exit_code_3_when_errors_but_no_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                    ) -> None:
+    checks = textwrap.dedent('''
+        import pytest
+        from conformance.verdicts import HarnessError
+
+        @pytest.mark.check("Z1", "passes")
+        def test_z1(check):
+            pass
+
+        @pytest.mark.check("Z2", "harness")
+        def test_z2(check):
+            raise HarnessError("fault injection did nothing")
+    ''')
+    suite = _synthetic_suite(tmp_path, checks, "test_synthetic_exit_code.py")
+    out = tmp_path / "out"
+    monkeypatch.setattr("conformance.plugin.CONFORMANCE_DIR", suite)
+    rc = pytest.main([str(suite), "-q", "-p", "no:cacheprovider", "--report-dir", str(out),
+                      "--rootdir", str(suite)])
+    assert rc == 3
+    doc = load_report(out)
+    assert doc["counts"]["ERROR"] == 1 and doc["counts"]["FAIL"] == 0
+
+
+def test_exit_code_from_counts() -> None:
+    from conformance.verdicts import exit_code
+
+    assert exit_code({"PASS": 3, "FAIL": 0, "ERROR": 0, "N/A": 1, "RECORD": 2}) == 0
+    assert exit_code({"PASS": 3, "FAIL": 1, "ERROR": 2}) == 1
+    assert exit_code({"PASS": 3, "ERROR": 2}) == 3
+    assert exit_code({}) == 0
 
 
 CRASHING = textwrap.dedent('''
@@ -183,16 +242,16 @@ CRASHING = textwrap.dedent('''
 
 
 def test_runner_survives_a_crashing_check(tmp_path: Path) -> None:
-    """A check that kills the process is FAIL; the checks after it still run (resume)."""
+    """A check that kills the process is ERROR (a client crash); the checks after it still run."""
     from conformance.runner import _run_children
 
     suite = _synthetic_suite(tmp_path, CRASHING)
     out = tmp_path / "run"
     rc = _run_children("127.0.0.1:1", None, out, ["-q", "-p", "no:faulthandler"], suite=suite)
-    assert rc == 1
+    assert rc == 3
     doc = load_report(out)
     got = {c["id"]: (c["verdict"], c["detail"]) for c in doc["checks"]}
     assert got["Y1"][0] == "PASS" and got["Y3"][0] == "RECORD"
-    assert got["Y2"][0] == "FAIL" and "died with SIGSEGV" in got["Y2"][1]
+    assert got["Y2"][0] == "ERROR" and "died with SIGSEGV" in got["Y2"][1]
     assert got["Y2"][1].startswith("ERROR")
-    assert doc["counts"] == {"PASS": 1, "FAIL": 1, "N/A": 0, "RECORD": 1}
+    assert doc["counts"] == {"PASS": 1, "FAIL": 0, "ERROR": 1, "N/A": 0, "RECORD": 1}
