@@ -75,8 +75,10 @@ def test_p1_order_dense_offsets(check: CheckContext, clients: Clients) -> None:
 
 # ------------------------------------------------------------------------------------ P2 / P3
 def _produce_with_cuts(clients: Clients, topic: str, parts: int, conf: Mapping[str, Any],
-                       seconds: float = 4.0, rate: float = 2000.0) -> tuple[list[Delivery], int]:
-    """Paced produce for ``seconds``, cutting the producer's connections mid-stream.
+                       seconds: float = 4.0, rate: float = 2000.0, enough_cuts: int = 8,
+                       min_seconds: float = 1.5) -> tuple[list[Delivery], int]:
+    """Paced produce for ``seconds`` (or, sooner, once ``enough_cuts`` cuts were made and
+    ``min_seconds`` passed), cutting the producer's connections mid-stream.
 
     A cut happens at most every 0.15 s and only after >= 100 more deliveries since the previous
     one, so every cut hits a connection that is carrying produce traffic (in-flight requests are
@@ -95,7 +97,8 @@ def _produce_with_cuts(clients: Clients, topic: str, parts: int, conf: Mapping[s
     start = time.monotonic()
     next_cut, delivered_at_cut = start + 0.15, 0
     i = 0
-    while (now := time.monotonic()) - start < seconds:
+    while (now := time.monotonic()) - start < seconds and not (
+            cutter.cuts >= enough_cuts and now - start >= min_seconds):
         due = int((now - start) * rate)
         while i < due:
             producer.produce(topic, value=f"v-{i}".encode(), partition=i % parts,
