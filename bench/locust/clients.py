@@ -30,7 +30,7 @@ import gevent
 import numpy as np
 
 from bench.load.consumer import split_messages
-from bench.load.payload import HEADER, KeyStream, PayloadPool
+from bench.load.payload import HEADER, KeyStream, PayloadPool, decode_headers
 from bench.load.producer import ChunkBuilder, send_chunk
 from bench.locust.plan import Plan
 from bench.metrics import IntervalSeries, LatencyRecorder
@@ -39,7 +39,6 @@ __all__ = ["ConsumerDriver", "Fire", "ProducerDriver", "Window", "run_blocking"]
 
 _CHUNK = 512
 _CHUNK_BYTES = 1 << 20
-_ID_DTYPE = np.dtype([("t", "<i8"), ("producer", "<u2"), ("hi", "<u2"), ("lo", "<u4")])
 _MAX_WAIT_S = 0.001   # a user polls for delivery reports / messages at least this often (bias <= 1 ms)
 _IDLE_WAIT_S = 0.1
 
@@ -315,8 +314,9 @@ class ConsumerDriver:
             if w.t_start_ns <= now < w.t_end_ns:
                 self.series.add_many(np.full(n, now), sizes)
             ms: list[float] = [0.0] * n
-            if all(len(v) >= HEADER.size for v in values):
-                sent = np.frombuffer(b"".join([v[:HEADER.size] for v in values]), dtype=_ID_DTYPE)["t"]
+            heads = decode_headers(values)
+            if heads is not None:
+                sent = heads["t"]
                 lat = (now + w.anchor_ns - sent) // 1000
                 ms = (lat / 1000.0).round(3).tolist()
                 win = (sent >= w.t_start_ns + w.anchor_ns) & (sent < w.t_end_ns + w.anchor_ns)
