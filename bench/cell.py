@@ -22,6 +22,7 @@ from bench.metrics import (
     write_hlog,
 )
 from bench.scenario import Cell, to_plain
+from bench.steady import check_steady_state
 
 __all__ = ["build_cell_result"]
 
@@ -117,6 +118,9 @@ def build_cell_result(cell: Cell, topic: str, results: dict[str, dict[int, dict[
         check["received_per_group"] = groups
         check["consumed_all"] = all(v >= acked_total for v in groups.values())
 
+    steady = check_steady_state({"produce": ps, "consume": cs}, full,
+                                skip=("consume msg/s", "e2e p99") if backlog is not None else ())
+    warnings = [*(warnings or []), *([steady.warning] if steady.warning and steady.steady is False else [])]
     doc: dict[str, Any] = {
         "index": cell.index, "label": cell.label(), "params": to_plain(dict(cell.params)),
         "complete": not reasons, "incomplete_reason": "; ".join(reasons) or None,
@@ -144,7 +148,8 @@ def build_cell_result(cell: Cell, topic: str, results: dict[str, dict[int, dict[
         "series": {"produce": ps, "consume": cs, "lag": [[t, v] for t, v in sorted(lag.items())]},
         "check": check,
         "backlog": backlog,
-        "warnings": list(warnings or []),
+        "warnings": warnings,
+        "steady_state": steady.to_dict(),
     }
     if run_dir is not None:
         _write_histogram_files(run_dir, cell.index, latency, prod_series, cons_series, end_ns)

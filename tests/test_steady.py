@@ -1,0 +1,87 @@
+"""The steady-state check: Mann-Kendall + Sen's slope over per-second series (pure logic)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from bench.steady import MIN_INTERVALS, check_steady_state, mann_kendall
+
+
+def _brute_s(x: list[float]) -> int:
+    return sum((x[j] > x[i]) - (x[j] < x[i]) for i, j in itertools.combinations(range(len(x)), 2))
+
+
+def test_s_matches_the_definition_with_ties() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        x = rng.integers(0, 5, size=9).astype(float).tolist()
+        assert mann_kendall("x", x).s == _brute_s(x)
+
+
+def test_p_value_matches_scipy_kendall_tau_without_ties() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(2)
+    x = (np.arange(20) * 0.3 + rng.normal(size=20)).tolist()
+    ours = mann_kendall("x", x)
+    # scipy's asymptotic p has no continuity correction: recompute ours without it to compare the variance
+    n = 20
+    z = ours.s / np.sqrt(n * (n - 1) * (2 * n + 5) / 18)
+    ref = stats.kendalltau(np.arange(n), x, method="asymptotic").pvalue
+    assert 2 * stats.norm.sf(abs(z)) == pytest.approx(ref, rel=1e-9)
+    assert ours.p >= ref  # the continuity correction only makes it more conservative
+
+
+def _cell_series(p99: list[float], counts: list[float] | None = None) -> dict[str, dict[str, list[float]]]:
+    n = len(p99)
+    prod = {"count": counts or [2000.0] * n, "p50_us": [v / 3 for v in p99], "p99_us": p99}
+    return {"produce": prod, "consume": {"count": [2000.0] * n, "p99_us": p99}}
+
+
+def test_cold_start_trend_is_flagged() -> None:
+    cold = [1_166_000, 420_000, 90_000, 30_000, 15_000, 13_000, 12_500, 12_000]
+    st = check_steady_state(_cell_series(cold), len(cold))
+    assert st.steady is False
+    assert st.warning is not None and "publish p99 decreasing" in st.warning
+    assert {t.series for t in st.tests if t.trend == "decreasing"} >= {"publish p99", "e2e p99"}
+
+
+def test_rising_latency_is_flagged_as_increasing() -> None:
+    rising = [10_000.0 * (1 + 0.3 * i) for i in range(10)]
+    st = check_steady_state(_cell_series(rising), 10)
+    assert st.steady is False and "increasing" in (st.warning or "")
+
+
+def test_flat_noisy_windows_rarely_cry_wolf() -> None:
+    rng = np.random.default_rng(3)
+    flagged = sum(check_steady_state(_cell_series(rng.lognormal(9, 0.5, size=8).tolist(),
+                                                   rng.normal(2000, 30, size=8).tolist()), 8).steady is False
+                  for _ in range(400))
+    assert flagged / 400 <= 0.05
+
+
+def test_small_but_significant_drift_is_not_material() -> None:
+    drift = [10_000.0 + 50 * i for i in range(10)]  # +4.5% over the window: significant, not material
+    st = check_steady_state(_cell_series(drift), 10)
+    assert st.steady is True
+    assert any(t.p < 0.01 and t.trend == "none" for t in st.tests)
+
+
+def test_a_constant_rate_is_steady() -> None:
+    st = check_steady_state(_cell_series([5000.0] * 8), 8)
+    assert st.steady is True and st.warning is None
+
+
+def test_short_windows_are_unknown_not_steady() -> None:
+    st = check_steady_state(_cell_series([1.0, 2.0, 3.0]), MIN_INTERVALS - 1)
+    assert st.steady is None and "too short" in (st.warning or "")
+
+
+def test_intervals_without_latency_skip_that_series_and_backlog_skips_consumers() -> None:
+    p99: list[float | None] = [None, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    series = {"produce": {"count": [1.0] * 8, "p50_us": p99, "p99_us": p99}, "consume": {"count": list(range(8))}}
+    st = check_steady_state(series, 8, skip=("consume msg/s",))  # type: ignore[arg-type]
+    assert [t.series for t in st.tests] == ["produce msg/s"]
+    assert st.steady is True
