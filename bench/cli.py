@@ -205,6 +205,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not 1 <= args.repeat <= MAX_REPEAT:
             raise ConfigError(f"--repeat {args.repeat}: expected a number of runs per cell from 1 to {MAX_REPEAT}")
         scenario = dataclasses.replace(scenario, repeat=args.repeat)
+    if args.prime < 0:
+        raise ConfigError(f"--prime {args.prime:g}: expected seconds >= 0 (0 skips priming)")
     for t in scenario.thresholds:
         validate_metric(t.metric)
     plan = validate_faults(scenario)
@@ -223,7 +225,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                           progress=not args.no_progress, verify=args.verify, drain_timeout_s=args.drain_timeout,
                           keep_topics=args.keep_topics, broker_alive=hooks.broker_alive,
                           on_load_start=hooks.on_load_start, on_cell_end=hooks.on_cell_end)
-        outcome = run_scenario(scenario, opts)
+        extra = None
+        if target.handle is not None and args.prime > 0:
+            from bench.priming import prime_broker
+
+            err.print(f"priming the embedded broker: the first cell for {args.prime:g} s, not counted "
+                      "(--prime 0 to skip)", markup=False)
+            extra = {"priming": prime_broker(scenario, opts, args.prime)}
+        outcome = run_scenario(scenario, opts, extra=extra)
     print_summary(outcome.document, out)
     out.print(f"result: {outcome.run_dir / 'result.json'}")
     if not outcome.complete:
@@ -258,6 +267,9 @@ def add_scenario_run_args(p: argparse.ArgumentParser, *, what: str = "run") -> N
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a scenario file (a matrix of cells) and write a result")
     p.add_argument("scenario", help="scenario YAML (kbench or OpenMessaging Benchmark workload)")
+    p.add_argument("--prime", type=float, default=8.0, metavar="SECONDS",
+                   help="with --broker: run the first cell this long, uncounted, before measuring, so a cold "
+                        "broker is not measured (default 8; 0 skips)")
     add_scenario_run_args(p)
     p.add_argument("--verify", action="store_true", help="keep every ack and read for the history checker")
     p.add_argument("--keep-topics", action="store_true", help="do not delete the topics kbench created")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 __all__ = ["print_summary"]
@@ -16,13 +17,18 @@ def _ms(lat: dict[str, Any] | None, key: str) -> str:
     return f"{lat[key]:.2f}"
 
 
+def _steady(cell: dict[str, Any]) -> str:
+    steady = (cell.get("steady_state") or {}).get("steady")
+    return "?" if steady is None else ("yes" if steady else "NO")
+
+
 def print_summary(doc: dict[str, Any], console: Console) -> None:
     scen = doc["scenario"]["name"]
     broker = doc["environment"]["broker"]
     table = Table(title=f"{scen} on {broker.get('kind')} {broker.get('version') or ''}".strip(),
                   title_justify="left")
     for col in ("cell", "produce msg/s", "MB/s", "publish p50 ms", "p99 ms", "p99.9 ms", "e2e p99 ms",
-                "consume msg/s", "errors", "offsets"):
+                "consume msg/s", "errors", "offsets", "steady"):
         table.add_column(col, justify="left" if col == "cell" else "right")
     for c in doc["cells"]:
         lat = c["latency"]
@@ -36,6 +42,7 @@ def print_summary(doc: dict[str, Any], console: Console) -> None:
             _ms(lat["publish"], "p50_ms"), _ms(lat["publish"], "p99_ms"), _ms(lat["publish"], "p99_9_ms"),
             _ms(lat["e2e"], "p99_ms"), f"{c['consume']['msgs_per_s']:,.0f}", str(c["errors"]["total"]),
             "–" if agree is None else ("ok" if agree else "MISMATCH"),
+            _steady(c),
         )
     console.print(table)
     sampled = sorted({c["produce"].get("latency_sample", 1) for c in doc["cells"]} - {1})
@@ -44,3 +51,13 @@ def print_summary(doc: dict[str, Any], console: Console) -> None:
                       "(workload.latency_sample); counts are exact")
     if any(c["produce"].get("errors_estimated") for c in doc["cells"]):
         console.print("errors marked estimated: failures among untimed messages = N x the sampled failures")
+    for c in doc["cells"]:
+        st = c.get("steady_state") or {}
+        if st.get("steady") is False:
+            console.print(f"[yellow]warning:[/yellow] {escape(c['label'])}: {escape(str(st.get('warning')))}")
+    priming = doc.get("priming")
+    if priming:
+        p99 = priming.get("publish_p99_ms")
+        console.print(f"broker primed for {priming['seconds']:g} s before the first cell (not counted): "
+                      f"{priming['produce_msgs_per_s']:,.0f} msg/s, publish p99 "
+                      + ("–" if p99 is None else f"{p99:.1f} ms"))

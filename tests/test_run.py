@@ -74,6 +74,25 @@ def test_run_writes_trustworthy_result(tmp_path: Path, kafka_bootstrap: str) -> 
     assert (out / "cell-00-publish.hgrm").read_text().strip()
     assert (out / "cell-00-e2e.hlog").exists()
     assert "result:" in proc.stdout and "produce msg/s" in proc.stdout
+    # 3 s is too short to test for a trend: unknown, never "steady"
+    assert cell["steady_state"]["steady"] is None and "too short" in cell["steady_state"]["warning"]
+
+
+def test_embedded_broker_is_primed_and_cells_checked_for_steady_state(tmp_path: Path) -> None:
+    out = tmp_path / "primed"
+    proc = run_kbench("run", str(_scenario(tmp_path, duration="6s")), "--broker", "kafka", "--prime", "3",
+                      "--out", str(out), "--no-progress", env={"KBENCH_HOME": str(tmp_path / "home")})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = load_result(out)
+    assert doc["priming"]["seconds"] == 3 and doc["priming"]["produce_msgs_per_s"] > 0
+    (cell,) = doc["cells"]
+    steady = cell["steady_state"]
+    assert steady["steady"] in (True, False) and {t["series"] for t in steady["tests"]} >= {"produce msg/s",
+                                                                                            "publish p99"}
+    assert all(t["n"] == 6 for t in steady["tests"])
+    assert (steady["warning"] in cell["warnings"]) is (steady["steady"] is False)
+    assert "broker primed for 3 s" in proc.stdout
+    assert not list(out.glob("*priming*")), "priming results must not land in the run directory"
 
 
 def test_matrix_cells_and_thresholds(tmp_path: Path, kafka_bootstrap: str) -> None:
@@ -215,7 +234,7 @@ def test_sigint_keeps_partial_results(tmp_path: Path, kafka_bootstrap: str) -> N
 def test_broker_dying_mid_run_marks_incomplete(tmp_path: Path) -> None:
     home = tmp_path / "home"
     out = tmp_path / "dead"
-    run = _Run([str(_scenario(tmp_path, duration="60s")), "--broker", "kafka", "--out", str(out)],
+    run = _Run([str(_scenario(tmp_path, duration="60s")), "--broker", "kafka", "--prime", "0", "--out", str(out)],
                env={"KBENCH_HOME": str(home)})
     kids = run.wait_measuring()
     (state,) = home.rglob("state.json")
