@@ -270,8 +270,9 @@ def test_g8_stale_generation_commit(check: CheckContext, clients: Clients, names
         # b keeps polling while the child's commit is answered. On resuming, the child learns it was
         # removed and rejoins; the coordinator parks that JoinGroup until every member (b) has
         # rejoined, and answers requests of one connection in order, so a commit sent after the
-        # JoinGroup is answered only once b rejoins, which b does only from its poll loop.
-        stale = _child_event_while_pumping(child, [b], lambda e: e["ev"] == "commit", 10,
+        # JoinGroup is answered only once b rejoins, which b does only from its poll loop. Then the
+        # answer waits for that rebalance, so the bound is a group-settle time (seen: 0.5 or 6.5 s).
+        stale = _child_event_while_pumping(child, [b], lambda e: e["ev"] == "commit", SETTLE_S,
                                            "stale commit result", since=n)
         committed = b.consumer.committed([TopicPartition(topic, 0)], timeout=10)[0].offset
         check.observe(stale_commit={k: v for k, v in stale.items() if k != "t_ns"},
