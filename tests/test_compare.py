@@ -221,23 +221,29 @@ def test_doubled_latency_of_one_run_does_not_pass(tmp_path: Path) -> None:
 
 def test_repeated_runs_compared_on_run_level_values() -> None:
     base = load_result(ACKS_A)
-    jitter = [0.9, 1.0, 1.05, 1.1]
+    jitter = [0.9, 1.0, 1.05, 1.1, 0.95]
     b = repeated(base, jitter)
     c = repeated(base, [2 * f for f in jitter])  # INJECTED 2x regression of every run
     comp = compare_results(b, c)
     assert comp.exit_code() == EXIT_REGRESSION
     for cell in comp.cells:
-        assert cell.runs == (4, 4)
+        assert cell.runs == (5, 5)
         by_key = {m.metric.key: m for m in cell.metrics}
         for key in LATENCY_KEYS:
             m = by_key[key]
-            assert len(m.runs_baseline) == 4 and m.baseline == pytest.approx(statistics.median(m.runs_baseline))
-            assert m.p_value == pytest.approx(1 / math.comb(8, 4))  # complete separation of the run values
+            assert len(m.runs_baseline) == 5 and m.baseline == pytest.approx(statistics.median(m.runs_baseline))
+            assert m.p_raw == pytest.approx(1 / math.comb(10, 5))  # complete separation of the run values
+            assert m.family == 7 and m.p_value is not None and m.p_raw <= m.p_value <= 7 * m.p_raw  # Holm
             assert m.regression and m.factor == pytest.approx(2.0, rel=0.02)
             assert m.per_second_p is None  # repeated runs: no per-second test at all
         assert not any(by_key[k].significant for k in THROUGHPUT_KEYS)
     text = comp.markdown()
-    assert "REGRESSION" in text and "4 vs 4 run(s)" in text and RUN_TEST in text
+    assert "REGRESSION" in text and "5 vs 5 run(s)" in text and RUN_TEST in text
+    # 4 vs 4 runs: smallest raw p 1/70, times 7 metrics (Holm) = 0.1 >= 0.05: inconclusive, whatever the data
+    four = compare_results(repeated(base, jitter[:4]), repeated(base, [2 * f for f in jitter[:4]]))
+    assert four.exit_code() == EXIT_INCONCLUSIVE
+    assert compare_results(repeated(base, jitter[:4]), repeated(base, jitter[:4]),
+                           metrics=[COMPARE_METRICS[2]]).exit_code() == EXIT_OK  # one metric: 1/70 suffices
     same = compare_results(b, repeated(base, jitter[::-1]))
     assert same.exit_code() == EXIT_OK and not same.inconclusive
     assert "no significant regression" in same.markdown()
@@ -246,7 +252,7 @@ def test_repeated_runs_compared_on_run_level_values() -> None:
 def test_interleaved_runs_overlap_not_significant() -> None:
     base = load_result(ACKS_A)
     # overlapping run values: 1.2x apart in the medians, but not separated: not significant, conclusive
-    comp = compare_results(repeated(base, [1.0, 1.3, 0.9, 1.2]), repeated(base, [1.25, 1.1, 1.5, 0.95]))
+    comp = compare_results(repeated(base, [1.0, 1.3, 0.9, 1.2, 1.05]), repeated(base, [1.25, 1.1, 1.5, 0.95, 1.2]))
     assert comp.exit_code() == EXIT_OK
     assert all(not m.significant for c in comp.cells for m in c.metrics)
 
@@ -379,11 +385,16 @@ def test_example_workflow_is_valid_and_gates_on_compare() -> None:
                 if line.strip().startswith("kbench ")]
     parser = build_parser()
     parsed = []
+    env = {k: str(v) for k, v in (doc.get("env") or {}).items()}
     for command in commands:
-        argv = shlex.split(re.sub(r"\$\{\{[^}]*\}\}", "PLACEHOLDER", command))[1:]
+        command = re.sub(r"\$\{\{[^}]*\}\}", "PLACEHOLDER", command)
+        command = re.sub(r"\$(\w+)", lambda m: env.get(m.group(1), m.group(0)), command)
+        argv = shlex.split(command)[1:]
         parsed.append(parser.parse_args(argv))  # every kbench command line of the example is valid
     run = next(a for a in parsed if a.cmd == "run")
     assert run.scenario == "scenarios/smoke.yaml" and run.broker == "kafka"
+    # repeated runs, enough for the run-level test to conclude at the default alpha (else exit 3)
+    assert run.repeat is not None and len(COMPARE_METRICS) * min_p_value(run.repeat, run.repeat, "greater") < 0.05
     assert any(a.cmd == "report" for a in parsed)
     compare_step = next(s for s in steps if "kbench compare" in s.get("run", ""))
     assert not compare_step.get("continue-on-error"), "the compare step must gate the job"

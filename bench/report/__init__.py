@@ -3,9 +3,10 @@
 Public API (imported lazily, so ``kbench --help`` does not load pandas/matplotlib)::
 
     write_report(result, out_dir=None) -> ReportFiles      markdown, HTML, CSV/Parquet, PNG charts
-    compare_results(baseline_doc, current_doc, *, threshold=0.10, alpha=0.05, force=False) -> Comparison
+    compare_results(baseline_doc, current_doc, *, threshold=0.10, alpha=0.05, force=False,
+                    allow_inconclusive=False) -> Comparison     run-level test; .exit_code() 0/1/2/3
     parse_threshold("10%") -> 0.1
-    mann_whitney_u(x, y) -> MannWhitney                     two-sided, exact for small samples
+    mann_whitney_u(x, y, alternative="two-sided") -> MannWhitney   exact for small samples; or one-sided
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ different scenario (name or file hash), broker kind, or workload/topic layout ar
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections.abc import Sequence
@@ -65,7 +66,7 @@ class Difference:
 
 
 #: names of the tests, as printed
-RUN_TEST = "one-sided exact Mann-Whitney U on run-level values"
+RUN_TEST = "one-sided exact Mann-Whitney U on run-level values, Holm-adjusted over each cell's metrics"
 SECOND_TEST = "two-sided Mann-Whitney U on per-second samples"
 
 #: exit codes of ``kbench compare``
@@ -78,9 +79,10 @@ class MetricComparison:
 
     ``baseline`` / ``current`` are the medians of the run values (the run's own value when it ran once);
     ``factor`` ≥ 1 is how many times better or worse the current median is. ``p_value`` is the one-sided
-    exact Mann-Whitney p in the direction of the change (None when the test cannot reach alpha:
-    ``inconclusive``). ``per_second_p`` is the two-sided per-second test between single runs, shown for
-    information only; it never decides a verdict."""
+    exact Mann-Whitney p in the direction of the change, Holm-adjusted over the cell's ``family`` of
+    measured metrics (``p_raw`` before; None when the test cannot reach alpha: ``inconclusive``).
+    ``min_p`` is the smallest adjusted p the run counts allow. ``per_second_p`` is the two-sided
+    per-second test between single runs, shown for information only; it never decides a verdict."""
 
     metric: Metric
     baseline: float | None
@@ -98,6 +100,8 @@ class MetricComparison:
     alpha: float = 0.05
     per_second_p: float | None = None
     n_seconds: tuple[int, int] = (0, 0)
+    p_raw: float | None = None          # before Holm's adjustment over the cell's metrics
+    family: int = 1                     # metrics in the cell's family (Holm)
 
     @property
     def measured(self) -> bool:
@@ -117,8 +121,7 @@ class MetricComparison:
         if not self.measured:
             return f"not measured in the {'baseline' if self.baseline is None else 'current result'}"
         if self.inconclusive:
-            return (f"INCONCLUSIVE: {self.n_baseline} vs {self.n_current} run(s), smallest possible "
-                    f"p = {self.min_p:.3g} ≥ α")
+            return f"INCONCLUSIVE ({self.n_baseline} vs {self.n_current} runs: p ≥ {self.min_p:.3g})"
         if not self.significant or self.factor is None:
             return "not significant"
         text = f"{self.factor:.2f}x {'slower' if self.worse else 'faster'}"
@@ -227,7 +230,28 @@ def _compare_metric(base: dict[str, Any], cur: dict[str, Any], metric: Metric, t
         per_second = mann_whitney_u(bs, cs).p_value
     beyond = factor is not None and factor >= 1.0 + threshold - 1e-12
     return MetricComparison(metric, b, c, len(bv), len(cv), p, factor, worse, significant, beyond,
-                            tuple(bv), tuple(cv), min_p, alpha, per_second, (len(bs), len(cs)))
+                            tuple(bv), tuple(cv), min_p, alpha, per_second, (len(bs), len(cs)), p)
+
+
+def _holm(results: list[MetricComparison], alpha: float) -> list[MetricComparison]:
+    """Holm's step-down adjustment over the measured metrics of one cell: the gate's false-alarm rate is
+    then at most alpha per cell (not per metric), whatever the metrics' correlation. The smallest
+    achievable adjusted p is ``family × 1 / C(n + m, n)``, which decides *inconclusive*."""
+    measured = [i for i, r in enumerate(results) if r.measured]
+    m = len(measured)
+    out = list(results)
+    for i in measured:
+        out[i] = dataclasses.replace(results[i], family=m, min_p=min(1.0, m * results[i].min_p), p_value=None,
+                                     significant=False)
+    if not m or out[measured[0]].min_p >= alpha:
+        return out
+    tested = sorted((i for i in measured if results[i].p_raw is not None), key=lambda i: results[i].p_raw or 0.0)
+    running = 0.0
+    for rank, i in enumerate(tested):
+        running = max(running, min(1.0, (m - rank) * (results[i].p_raw or 0.0)))
+        r = out[i]
+        out[i] = dataclasses.replace(r, p_value=running, significant=r.worse is not None and running < alpha)
+    return out
 
 
 def _steady_warnings(cell: dict[str, Any], side: str) -> list[str]:
@@ -315,7 +339,7 @@ def compare_results(baseline: dict[str, Any], current: dict[str, Any], *, thresh
         for name, cell in (("baseline", bc), ("current", cc)):
             if not cell.get("complete"):
                 notes.append(f"cell {label} is incomplete in the {name}: {cell.get('incomplete_reason')}")
-        results = [_compare_metric(bc, cc, m, threshold, alpha) for m in metrics]
+        results = _holm([_compare_metric(bc, cc, m, threshold, alpha) for m in metrics], alpha)
         runs = (len(cell_runs(bc)), len(cell_runs(cc)))
         warnings = _steady_warnings(bc, "baseline") + _steady_warnings(cc, "current result")
         comp.cells.append(CellComparison(key, label, bool(bc.get("complete")), bool(cc.get("complete")), results,
@@ -323,20 +347,21 @@ def compare_results(baseline: dict[str, Any], current: dict[str, Any], *, thresh
     if not comp.cells:
         comp.incomparable.append(Difference("cells (matrix parameters)", sorted(comp.only_baseline),
                                             sorted(comp.only_current)))
-    for nb, nc in sorted({c.runs for c in comp.cells if c.inconclusive}):
-        notes.append(f"{nb} vs {nc} run(s) can never reach p < {alpha:g} with the run-level test (smallest "
-                     f"possible p = {min_p_value(nb, nc, 'greater'):.3g}): the comparison is INCONCLUSIVE. "
-                     f"Repeat the runs (`repeat: N` or `kbench run --repeat N`; {_runs_needed(alpha)} per side "
-                     "reach it), or accept it with --allow-inconclusive")
+    for nb, nc, fam in sorted({(c.runs[0], c.runs[1], max(m.family for m in c.metrics))
+                               for c in comp.cells if c.inconclusive}):
+        notes.append(f"{nb} vs {nc} run(s) can never reach p < {alpha:g} with the run-level test over {fam} "
+                     f"metrics (smallest possible Holm-adjusted p = {fam} × {min_p_value(nb, nc, 'greater'):.3g}): "
+                     "the comparison is INCONCLUSIVE. Repeat the runs (`repeat: N` or `kbench run --repeat N`; "
+                     f"{_runs_needed(alpha, fam)} per side reach it), or accept it with --allow-inconclusive")
     if any(m.per_second_p is not None for c in comp.cells for m in c.metrics):
         notes.append(f"per-second p: {SECOND_TEST} between the two single runs, for information only: samples of "
                      "one run do not carry the run-to-run variance, so it never decides a verdict")
     return comp
 
 
-def _runs_needed(alpha: float) -> int:
+def _runs_needed(alpha: float, family: int) -> int:
     n = 1
-    while min_p_value(n, n, "greater") >= alpha and n < 50:
+    while family * min_p_value(n, n, "greater") >= alpha and n < 50:
         n += 1
     return n
 
