@@ -8,7 +8,8 @@ The merged cell has the fields of an ordinary cell, so report, summary and thres
 - ``series``: the runs' per-second series, each cut to its whole seconds, laid end to end
   (``timing.window_s`` = the number of those seconds, so per-second readers see whole seconds only);
 - ``errors``, ``check``: summed / and-ed; ``complete`` only when every run completed;
-- ``steady_state`` (when the runs have one): steady only when every run is, warnings prefixed by the run.
+- ``steady_state`` (when the runs have one): steady only when every run is (false when one is not, null
+  when one was too short to tell), warnings prefixed by the run.
 
 and ``repeats``: one entry per run, in the order they ran, each the run's own cell document without the
 fields that are the same for every run (``index``, ``label``, ``params``, ``workload``, ``topic.config``,
@@ -127,8 +128,11 @@ def _merge_steady(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
                                                 if isinstance(r.get("steady_state"), dict)]
     if not states:
         return None
-    warnings = [f"run {i + 1}: {s.get('warning') or 'not steady'}" for i, s in states if not s.get("steady", True)]
-    return {"steady": not warnings, "warning": "; ".join(warnings) or None,
+    # per run (a trend test over runs laid end to end would see the steps between runs); None = too short
+    warnings = [f"run {i + 1}: {s.get('warning') or 'not steady'}" for i, s in states if s.get("steady") is False]
+    verdicts = [s.get("steady") for _i, s in states]
+    steady = False if warnings else (None if any(v is None for v in verdicts) else True)
+    return {"steady": steady, "warning": "; ".join(warnings) or None, "method": states[0][1].get("method"),
             "tests": [{"run": i, **t} if isinstance(t, dict) else {"run": i, "test": t}
                       for i, s in states for t in (s.get("tests") or [])]}
 

@@ -87,6 +87,9 @@ def test_merge_combines_steady_state_when_present() -> None:
     merged = merge_repeats([a, b])
     assert merged["steady_state"]["steady"] is False and merged["steady_state"]["warning"] == "run 2: p99 trend"
     assert "steady_state" not in merge_repeats(list(_cells()))
+    short = {**a, "steady_state": {"steady": None, "warning": None, "tests": []}}
+    assert merge_repeats([a, short])["steady_state"]["steady"] is None  # too short to tell is not a warning
+    assert merge_repeats([a, short])["steady_state"]["warning"] is None
 
 
 @pytest.mark.integration
