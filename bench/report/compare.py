@@ -416,7 +416,7 @@ def _markdown(comp: Comparison) -> str:
         for m in cell.metrics:
             row = {"metric": m.metric.label, "baseline": _fmt_value(m, m.runs_baseline, m.baseline),
                    "current": _fmt_value(m, m.runs_current, m.current), "change": m.change,
-                   "p (runs)": _fmt_p(m)}
+                   "p, Holm (runs)": _fmt_p(m)}
             if single:
                 row["per-second p (info)"] = ("–" if m.per_second_p is None else
                                               f"{m.per_second_p:.3g} (n={m.n_seconds[0]}/{m.n_seconds[1]})")
