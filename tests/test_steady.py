@@ -85,3 +85,17 @@ def test_intervals_without_latency_skip_that_series_and_backlog_skips_consumers(
     st = check_steady_state(series, 8, skip=("consume msg/s",))  # type: ignore[arg-type]
     assert [t.series for t in st.tests] == ["produce msg/s"]
     assert st.steady is True
+
+
+def test_a_slow_first_second_is_an_initial_transient() -> None:
+    # publish p99 per second of a real first smoke run on a fresh Kafka (µs)
+    cold = [194_943, 24_895, 18_463, 33_599, 37_183, 41_855, 51_103, 14_247, 8_479]
+    st = check_steady_state(_cell_series(cold), len(cold))
+    assert st.steady is False and "publish p99: initial transient" in (st.warning or "")
+    t = next(t for t in st.tests if t.series == "publish p99")
+    assert t.trend == "initial transient" and t.first_vs_rest is not None and t.first_vs_rest > 4
+
+
+def test_a_first_second_inside_the_others_range_is_not_a_transient() -> None:
+    spiky = [40_000.0, 9_000, 10_000, 200_000, 11_000, 9_500, 10_500, 9_800]  # a later spike is larger
+    assert check_steady_state(_cell_series(spiky), 8).steady is True
