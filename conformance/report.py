@@ -64,7 +64,7 @@ class CheckResult:
 
 
 def check_sort_key(check_id: str, case: str = "") -> tuple[int, str, int, str]:
-    """Order of CONFORMANCE.md: P, K, G, O, T, A, R, E, then the number."""
+    """Order of docs/conformance.md: P, K, G, O, T, A, R, E, then the number."""
     m = re.fullmatch(r"([A-Z]+)(\d+)(.*)", check_id)
     if not m:
         return (len(AREA_ORDER), check_id, 0, case)

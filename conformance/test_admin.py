@@ -1,4 +1,4 @@
-"""Admin and metadata checks A1–A8 (CONFORMANCE.md)."""
+"""Admin and metadata checks A1–A8 (docs/conformance.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Errors and bad input checks E1–E5 (CONFORMANCE.md)."""
+"""Errors and bad input checks E1–E5 (docs/conformance.md)."""
 
 from __future__ import annotations
 

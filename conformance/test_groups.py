@@ -1,4 +1,4 @@
-"""Consumer groups and rebalance checks G1–G11 (CONFORMANCE.md).
+"""Consumer groups and rebalance checks G1–G11 (docs/conformance.md).
 
 Members are in-process consumers polled round-robin by one thread (:mod:`conformance._group`), except
 where a member must really die (G6, G8: a child process, :mod:`conformance._member`). Every wait has a

@@ -1,4 +1,4 @@
-"""Offsets and commits checks O1–O8 (CONFORMANCE.md).
+"""Offsets and commits checks O1–O8 (docs/conformance.md).
 
 Committed offsets are read back two ways where it matters: ``Consumer.committed()`` (OffsetFetch by a
 consumer of the group) and ``AdminClient.list_consumer_group_offsets``. O4 kills a child-process

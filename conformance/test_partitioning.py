@@ -1,4 +1,4 @@
-"""Partitioning checks K1–K3 (CONFORMANCE.md)."""
+"""Partitioning checks K1–K3 (docs/conformance.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Produce and ordering checks P1–P11 (CONFORMANCE.md)."""
+"""Produce and ordering checks P1–P11 (docs/conformance.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Retention and compaction checks R1–R3 (CONFORMANCE.md).
+"""Retention and compaction checks R1–R3 (docs/conformance.md).
 
 Both R1 (compaction) and R3 (retention) wait for the broker's log cleaner, so their topics are set up
 together by one module fixture: the two waits overlap instead of adding up.

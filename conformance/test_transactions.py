@@ -1,4 +1,4 @@
-"""Delivery guarantees and transactions checks T1–T5 (CONFORMANCE.md).
+"""Delivery guarantees and transactions checks T1–T5 (docs/conformance.md).
 
 Transactions need InitProducerId (22), AddPartitionsToTxn (24), AddOffsetsToTxn (25), EndTxn (26)
 and TxnOffsetCommit (28); each check is N/A when the broker does not advertise what it uses.

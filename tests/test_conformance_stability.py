@@ -34,7 +34,7 @@ def test_summarize_marks_unstable_checks_and_counts() -> None:
     assert by[("P3", "")]["counts"] == {"ERROR": 1, "RECORD": 2}
     assert by[("P10", "lz4")]["verdicts"] == ["PASS", "PASS", "—"]
     assert not by[("P10", "lz4")]["stable"]  # missing in a run: not stable
-    assert [c["id"] for c in s["checks"]] == ["P1", "P3", "P10", "G8"]  # CONFORMANCE.md order
+    assert [c["id"] for c in s["checks"]] == ["P1", "P3", "P10", "G8"]  # docs/conformance.md order
     assert (s["stable"], s["unstable"], s["runs"]) == (1, 3, 3)
     assert s["all_clean_runs"] == 2
     assert s["totals"]["FAIL"] == 1 and s["totals"]["ERROR"] == 1 and s["totals"]["PASS"] == 7
