@@ -7,32 +7,14 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-
 from bench import __version__
+from bench.cli_options import add_scenario_run_args, client_config_from_args, err, out, parse_kv, progress_line
 from bench.errors import ConfigError, KbenchError
 
 if TYPE_CHECKING:
     from bench.brokers import BrokerHandle
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-
 Handler = Callable[[argparse.Namespace], int]
-
-
-def progress_line(msg: str) -> None:
-    err.print(f"[dim]{msg}[/dim]")
-
-
-def _parse_kv(items: Sequence[str] | None, flag: str) -> dict[str, str]:
-    result: dict[str, str] = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE")
-        result[key.strip()] = value.strip()
-    return result
 
 
 # -- broker ---------------------------------------------------------------------------------------
@@ -43,7 +25,7 @@ def cmd_broker_up(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     handle = start_broker(args.kind, nodes=args.nodes, port=args.port, version=args.version, name=args.name,
-                          configs=_parse_kv(args.config, "--config"), binary=args.binary,
+                          configs=parse_kv(args.config, "--config"), binary=args.binary,
                           timeout=args.timeout, progress=progress_line)
     elapsed = time.perf_counter() - t0
     out.print(f"{handle.kind} {handle.version} up: {len(handle.nodes)} node(s), name {handle.name!r}, "
@@ -163,28 +145,6 @@ def _add_broker(sub: argparse._SubParsersAction) -> None:
 
 
 # -- run --------------------------------------------------------------------------------------------
-def client_config_from_args(args: argparse.Namespace) -> dict[str, str]:
-    conf: dict[str, str] = {}
-    if args.client_config_file:
-        from pathlib import Path
-
-        path = Path(args.client_config_file)
-        try:
-            lines = path.read_text().splitlines()
-        except OSError as exc:
-            raise ConfigError(f"--client-config-file {path}: cannot read ({exc.strerror})") from exc
-        for n, line in enumerate(lines, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            key, sep, value = line.partition("=")
-            if not sep:
-                raise ConfigError(f"{path}:{n}: expected key=value (librdkafka client property), got {line!r}")
-            conf[key.strip()] = value.strip()
-    conf.update(_parse_kv(args.client_config, "--client-config"))
-    return conf
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -246,22 +206,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if scenario.thresholds:
         out.print(f"all {len(scenario.thresholds)} threshold(s) met in every cell")
     return 0 if outcome.complete else 1
-
-
-def add_scenario_run_args(p: argparse.ArgumentParser, *, what: str = "run") -> None:
-    """The options every command that runs a scenario shares: target broker, overrides, output, client
-    properties, drain timeout (used by run, locust and search)."""
-    target = p.add_mutually_exclusive_group()
-    target.add_argument("--bootstrap", help="HOST:PORT of any Kafka-compatible broker")
-    target.add_argument("--broker", choices=["kafka", "tansu"], help=f"start an embedded broker for the {what}")
-    p.add_argument("--nodes", type=int, default=1, choices=[1, 3], help="embedded broker nodes")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario value")
-    p.add_argument("--out", help="run directory (must not exist or be empty)")
-    p.add_argument("--reports-dir", default="reports", help="root for run directories (default: reports)")
-    p.add_argument("--client-config", action="append", metavar="KEY=VALUE",
-                   help="librdkafka property for every client (SASL/TLS…); secrets are redacted in results")
-    p.add_argument("--client-config-file", help="file of librdkafka key=value lines for every client")
-    p.add_argument("--drain-timeout", type=float, default=30.0, help="seconds consumers may take to catch up")
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:

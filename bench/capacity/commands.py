@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from bench.cli_options import add_scenario_run_args, client_config_from_args, err, out, progress_line
+
 __all__ = ["cmd_plan", "cmd_search", "register"]
 
 
@@ -59,7 +61,6 @@ def _print_search(doc: dict[str, Any], console: Any) -> None:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """``kbench search SCENARIO``: the knee of one cell; a normal result document (cells = steps)."""
-    from bench import cli
     from bench.capacity.host import local_broker_pids
     from bench.capacity.search import run_search
     from bench.capacity.spec import parse_search, search_cell
@@ -70,12 +71,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, args.set or ())
     cell = search_cell(scenario, args.cell)
     spec = parse_search(scenario, cell)
-    client_conf = cli.client_config_from_args(args)
+    client_conf = client_config_from_args(args)
     with open_target(args.bootstrap, args.broker or scenario.broker, nodes=args.nodes,
-                     client_config=client_conf, progress=cli.progress_line) as target:
-        cli.err.print(f"{scenario.name}: knee search of cell {cell.index} ({cell.label()}), at most "
-                      f"{spec.max_steps} step(s) of {spec.warmup_s:g}+{spec.step_duration_s:g} s, against "
-                      f"{target.describe()}", markup=False)
+                     client_config=client_conf, progress=progress_line) as target:
+        err.print(f"{scenario.name}: knee search of cell {cell.index} ({cell.label()}), at most "
+                  f"{spec.max_steps} step(s) of {spec.warmup_s:g}+{spec.step_duration_s:g} s, against "
+                  f"{target.describe()}", markup=False)
         opts = RunOptions(bootstrap=target.bootstrap, broker=target.info, reports_root=Path(args.reports_dir),
                           out=Path(args.out) if args.out else None, client_config=client_conf,
                           progress=not args.no_progress, drain_timeout_s=args.drain_timeout,
@@ -83,17 +84,16 @@ def cmd_search(args: argparse.Namespace) -> int:
         pids = [n.pid for n in target.handle.nodes if n.pid] if target.handle is not None \
             else local_broker_pids(target.bootstrap)
         outcome = run_search(scenario, opts, spec, cell, broker_pids=pids)
-    _print_search(outcome.document, cli.out)
-    cli.out.print(f"result: {outcome.run_dir / 'result.json'}")
+    _print_search(outcome.document, out)
+    out.print(f"result: {outcome.run_dir / 'result.json'}")
     if not outcome.complete:
-        cli.err.print(f"[yellow]incomplete:[/yellow] {outcome.document.get('incomplete_reason')}")
+        err.print(f"[yellow]incomplete:[/yellow] {outcome.document.get('incomplete_reason')}")
     status = (outcome.document.get("search") or {}).get("status")
     return 0 if outcome.complete and status in ("converged", "above max_rate") else 1
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """``kbench plan RESULT --target-mbps X --p99-ms Y``: brokers and partitions for a target load."""
-    from bench import cli
     from bench.capacity.plan import compute_plan, parse_headroom
     from bench.capacity.render import write_plan
     from bench.results import load_result
@@ -103,15 +103,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     files = write_plan(plan, doc, Path(doc["_path"]))
     print(plan.headline())
     for line in plan.extrapolation:
-        cli.err.print(f"extrapolation: {line}", markup=False)
-    cli.out.print(f"plan: {files.markdown}  {files.html}  {files.png}", markup=False)
+        err.print(f"extrapolation: {line}", markup=False)
+    out.print(f"plan: {files.markdown}  {files.html}  {files.png}", markup=False)
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``kbench search`` and ``kbench plan``."""
-    from bench.cli import add_scenario_run_args
-
     s = sub.add_parser("search", help="find the knee: the highest open-loop rate one cell sustains within a p99 SLO",
                        description="Step the offered rate of one cell (the scenario's `search:` section), "
                                    "refine between the last good and first bad rate, confirm the knee. "

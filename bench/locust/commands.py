@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.cli_options import add_scenario_run_args, client_config_from_args, err, out, progress_line
 from bench.errors import ConfigError
 
 __all__ = ["cmd_locust", "register"]
 
 
 def cmd_locust(args: argparse.Namespace) -> int:
-    from bench import cli
     from bench.locust.run import LocustOptions, check_options, run_locust
     from bench.scenario import load_scenario
     from bench.summary import print_summary
@@ -23,30 +23,30 @@ def cmd_locust(args: argparse.Namespace) -> int:
         validate_metric(t.metric)
     if not 0 < args.web_port < 65536 or args.master_port > 65535:
         raise ConfigError("--web-port / --master-port: expected a TCP port (1..65535)")
-    client_conf = cli.client_config_from_args(args)
+    client_conf = client_config_from_args(args)
     opts = LocustOptions(
         bootstrap="", broker={}, cell=args.cell, workers=args.workers, expect_workers=args.expect_workers,
         headless=not args.web, master_host=args.master_host, master_port=args.master_port, users=args.users,
         spawn_rate=args.spawn_rate, web_port=args.web_port, reports_root=Path(args.reports_dir),
         out=Path(args.out) if args.out else None, client_config=client_conf, drain_timeout_s=args.drain_timeout,
-        keep_topics=args.keep_topics, embedded=not args.bootstrap, progress=cli.progress_line)
+        keep_topics=args.keep_topics, embedded=not args.bootstrap, progress=progress_line)
     check_options(scenario, opts)  # before a broker is started
     with open_target(args.bootstrap, args.broker or scenario.broker, nodes=args.nodes,
-                     client_config=client_conf, progress=cli.progress_line) as target:
-        cli.err.print(f"[bold]{scenario.name}[/bold] cell {args.cell} through Locust against {target.describe()}")
+                     client_config=client_conf, progress=progress_line) as target:
+        err.print(f"[bold]{scenario.name}[/bold] cell {args.cell} through Locust against {target.describe()}")
         opts.bootstrap, opts.broker, opts.embedded = target.bootstrap, target.info, target.handle is not None
         outcome = run_locust(scenario, opts)
     doc = outcome.document
     if doc["cells"]:
-        print_summary(doc, cli.out)
-    cli.out.print(f"result: {outcome.run_dir / 'result.json'}")
+        print_summary(doc, out)
+    out.print(f"result: {outcome.run_dir / 'result.json'}")
     if not outcome.complete:
-        cli.err.print(f"[yellow]incomplete:[/yellow] {doc.get('incomplete_reason')}")
+        err.print(f"[yellow]incomplete:[/yellow] {doc.get('incomplete_reason')}")
     misses = evaluate(doc["cells"], scenario.thresholds)
     if misses:
-        cli.err.print(f"[red]{len(misses)} threshold miss(es):[/red]")
+        err.print(f"[red]{len(misses)} threshold miss(es):[/red]")
         for m in misses:
-            cli.err.print(f"  {m}")
+            err.print(f"  {m}")
         return 1
     return 0 if outcome.complete else 1
 
@@ -63,8 +63,6 @@ def _positive_int(text: str) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``kbench locust`` to the ``kbench`` subcommands."""
-    from bench.cli import add_scenario_run_args
-
     p = sub.add_parser(
         "locust", help="drive one scenario cell with Locust users (distributed load, web UI), same result document",
         description="Run one matrix cell of a scenario with Locust users built on confluent-kafka: a local "
