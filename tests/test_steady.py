@@ -21,17 +21,14 @@ def test_s_matches_the_definition_with_ties() -> None:
         assert mann_kendall("x", x).s == _brute_s(x)
 
 
-def test_p_value_matches_scipy_kendall_tau_without_ties() -> None:
-    stats = pytest.importorskip("scipy.stats")
-    rng = np.random.default_rng(2)
-    x = (np.arange(20) * 0.3 + rng.normal(size=20)).tolist()
-    ours = mann_kendall("x", x)
-    # scipy's asymptotic p has no continuity correction: recompute ours without it to compare the variance
-    n = 20
-    z = ours.s / np.sqrt(n * (n - 1) * (2 * n + 5) / 18)
-    ref = stats.kendalltau(np.arange(n), x, method="asymptotic").pvalue
-    assert 2 * stats.norm.sf(abs(z)) == pytest.approx(ref, rel=1e-9)
-    assert ours.p >= ref  # the continuity correction only makes it more conservative
+def test_variance_is_the_exact_permutation_variance() -> None:
+    # under no trend every ordering is equally likely: S's variance over all 7! orderings is the formula's
+    n = 7
+    all_s = np.array([_brute_s(list(p)) for p in itertools.permutations(range(n))], dtype=float)
+    assert all_s.var() == pytest.approx(n * (n - 1) * (2 * n + 5) / 18)
+    exact_p = float(np.mean(np.abs(all_s) >= 21))  # two-sided, S >= 21 of a maximum 21
+    assert exact_p == pytest.approx(2 / 5040)
+    assert exact_p < mann_kendall("x", list(range(n))).p < 0.005  # the normal approximation is conservative
 
 
 def _cell_series(p99: list[float], counts: list[float] | None = None) -> dict[str, dict[str, list[float]]]:
