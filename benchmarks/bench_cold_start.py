@@ -14,22 +14,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _runs(primed: bool, runs: int) -> None:
-    from bench.brokers import start_broker
     from bench.priming import DEFAULT_PRIME_S, prime_broker
     from bench.runner import RunOptions, run_scenario
     from bench.scenario import load_scenario
+    from bench.target import open_target
 
-    handle = start_broker("kafka", port=0, name=f"bench-cold-{uuid.uuid4().hex[:4]}")
-    try:
+    with open_target(None, "kafka") as target:  # a fresh embedded Kafka each time
         scenario = load_scenario(ROOT / "scenarios" / "smoke.yaml")
-        opts = RunOptions(bootstrap=handle.bootstrap, broker={"kind": "kafka"},
+        opts = RunOptions(bootstrap=target.bootstrap, broker={"kind": "kafka"},
                           reports_root=Path("/tmp/kbench-bench-cold"), progress=False)
         if primed:
             p = prime_broker(scenario, opts, DEFAULT_PRIME_S)
@@ -41,8 +39,6 @@ def _runs(primed: bool, runs: int) -> None:
             print(f"  run {i + 1}: publish p99 {cell['latency']['publish']['p99_ms']:8.1f} ms, e2e p99 "
                   f"{cell['latency']['e2e']['p99_ms']:8.1f} ms, steady {st['steady']}"
                   + (f" ({', '.join(trending)})" if trending else ""), flush=True)
-    finally:
-        handle.stop()
 
 
 def main() -> int:

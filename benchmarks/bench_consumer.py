@@ -113,39 +113,37 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
+    from bench.target import open_target
+
+    with open_target(args.bootstrap, "kafka") as target:  # --bootstrap, or an embedded Kafka started and stopped
+        return _compare(target.bootstrap, args.messages, args.rounds)
+
+
+def _compare(bootstrap: str, messages: int, rounds: int) -> int:
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    handle = None
-    bootstrap = args.bootstrap
-    if not bootstrap:
-        from bench.brokers import start_broker
-
-        handle = start_broker("kafka", port=0, name=f"bench-cons-{uuid.uuid4().hex[:4]}")
-        bootstrap = handle.bootstrap
     topic = f"bench-cons-{uuid.uuid4().hex[:6]}"
     admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 3, 1)])[topic].result(30)
     try:
-        admin.create_topics([NewTopic(topic, 3, 1)])[topic].result(30)
         t = time.monotonic()
-        fill(bootstrap, topic, args.messages)
-        print(f"backlog: {args.messages:,} records of {SIZE} B in {time.monotonic() - t:.1f} s", flush=True)
+        fill(bootstrap, topic, messages)
+        print(f"backlog: {messages:,} records of {SIZE} B in {time.monotonic() - t:.1f} s", flush=True)
         ratios, bares, ours = [], [], []
-        for r in range(args.rounds):
-            b = _drain(bare, bootstrap, topic, args.messages)
-            k = _drain(kbench, bootstrap, topic, args.messages)
+        for r in range(rounds):
+            b = _drain(bare, bootstrap, topic, messages)
+            k = _drain(kbench, bootstrap, topic, messages)
             bares.append(b)
             ours.append(k)
             ratios.append(k / b)
             print(f"round {r + 1}: bare {b:,.0f} msg/s   kbench {k:,.0f} msg/s   ratio {k / b:.3f}", flush=True)
-        ratio = statistics.median(ratios)
-        print(f"bench_consumer: {args.messages:,} x {SIZE} B, {args.rounds} rounds: bare median "
-              f"{statistics.median(bares):,.0f} msg/s, kbench median {statistics.median(ours):,.0f} msg/s; "
-              f"median of the rounds' ratios {ratio:.3f} (goal >= 0.95)")
-        return 0 if ratio >= 0.95 else 1
     finally:
         admin.delete_topics([topic])
-        if handle is not None:
-            handle.stop()
+    ratio = statistics.median(ratios)
+    print(f"bench_consumer: {messages:,} x {SIZE} B, {rounds} rounds: bare median {statistics.median(bares):,.0f} "
+          f"msg/s, kbench median {statistics.median(ours):,.0f} msg/s; median of the rounds' ratios {ratio:.3f} "
+          "(goal >= 0.95)")
+    return 0 if ratio >= 0.95 else 1
 
 
 if __name__ == "__main__":

@@ -108,15 +108,11 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="measurement window per rate (after 2 s warm-up)")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    handle = None
-    bootstrap = args.bootstrap
-    if not bootstrap:
-        from bench.brokers import start_broker
+    from bench.target import open_target
 
-        handle = start_broker("kafka", port=0, name=f"bench-e2e-{uuid.uuid4().hex[:4]}")
-        bootstrap = handle.bootstrap
     ok = True
-    try:
+    with open_target(args.bootstrap, "kafka") as target:  # --bootstrap, or an embedded Kafka started and stopped
+        bootstrap = target.bootstrap
         one_rate(bootstrap, 1000, 4.0)  # prime the broker (uncounted): a cold JVM is not its steady state
         for rate in (int(r) for r in args.rates.split(",")):
             r = one_rate(bootstrap, rate, args.seconds)
@@ -126,9 +122,6 @@ def main() -> int:
                   f"{r['b50']:.2f} ms (x{r['k50'] / r['b50']:.2f}); p99 kbench {r['k99']:.2f} vs bare "
                   f"{r['b99']:.2f} ms (x{r['k99'] / r['b99']:.2f}); samples {r['k_n']:,} / {r['b_n']:,}; "
                   f"goal {'met' if meets else 'MISSED'}", flush=True)
-    finally:
-        if handle is not None:
-            handle.stop()
     print("bench_e2e: goal (p50 <= 1.5 x bare + 3 ms, p99 <= 1.5 x bare + 5 ms) "
           + ("met at every rate" if ok else "MISSED at some rate"))
     return 0 if ok else 1
