@@ -6,6 +6,7 @@ import json
 import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,15 +168,21 @@ def _synthetic_suite(tmp_path: Path, checks: str, module: str = "test_synthetic.
     return suite
 
 
-def test_plugin_verdicts_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run the real plugin on synthetic checks (no network)."""
-    suite = _synthetic_suite(tmp_path, SYNTHETIC)
+def _run_synthetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checks: str,
+                   module: str = "test_synthetic.py") -> tuple[int | pytest.ExitCode, dict[str, Any]]:
+    """Run the real plugin in-process on ``checks``: (pytest's exit code, the report document)."""
+    suite = _synthetic_suite(tmp_path, checks, module)
     out = tmp_path / "out"
     monkeypatch.setattr("conformance.plugin.CONFORMANCE_DIR", suite)
     rc = pytest.main([str(suite), "-q", "-p", "no:cacheprovider", "--report-dir", str(out),
                       "--rootdir", str(suite)])
+    return rc, load_report(out)
+
+
+def test_plugin_verdicts_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the real plugin on synthetic checks (no network)."""
+    rc, doc = _run_synthetic(tmp_path, monkeypatch, SYNTHETIC)
     assert rc == 1  # FAIL wins over ERROR
-    doc = load_report(out)
     got = {c["id"]: (c["verdict"], c["detail"]) for c in doc["checks"]}
     assert got["X1"] == ("PASS", "fine")
     assert got["X7"] == ("ERROR", "harness ERROR: precondition not effective: connections cut: "
@@ -204,13 +211,8 @@ def test_plugin_exit_code_3_when_errors_but_no_fail(tmp_path: Path, monkeypatch:
         def test_z2(check):
             raise HarnessError("fault injection did nothing")
     ''')
-    suite = _synthetic_suite(tmp_path, checks, "test_synthetic_exit_code.py")
-    out = tmp_path / "out"
-    monkeypatch.setattr("conformance.plugin.CONFORMANCE_DIR", suite)
-    rc = pytest.main([str(suite), "-q", "-p", "no:cacheprovider", "--report-dir", str(out),
-                      "--rootdir", str(suite)])
+    rc, doc = _run_synthetic(tmp_path, monkeypatch, checks, "test_synthetic_exit_code.py")
     assert rc == 3
-    doc = load_report(out)
     assert doc["counts"]["ERROR"] == 1 and doc["counts"]["FAIL"] == 0
 
 
