@@ -13,7 +13,7 @@ stderr and an exit code (2 for anything the user can fix, never a traceback)::
     │   ├── BrokerStartError         the broker process exited or hung during start-up (log tail)
     │   └── BrokerUnreachableError   a bootstrap address does not answer
     ├── ResultError                  a result document is missing, corrupt or of an unknown version
-    └── RunAborted                   a run stopped early (Ctrl-C, broker died); partial results kept
+    └── RunAborted                   a run stopped early (Ctrl-C: 130, broker died: 1); partial results kept
 """
 
 from __future__ import annotations
@@ -92,6 +92,14 @@ class ResultError(KbenchError):
 
 
 class RunAborted(KbenchError):
-    """A run stopped before its end (Ctrl-C, broker died). Partial results were written."""
+    """A run stopped before its end (Ctrl-C, broker died). Partial results were written.
 
-    exit_code = 130
+    ``interrupted`` is True when the user stopped it (Ctrl-C, where KeyboardInterrupt was caught): exit
+    130; any other early stop is a failed run, exit 1. The code comes from this flag, never from the text."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, interrupted: bool = False) -> None:
+        super().__init__(message)
+        self.interrupted = interrupted
+        self.exit_code = 130 if interrupted else 1

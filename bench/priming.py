@@ -40,9 +40,8 @@ def prime_broker(scenario: Scenario, opts: RunOptions, seconds: float = DEFAULT_
         try:
             outcome = run_scenario(priming_scenario(scenario, seconds), prime_opts)
         except RunAborted as exc:  # nothing the user asked for was measured yet: say so, keep the exit code
-            aborted = RunAborted(f"stopped while priming the broker, before any cell was measured ({exc})")
-            aborted.exit_code = exc.exit_code
-            raise aborted from None
+            raise RunAborted(f"stopped while priming the broker, before any cell was measured ({exc})",
+                             interrupted=exc.interrupted) from None
     cell = outcome.document["cells"][0]
     publish = cell["latency"].get("publish") or {}
     return {"seconds": seconds, "cell": cell["label"], "complete": bool(cell["complete"]),

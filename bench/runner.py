@@ -67,10 +67,11 @@ class RunOutcome:
 class _Aborted(Exception):
     """A cell stopped early; ``partial`` is what it measured (None until built)."""
 
-    def __init__(self, reason: str, partial: dict[str, Any] | None = None) -> None:
+    def __init__(self, reason: str, partial: dict[str, Any] | None = None, *, interrupted: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.partial = partial
+        self.interrupted = interrupted   # Ctrl-C (KeyboardInterrupt caught), not a failure
 
 
 def run_scenario(scenario: Scenario, opts: RunOptions,
@@ -92,6 +93,7 @@ def run_scenario(scenario: Scenario, opts: RunOptions,
     progress = RunProgress(len(scenario.cells) if next_cell is None else 0, enabled=opts.progress)
     ctx = mp.get_context("spawn")
     reason: str | None = None
+    interrupted = False
     try:
         cells = iter(scenario.cells) if next_cell is None else iter(lambda: next_cell(doc["cells"]), None)
         for cell in cells:
@@ -102,7 +104,7 @@ def run_scenario(scenario: Scenario, opts: RunOptions,
                 try:
                     runs.append(_run_cell(ctx, scenario, cell, opts, run_id, progress, run_dir, repeat=k))
                 except _Aborted as exc:
-                    reason = exc.reason
+                    reason, interrupted = exc.reason, exc.interrupted
                     if exc.partial is not None:
                         runs.append(exc.partial)
                     break
@@ -123,10 +125,8 @@ def run_scenario(scenario: Scenario, opts: RunOptions,
             None if doc["complete"] else "a cell did not complete (see cells[].incomplete_reason)")
         write_result(run_dir, doc)
     if reason is not None:
-        aborted = RunAborted(f"run stopped: {reason}; partial results written to {run_dir / 'result.json'} "
-                             "(marked incomplete)")
-        aborted.exit_code = 130 if "SIGINT" in reason else 1
-        raise aborted
+        raise RunAborted(f"run stopped: {reason}; partial results written to {run_dir / 'result.json'} "
+                         "(marked incomplete)", interrupted=interrupted)
     return RunOutcome(run_dir, doc, bool(doc["complete"]))
 
 
@@ -260,6 +260,7 @@ def _run_cell(ctx: Any, scenario: Scenario, cell: Cell, opts: RunOptions, run_id
         ctl.stop.set()
         state.wait_for(lambda: state.results_of("consumer") >= n_cons, 30.0, "consumers to finish", hard=False)
     except (KeyboardInterrupt, _Aborted) as exc:
+        interrupted = exc.interrupted if isinstance(exc, _Aborted) else True
         reason = exc.reason if isinstance(exc, _Aborted) else "interrupted (SIGINT)"
         ctl.stop.set()
         ctl.consume.set()
@@ -268,7 +269,7 @@ def _run_cell(ctx: Any, scenario: Scenario, cell: Cell, opts: RunOptions, run_id
         partial = build_cell_result(cell, topic, state.results, state.errors, opts, incomplete_reason=reason,
                                     elapsed_s=time.monotonic() - started, run_dir=run_dir)
         _stop_processes(procs)
-        raise _Aborted(reason, partial) from None
+        raise _Aborted(reason, partial, interrupted=interrupted) from None
     finally:
         ctl.stop.set()
         _stop_processes(procs)

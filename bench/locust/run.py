@@ -130,6 +130,7 @@ def run_locust(scenario: Scenario, opts: LocustOptions) -> RunOutcome:
     write_result(run_dir, doc)
     started = time.monotonic()
     reason: str | None = None
+    interrupted = False
     try:
         procs.start()
         _say(opts, _describe(procs, spec, opts))
@@ -140,7 +141,7 @@ def run_locust(scenario: Scenario, opts: LocustOptions) -> RunOutcome:
                 procs.request_stop()
                 procs.wait(plan.collect_timeout_s + 15)
         except KeyboardInterrupt:
-            reason = "interrupted (SIGINT)"
+            reason, interrupted = "interrupted (SIGINT)", True
             _say(opts, "stopping Locust (results of what ran are still collected)…")
             procs.request_stop()
             procs.wait(plan.flush_timeout_s + plan.collect_timeout_s + 15)
@@ -168,9 +169,9 @@ def run_locust(scenario: Scenario, opts: LocustOptions) -> RunOutcome:
     doc["incomplete_reason"] = None if doc["complete"] else (
         reason or "the cell did not complete (see cells[].incomplete_reason)")
     write_result(run_dir, doc)
-    if reason is not None and reason.startswith("interrupted"):
+    if interrupted:
         raise RunAborted(f"run stopped: {reason}; partial results written to {run_dir / 'result.json'} "
-                         "(marked incomplete)")
+                         "(marked incomplete)", interrupted=True)
     return RunOutcome(run_dir, doc, bool(doc["complete"]))
 
 
