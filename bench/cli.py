@@ -8,7 +8,15 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from bench import __version__
-from bench.cli_options import add_scenario_run_args, client_config_from_args, err, out, parse_kv, progress_line
+from bench.cli_options import (
+    add_scenario_run_args,
+    err,
+    out,
+    parse_kv,
+    prepare_from_args,
+    progress_line,
+    report_thresholds,
+)
 from bench.errors import ConfigError, KbenchError
 
 if TYPE_CHECKING:
@@ -146,42 +154,21 @@ def _add_broker(sub: argparse._SubParsersAction) -> None:
 
 # -- run --------------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from bench.faults import make_hooks
-    from bench.faults import validate as validate_faults
     from bench.runner import RunOptions, run_scenario
-    from bench.scenario import load_scenario
     from bench.summary import print_summary
     from bench.target import open_target
-    from bench.thresholds import evaluate, validate_metric
 
-    scenario = load_scenario(args.scenario, args.set or ())
-    if args.repeat is not None:
-        import dataclasses
-
-        from bench.scenario import MAX_REPEAT
-
-        if not 1 <= args.repeat <= MAX_REPEAT:
-            raise ConfigError(f"--repeat {args.repeat}: expected a number of runs per cell from 1 to {MAX_REPEAT}")
-        scenario = dataclasses.replace(scenario, repeat=args.repeat)
-    if args.prime < 0:
-        raise ConfigError(f"--prime {args.prime:g}: expected seconds >= 0 (0 skips priming)")
-    for t in scenario.thresholds:
-        validate_metric(t.metric)
-    plan = validate_faults(scenario)
-    client_conf = client_config_from_args(args)
-    if plan is not None and args.bootstrap:
-        raise ConfigError(f"{args.scenario}: the scenario has faults:, which need an embedded broker to kill and "
-                          "restart (--broker kafka --nodes 3); an external --bootstrap cannot be faulted")
+    prepared = prepare_from_args("run", args, repeat=args.repeat, prime_s=args.prime)  # before any side effect
+    scenario, client_conf = prepared.scenario, dict(prepared.client_config)
     with open_target(args.bootstrap, args.broker or scenario.broker, nodes=args.nodes,
                      client_config=client_conf, progress=progress_line) as target:
-        hooks = make_hooks(plan, handle=target.handle, bootstrap=target.bootstrap, client_config=client_conf,
-                           verify=args.verify, alive=target.alive)
+        hooks = make_hooks(prepared.fault_plan, handle=target.handle, bootstrap=target.bootstrap,
+                           client_config=client_conf, verify=args.verify, alive=target.alive)
         runs = f" x {scenario.repeat} runs" if scenario.repeat > 1 else ""
         err.print(f"{scenario.name}: {len(scenario.cells)} cell(s){runs} against {target.describe()}", markup=False)
-        opts = RunOptions(bootstrap=target.bootstrap, broker=target.info, reports_root=Path(args.reports_dir),
-                          out=Path(args.out) if args.out else None, client_config=client_conf,
+        opts = RunOptions(bootstrap=target.bootstrap, broker=target.info, reports_root=prepared.reports_root,
+                          out=prepared.out, client_config=client_conf,
                           progress=not args.no_progress, verify=args.verify, drain_timeout_s=args.drain_timeout,
                           keep_topics=args.keep_topics, broker_alive=hooks.broker_alive,
                           on_load_start=hooks.on_load_start, on_cell_end=hooks.on_cell_end)
@@ -197,15 +184,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out.print(f"result: {outcome.run_dir / 'result.json'}")
     if not outcome.complete:
         err.print(f"[yellow]incomplete:[/yellow] {outcome.document.get('incomplete_reason')}")
-    misses = evaluate(outcome.document["cells"], scenario.thresholds)
-    if misses:
-        err.print(f"[red]{len(misses)} threshold miss(es):[/red]")
-        for m in misses:
-            err.print(f"  {m}", markup=False)
-        return 1
-    if scenario.thresholds:
-        out.print(f"all {len(scenario.thresholds)} threshold(s) met in every cell")
-    return 0 if outcome.complete else 1
+    return report_thresholds(outcome, scenario.thresholds) or (0 if outcome.complete else 1)
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:

@@ -10,12 +10,19 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from bench.errors import ConfigError
 
-__all__ = ["add_scenario_run_args", "client_config_from_args", "err", "out", "parse_kv", "progress_line"]
+if TYPE_CHECKING:
+    from bench.pipeline import Command, PreparedRun
+    from bench.runner import RunOutcome
+    from bench.scenario import Threshold
+
+__all__ = ["add_scenario_run_args", "client_config_from_args", "err", "out", "parse_kv", "prepare_from_args",
+           "progress_line", "report_thresholds"]
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
@@ -71,3 +78,33 @@ def add_scenario_run_args(p: argparse.ArgumentParser, *, what: str = "run") -> N
                    help="librdkafka property for every client (SASL/TLS…); secrets are redacted in results")
     p.add_argument("--client-config-file", help="file of librdkafka key=value lines for every client")
     p.add_argument("--drain-timeout", type=float, default=30.0, help="seconds consumers may take to catch up")
+
+
+def prepare_from_args(command: Command, args: argparse.Namespace, **extra: Any) -> PreparedRun:
+    """:func:`bench.pipeline.prepare` over the options of :func:`add_scenario_run_args` (plus ``extra``):
+    the first thing run, search and locust do, before any broker or process starts."""
+    from bench.pipeline import PrepareRequest, prepare
+
+    return prepare(PrepareRequest(command=command, scenario_path=args.scenario, overrides=tuple(args.set or ()),
+                                  out=args.out, reports_dir=args.reports_dir,
+                                  client_config=client_config_from_args(args), bootstrap=args.bootstrap, **extra))
+
+
+def report_thresholds(outcome: RunOutcome, thresholds: Sequence[Threshold]) -> int:
+    """Judge ``thresholds`` in every cell of a finished run, keep the verdicts in its result document
+    (``thresholds``, rewritten atomically) and print the misses: 1 when any missed, else 0."""
+    from bench.results import write_result
+    from bench.thresholds import evaluate, verdicts
+
+    doc = outcome.document
+    doc["thresholds"] = verdicts(doc["cells"], thresholds)
+    write_result(outcome.run_dir, doc)
+    misses = evaluate(doc["cells"], thresholds)
+    if misses:
+        err.print(f"[red]{len(misses)} threshold miss(es):[/red]")
+        for m in misses:
+            err.print(f"  {m}", markup=False)
+        return 1
+    if thresholds:
+        out.print(f"all {len(thresholds)} threshold(s) met in every cell")
+    return 0

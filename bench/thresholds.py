@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.errors import ScenarioError
 
-__all__ = ["KNOWN_METRICS", "Miss", "evaluate", "resolve", "validate_metric"]
+__all__ = ["KNOWN_METRICS", "Miss", "evaluate", "resolve", "validate_metric", "verdicts"]
 
 _ALIASES = {"publish_latency": "latency.publish", "e2e_latency": "latency.e2e", "service_time": "latency.service",
             "send_delay": "latency.send_delay"}
@@ -71,3 +71,21 @@ def evaluate(cells: Iterable[Mapping[str, Any]], thresholds: Iterable[Any]) -> l
             if t.min is not None and (value is None or value < t.min):
                 misses.append(Miss(cell["label"], t.metric, value, f">= {t.min:g}"))
     return misses
+
+
+def verdicts(cells: Iterable[Mapping[str, Any]], thresholds: Iterable[Any]) -> list[dict[str, Any]]:
+    """Every (cell, threshold, bound) check as a JSON-ready record, kept in the result's ``thresholds``:
+    ``{"metric", "max" | "min", "cell", "value", "passed"}`` (``value`` None when the cell lacks the metric,
+    which fails). A threshold with both bounds gives two records, max first, as :func:`evaluate` does."""
+    out: list[dict[str, Any]] = []
+    bounds = list(thresholds)
+    for cell in cells:
+        for t in bounds:
+            value = resolve(cell, t.metric)
+            if t.max is not None:
+                out.append({"metric": t.metric, "max": t.max, "cell": cell["label"], "value": value,
+                            "passed": value is not None and value <= t.max})
+            if t.min is not None:
+                out.append({"metric": t.metric, "min": t.min, "cell": cell["label"], "value": value,
+                            "passed": value is not None and value >= t.min})
+    return out

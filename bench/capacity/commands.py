@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bench.cli_options import add_scenario_run_args, client_config_from_args, err, out, progress_line
+from bench.cli_options import add_scenario_run_args, err, out, prepare_from_args, progress_line
 
 __all__ = ["cmd_plan", "cmd_search", "register"]
 
@@ -63,22 +63,20 @@ def cmd_search(args: argparse.Namespace) -> int:
     """``kbench search SCENARIO``: the knee of one cell; a normal result document (cells = steps)."""
     from bench.capacity.host import local_broker_pids
     from bench.capacity.search import run_search
-    from bench.capacity.spec import parse_search, search_cell
     from bench.runner import RunOptions
-    from bench.scenario import load_scenario
     from bench.target import open_target
 
-    scenario = load_scenario(args.scenario, args.set or ())
-    cell = search_cell(scenario, args.cell)
-    spec = parse_search(scenario, cell)
-    client_conf = client_config_from_args(args)
+    prepared = prepare_from_args("search", args, cell=args.cell)  # before any side effect
+    scenario, cell, spec = prepared.scenario, prepared.search_cell, prepared.search_spec
+    assert cell is not None and spec is not None  # prepare("search") parsed them or raised
+    client_conf = dict(prepared.client_config)
     with open_target(args.bootstrap, args.broker or scenario.broker, nodes=args.nodes,
                      client_config=client_conf, progress=progress_line) as target:
         err.print(f"{scenario.name}: knee search of cell {cell.index} ({cell.label()}), at most "
                   f"{spec.max_steps} step(s) of {spec.warmup_s:g}+{spec.step_duration_s:g} s, against "
                   f"{target.describe()}", markup=False)
-        opts = RunOptions(bootstrap=target.bootstrap, broker=target.info, reports_root=Path(args.reports_dir),
-                          out=Path(args.out) if args.out else None, client_config=client_conf,
+        opts = RunOptions(bootstrap=target.bootstrap, broker=target.info, reports_root=prepared.reports_root,
+                          out=prepared.out, client_config=client_conf,
                           progress=not args.no_progress, drain_timeout_s=args.drain_timeout,
                           broker_alive=target.alive)
         pids = [n.pid for n in target.handle.nodes if n.pid] if target.handle is not None \

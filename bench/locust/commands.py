@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from bench.cli_options import add_scenario_run_args, client_config_from_args, err, out, progress_line
+from bench.cli_options import add_scenario_run_args, err, out, prepare_from_args, progress_line, report_thresholds
 from bench.errors import ConfigError
 
 __all__ = ["cmd_locust", "register"]
@@ -13,22 +12,18 @@ __all__ = ["cmd_locust", "register"]
 
 def cmd_locust(args: argparse.Namespace) -> int:
     from bench.locust.run import LocustOptions, check_options, run_locust
-    from bench.scenario import load_scenario
     from bench.summary import print_summary
     from bench.target import open_target
-    from bench.thresholds import evaluate, validate_metric
 
-    scenario = load_scenario(args.scenario, args.set or ())
-    for t in scenario.thresholds:
-        validate_metric(t.metric)
+    prepared = prepare_from_args("locust", args, cell=args.cell)  # before any side effect
+    scenario, client_conf = prepared.scenario, dict(prepared.client_config)
     if not 0 < args.web_port < 65536 or args.master_port > 65535:
         raise ConfigError("--web-port / --master-port: expected a TCP port (1..65535)")
-    client_conf = client_config_from_args(args)
     opts = LocustOptions(
         bootstrap="", broker={}, cell=args.cell, workers=args.workers, expect_workers=args.expect_workers,
         headless=not args.web, master_host=args.master_host, master_port=args.master_port, users=args.users,
-        spawn_rate=args.spawn_rate, web_port=args.web_port, reports_root=Path(args.reports_dir),
-        out=Path(args.out) if args.out else None, client_config=client_conf, drain_timeout_s=args.drain_timeout,
+        spawn_rate=args.spawn_rate, web_port=args.web_port, reports_root=prepared.reports_root,
+        out=prepared.out, client_config=client_conf, drain_timeout_s=args.drain_timeout,
         keep_topics=args.keep_topics, embedded=not args.bootstrap, progress=progress_line)
     check_options(scenario, opts)  # before a broker is started
     with open_target(args.bootstrap, args.broker or scenario.broker, nodes=args.nodes,
@@ -42,13 +37,7 @@ def cmd_locust(args: argparse.Namespace) -> int:
     out.print(f"result: {outcome.run_dir / 'result.json'}")
     if not outcome.complete:
         err.print(f"[yellow]incomplete:[/yellow] {doc.get('incomplete_reason')}")
-    misses = evaluate(doc["cells"], scenario.thresholds)
-    if misses:
-        err.print(f"[red]{len(misses)} threshold miss(es):[/red]")
-        for m in misses:
-            err.print(f"  {m}")
-        return 1
-    return 0 if outcome.complete else 1
+    return report_thresholds(outcome, scenario.thresholds) or (0 if outcome.complete else 1)
 
 
 def _positive_int(text: str) -> int:
