@@ -12,6 +12,9 @@ Layout of ``result.json`` (``schema_version`` 1)::
                produce: {...}, consume: {...}, latency: {publish|service|send_delay|e2e: {summary, hdr}},
                series: {produce, consume, lag}, check: {...}, backlog: {...} } ]}
 
+The JSON Schema is ``schemas/result.schema.json`` (written in :mod:`bench.result_schema`; fields in
+docs/result-format.md); :func:`load_result` validates every document against it.
+
 Histograms are HdrHistogram V2 (compressed, base64), decodable with ``hdrh``'s ``HdrHistogram.decode``;
 percentiles in ``summary`` are computed from them when the document is written.
 
@@ -26,6 +29,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -103,30 +107,39 @@ def result_path(path: str | os.PathLike[str]) -> Path:
 
 
 def load_result(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a result document (run directory or file), dispatching on its schema version."""
+    """Load a result document (run directory or file), dispatching on its schema version.
+
+    A document is checked against its version's schema (:mod:`bench.result_schema`) before anyone reads it: a
+    corrupt field is a :class:`ResultError` (exit 2) naming the file, the JSON path and what was expected.
+    """
     p = result_path(path)
     if not p.exists():
         raise ResultError(f"{p}: no such result (expected a run directory or a result.json)")
     try:
-        doc = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = json.loads(p.read_text(), parse_constant=_reject_constant)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ResultError(f"{p}: not a readable JSON result document ({exc})") from exc
     if not isinstance(doc, dict) or "schema_version" not in doc:
         raise ResultError(f"{p}: not a kbench result (no schema_version)")
     version = doc["schema_version"]
-    loader = _LOADERS.get(version)
+    loader = _LOADERS.get(version) if type(version) is int else None
     if loader is None:
-        raise ResultError(f"{p}: result schema_version {version!r} is not supported by this kbench "
+        raise ResultError(f"{p}: schema_version: {version!r} is not supported by this kbench "
                           f"(supported: {', '.join(map(str, sorted(_LOADERS)))}); upgrade kbench")
-    doc = loader(doc)
+    doc = loader(doc, str(p))
     doc["_path"] = str(p)
     return doc
 
 
-def _load_v1(doc: dict[str, Any]) -> dict[str, Any]:
-    if doc.get("kind") != "kbench.run" or not isinstance(doc.get("cells"), list):
-        raise ResultError("result document of version 1 lacks kind 'kbench.run' or its cells")
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a result may hold")
+
+
+def _load_v1(doc: dict[str, Any], source: str) -> dict[str, Any]:
+    from bench.result_schema import check_result
+
+    check_result(doc, source)
     return doc
 
 
-_LOADERS = {1: _load_v1}
+_LOADERS: dict[int, Callable[[dict[str, Any], str], dict[str, Any]]] = {1: _load_v1}
