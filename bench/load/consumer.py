@@ -151,9 +151,7 @@ def _consume(spec: WorkerSpec, ctl: Control, out: Any) -> dict[str, Any]:
     consumer = Consumer(conf)
     consumer.subscribe([spec.topic], on_assign=on_assign, on_revoke=on_revoke)
     rx = _Receiver(spec.verify)
-    window = ctl.window(spec)
-    if window:
-        rx.series = IntervalSeries(origin_ns=window[1])
+    window: tuple[int, int, int] | None = None  # read from the coordinator in the loop once t0 is set
     mono = time.monotonic_ns
     lag: list[tuple[float, int]] = []
     # Everything alive now (modules: numpy, hdrh, the client…) lives as long as the process: keep it out

@@ -255,7 +255,8 @@ def _holm(results: list[MetricComparison], alpha: float) -> list[MetricCompariso
 
 
 def _steady_warnings(cell: dict[str, Any], side: str) -> list[str]:
-    """The lead's ``steady_state`` field (Mann-Kendall trend test of the per-second series), when present."""
+    """Warnings from a cell's ``steady_state`` (bench/steady.py: trend and initial-transient tests of the
+    per-second series), when present."""
     out: list[str] = []
     states = [("", cell.get("steady_state"))]
     if not isinstance(cell.get("steady_state"), dict) and isinstance(cell.get("repeats"), list):
