@@ -1,6 +1,6 @@
 """The one exception hierarchy of kbench.
 
-Everything below the CLI raises one of these; only :mod:`bench.cli` turns them into a message on
+Everything below the CLI raises one of these; only :mod:`bench.cli.main` turns them into a message on
 stderr and an exit code (2 for anything the user can fix, never a traceback)::
 
     KbenchError                      base class; ``exit_code`` = 2

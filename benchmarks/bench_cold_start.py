@@ -2,7 +2,7 @@
 
 1. A fresh embedded Kafka, no priming: ``--runs`` smoke runs back to back. The first is typically far
    slower (JIT, page cache, segment creation); its ``steady_state`` should say so.
-2. Another fresh embedded Kafka, primed as ``kbench run --broker`` does (``bench.priming``), then the
+2. Another fresh embedded Kafka, primed as ``kbench run --broker`` does (``bench.run.priming``), then the
    same runs.
 
 Prints publish p99, e2e p99 and the steady-state verdict of every run.
@@ -20,10 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _runs(primed: bool, runs: int) -> None:
-    from bench.priming import DEFAULT_PRIME_S, prime_broker
-    from bench.runner import RunOptions, run_scenario
-    from bench.scenario import load_scenario
-    from bench.target import open_target
+    from bench.run.execute import RunOptions, run_scenario
+    from bench.run.priming import DEFAULT_PRIME_S, prime_broker
+    from bench.run.target import open_target
+    from bench.scenario.model import load_scenario
 
     with open_target(None, "kafka") as target:  # a fresh embedded Kafka each time
         scenario = load_scenario(ROOT / "scenarios" / "smoke.yaml")

@@ -69,7 +69,7 @@ def bare(bootstrap: str, topic: str, n: int, q: Any) -> None:
 def kbench(bootstrap: str, topic: str, n: int, q: Any) -> None:
     from bench.load.consumer import run_consumer
     from bench.load.worker import Control, WorkerSpec
-    from bench.scenario import Keys, MessageSize, Payload
+    from bench.scenario.model import Keys, MessageSize, Payload
 
     ctx = mp.get_context("spawn")
     ctl = Control(stop=ctx.Event(), consume=ctx.Event(), t0=ctx.RawValue("q", 0))
@@ -113,7 +113,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    from bench.target import open_target
+    from bench.run.target import open_target
 
     with open_target(args.bootstrap, "kafka") as target:  # --bootstrap, or an embedded Kafka started and stopped
         return _compare(target.bootstrap, args.messages, args.rounds)

@@ -71,8 +71,8 @@ def _bare_percentiles(sent: np.ndarray, got: np.ndarray, seconds: float) -> tupl
 def one_rate(bootstrap: str, rate: int, seconds: float) -> dict[str, float]:
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from bench.runner import RunOptions, run_scenario
-    from bench.scenario import load_scenario
+    from bench.run.execute import RunOptions, run_scenario
+    from bench.scenario.model import load_scenario
 
     topic = f"bench-e2e-{rate}-{uuid.uuid4().hex[:6]}"
     admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -108,7 +108,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="measurement window per rate (after 2 s warm-up)")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    from bench.target import open_target
+    from bench.run.target import open_target
 
     ok = True
     with open_target(args.bootstrap, "kafka") as target:  # --bootstrap, or an embedded Kafka started and stopped

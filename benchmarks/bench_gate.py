@@ -7,7 +7,7 @@ the base configuration **A** and a candidate **B** with a real regression (``pro
 which raises publish p50 by about 25 ms at 2,000 msg/s), in ABBA order (A B B A A B B A …, so a slow
 drift of the machine hits both arms alike), every run on a fresh topic — what ``kbench run --repeat``
 does for one arm. The runs are then grouped, in the order they ran, into results of N repeats each
-(merged exactly as ``kbench run --repeat N`` merges them, :func:`bench.repeats.merge_repeats`) and judged
+(merged exactly as ``kbench run --repeat N`` merges them, :func:`bench.run.repeats.merge_repeats`) and judged
 by :func:`bench.report.compare.compare_results`, the code behind ``kbench compare``:
 
 - **false alarms**: A/A comparisons (A group vs the next A group, B group vs the next B group), in both
@@ -45,8 +45,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.repeats import merge_repeats  # noqa: E402
 from bench.report.compare import compare_results  # noqa: E402
+from bench.run.repeats import merge_repeats  # noqa: E402
 
 P50 = "latency.publish.p50_ms"
 
@@ -122,9 +122,9 @@ def evaluate(a: list[dict[str, Any]], b: list[dict[str, Any]], template: dict[st
 
 
 def collect(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
-    from bench.runner import RunOptions, run_scenario
-    from bench.scenario import load_scenario
-    from bench.target import open_target
+    from bench.run.execute import RunOptions, run_scenario
+    from bench.run.target import open_target
+    from bench.scenario.model import load_scenario
 
     base_set = [f"workload.duration={args.duration}", f"workload.warmup={args.warmup}"]
     arms = {"A": load_scenario(args.scenario, base_set),

@@ -55,7 +55,7 @@ def bare_loop(bootstrap: str, topic: str, seconds: float, q: Any) -> None:
 def kbench_loop(bootstrap: str, topic: str, seconds: float, q: Any, sample: int | None = None) -> None:
     from bench.load.producer import run_producer
     from bench.load.worker import Control, WorkerSpec
-    from bench.scenario import Keys, MessageSize, Payload
+    from bench.scenario.model import Keys, MessageSize, Payload
 
     ctx = mp.get_context("spawn")
     ctl = Control(stop=ctx.Event(), consume=ctx.Event(), t0=ctx.RawValue("q", 0))

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bench.metrics import LatencyRecorder, new_histogram
+from bench.metrics.hdr import LatencyRecorder, new_histogram
 
 
 def best_ns_per_value(run: Callable[[], None], n_values: int, repeats: int) -> float:

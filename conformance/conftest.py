@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from bench.errors import ConfigError
-from bench.protocol import api_versions
+from bench.kafka.protocol import api_versions
 from conformance.clients import Clients, Names, delete_topics
 from conformance.plugin import CTX_KEY, PLUGIN_NAME, BrokerInfo, ConformancePlugin
 from conformance.timings import Timings

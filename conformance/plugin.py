@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from bench.protocol import ApiVersionsResult
+from bench.kafka.protocol import ApiVersionsResult
 from conformance.report import CheckResult, build_doc, count_verdicts, new_run_dir, write_report
 from conformance.timings import Timings
 from conformance.verdicts import (

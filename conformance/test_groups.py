@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from bench.history import Poll, Send
-from bench.history import check as history_check
+from bench.verify.history import Poll, Send
+from bench.verify.history import check as history_check
 from conformance._group import GROUP_CONF, Member, assignment_problem, describe_group, pump, settled
 from conformance._member import ChildMember
 from conformance.clients import Clients, Names, produce_all

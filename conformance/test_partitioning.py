@@ -8,7 +8,7 @@ import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewPartitions
 
-from bench.murmur2 import partition_for
+from bench.kafka.murmur2 import partition_for
 from conformance.clients import Clients, produce_all, read_partition, wait_for
 from conformance.verdicts import CheckContext, expect_eq
 

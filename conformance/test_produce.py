@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, Consumer, Message, Producer
 
-from bench.history import AnomalyKind, HistoryReport, Poll, Send
-from bench.history import check as check_history
+from bench.kafka.protocol import parse_bootstrap
 from bench.load.consumer import fetch_ready
-from bench.protocol import parse_bootstrap
+from bench.verify.history import AnomalyKind, HistoryReport, Poll, Send
+from bench.verify.history import check as check_history
 from conformance.clients import (
     Clients,
     Deadline,

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from bench.protocol import ApiVersionsResult, api_name
+from bench.kafka.protocol import ApiVersionsResult, api_name
 
 __all__ = ["EXIT_FAIL", "EXIT_HARNESS_ERROR", "EXIT_OK", "HARNESS_EXCEPTIONS", "CheckContext",
            "HarnessError", "NotApplicable", "Verdict", "exit_code", "expect", "expect_eq",

@@ -27,10 +27,10 @@ from bench.capacity import (
     summarize_search,
     write_plan,
 )
-from bench.capacity.commands import register
+from bench.cli.search import register
 from bench.errors import ConfigError, ResultError, ScenarioError
-from bench.results import load_result
-from bench.scenario import load_scenario, load_scenario_text
+from bench.results.store import load_result
+from bench.scenario.model import load_scenario, load_scenario_text
 
 SCENARIO = """\
 name: cap
@@ -172,7 +172,7 @@ def _system(capacity: float, noise: float = 0.0, size: int = 1000, spikes: set[i
 
 
 def _drive(spec: SearchSpec, measure: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    from bench.scenario import load_scenario_text as lst
+    from bench.scenario.model import load_scenario_text as lst
 
     base = lst("name: s\nworkload: {rate: 1, message_size: 1000}\n").cells[0]
     record: dict[str, Any] = {}
@@ -383,7 +383,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def test_plan_command_writes_numbered_reports_and_never_overwrites(tmp_path: Path,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    from bench.results import write_result
+    from bench.results.store import write_result
 
     run = tmp_path / "run"
     run.mkdir()

@@ -22,11 +22,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.cli import main
+from bench.cli.main import main
+from bench.cli.report import cmd_compare
 from bench.errors import ConfigError, ResultError
-from bench.metrics import decode_histogram, encode_histogram, new_histogram, summarize
-from bench.repeats import merge_repeats
-from bench.report.commands import cmd_compare
+from bench.metrics.hdr import decode_histogram, encode_histogram, new_histogram, summarize
 from bench.report.compare import (
     EXIT_INCONCLUSIVE,
     EXIT_OK,
@@ -37,7 +36,8 @@ from bench.report.compare import (
 )
 from bench.report.data import COMPARE_METRICS, PRODUCE_MSGS
 from bench.report.stats import mann_whitney_u, min_p_value
-from bench.results import load_result
+from bench.results.store import load_result
+from bench.run.repeats import merge_repeats
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 ACKS_A = FIXTURES / "smoke-acks-a.json"    # kbench run smoke, acks=[1,all], 5 s, rate 2000
@@ -372,7 +372,7 @@ def test_example_workflow_is_valid_and_gates_on_compare() -> None:
 
     import yaml
 
-    from bench.cli import build_parser
+    from bench.cli.main import build_parser
 
     doc = yaml.safe_load(WORKFLOW.read_text())
     assert doc["name"] == "kbench" and (doc.get("on") or doc.get(True))  # YAML 1.1 reads `on` as True

@@ -155,7 +155,7 @@ def _synthetic_suite(tmp_path: Path, checks: str, module: str = "test_synthetic.
     suite.mkdir()
     conf_src = Path(conformance.__file__).parent / "conftest.py"
     (suite / "conftest.py").write_text(conf_src.read_text() + textwrap.dedent('''
-        from bench.protocol import ApiRange, ApiVersionsResult
+        from bench.kafka.protocol import ApiRange, ApiVersionsResult
 
         @pytest.fixture(scope="session")
         def broker(pytestconfig):

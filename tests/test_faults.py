@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from bench.errors import ConfigError, ScenarioError
-from bench.faults import FaultInjector, FaultPlan, make_hooks, validate
-from bench.scenario import load_scenario, load_scenario_text
-from bench.verify import FinalRead, value_id, verify_cell
+from bench.faults.plan import FaultInjector, FaultPlan, make_hooks, validate
+from bench.scenario.model import load_scenario, load_scenario_text
+from bench.verify.cell import FinalRead, value_id, verify_cell
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = """\
@@ -366,8 +366,8 @@ def test_unavailability_windows_and_latency_around_a_fault() -> None:
 def drive(scenario_path: Path, out: Path, overrides: list[str],
           client_config: dict[str, str] | None = None) -> dict[str, Any]:
     """Run a scenario with fault + verify hooks on an embedded 3-node Kafka, as the CLI will."""
-    from bench.runner import RunOptions, run_scenario
-    from bench.target import open_target
+    from bench.run.execute import RunOptions, run_scenario
+    from bench.run.target import open_target
 
     scenario = load_scenario(scenario_path, overrides)
     plan = validate(scenario)

@@ -1,4 +1,4 @@
-"""Unit tests of bench.history on synthetic produce/consume histories (no broker)."""
+"""Unit tests of bench.verify.history on synthetic produce/consume histories (no broker)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from bench.history import FINAL_READER, AnomalyKind, HistoryReport, Poll, Send, check
+from bench.verify.history import FINAL_READER, AnomalyKind, HistoryReport, Poll, Send, check
 
 K = AnomalyKind
 

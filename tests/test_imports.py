@@ -1,4 +1,4 @@
-"""No import cycle in ``bench/`` or ``conformance/``: the subcommands import downward, ``bench.cli`` is the top.
+"""No import cycle in ``bench/`` or ``conformance/``: the subcommands import downward, ``bench.cli.main`` is the top.
 
 The graph is read from the source with :mod:`ast`, so it holds every ``import`` and ``from … import``
 wherever it is written: at module level, inside a function (a lazy import) or under
@@ -114,17 +114,23 @@ def _describe(comp: list[str], graph: Mapping[str, Iterable[str]]) -> str:
 
 def test_no_import_cycle() -> None:
     modules = module_files()
-    assert "bench.cli" in modules and "conformance.plugin" in modules
+    assert "bench.cli.main" in modules and "conformance.plugin" in modules
     graph = import_graph(modules)
     found = cycles(graph)
     assert not found, "import cycles:\n" + "\n".join(_describe(c, graph) for c in found)
 
 
 def test_cli_is_the_top() -> None:
-    """Nothing imports ``bench.cli``: it is the entry point that imports the subcommands."""
+    """Nothing imports ``bench.cli.main`` but ``python -m bench.cli``: it is the entry point that imports
+    the subcommands, and nothing outside ``bench.cli`` imports the CLI layer."""
     graph = import_graph(module_files())
-    importers = sorted(m for m, deps in graph.items() if "bench.cli" in deps)
-    assert importers == [], f"modules importing bench.cli: {importers}"
+    importers = sorted(m for m, deps in graph.items() if "bench.cli.main" in deps and m != "bench.cli.__main__")
+    assert importers == [], f"modules importing bench.cli.main: {importers}"
+    upward = sorted(f"{m} -> {d}" for m, deps in graph.items() if not m.startswith("bench.cli")
+                    for d in deps if d.startswith("bench.cli.")
+                    and f"{m} -> {d}" != "bench.run.execute -> bench.cli.progress")  # until typed run events
+    assert upward == [], "imports of the CLI layer from below it:\n" + "\n".join(upward)
+    assert importers == [], f"modules importing bench.cli.main: {importers}"
 
 
 def test_the_graph_reader_sees_lazy_relative_and_self_imports(tmp_path: Path) -> None:

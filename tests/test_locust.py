@@ -20,16 +20,16 @@ import pytest
 from hdrh.histogram import HdrHistogram
 
 from bench.locust.plan import Plan, build_plan, merge_worker_reports, rebase_result
-from bench.metrics import LatencyRecorder
-from bench.results import load_result
-from bench.scenario import load_scenario_text
+from bench.metrics.hdr import LatencyRecorder
+from bench.results.store import load_result
+from bench.scenario.model import load_scenario_text
 from tests.conftest import REPO
 
-# `kbench` with the locust subcommand registered even before bench/cli.py wires it in
+# `kbench` with the locust subcommand registered even before bench/cli/main.py wires it in
 _MAIN = """\
 import argparse, sys
-from bench import cli
-from bench.locust import register
+from bench.cli import main as cli
+from bench.cli.locust import register
 sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
 if "locust" not in sub.choices:
     cli._EXTENSIONS.append(register)

@@ -1,4 +1,4 @@
-"""bench.metrics: vectorised recording == hdrh record_value; merge, codec, interval series, files."""
+"""bench.metrics.hdr: vectorised recording == hdrh record_value; merge, codec, interval series, files."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench import metrics
-from bench.metrics import (
+from bench.metrics import hdr as metrics
+from bench.metrics.hdr import (
     HIGHEST_US,
     PERCENTILES,
     IntervalSeries,

@@ -2,7 +2,7 @@
 one-line error, before any broker or process starts, on a bad --out, a bad faults: section, a bad search:
 section and an unknown threshold metric. Every case runs the real CLI with ``--broker kafka``, so a broker
 would be started if validation came late; KBENCH_HOME (broker state) and the reports dir must stay empty.
-Also the unit checks of :mod:`bench.pipeline` and of the threshold verdicts kept in the result."""
+Also the unit checks of :mod:`bench.run.prepare` and of the threshold verdicts kept in the result."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from bench.errors import ConfigError, RunAborted, ScenarioError
-from bench.pipeline import PrepareRequest, check_out_dir, prepare
-from bench.scenario import Threshold
-from bench.thresholds import verdicts
+from bench.run.prepare import PrepareRequest, check_out_dir, prepare
+from bench.run.thresholds import verdicts
+from bench.scenario.model import Threshold
 from tests.conftest import run_kbench
 
 GOOD = """\
@@ -198,9 +198,9 @@ def test_threshold_verdicts_shape() -> None:
 def test_report_thresholds_keeps_the_verdicts_in_the_result(tmp_path: Path) -> None:
     import json
 
-    from bench.cli_options import report_thresholds
-    from bench.results import write_result
-    from bench.runner import RunOutcome
+    from bench.cli.options import report_thresholds
+    from bench.results.store import write_result
+    from bench.run.execute import RunOutcome
 
     doc = {"kind": "kbench.run", "cells": [{"label": "a", "errors": {"total": 2}}]}
     write_result(tmp_path, doc)

@@ -11,7 +11,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from bench.load.payload import PayloadPool
 from bench.load.producer import ChunkBuilder, _SizeFifo, auto_latency_sample, send_chunk
-from bench.scenario import MessageSize
+from bench.scenario.model import MessageSize
 
 
 class FakeProducer:

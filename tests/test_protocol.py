@@ -1,4 +1,4 @@
-"""bench.protocol (raw ApiVersions) and bench.murmur2: offline encoding/decoding + live brokers."""
+"""bench.kafka.protocol (raw ApiVersions) and bench.kafka.murmur2: offline encoding/decoding + live brokers."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench.errors import BrokerUnreachableError
-from bench.murmur2 import murmur2, partition_for, to_positive
-from bench.protocol import (
+from bench.kafka.murmur2 import murmur2, partition_for, to_positive
+from bench.kafka.protocol import (
     ProtocolError,
     api_name,
     api_versions,

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
+from bench.cli.main import main
 from bench.errors import ScenarioError
-from bench.metrics import decode_histogram
-from bench.repeats import cell_runs, merge_repeats
+from bench.metrics.hdr import decode_histogram
 from bench.report.compare import EXIT_INCONCLUSIVE, compare_results
 from bench.report.data import COMPARE_METRICS, full_seconds, metric_samples, metric_value
-from bench.results import load_result
-from bench.scenario import load_scenario_text
+from bench.results.store import load_result
+from bench.run.repeats import cell_runs, merge_repeats
+from bench.scenario.model import load_scenario_text
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 SMOKE = """

@@ -15,14 +15,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bench.cli import main
+from bench.cli.main import main
 from bench.errors import ConfigError, ResultError
-from bench.metrics import decode_histogram
+from bench.metrics.hdr import decode_histogram
 from bench.report.charts import CHARTS
 from bench.report.data import REPORT_METRICS, latency_spectrum
 from bench.report.tables import BEST, markdown_summary, metric_tables
 from bench.report.writer import MANIFEST, write_report
-from bench.results import load_result
+from bench.results.store import load_result
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 LINGER = FIXTURES / "smoke-linger-max.json"   # kbench run smoke, rate max, linger.ms=[0,5,20], 4 s

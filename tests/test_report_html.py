@@ -18,7 +18,7 @@ from PIL import Image
 
 from bench.report.tables import metric_tables
 from bench.report.writer import ReportFiles, write_report
-from bench.results import load_result
+from bench.results.store import load_result
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results" / "smoke-linger-max.json"
 CHROMIUM = Path("/usr/bin/chromium")

@@ -17,9 +17,9 @@ import pytest
 from conftest import REPO, run_kbench
 
 from bench.errors import ResultError
-from bench.repeats import merge_repeats
-from bench.result_schema import RESULT_SCHEMA, check_result, json_path
-from bench.results import load_result
+from bench.results.schema import RESULT_SCHEMA, check_result, json_path
+from bench.results.store import load_result
+from bench.run.repeats import merge_repeats
 
 FIXTURES = REPO / "tests" / "fixtures"
 GOOD = FIXTURES / "results" / "smoke-acks-a.json"
@@ -40,7 +40,7 @@ def test_committed_schema_is_the_generated_one() -> None:
 
     Draft202012Validator.check_schema(RESULT_SCHEMA)
     assert json.loads(SCHEMA_FILE.read_text()) == RESULT_SCHEMA, \
-        "schemas/result.schema.json is stale: python -m bench.result_schema > schemas/result.schema.json"
+        "schemas/result.schema.json is stale: python -m bench.results.schema > schemas/result.schema.json"
 
 
 @pytest.mark.parametrize("path", _result_fixtures(), ids=lambda p: p.name)

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.errors import ScenarioError
-from bench.faults import FAULT_KEYS, MAX_OCCURRENCES, validate
-from bench.scenario import load_scenario_text
+from bench.faults.plan import FAULT_KEYS, MAX_OCCURRENCES, validate
+from bench.scenario.model import load_scenario_text
 from tests.conftest import run_kbench
 
 UNREACHABLE = "127.0.0.1:1"  # never contacted: the scenario is rejected first

@@ -16,7 +16,7 @@ import psutil
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from bench.results import load_result
+from bench.results.store import load_result
 from tests.conftest import REPO, run_kbench
 
 pytestmark = pytest.mark.integration

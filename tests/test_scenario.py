@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bench.errors import ScenarioError
-from bench.scenario import (
+from bench.scenario.model import (
     Backlog,
     Keys,
     MessageSize,
@@ -456,7 +456,7 @@ def test_shipped_scenarios_load(path: Path) -> None:
 
 def test_latency_sample_resolution() -> None:
     """auto (0: the producer picks from its warm-up rate) only at max rate; rate-limited and --verify time all."""
-    from bench.scenario import latency_sample_every
+    from bench.scenario.model import latency_sample_every
 
     def work(text: str) -> Workload:
         return load_scenario_text(text, filename="t.yaml").cells[0].workload

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.errors import ScenarioError
-from bench.scenario import Scenario, load_scenario, load_scenario_text, to_plain
+from bench.scenario.model import Scenario, load_scenario, load_scenario_text, to_plain
 
 SETTINGS = settings(max_examples=200, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -12,9 +12,9 @@ import yaml
 
 from bench.capacity.spec import SEARCH_KEYS
 from bench.errors import ScenarioError
-from bench.faults import FAULT_KEYS
-from bench.scenario import SUB_KEYS, TOP_KEYS, TOPIC_KEYS, WORKLOAD_KEYS, load_scenario_text
-from bench.scenario_schema import SCENARIO_SCHEMA
+from bench.faults.plan import FAULT_KEYS
+from bench.scenario.model import SUB_KEYS, TOP_KEYS, TOPIC_KEYS, WORKLOAD_KEYS, load_scenario_text
+from bench.scenario.schema import SCENARIO_SCHEMA
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA_FILE = REPO / "schemas" / "scenario.schema.json"
@@ -33,7 +33,7 @@ def test_committed_schema_is_the_generated_one() -> None:
 
     Draft202012Validator.check_schema(SCENARIO_SCHEMA)
     assert json.loads(SCHEMA_FILE.read_text(encoding="utf-8")) == SCENARIO_SCHEMA, \
-        "schemas/scenario.schema.json is stale: python -m bench.scenario_schema > schemas/scenario.schema.json"
+        "schemas/scenario.schema.json is stale: python -m bench.scenario.schema > schemas/scenario.schema.json"
 
 
 def test_schema_names_the_keys_the_loader_accepts() -> None:

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from bench.steady import MIN_INTERVALS, check_steady_state, mann_kendall
+from bench.metrics.steady import MIN_INTERVALS, check_steady_state, mann_kendall
 
 
 def _brute_s(x: list[float]) -> int:

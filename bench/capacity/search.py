@@ -35,8 +35,8 @@ from typing import Any
 
 from bench.capacity.host import HostProbe, contention_note
 from bench.capacity.spec import SearchSpec
-from bench.runner import RunOptions, RunOutcome, run_scenario
-from bench.scenario import Cell, Scenario
+from bench.run.execute import RunOptions, RunOutcome, run_scenario
+from bench.scenario.model import Cell, Scenario
 
 __all__ = ["KneeSearch", "effective_steps", "judge_step", "knee_noise", "lower_bound", "plan_next", "run_search",
            "summarize_search"]

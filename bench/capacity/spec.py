@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench import _yaml
-from bench._yaml import Ctx, KeyPath, show
 from bench.errors import ScenarioError
-from bench.scenario import MAX_RATE, Cell, Scenario, to_plain
+from bench.scenario import source as _yaml
+from bench.scenario.model import MAX_RATE, Cell, Scenario, to_plain
+from bench.scenario.source import Ctx, KeyPath, show
 
 __all__ = ["SEARCH_KEYS", "SearchSpec", "parse_search", "search_cell"]
 

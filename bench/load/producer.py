@@ -40,7 +40,7 @@ import numpy as np
 
 from bench.load.payload import HEADER, KeyStream, PayloadPool
 from bench.load.worker import Control, WorkerSpec, run_worker
-from bench.metrics import IntervalSeries, LatencyRecorder
+from bench.metrics.hdr import IntervalSeries, LatencyRecorder
 
 __all__ = ["ChunkBuilder", "run_producer", "send_chunk"]
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.scenario import Keys, MessageSize, Payload
+from bench.scenario.model import Keys, MessageSize, Payload
 
 __all__ = ["Control", "WorkerSpec", "ignore_sigint", "run_worker"]
 

@@ -1,6 +1,6 @@
 """Locust integration: Kafka users on confluent-kafka, distributed load, the same result document.
 
-``kbench locust SCENARIO`` (see :mod:`bench.locust.commands`) runs one matrix cell with Locust users: a
+``kbench locust SCENARIO`` (see :mod:`bench.cli.locust`) runs one matrix cell with Locust users: a
 local Locust process, or a master and worker processes, writing ``result.json`` as ``kbench run`` does.
 The Locust side lives in :mod:`bench.locust.users` (``KafkaProducerUser``, ``KafkaConsumerUser``),
 :mod:`bench.locust.clients` (gevent-safe confluent-kafka drivers) and :mod:`bench.locust.plugin`
@@ -9,7 +9,6 @@ The Locust side lives in :mod:`bench.locust.users` (``KafkaProducerUser``, ``Kaf
 Importing this package does not import Locust (which monkey-patches the standard library on import).
 """
 
-from bench.locust.commands import register
 from bench.locust.launcher import LOCUSTFILE
 
-__all__ = ["LOCUSTFILE", "register"]
+__all__ = ["LOCUSTFILE"]

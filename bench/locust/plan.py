@@ -16,8 +16,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench.metrics import decode_histogram, encode_histogram, merge_encoded
-from bench.scenario import Cell, Keys, MessageSize, Payload
+from bench.metrics.hdr import decode_histogram, encode_histogram, merge_encoded
+from bench.scenario.model import Cell, Keys, MessageSize, Payload
 
 __all__ = ["LATENCY_METRICS", "Plan", "build_plan", "merge_worker_reports", "rebase_result"]
 
@@ -115,7 +115,7 @@ def rebase_result(result: dict[str, Any], t_start_ns: int) -> dict[str, Any]:
 
     Each Locust process has its own CLOCK_MONOTONIC (other hosts, even), but all of them start their
     measurement window at the same wall-clock instant; rebasing every series to origin 0 lets
-    :func:`bench.cell.build_cell_result` add them up interval by interval."""
+    :func:`bench.run.cell.build_cell_result` add them up interval by interval."""
     out = dict(result)
     if out.get("series"):
         out["series"] = {**out["series"], "origin_ns": 0}
@@ -128,7 +128,7 @@ def merge_worker_reports(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The master's exact merge of the workers' reports (``{client_id: {"users": [...], ...}}``).
 
     Returns per-worker histogram counts and message counts, their sums, and the whole histograms merged
-    across workers with :func:`bench.metrics.merge_encoded` (so ``merged[m].count`` must equal
+    across workers with :func:`bench.metrics.hdr.merge_encoded` (so ``merged[m].count`` must equal
     ``sum(per_worker[*][m])``, and ``messages`` the sum of the workers' counts)."""
     per_worker: dict[str, dict[str, int]] = {}
     encoded: dict[str, list[str]] = {m: [] for ms in LATENCY_METRICS.values() for m in ms}

@@ -29,7 +29,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from bench.locust.clients import ConsumerDriver, ProducerDriver, Window
 from bench.locust.plan import Plan, merge_worker_reports, rebase_result
 from bench.locust.users import KafkaConsumerUser
-from bench.results import write_json_atomic
+from bench.results.store import write_json_atomic
 
 __all__ = ["Coordinator", "WorkerState", "install"]
 

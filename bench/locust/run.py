@@ -4,7 +4,7 @@ document as ``kbench run`` (``environment.driver: "locust"``).
 Steps: create the cell's topic → write the plan (a private temp file: it holds client secrets) → start
 Locust (master + N workers, or one local process) → wait, bounded, while the kbench plugin inside Locust
 times the run and the master merges the workers' histograms into ``locust-results.json`` → build the
-cell with :func:`bench.cell.build_cell_result` from the workers' results → read the topic's offsets →
+cell with :func:`bench.run.cell.build_cell_result` from the workers' results → read the topic's offsets →
 write ``result.json`` next to Locust's own ``locust_*.csv`` / ``locust.html``.
 """
 
@@ -23,13 +23,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench.cell import build_cell_result
 from bench.errors import ConfigError, RunAborted
 from bench.locust.launcher import LaunchSpec, LocustProcesses
 from bench.locust.plan import Plan, build_plan
-from bench.results import new_run_dir, utc_now, write_result
-from bench.runner import RunOptions, RunOutcome, broker_offsets, create_topic, delete_topic, new_run_document
-from bench.scenario import Cell, Scenario
+from bench.results.store import new_run_dir, utc_now, write_result
+from bench.run.cell import build_cell_result
+from bench.run.execute import RunOptions, RunOutcome, broker_offsets, create_topic, delete_topic, new_run_document
+from bench.scenario.model import Cell, Scenario
 
 __all__ = ["LocustOptions", "check_options", "locust_stats", "run_locust"]
 

@@ -1,7 +1,7 @@
 """``kbench compare``: two results, cell by cell, metric by metric, with a statistical verdict.
 
 Cells are matched by their matrix parameters. A cell holds one or more runs (``cells[].repeats``, see
-:mod:`bench.repeats`); every metric of :data:`~bench.report.data.COMPARE_METRICS` is judged on its
+:mod:`bench.run.repeats`); every metric of :data:`~bench.report.data.COMPARE_METRICS` is judged on its
 **run-level values**, one per run, so the run-to-run variance is in the test. The change is the ratio of
 the medians of the run values ("1.32x slower"); it is **significant** when a one-sided exact Mann-Whitney
 U test of the run values gives p < alpha in the direction of the change; it is a **regression** when it is
@@ -24,10 +24,10 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import ConfigError
-from bench.repeats import cell_runs
 from bench.report.data import COMPARE_METRICS, Metric, cell_key, metric_samples, metric_value
 from bench.report.stats import mann_whitney_u, min_p_value
 from bench.report.tables import to_markdown
+from bench.run.repeats import cell_runs
 
 __all__ = ["EXIT_INCONCLUSIVE", "EXIT_OK", "EXIT_REGRESSION", "EXIT_UNUSABLE", "RUN_TEST", "SECOND_TEST",
            "CellComparison", "Comparison", "Difference", "MetricComparison", "compare_results", "parse_threshold"]
@@ -255,7 +255,7 @@ def _holm(results: list[MetricComparison], alpha: float) -> list[MetricCompariso
 
 
 def _steady_warnings(cell: dict[str, Any], side: str) -> list[str]:
-    """Warnings from a cell's ``steady_state`` (bench/steady.py: trend and initial-transient tests of the
+    """Warnings from a cell's ``steady_state`` (bench/metrics/steady.py: trend and initial-transient tests of the
     per-second series), when present."""
     out: list[str] = []
     states = [("", cell.get("steady_state"))]
@@ -310,7 +310,7 @@ def _top_level_checks(base: dict[str, Any], cur: dict[str, Any]) -> tuple[list[D
 def compare_results(baseline: dict[str, Any], current: dict[str, Any], *, threshold: float = 0.10,
                     alpha: float = 0.05, force: bool = False, allow_inconclusive: bool = False,
                     metrics: Sequence[Metric] = COMPARE_METRICS) -> Comparison:
-    """Compare two loaded result documents (see :func:`bench.results.load_result`)."""
+    """Compare two loaded result documents (see :func:`bench.results.store.load_result`)."""
     if not 0.0 < alpha < 1.0:
         raise ConfigError(f"--alpha {alpha}: must be between 0 and 1")
     blocking, notes = _top_level_checks(baseline, current)

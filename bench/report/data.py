@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
-from bench.metrics import decode_histogram, value_at_percentiles
+from bench.metrics.hdr import decode_histogram, value_at_percentiles
 
 __all__ = [
     "COMPARE_METRICS",

@@ -19,7 +19,7 @@ from bench.report.data import (
     metric_value,
     spread,
 )
-from bench.thresholds import evaluate
+from bench.run.thresholds import evaluate
 
 __all__ = ["Table", "cell_frame", "markdown_summary", "metric_tables", "overview_table", "run_facts",
            "threshold_misses", "to_markdown"]

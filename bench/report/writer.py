@@ -22,7 +22,7 @@ from bench.errors import ConfigError, ResultError
 from bench.report.charts import CHARTS, write_charts
 from bench.report.html import render_html
 from bench.report.tables import cell_frame, markdown_summary
-from bench.results import load_result, result_path
+from bench.results.store import load_result, result_path
 
 __all__ = ["MANIFEST", "ReportFiles", "write_report"]
 

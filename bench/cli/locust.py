@@ -1,19 +1,19 @@
-"""The ``kbench locust`` subcommand (registered by :mod:`bench.cli` through ``register``)."""
+"""The ``kbench locust`` subcommand (registered by :mod:`bench.cli.main` through ``register``)."""
 
 from __future__ import annotations
 
 import argparse
 
-from bench.cli_options import add_scenario_run_args, err, out, prepare_from_args, progress_line, report_thresholds
+from bench.cli.options import add_scenario_run_args, err, out, prepare_from_args, progress_line, report_thresholds
 from bench.errors import ConfigError
 
 __all__ = ["cmd_locust", "register"]
 
 
 def cmd_locust(args: argparse.Namespace) -> int:
+    from bench.cli.summary import print_summary
     from bench.locust.run import LocustOptions, check_options, run_locust
-    from bench.summary import print_summary
-    from bench.target import open_target
+    from bench.run.target import open_target
 
     prepared = prepare_from_args("locust", args, cell=args.cell)  # before any side effect
     scenario, client_conf = prepared.scenario, dict(prepared.client_config)

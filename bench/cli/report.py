@@ -40,7 +40,7 @@ def _append(path: Path, text: str, what: str) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from bench.report.compare import compare_results, parse_threshold
-    from bench.results import load_result
+    from bench.results.store import load_result
 
     threshold = parse_threshold(args.threshold)
     baseline = load_result(args.baseline)

@@ -1,8 +1,8 @@
 """The JSON Schema (draft 2020-12) of a kbench scenario file, for editors and as a published contract.
 
-Written here by hand, as Python data, from what :mod:`bench.scenario` (and, for ``faults:`` and ``search:``,
-:mod:`bench.faults` and :mod:`bench.capacity.spec`) accept, and published as ``schemas/scenario.schema.json``
-(``python -m bench.scenario_schema > schemas/scenario.schema.json``; tests/test_scenario_schema.py fails when
+Written here by hand, as Python data, from what :mod:`bench.scenario.model` (and, for ``faults:`` and ``search:``,
+:mod:`bench.faults.plan` and :mod:`bench.capacity.spec`) accept, and published as ``schemas/scenario.schema.json``
+(``python -m bench.scenario.schema > schemas/scenario.schema.json``; tests/test_scenario_schema.py fails when
 the committed file differs, or when a shipped scenario does not validate). Scenario files point editors at it
 with a first line ``# yaml-language-server: $schema=../schemas/scenario.schema.json``.
 
@@ -18,10 +18,9 @@ import json
 import sys
 from typing import Any
 
-from bench._yaml import MAX_DURATION_S
 from bench.capacity.spec import METRICS, SEARCH_KEYS
-from bench.faults import ACTIONS, FAULT_KEYS, MAX_FAULT_S, MAX_NODE_ID
-from bench.scenario import (
+from bench.faults.plan import ACTIONS, FAULT_KEYS, MAX_FAULT_S, MAX_NODE_ID
+from bench.scenario.model import (
     MAX_MESSAGE_SIZE,
     MAX_RATE,
     MAX_REPEAT,
@@ -30,6 +29,7 @@ from bench.scenario import (
     TOPIC_KEYS,
     WORKLOAD_KEYS,
 )
+from bench.scenario.source import MAX_DURATION_S
 
 __all__ = ["SCENARIO_SCHEMA", "main"]
 
@@ -233,7 +233,7 @@ SCENARIO_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://github.com/kbench/kbench/schemas/scenario.schema.json",
     "title": "kbench scenario file",
-    "description": ("A kbench scenario (see the README's scenario reference). The loader (bench/scenario.py) is "
+    "description": ("A kbench scenario (see the README's scenario reference). The loader (bench/scenario/model.py) is "
                     "the source of truth and also checks what this schema does not (matrix size, payload files, "
                     "min <= max, fault times vs the run length). OpenMessaging Benchmark workloads (source_format "
                     "omb), which kbench also loads, are not described by this schema."),
@@ -259,7 +259,7 @@ assert set(SCENARIO_SCHEMA["properties"]) == set(TOP_KEYS)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the schema as JSON (``python -m bench.scenario_schema > schemas/scenario.schema.json``)."""
+    """Print the schema as JSON (``python -m bench.scenario.schema > schemas/scenario.schema.json``)."""
     sys.stdout.write(json.dumps(SCENARIO_SCHEMA, indent=2, ensure_ascii=False) + "\n")
     return 0
 

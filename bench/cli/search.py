@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bench.cli_options import add_scenario_run_args, err, out, prepare_from_args, progress_line
+from bench.cli.options import add_scenario_run_args, err, out, prepare_from_args, progress_line
 
 __all__ = ["cmd_plan", "cmd_search", "register"]
 
@@ -63,8 +63,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     """``kbench search SCENARIO``: the knee of one cell; a normal result document (cells = steps)."""
     from bench.capacity.host import local_broker_pids
     from bench.capacity.search import run_search
-    from bench.runner import RunOptions
-    from bench.target import open_target
+    from bench.run.execute import RunOptions
+    from bench.run.target import open_target
 
     prepared = prepare_from_args("search", args, cell=args.cell)  # before any side effect
     scenario, cell, spec = prepared.scenario, prepared.search_cell, prepared.search_spec
@@ -94,7 +94,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     """``kbench plan RESULT --target-mbps X --p99-ms Y``: brokers and partitions for a target load."""
     from bench.capacity.plan import compute_plan, parse_headroom
     from bench.capacity.render import write_plan
-    from bench.results import load_result
+    from bench.results.store import load_result
 
     doc = load_result(args.result)
     plan = compute_plan(doc, args.target_mbps, args.p99_ms, parse_headroom(args.headroom), args.cell)

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from bench import _yaml
 from bench.errors import ConfigError, ScenarioError
+from bench.scenario import source as _yaml
 
 if TYPE_CHECKING:
     from bench.capacity.spec import SearchSpec
-    from bench.faults import FaultPlan
-    from bench.scenario import Cell, Scenario
+    from bench.faults.plan import FaultPlan
+    from bench.scenario.model import Cell, Scenario
 
 __all__ = ["Command", "PrepareRequest", "PreparedRun", "check_out_dir", "prepare"]
 
@@ -107,7 +107,7 @@ def _reports_root(value: str) -> Path:
 
 def _ctx(scenario: Scenario) -> _yaml.Ctx:
     """An error factory with the scenario file's line numbers (key paths only when it cannot be re-read)."""
-    from bench.faults import _display_name
+    from bench.faults.plan import _display_name
 
     name = _display_name(scenario)
     if scenario.path is None or scenario.source_format != "kbench":
@@ -120,7 +120,7 @@ def _ctx(scenario: Scenario) -> _yaml.Ctx:
 
 
 def _check_thresholds(scenario: Scenario, ctx: _yaml.Ctx) -> None:
-    from bench.thresholds import validate_metric
+    from bench.run.thresholds import validate_metric
 
     for i, t in enumerate(scenario.thresholds):
         try:
@@ -132,7 +132,7 @@ def _check_thresholds(scenario: Scenario, ctx: _yaml.Ctx) -> None:
 def _with_repeat(scenario: Scenario, repeat: int | None) -> Scenario:
     if repeat is None:
         return scenario
-    from bench.scenario import MAX_REPEAT
+    from bench.scenario.model import MAX_REPEAT
 
     if not 1 <= repeat <= MAX_REPEAT:
         raise ConfigError(f"--repeat {repeat}: expected a number of runs per cell from 1 to {MAX_REPEAT}")
@@ -140,7 +140,7 @@ def _with_repeat(scenario: Scenario, repeat: int | None) -> Scenario:
 
 
 def _check_faults(req: PrepareRequest, scenario: Scenario, ctx: _yaml.Ctx) -> FaultPlan | None:
-    from bench.faults import validate as validate_faults
+    from bench.faults.plan import validate as validate_faults
 
     plan = validate_faults(scenario, filename=ctx.filename)
     if plan is None:
@@ -171,7 +171,7 @@ def prepare(req: PrepareRequest) -> PreparedRun:
     """Validate everything ``req`` needs; ConfigError / ScenarioError (exit 2) on the first problem.
 
     No side effects: nothing is started, created or written."""
-    from bench.scenario import load_scenario
+    from bench.scenario.model import load_scenario
 
     out = check_out_dir(req.out)
     reports_root = _reports_root(req.reports_dir)

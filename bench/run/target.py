@@ -37,7 +37,7 @@ def _api_versions(bootstrap: str) -> dict[str, Any] | None:
     """The advertised API ranges (recorded with results), or None for a listener kbench cannot speak
     to in plaintext (TLS/SASL)."""
     from bench.errors import BrokerError
-    from bench.protocol import api_versions
+    from bench.kafka.protocol import api_versions
 
     try:
         return api_versions(bootstrap, timeout=5.0).as_json()

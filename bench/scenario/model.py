@@ -25,9 +25,9 @@ from types import MappingProxyType
 
 import numpy as np
 
-from bench import _yaml
-from bench._yaml import Ctx, KeyPath, parse_duration, show, split_key, to_plain
 from bench.errors import ScenarioError
+from bench.scenario import source as _yaml
+from bench.scenario.source import Ctx, KeyPath, parse_duration, show, split_key, to_plain
 
 __all__ = ["Backlog", "Cell", "Keys", "MessageSize", "Payload", "Scenario", "Threshold", "TopicSpec",
            "Workload", "load_scenario", "load_scenario_text", "parse_duration", "to_plain"]

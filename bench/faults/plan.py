@@ -31,9 +31,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bench import _yaml
 from bench.errors import BrokerError, ConfigError, ScenarioError
-from bench.scenario import Cell, Scenario, to_plain
+from bench.scenario import source as _yaml
+from bench.scenario.model import Cell, Scenario, to_plain
 
 __all__ = ["ACTIONS", "FaultAction", "FaultInjector", "FaultPlan", "RunHooks", "make_hooks", "parse_faults",
            "partition_state", "validate"]
@@ -453,10 +453,10 @@ def make_hooks(plan: FaultPlan | None, *, handle: Nodes | None, bootstrap: str,
                client_config: Mapping[str, str] | None = None, verify: bool = False,
                alive: Callable[[], bool] | None = None, lookup: Lookup | None = None,
                final_read_timeout_s: float = 60.0) -> RunHooks:
-    """Hooks for :class:`bench.runner.RunOptions`.
+    """Hooks for :class:`bench.run.execute.RunOptions`.
 
     ``plan`` (from :func:`validate`) needs an embedded broker ``handle`` (ConfigError otherwise); with
-    ``verify`` every cell gets a ``verification`` entry (:mod:`bench.verify`). ``broker_alive`` wraps
+    ``verify`` every cell gets a ``verification`` entry (:mod:`bench.verify.cell`). ``broker_alive`` wraps
     ``alive`` so nodes the injector took down on purpose do not count as a dead broker.
     """
     if plan is not None:
@@ -469,7 +469,7 @@ def make_hooks(plan: FaultPlan | None, *, handle: Nodes | None, bootstrap: str,
     hooks = RunHooks(None, None, alive)
     verifier = None
     if verify:
-        from bench.verify import make_cell_end
+        from bench.verify.cell import make_cell_end
 
         verifier = make_cell_end(bootstrap, conf, final_read_timeout_s=final_read_timeout_s)
         hooks.on_cell_end = verifier

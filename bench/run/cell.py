@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.metrics import (
+from bench.metrics.hdr import (
     IntervalSeries,
     decode_histogram,
     encode_histogram,
@@ -21,8 +21,8 @@ from bench.metrics import (
     write_hgrm,
     write_hlog,
 )
-from bench.scenario import Cell, to_plain
-from bench.steady import check_steady_state
+from bench.metrics.steady import check_steady_state
+from bench.scenario.model import Cell, to_plain
 
 __all__ = ["build_cell_result"]
 

@@ -19,17 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.cell import build_cell_result
-from bench.environment import client_versions, host_info
+from bench.cli.progress import RunProgress
 from bench.errors import BrokerError, RunAborted
 from bench.load.consumer import run_consumer
 from bench.load.producer import run_producer
 from bench.load.worker import Control, WorkerSpec
-from bench.metrics import decode_histogram, write_hgrm
-from bench.progress import RunProgress
-from bench.repeats import merge_repeats
-from bench.results import new_run_dir, utc_now, write_result
-from bench.scenario import Cell, Scenario, latency_sample_every, to_plain
+from bench.metrics.hdr import decode_histogram, write_hgrm
+from bench.results.environment import client_versions, host_info
+from bench.results.store import new_run_dir, utc_now, write_result
+from bench.run.cell import build_cell_result
+from bench.run.repeats import merge_repeats
+from bench.scenario.model import Cell, Scenario, latency_sample_every, to_plain
 
 __all__ = ["RunOptions", "RunOutcome", "broker_offsets", "create_topic", "delete_topic", "new_run_document",
            "run_scenario"]
@@ -79,7 +79,7 @@ def run_scenario(scenario: Scenario, opts: RunOptions,
                  extra: dict[str, Any] | None = None) -> RunOutcome:
     """Run every cell of ``scenario``; return where the result is. Raises RunAborted after writing a
     partial result when interrupted or when the broker died. With ``scenario.repeat`` = N > 1 every cell
-    runs N times in a row, each on a fresh topic, and its entry keeps every run (:mod:`bench.repeats`).
+    runs N times in a row, each on a fresh topic, and its entry keeps every run (:mod:`bench.run.repeats`).
 
     ``next_cell`` makes the run adaptive (e.g. a knee search): it is called with the cell documents so far
     and returns the next cell to run, or None to finish (then ``scenario.cells`` is ignored). ``extra`` is

@@ -1,7 +1,7 @@
-"""The JSON Schema (draft 2020-12) of a result document, and the checks :func:`bench.results.load_result` runs.
+"""The JSON Schema (draft 2020-12) of a result document, and the checks :func:`bench.results.store.load_result` runs.
 
 The schema is written here by hand, as Python data, and published as ``schemas/result.schema.json``
-(``python -m bench.result_schema > schemas/result.schema.json``; tests/test_result_schema.py fails when the
+(``python -m bench.results.schema > schemas/result.schema.json``; tests/test_result_schema.py fails when the
 committed file differs). See docs/result-format.md for the fields and the versioning rule.
 
 On top of the schema, :func:`check_result` checks what a schema cannot express: every HDR blob decodes and
@@ -122,7 +122,7 @@ _SERIES: dict[str, Any] = {
 
 _STEADY: dict[str, Any] = {
     "type": "object",
-    "description": "trend tests over the window (bench/steady.py)",
+    "description": "trend tests over the window (bench/metrics/steady.py)",
     "properties": {
         "steady": {"type": ["boolean", "null"]}, "warning": _OPT_STR, "method": _OPT_STR,
         "tests": {"type": "array", "items": {"type": "object"}},
@@ -296,7 +296,7 @@ def _qualname(exc: BaseException) -> str:
 
 
 def _semantic_error(doc: dict[str, Any]) -> tuple[str, str] | None:
-    from bench.metrics import decode_histogram
+    from bench.metrics.hdr import decode_histogram
 
     caught = _hdr_errors()
     for where, run in _runs(doc):
@@ -332,7 +332,7 @@ def check_result(doc: Any, source: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the schema as JSON (``python -m bench.result_schema > schemas/result.schema.json``)."""
+    """Print the schema as JSON (``python -m bench.results.schema > schemas/result.schema.json``)."""
     sys.stdout.write(json.dumps(RESULT_SCHEMA, indent=2, ensure_ascii=False) + "\n")
     return 0
 

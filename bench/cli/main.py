@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from bench import __version__
-from bench.cli_options import (
+from bench.cli.options import (
     add_scenario_run_args,
     err,
     out,
@@ -154,10 +154,10 @@ def _add_broker(sub: argparse._SubParsersAction) -> None:
 
 # -- run --------------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.faults import make_hooks
-    from bench.runner import RunOptions, run_scenario
-    from bench.summary import print_summary
-    from bench.target import open_target
+    from bench.cli.summary import print_summary
+    from bench.faults.plan import make_hooks
+    from bench.run.execute import RunOptions, run_scenario
+    from bench.run.target import open_target
 
     prepared = prepare_from_args("run", args, repeat=args.repeat, prime_s=args.prime)  # before any side effect
     scenario, client_conf = prepared.scenario, dict(prepared.client_config)
@@ -174,7 +174,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                           on_load_start=hooks.on_load_start, on_cell_end=hooks.on_cell_end)
         extra = None
         if target.handle is not None and args.prime > 0:
-            from bench.priming import prime_broker
+            from bench.run.priming import prime_broker
 
             err.print(f"priming the embedded broker: the first cell for {args.prime:g} s, not counted "
                       "(--prime 0 to skip)", markup=False)
@@ -270,19 +270,19 @@ def _add_conformance(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
-    from bench.report.commands import register
+    from bench.cli.report import register
 
     register(sub)
 
 
 def _add_locust(sub: argparse._SubParsersAction) -> None:
-    from bench.locust import register
+    from bench.cli.locust import register
 
     register(sub)
 
 
 def _add_capacity(sub: argparse._SubParsersAction) -> None:
-    from bench.capacity.commands import register
+    from bench.cli.search import register
 
     register(sub)
 

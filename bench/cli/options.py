@@ -1,7 +1,7 @@
 """What the ``kbench`` subcommands share: the two consoles, the progress line, ``KEY=VALUE`` parsing,
 the client-config options and the argument group of every command that runs a scenario.
 
-It sits below :mod:`bench.cli` and the subcommand modules (``bench/*/commands.py``), which import it;
+It sits below :mod:`bench.cli.main` and the subcommand modules (``bench/*/commands.py``), which import it;
 it imports neither, so the command line has no import cycle (``tests/test_imports.py``).
 """
 
@@ -17,9 +17,9 @@ from rich.console import Console
 from bench.errors import ConfigError
 
 if TYPE_CHECKING:
-    from bench.pipeline import Command, PreparedRun
-    from bench.runner import RunOutcome
-    from bench.scenario import Threshold
+    from bench.run.execute import RunOutcome
+    from bench.run.prepare import Command, PreparedRun
+    from bench.scenario.model import Threshold
 
 __all__ = ["add_scenario_run_args", "client_config_from_args", "err", "out", "parse_kv", "prepare_from_args",
            "progress_line", "report_thresholds"]
@@ -81,9 +81,9 @@ def add_scenario_run_args(p: argparse.ArgumentParser, *, what: str = "run") -> N
 
 
 def prepare_from_args(command: Command, args: argparse.Namespace, **extra: Any) -> PreparedRun:
-    """:func:`bench.pipeline.prepare` over the options of :func:`add_scenario_run_args` (plus ``extra``):
+    """:func:`bench.run.prepare.prepare` over the options of :func:`add_scenario_run_args` (plus ``extra``):
     the first thing run, search and locust do, before any broker or process starts."""
-    from bench.pipeline import PrepareRequest, prepare
+    from bench.run.prepare import PrepareRequest, prepare
 
     return prepare(PrepareRequest(command=command, scenario_path=args.scenario, overrides=tuple(args.set or ()),
                                   out=args.out, reports_dir=args.reports_dir,
@@ -93,8 +93,8 @@ def prepare_from_args(command: Command, args: argparse.Namespace, **extra: Any) 
 def report_thresholds(outcome: RunOutcome, thresholds: Sequence[Threshold]) -> int:
     """Judge ``thresholds`` in every cell of a finished run, keep the verdicts in its result document
     (``thresholds``, rewritten atomically) and print the misses: 1 when any missed, else 0."""
-    from bench.results import write_result
-    from bench.thresholds import evaluate, verdicts
+    from bench.results.store import write_result
+    from bench.run.thresholds import evaluate, verdicts
 
     doc = outcome.document
     doc["thresholds"] = verdicts(doc["cells"], thresholds)

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import RunAborted
-from bench.runner import RunOptions, run_scenario
-from bench.scenario import Scenario
+from bench.run.execute import RunOptions, run_scenario
+from bench.scenario.model import Scenario
 
 __all__ = ["DEFAULT_PRIME_S", "prime_broker", "priming_scenario"]
 

@@ -24,7 +24,7 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
-from bench.metrics import encode_histogram, merge_encoded, summarize
+from bench.metrics.hdr import encode_histogram, merge_encoded, summarize
 
 __all__ = ["SHARED_FIELDS", "cell_runs", "merge_repeats"]
 

@@ -12,7 +12,7 @@ Layout of ``result.json`` (``schema_version`` 1)::
                produce: {...}, consume: {...}, latency: {publish|service|send_delay|e2e: {summary, hdr}},
                series: {produce, consume, lag}, check: {...}, backlog: {...} } ]}
 
-The JSON Schema is ``schemas/result.schema.json`` (written in :mod:`bench.result_schema`; fields in
+The JSON Schema is ``schemas/result.schema.json`` (written in :mod:`bench.results.schema`; fields in
 docs/result-format.md); :func:`load_result` validates every document against it.
 
 Histograms are HdrHistogram V2 (compressed, base64), decodable with ``hdrh``'s ``HdrHistogram.decode``;
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import ConfigError, ResultError
-from bench.redact import redact
+from bench.results.redact import redact
 
 __all__ = ["SCHEMA_VERSION", "load_result", "new_run_dir", "result_path", "write_result"]
 
@@ -109,7 +109,7 @@ def result_path(path: str | os.PathLike[str]) -> Path:
 def load_result(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a result document (run directory or file), dispatching on its schema version.
 
-    A document is checked against its version's schema (:mod:`bench.result_schema`) before anyone reads it: a
+    A document is checked against its version's schema (:mod:`bench.results.schema`) before anyone reads it: a
     corrupt field is a :class:`ResultError` (exit 2) naming the file, the JSON path and what was expected.
     """
     p = result_path(path)
@@ -136,7 +136,7 @@ def _reject_constant(name: str) -> Any:
 
 
 def _load_v1(doc: dict[str, Any], source: str) -> dict[str, Any]:
-    from bench.result_schema import check_result
+    from bench.results.schema import check_result
 
     check_result(doc, source)
     return doc

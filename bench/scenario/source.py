@@ -1,4 +1,4 @@
-"""YAML plumbing for :mod:`bench.scenario` (private).
+"""YAML plumbing for :mod:`bench.scenario.model` (private).
 
 * :func:`compose` parses text with ``yaml.SafeLoader`` and keeps, for every key path, the line it was
   written on (:class:`Origin`), so errors read ``smoke.yaml:14: workload.rate: expected …``.

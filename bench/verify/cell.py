@@ -2,7 +2,7 @@
 
 After the workers finish (and before the topic is deleted) every partition is read from its start up to
 its high watermark (the *final read*, bounded by a deadline). The producers' acks, the consumers' reads
-and the final read go to the one history checker (:func:`bench.history.check`):
+and the final read go to the one history checker (:func:`bench.verify.history.check`):
 
 * **acked** records: delivery reports with an offset (``acks=0`` reports carry none: nothing to check
   but presence); a failed delivery is ``unknown`` (it may have been written) unless the error proves the
@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from bench.errors import BrokerError
-from bench.history import AnomalyKind, Poll, Send, check
 from bench.load.payload import HEADER
+from bench.verify.history import AnomalyKind, Poll, Send, check
 
 __all__ = ["DEFINITE_FAILURES", "CellVerifier", "FinalRead", "build_history", "latency_around",
            "make_cell_end", "read_topic", "unavailability", "value_id", "verify_cell"]
@@ -378,5 +378,5 @@ class CellVerifier:
 def make_cell_end(bootstrap: str, client_config: Mapping[str, str] | None = None, **kwargs: Any) -> CellVerifier:
     """The ``on_cell_end`` hook for ``--verify`` (see :class:`CellVerifier`; kwargs: final_read_timeout_s,
     gap_ms, around_s). Its ``load_started`` must be called from ``on_load_start``: use
-    :func:`bench.faults.make_hooks`, which wires both."""
+    :func:`bench.faults.plan.make_hooks`, which wires both."""
     return CellVerifier(bootstrap, client_config, **kwargs)

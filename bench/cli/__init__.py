@@ -1,0 +1,1 @@
+"""The ``kbench`` command line: thin subcommands that parse, call the pipeline and print; the only layer that exits."""

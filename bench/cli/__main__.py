@@ -1,0 +1,4 @@
+"""``python -m bench.cli``: the same as ``kbench``."""
+from bench.cli.main import main
+
+raise SystemExit(main())

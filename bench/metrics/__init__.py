@@ -1,0 +1,1 @@
+"""Measurement: vectorised HDR recording, per-second series, steady-state detection, .hgrm/.hlog files."""

@@ -1,0 +1,1 @@
+"""Verification: the history checker and the final read of a cell's topic."""
