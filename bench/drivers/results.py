@@ -1,0 +1,110 @@
+"""What a worker returns: the typed contract every driver fills (docs/drivers.md, "result").
+
+These are the JSON objects a worker sends once at its end, exactly as they travel (a Python worker puts
+one on its queue; an external driver writes one as its last line), so they are ``TypedDict``\\ s: the
+JSON Schema of the result document is the published contract, and these give mypy the same shape
+without a conversion layer. Every key is optional (``total=False``): a worker that failed before it
+started sends only ``failed``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypedDict
+
+__all__ = ["ClientInfo", "ConsumerHdr", "ConsumerResult", "ConsumerVerify", "ProducerHdr", "ProducerResult",
+           "ProducerVerify", "Role", "SeriesDoc", "WorkerResults", "empty_results"]
+
+Role = Literal["producer", "consumer"]
+
+
+class SeriesDoc(TypedDict):
+    """Per-interval columns from ``IntervalSeries.encode`` (interval histograms as HDR V2 base64)."""
+
+    origin_ns: int
+    interval_s: float
+    count: list[int]
+    bytes: list[int]
+    errors: list[int]
+    out_of_range: int
+    hists: dict[str, str]
+
+
+class ClientInfo(TypedDict):
+    name: str
+    version: str
+
+
+class ProducerHdr(TypedDict):
+    publish: str
+    service: str
+    send_delay: str | None
+
+
+class ProducerVerify(TypedDict):
+    acks: list[tuple[int, int, int, int, int]]       # partition, offset, producer, seq, ack ns
+    failed: list[tuple[int, int, str]]              # producer, seq, error name
+    unacked_seq_from: int | None
+    sent: int
+
+
+class ProducerResult(TypedDict, total=False):
+    failed: str
+    client: ClientInfo
+    protocol: int
+    latency_sample: int
+    errors_estimated: bool
+    sent_total: int
+    sent_measured: int
+    acked_total: int
+    acked_measured: int
+    bytes_measured: int
+    unacked_at_end: int
+    queue_full_events: int
+    errors: dict[str, int]
+    window_s: float
+    stopped_early: bool
+    hdr: ProducerHdr
+    series: SeriesDoc
+    window_end_ns: int
+    verify: ProducerVerify | None
+
+
+class ConsumerHdr(TypedDict):
+    e2e: str
+
+
+class ConsumerVerify(TypedDict, total=False):
+    reads: list[tuple[int, int, int, int]]          # partition, offset, producer, seq
+    polls: int
+
+
+class ConsumerResult(TypedDict, total=False):
+    failed: str
+    client: ClientInfo
+    protocol: int
+    group: str | None
+    received_total: int
+    received_measured: int
+    bytes_measured: int
+    errors: dict[str, int]
+    window_s: float
+    join_s: float | None
+    released_s: float
+    first_receive_ns: int | None
+    last_receive_ns: int | None
+    hdr: ConsumerHdr
+    series: SeriesDoc
+    window_end_ns: int
+    lag: int | None
+    verify: ConsumerVerify | None
+
+
+class WorkerResults(TypedDict):
+    """One cell's worker results by role and worker index."""
+
+    producer: dict[int, ProducerResult]
+    consumer: dict[int, ConsumerResult]
+
+
+def empty_results() -> WorkerResults:
+    return {"producer": {}, "consumer": {}}
