@@ -1,4 +1,4 @@
-"""bench.metrics.hdr: vectorised recording == hdrh record_value; merge, codec, interval series, files."""
+"""bench.metrics (hdr, series, files): vectorised recording == hdrh record_value; merge, codec, series, files."""
 
 from __future__ import annotations
 
@@ -14,21 +14,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.metrics import hdr as metrics
+from bench.metrics.files import read_hlog, write_hgrm, write_hlog
 from bench.metrics.hdr import (
     HIGHEST_US,
     PERCENTILES,
-    IntervalSeries,
     LatencyRecorder,
     merge_encoded,
     merge_into,
     new_histogram,
-    read_hlog,
     record_array,
     summarize,
     value_at_percentiles,
-    write_hgrm,
-    write_hlog,
 )
+from bench.metrics.series import IntervalSeries
 
 TOP = 2**32 - 1  # last value hdrh's record_value accepts with the 1 µs .. 1 h / 3 digits layout
 

@@ -20,7 +20,8 @@ import numpy as np
 
 from bench.load.payload import HEADER, decode_headers
 from bench.load.worker import Control, WorkerSpec, run_worker
-from bench.metrics.hdr import IntervalSeries, LatencyRecorder
+from bench.metrics.hdr import LatencyRecorder
+from bench.metrics.series import IntervalSeries
 
 __all__ = ["BATCH_MAX", "fetch_ready", "run_consumer", "split_messages"]
 

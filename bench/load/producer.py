@@ -40,7 +40,8 @@ import numpy as np
 
 from bench.load.payload import HEADER, KeyStream, PayloadPool
 from bench.load.worker import Control, WorkerSpec, run_worker
-from bench.metrics.hdr import IntervalSeries, LatencyRecorder
+from bench.metrics.hdr import LatencyRecorder
+from bench.metrics.series import IntervalSeries
 
 __all__ = ["ChunkBuilder", "run_producer", "send_chunk"]
 

@@ -33,7 +33,8 @@ from bench.load.consumer import split_messages
 from bench.load.payload import HEADER, KeyStream, PayloadPool, decode_headers
 from bench.load.producer import ChunkBuilder, send_chunk
 from bench.locust.plan import Plan
-from bench.metrics.hdr import IntervalSeries, LatencyRecorder
+from bench.metrics.hdr import LatencyRecorder
+from bench.metrics.series import IntervalSeries
 
 __all__ = ["ConsumerDriver", "Fire", "ProducerDriver", "Window", "run_blocking"]
 

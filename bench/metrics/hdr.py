@@ -1,4 +1,4 @@
-"""Latency recording into HdrHistogram, vectorised; per-second series; exact merging; file output.
+"""Latency recording into HdrHistogram, vectorised; exact merging; encoding; summaries.
 
 Latencies are integer **microseconds** in an ``hdrh`` histogram (:data:`LOWEST_US` 1 µs ..
 :data:`HIGHEST_US` 1 h, :data:`SIGNIFICANT_FIGURES` 3). :func:`record_array` never calls
@@ -10,14 +10,10 @@ hdrh's definitions (``get_value_at_percentile``, ``get_mean_value``, ``get_stdde
 
 Out of range: exactly the values ``record_value`` refuses (negative, or past the last bucket, i.e.
 above ``2**32 - 1`` µs; values between 1 h and that bound are kept, as hdrh keeps them) are **left
-out and counted** in ``out_of_range`` / ``latency_out_of_range``, to be reported as errors.
+out and counted** in ``out_of_range``, to be reported as errors.
 
-``.hlog``: :func:`write_hlog` writes the format of the Java ``HistogramLogWriter`` (1.3) itself,
-because ``hdrh.log.HistogramLogWriter`` 0.10.8 is broken: ``output_start_time`` raises, an interval
-starting at 0.0 is replaced by the histogram's own time stamps, and the max column is floor-divided.
-hdrh's ``HistogramLogReader`` reads the files (:func:`read_hlog`). ``.hgrm``: rows from hdrh's
-percentile iterator as in ``output_percentile_distribution``; the footer in the Java layout, since
-hdrh prints the standard deviation unscaled.
+Per-interval series are in :mod:`bench.metrics.series`, ``.hgrm``/``.hlog`` files in
+:mod:`bench.metrics.files`.
 """
 
 from __future__ import annotations
@@ -27,14 +23,11 @@ import sys
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from hdrh.histogram import HdrHistogram
-from hdrh.log import HistogramLogReader
 
 __all__ = [
     "DEFAULT_FLUSH_EVERY",
@@ -42,19 +35,16 @@ __all__ = [
     "LOWEST_US",
     "PERCENTILES",
     "SIGNIFICANT_FIGURES",
-    "IntervalSeries",
     "LatencyRecorder",
     "decode_histogram",
     "encode_histogram",
+    "mean_stddev",
     "merge_encoded",
     "merge_into",
     "new_histogram",
-    "read_hlog",
     "record_array",
     "summarize",
     "value_at_percentiles",
-    "write_hgrm",
-    "write_hlog",
 ]
 
 LOWEST_US = 1
@@ -202,7 +192,7 @@ def value_at_percentiles(h: HdrHistogram, percentiles: Sequence[float]) -> list[
     return [int(lv + sz - 1) if p else int(lv) for p, lv, sz in zip(percentiles, low, size, strict=True)]
 
 
-def _mean_stddev(h: HdrHistogram) -> tuple[float, float]:
+def mean_stddev(h: HdrHistogram) -> tuple[float, float]:
     """hdrh's ``get_mean_value`` / ``get_stddev`` (median of each bucket's range), vectorised."""
     counts = _counts(h)
     idx = np.flatnonzero(counts).astype(np.int64)
@@ -226,7 +216,7 @@ def summarize(h: HdrHistogram) -> dict[str, Any]:
         for name in names:
             out[f"{name}_us"] = out[f"{name}_ms"] = None
         return out
-    mean, stddev = _mean_stddev(h)
+    mean, stddev = mean_stddev(h)
     values: list[float] = [int(h.get_min_value()), int(h.get_max_value()), mean, stddev]
     values += value_at_percentiles(h, [p for _, p in PERCENTILES])
     for name, value in zip(names, values, strict=True):
@@ -312,250 +302,3 @@ class LatencyRecorder:
         out = summarize(self.histogram)
         out["out_of_range"] = self.out_of_range
         return out
-
-
-class IntervalSeries:
-    """Per-interval (default 1 s) counts, bytes, errors and latency histograms of a run.
-
-    Interval ``i`` covers ``[origin_ns + i*interval, origin_ns + (i+1)*interval)`` on the
-    monotonic clock ``origin_ns`` was read from (``time.monotonic_ns()``; on Linux
-    ``perf_counter_ns`` is the same clock). Processes on one host given the same ``origin_ns``
-    produce series that :meth:`merge` adds up interval by interval. Time stamps before the origin
-    raise ``ValueError``. The last interval of a run may be partial.
-    """
-
-    def __init__(self, origin_ns: int, interval_s: float = 1.0) -> None:
-        if interval_s <= 0:
-            raise ValueError(f"interval_s must be positive, got {interval_s}")
-        self.origin_ns = int(origin_ns)
-        self.interval_s = float(interval_s)
-        self.interval_ns = round(interval_s * 1e9)
-        self._n = 0
-        self._count: IntArray = np.zeros(64, dtype=np.int64)
-        self._bytes: IntArray = np.zeros(64, dtype=np.int64)
-        self._errors: IntArray = np.zeros(64, dtype=np.int64)
-        self._hists: dict[int, HdrHistogram] = {}
-        #: latencies refused by the histograms (negative or beyond range)
-        self.latency_out_of_range = 0
-
-    def __len__(self) -> int:
-        return self._n
-
-    def _grow(self, n: int) -> None:
-        if n > self._count.size:
-            cap = max(n, 2 * self._count.size)
-            for name in ("_count", "_bytes", "_errors"):
-                old = getattr(self, name)
-                new = np.zeros(cap, dtype=np.int64)
-                new[: old.size] = old
-                setattr(self, name, new)
-        self._n = max(self._n, n)
-
-    def _indices(self, t_ns: npt.ArrayLike) -> IntArray:
-        idx = (np.asarray(t_ns, dtype=np.int64) - self.origin_ns) // self.interval_ns
-        if idx.size and int(idx.min()) < 0:
-            raise ValueError(f"time stamps before the series origin {self.origin_ns} ns")
-        return idx
-
-    def add(self, t_ns: int, count: int = 1, nbytes: int = 0, errors: int = 0) -> None:
-        i = (int(t_ns) - self.origin_ns) // self.interval_ns
-        if i < 0:
-            raise ValueError(f"time stamp {t_ns} ns is before the series origin {self.origin_ns} ns")
-        self._grow(i + 1)
-        self._count[i] += count
-        self._bytes[i] += nbytes
-        self._errors[i] += errors
-
-    def _add_binned(self, target: IntArray, idx: IntArray, weights: npt.ArrayLike | None) -> None:
-        lo = int(idx.min())
-        self._grow(int(idx.max()) + 1)
-        if weights is None:
-            binned = np.bincount(idx - lo)
-        else:  # float64 sums of integers are exact below 2**53 bytes per interval
-            binned = np.rint(np.bincount(idx - lo, weights=weights)).astype(np.int64)
-        target[lo: lo + binned.size] += binned
-
-    def add_many(self, t_ns: npt.ArrayLike, sizes: npt.ArrayLike) -> None:
-        """One message per time stamp (ns), of ``sizes`` bytes (an array, or one size for all)."""
-        idx = self._indices(t_ns)
-        if idx.size:
-            sizes_a = np.asarray(sizes, dtype=np.float64)
-            if sizes_a.ndim:
-                if sizes_a.shape != idx.shape:
-                    raise ValueError("t_ns and sizes must have the same length")
-            else:
-                sizes_a = np.full(idx.shape, float(sizes_a))
-            self._add_binned(self._count, idx, None)
-            self._add_binned(self._bytes, idx, sizes_a)
-
-    def add_errors(self, t_ns: npt.ArrayLike) -> None:
-        """One error per time stamp (ns)."""
-        idx = self._indices(t_ns)
-        if idx.size:
-            self._add_binned(self._errors, idx, None)
-
-    def _hist(self, i: int) -> HdrHistogram:
-        h = self._hists.get(i)
-        if h is None:
-            h = self._hists[i] = new_histogram()
-        return h
-
-    def add_latencies(self, t_ns: npt.ArrayLike, lat_us: npt.ArrayLike) -> None:
-        """Record latencies (µs) into the histogram of the interval of their time stamps."""
-        idx = self._indices(t_ns)
-        lat = np.asarray(lat_us)
-        if lat.shape != idx.shape:
-            raise ValueError("t_ns and lat_us must have the same length")
-        if not idx.size:
-            return
-        lo, hi = int(idx.min()), int(idx.max())
-        self._grow(hi + 1)
-        if lo == hi:
-            self.latency_out_of_range += record_array(self._hist(lo), lat)
-            return
-        if bool(np.any(idx[1:] < idx[:-1])):  # usually already in time order
-            order = np.argsort(idx, kind="stable")
-            idx, lat = idx[order], lat[order]
-        starts = np.concatenate(([0], np.flatnonzero(np.diff(idx)) + 1, [idx.size]))
-        for a, b in zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True):
-            self.latency_out_of_range += record_array(self._hist(int(idx[a])), lat[a:b])
-
-    def histogram_at(self, i: int) -> HdrHistogram | None:
-        """The latency histogram of interval ``i`` (None if no latency fell in it)."""
-        return self._hists.get(i)
-
-    def merge(self, other: IntervalSeries) -> None:
-        """Add another series of the same origin and interval, interval by interval."""
-        if (other.origin_ns, other.interval_ns) != (self.origin_ns, self.interval_ns):
-            raise ValueError("cannot merge interval series with different origins or intervals: "
-                             f"({self.origin_ns}, {self.interval_ns}) vs "
-                             f"({other.origin_ns}, {other.interval_ns})")
-        self._grow(other._n)
-        n = other._n
-        self._count[:n] += other._count[:n]
-        self._bytes[:n] += other._bytes[:n]
-        self._errors[:n] += other._errors[:n]
-        for i, h in other._hists.items():
-            merge_into(self._hist(i), h)
-        self.latency_out_of_range += other.latency_out_of_range
-
-    def _length(self, until_ns: int | None) -> int:
-        n = self._n
-        if until_ns is not None:
-            n = max(n, -(-(int(until_ns) - self.origin_ns) // self.interval_ns))
-        return n
-
-    def intervals(self, until_ns: int | None = None) -> list[tuple[float, float, HdrHistogram]]:
-        """(start_s, end_s, histogram) per interval, empty histograms included, for :func:`write_hlog`."""
-        return [(i * self.interval_s, (i + 1) * self.interval_s, self._hists.get(i) or new_histogram())
-                for i in range(self._length(until_ns))]
-
-    def _column(self, values: IntArray, n: int) -> list[int]:
-        out = np.zeros(n, dtype=np.int64)
-        out[: min(n, self._n)] = values[: min(n, self._n)]
-        return [int(x) for x in out]
-
-    def encode(self) -> dict[str, Any]:
-        """A picklable/JSON-able form that :meth:`decode` turns back into an identical series
-        (interval histograms as HdrHistogram V2 base64) — how workers ship series to the coordinator."""
-        n = self._n
-        return {"origin_ns": self.origin_ns, "interval_s": self.interval_s,
-                "count": self._count[:n].tolist(), "bytes": self._bytes[:n].tolist(),
-                "errors": self._errors[:n].tolist(), "out_of_range": self.latency_out_of_range,
-                "hists": {str(i): encode_histogram(h) for i, h in self._hists.items() if h.total_count}}
-
-    @classmethod
-    def decode(cls, doc: dict[str, Any]) -> IntervalSeries:
-        series = cls(int(doc["origin_ns"]), float(doc["interval_s"]))
-        n = len(doc["count"])
-        series._grow(n)
-        for name, key in (("_count", "count"), ("_bytes", "bytes"), ("_errors", "errors")):
-            getattr(series, name)[:n] = np.asarray(doc[key], dtype=np.int64)
-        series._hists = {int(i): decode_histogram(h) for i, h in doc["hists"].items()}
-        series.latency_out_of_range = int(doc.get("out_of_range", 0))
-        return series
-
-    def to_dict(self, until_ns: int | None = None) -> dict[str, Any]:
-        """JSON-ready columns; ``until_ns`` pads idle intervals up to the run's end with zeros.
-
-        ``p50_us`` / ``p99_us`` / ``max_us`` are ``None`` for intervals without latencies.
-        """
-        n = self._length(until_ns)
-        p50: list[int | None] = [None] * n
-        p99: list[int | None] = [None] * n
-        mx: list[int | None] = [None] * n
-        for i, h in self._hists.items():
-            if i < n and h.total_count:
-                p50[i], p99[i] = value_at_percentiles(h, (50.0, 99.0))
-                mx[i] = int(h.get_max_value())
-        return {
-            "interval_s": self.interval_s,
-            "t": [round(i * self.interval_s, 9) for i in range(n)],
-            "count": self._column(self._count, n),
-            "bytes": self._column(self._bytes, n),
-            "errors": self._column(self._errors, n),
-            "p50_us": p50,
-            "p99_us": p99,
-            "max_us": mx,
-        }
-
-
-def write_hgrm(hist: HdrHistogram, path: str | Path, scale_to_ms: bool = True) -> None:
-    """Percentile distribution text (``.hgrm``), values in ms (or µs), HdrHistogram's layout."""
-    ratio = 1000.0 if scale_to_ms else 1.0
-    sf = hist.significant_figures
-    row = f"%12.{sf}f %2.12f %10d %14.2f\n"
-    last = f"%12.{sf}f %2.12f %10d\n"
-    lines = [f"{'Value':>12} {'Percentile':>14} {'TotalCount':>10} {'1/(1-Percentile)':>14}\n\n"]
-    if hist.total_count:
-        for it in hist.get_percentile_iterator(5):
-            level = it.percentile_level_iterated_to
-            value = it.value_iterated_to / ratio
-            if level != 100:
-                lines.append(row % (value, level / 100, it.total_count_to_this_value, 1 / (1 - level / 100)))
-            else:
-                lines.append(last % (value, level / 100, it.total_count_to_this_value))
-    mean, stddev = _mean_stddev(hist) if hist.total_count else (0.0, 0.0)
-    lines.append(f"#[Mean    = {mean / ratio:12.{sf}f}, StdDeviation   = {stddev / ratio:12.{sf}f}]\n")
-    lines.append(f"#[Max     = {hist.get_max_value() / ratio:12.{sf}f}, "
-                 f"Total count    = {hist.total_count:12d}]\n")
-    lines.append(f"#[Buckets = {hist.bucket_count:12d}, SubBuckets     = {hist.sub_bucket_count:12d}]\n")
-    Path(path).write_text("".join(lines), encoding="utf-8")
-
-
-def write_hlog(intervals: Sequence[tuple[float, float, HdrHistogram]], path: str | Path, *,
-               start_time_s: float | None = None, max_value_unit_ratio: float = 1000.0,
-               comment: str | None = None) -> None:
-    """Interval histogram log (``.hlog``, Java ``HistogramLogWriter`` format 1.3).
-
-    ``intervals`` holds (start_s, end_s, histogram) relative to the run's start; ``start_time_s``
-    (wall clock, seconds since the epoch, of that start) is written as ``#[StartTime: ...]``.
-    The max column is the interval max divided by ``max_value_unit_ratio`` (µs → ms by default).
-    """
-    lines = []
-    if comment:
-        lines.append(f"#{comment}\n")
-    lines.append("#[Histogram log format version 1.3]\n")
-    if start_time_s is not None:
-        stamp = datetime.fromtimestamp(start_time_s, tz=UTC).isoformat(" ")
-        lines.append(f"#[StartTime: {start_time_s:.3f} (seconds since epoch), {stamp}]\n")
-    lines.append('"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"\n')
-    for start, end, h in intervals:
-        lines.append(f"{start:.3f},{end - start:.3f},{h.get_max_value() / max_value_unit_ratio:.3f},"
-                     f"{encode_histogram(h)}\n")
-    Path(path).write_text("".join(lines), encoding="utf-8")
-
-
-def read_hlog(path: str | Path) -> list[tuple[float, float, HdrHistogram]]:
-    """Read an ``.hlog`` with hdrh's ``HistogramLogReader``: (start_s, end_s, histogram) per line.
-
-    Times are as the reader gives them: absolute (epoch seconds) when the log has a StartTime.
-    """
-    reader = HistogramLogReader(str(path), new_histogram())
-    out = []
-    try:
-        while (h := reader.get_next_interval_histogram()) is not None:
-            out.append((h.get_start_time_stamp() / 1000.0, h.get_end_time_stamp() / 1000.0, h))
-    finally:
-        reader.close()
-    return out

@@ -12,15 +12,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.metrics.hdr import (
-    IntervalSeries,
-    decode_histogram,
-    encode_histogram,
-    merge_encoded,
-    summarize,
-    write_hgrm,
-    write_hlog,
-)
+from bench.metrics.files import write_hgrm, write_hlog
+from bench.metrics.hdr import decode_histogram, encode_histogram, merge_encoded, summarize
+from bench.metrics.series import IntervalSeries
 from bench.metrics.steady import check_steady_state
 from bench.scenario.model import Cell, to_plain
 

@@ -24,7 +24,8 @@ from bench.errors import BrokerError, RunAborted
 from bench.load.consumer import run_consumer
 from bench.load.producer import run_producer
 from bench.load.worker import Control, WorkerSpec
-from bench.metrics.hdr import decode_histogram, write_hgrm
+from bench.metrics.files import write_hgrm
+from bench.metrics.hdr import decode_histogram
 from bench.results.environment import client_versions, host_info
 from bench.results.store import new_run_dir, utc_now, write_result
 from bench.run.cell import build_cell_result
