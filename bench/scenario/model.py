@@ -26,6 +26,7 @@ from types import MappingProxyType
 import numpy as np
 
 from bench.errors import ScenarioError
+from bench.scenario import omb as _omb
 from bench.scenario import source as _yaml
 from bench.scenario.source import Ctx, KeyPath, parse_duration, show, split_key, to_plain
 
@@ -479,9 +480,9 @@ def _build(text: str, *, filename: str, overrides: Sequence[str], base_dir: Path
     if not isinstance(data, dict):
         raise ctx.error((), f"expected a mapping of scenario keys at the top level, got {show(data)}")
     source_format = "kbench"
-    if _yaml.is_omb(data):
+    if _omb.is_omb(data):
         ctx.mapping(data, (), None)
-        data, origins = _yaml.omb_to_kbench(ctx, data, base_dir)
+        data, origins = _omb.omb_to_kbench(ctx, data, base_dir)
         ctx = Ctx(filename, origins)
         source_format = "omb"
     doc = _yaml.apply_overrides(data, origins, overrides)
