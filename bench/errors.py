@@ -11,7 +11,8 @@ stderr and an exit code (2 for anything the user can fix, never a traceback)::
     │   ├── PortInUseError           a port the broker needs is taken
     │   ├── ArtifactError            a jar/binary could not be fetched (names the artifact)
     │   ├── BrokerStartError         the broker process exited or hung during start-up (log tail)
-    │   └── BrokerUnreachableError   a bootstrap address does not answer
+    │   ├── BrokerUnreachableError   a bootstrap address does not answer
+    │   └── TopicError               a topic operation failed: operation, topic, the broker's error
     ├── ResultError                  a result document is missing, corrupt or of an unknown version
     └── RunAborted                   a run stopped early (Ctrl-C: 130, broker died: 1); partial results kept
 """
@@ -30,6 +31,7 @@ __all__ = [
     "ResultError",
     "RunAborted",
     "ScenarioError",
+    "TopicError",
 ]
 
 
@@ -85,6 +87,21 @@ class BrokerStartError(BrokerError):
 
 class BrokerUnreachableError(BrokerError):
     """A bootstrap address did not answer a metadata request in time."""
+
+
+class TopicError(BrokerError):
+    """A topic operation (create, delete, describe, watermarks, a wait) failed or timed out.
+
+    ``code`` is the broker's (librdkafka's) error name, e.g. ``TOPIC_ALREADY_EXISTS``, or
+    ``_TIMED_OUT`` for a deadline; ``retriable`` is the broker's hint that trying again may work.
+    """
+
+    def __init__(self, operation: str, topic: str | None, detail: str, *, code: str | None = None,
+                 retriable: bool = False, what: str = "") -> None:
+        self.operation, self.topic, self.detail = operation, topic, detail
+        self.code, self.retriable = code, retriable
+        subject = f"{operation} topic {topic}" if topic else operation
+        super().__init__(f"could not {subject}{f' ({what})' if what else ''}: {detail}")
 
 
 class ResultError(KbenchError):
