@@ -1,0 +1,185 @@
+package kbench.driver;
+
+import java.time.Duration;
+import java.util.Collection;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.Set;
+import java.util.TreeMap;
+import org.HdrHistogram.Histogram;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.ConsumerRecords;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.common.KafkaException;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.WakeupException;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+
+/**
+ * One consumer group member: e2e = receipt − the header's intended send time, where receipt is the moment
+ * {@code poll} returns (it hands over what is already fetched; it waits only while nothing is).
+ */
+final class ConsumerRun {
+    private static final long SECOND = 1_000_000_000L;
+    private static final long FAR = 1L << 62;
+
+    private final Spec spec;
+    private final Control control;
+    private final Histogram e2e = Hist.create();
+    private final Map<String, Long> errors = new TreeMap<>();
+    private final Set<TopicPartition> assigned = new HashSet<>();
+    private final Rows reads;
+    private Hist.Series series = new Hist.Series(FAR);
+    private long receivedTotal;
+    private long firstNs = -1;
+    private long lastNs = -1;
+    private long joinedNs = -1;
+    private long polls;
+    private long outOfRange;
+
+    ConsumerRun(Spec spec, Control control) {
+        this.spec = spec;
+        this.control = control;
+        this.reads = spec.verify ? new Rows(4) : null;
+    }
+
+    static Properties properties(Spec spec) {
+        Properties p = new Properties();
+        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, spec.bootstrap);
+        p.put(ConsumerConfig.GROUP_ID_CONFIG, spec.group);
+        p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        p.putAll(spec.clientConfig);
+        return p;
+    }
+
+    private final class Listener implements ConsumerRebalanceListener {
+        @Override
+        public void onPartitionsAssigned(Collection<TopicPartition> parts) {
+            assigned.addAll(parts);
+            if (joinedNs < 0) {
+                joinedNs = System.nanoTime();
+                Out.line(Json.obj("type", "ready", "partitions", parts.size()));
+            }
+        }
+
+        @Override
+        public void onPartitionsRevoked(Collection<TopicPartition> parts) {
+            assigned.removeAll(parts);
+        }
+
+        @Override
+        public void onPartitionsLost(Collection<TopicPartition> parts) {
+            assigned.removeAll(parts);
+        }
+    }
+
+    Map<String, Object> run() throws InterruptedException {
+        if (spec.waitForConsume) control.awaitRelease();
+        long released = System.nanoTime();
+        long t0 = 0;
+        long tStart = FAR;
+        long tEnd = FAR;
+        Long lag = null;
+        KafkaConsumer<byte[], byte[]> consumer =
+                new KafkaConsumer<>(properties(spec), new ByteArrayDeserializer(), new ByteArrayDeserializer());
+        try {
+            consumer.subscribe(List.of(spec.topic), new Listener());
+            long lastStat = System.nanoTime();
+            long statCount = 0;
+            while (!control.stopRequested()) {
+                ConsumerRecords<byte[], byte[]> records;
+                try {
+                    records = consumer.poll(Duration.ofMillis(100));
+                } catch (WakeupException e) {
+                    break;
+                } catch (KafkaException e) {
+                    errors.merge(e.getClass().getSimpleName(), 1L, Long::sum);
+                    control.sleep(10_000_000L);
+                    continue;
+                }
+                long now = System.nanoTime();
+                polls++;
+                if (t0 == 0 && control.t0() != 0) {
+                    t0 = control.t0();
+                    tStart = t0 + spec.warmupNs;
+                    tEnd = tStart + spec.durationNs;
+                    series = new Hist.Series(tStart);
+                }
+                if (!records.isEmpty()) statCount += take(records, now, tStart, tEnd);
+                if (now - lastStat >= SECOND) {
+                    int n = series.length();
+                    Out.line(Json.obj("type", "stat", "t_s", t0 == 0 ? 0.0 : (now - t0) / 1e9, "count", statCount,
+                            "p99_us", n == 0 ? null : series.p99(n - 1), "total", receivedTotal));
+                    statCount = 0;
+                    lastStat = now;
+                }
+            }
+            lag = lag(consumer);
+        } finally {
+            close(consumer);
+        }
+        return result(t0 == 0 ? released : t0, tStart == FAR ? released : tStart, tEnd == FAR ? released : tEnd,
+                released, lag);
+    }
+
+    @SuppressWarnings("deprecation") // close(CloseOptions) is 4.1+; this driver builds against older clients too
+    private static void close(KafkaConsumer<byte[], byte[]> consumer) {
+        consumer.close(Duration.ofSeconds(3));
+    }
+
+    private int take(ConsumerRecords<byte[], byte[]> records, long now, long tStart, long tEnd) {
+        int n = 0;
+        boolean inWindow = now >= tStart && now < tEnd;
+        for (ConsumerRecord<byte[], byte[]> r : records) {
+            byte[] v = r.value();
+            int len = v == null ? 0 : v.length;
+            n++;
+            if (inWindow) series.add(now, len);
+            if (len < Payload.HEADER_SIZE) continue;
+            long sent = Payload.headerTime(v);
+            if (sent >= tStart && sent < tEnd) {
+                long us = (now - sent) / 1000;
+                if (!Hist.record(e2e, us)) outOfRange++;
+                series.latency(now, us);
+            }
+            if (reads != null) reads.add(r.partition(), r.offset(), Payload.headerProducer(v), Payload.headerSeq(v));
+        }
+        receivedTotal += n;
+        if (firstNs < 0) firstNs = now;
+        lastNs = now;
+        return n;
+    }
+
+    private Long lag(KafkaConsumer<byte[], byte[]> consumer) {
+        if (assigned.isEmpty()) return null;
+        try {
+            Map<TopicPartition, Long> ends = consumer.endOffsets(assigned, Duration.ofSeconds(2));
+            long total = 0;
+            for (TopicPartition tp : assigned) {
+                Long end = ends.get(tp);
+                if (end != null) total += Math.max(0, end - consumer.position(tp, Duration.ofSeconds(1)));
+            }
+            return total;
+        } catch (KafkaException e) { // best effort, as kbench's own consumer
+            return null;
+        }
+    }
+
+    private Map<String, Object> result(long t0, long tStart, long tEnd, long released, Long lag) {
+        long end = Math.max(tStart, Math.min(System.nanoTime(), tEnd));
+        series.outOfRange += outOfRange;
+        return Json.obj("group", spec.group, "received_total", receivedTotal,
+                "received_measured", series.totalCount(), "bytes_measured", series.totalBytes(),
+                "errors", errors, "window_s", Math.max(0.0, (end - tStart) / 1e9),
+                "join_s", joinedNs < 0 ? null : (joinedNs - released) / 1e9,
+                "released_s", (released - t0) / 1e9,
+                "first_receive_ns", firstNs < 0 ? null : firstNs, "last_receive_ns", lastNs < 0 ? null : lastNs,
+                "lag", lag, "hdr", Json.obj("e2e", Hist.encode(e2e)), "series", series.encode(),
+                "window_end_ns", end,
+                "verify", reads == null ? null : Json.obj("reads", reads, "polls", polls));
+    }
+}
