@@ -1,0 +1,506 @@
+"""Hosts on one machine: network namespaces joined by a Linux bridge, with addresses from 198.18.0.0/15.
+
+>>> with Topology.create(["broker", "master", "worker1"], attach_host=True) as topo:
+...     topo.address("broker")                              # '198.18.7.2'
+...     topo.popen_in("broker", ["java", ...])              # a process on that "host"
+...     topo.run_in("master", ["ss", "-tn"]).stdout
+
+Shape (one topology; every name starts with its prefix, ``kbn`` + 6 hex digits)::
+
+    root namespace             <prefix>-switch              <prefix>-<node>  (one per node)
+    [<prefix>-h 198.18.N.1] ─ host ┐                        ┌── eth0 198.18.N.2 (+ lo)
+      (only with attach_host)     ├─ br0 ─ p0 ─────────────┘
+                                  └─────── p1 ───────────────── eth0 198.18.N.3 (+ lo)
+
+* Each node is a namespace with ``lo`` up and one veth, ``eth0``, whose peer ``p<i>`` is a port of the
+  bridge ``br0``. The bridge lives in its own namespace (``<prefix>-switch``), not in the root one: the
+  host's firewall (Docker's FORWARD chain, br_netfilter) never sees the traffic, and deleting the
+  namespaces removes every veth and the bridge with them.
+* Each topology gets its own /24 of 198.18.0.0/15 (``.1`` is the host's, nodes from ``.2``), one not in
+  use in the root namespace. Nodes get only the on-link route of that /24: **no default route**, so
+  nothing routes outside (connecting elsewhere fails with ENETUNREACH before a packet leaves). IPv6 is
+  off on ``eth0``, so link-local IPv6 cannot bypass IPv4 rules.
+* ``attach_host=True`` adds a veth from the root namespace to the bridge (``<prefix>-h``, ``.1``): the
+  client side (kbench itself, a test) reaches every node directly. The root namespace's forwarding is not
+  touched.
+* :meth:`Topology.teardown` (also on ``with`` exit, exception or Ctrl-C) ends every process in the
+  namespaces (the tracked ones first, then whatever ``ip netns pids`` lists: SIGTERM, SIGKILL after a
+  grace), deletes the host veth and the namespaces, and checks nothing is left.
+* A crashed owner leaves namespaces behind: :func:`list_leftovers` / :func:`cleanup_leftovers` find them
+  (and their processes, root-namespace links and nft tables) by prefix. The owner's pid is recorded in
+  ``/run/kbench/netns/<prefix>.json``, so ``orphans_only=True`` spares topologies whose owner still runs.
+
+Hooks for network faults (issue 16), not built here:
+
+* **partitions**: an nft table in the switch namespace, family ``bridge``, hook ``forward``, with
+  ``ip saddr A ip daddr B drop`` per cut pair (one-way cuts are single rules; tested to time connects
+  out). ``topo.run_in(SWITCH, ["nft", "-f", "-"], input=ruleset)``; it disappears with the namespace.
+* **bandwidth**: ``tc qdisc ... tbf`` on a node's ``eth0`` (its egress) inside its namespace, or on its
+  bridge port ``Node.port`` in the switch namespace (its ingress).
+* **latency / jitter / loss** (no netem on this kernel): a userspace proxy started with
+  :meth:`Topology.popen_in` in a node's namespace (ended at teardown like any other process).
+
+Needs root and iproute2 (``ip``); :func:`unavailable_reason` says why not, :func:`require_root` raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import psutil
+
+from bench.errors import KbenchError
+
+__all__ = [
+    "NET_RANGE",
+    "PREFIX_ROOT",
+    "SWITCH",
+    "Leftovers",
+    "NetnsError",
+    "Node",
+    "Topology",
+    "TopologyPlan",
+    "cleanup_leftovers",
+    "exec_argv",
+    "list_leftovers",
+    "new_prefix",
+    "pick_subnet",
+    "plan_topology",
+    "require_root",
+    "unavailable_reason",
+]
+
+NET_RANGE = IPv4Network("198.18.0.0/15")   # RFC 2544 benchmarking range
+PREFIX_ROOT = "kbn"                        # every topology's prefix starts with it
+SWITCH = "switch"                          # the bridge's namespace, as a target of run_in / popen_in
+BRIDGE = "br0"
+NODE_IF = "eth0"
+HOST_PORT = "host"                         # the host veth's bridge port, in the switch namespace
+STATE_DIR = Path("/run/kbench/netns")      # one JSON file per live topology: its owner's pid
+MAX_NODES = 253                            # .2 .. .254 of the /24
+CMD_TIMEOUT_S = 20.0
+_PREFIX_RE = re.compile(r"kbn[0-9a-z]{1,8}")
+_NODE_RE = re.compile(r"[a-z][a-z0-9-]{0,31}")
+
+
+class NetnsError(KbenchError):
+    """A namespace topology cannot be created, used or removed: not root, no iproute2, an ``ip`` command
+    failed (the message carries the command and its stderr), or something was left after teardown."""
+
+
+# ------------------------------------------------------------------------------------------ pure plan
+@dataclass(frozen=True)
+class Node:
+    """One host of a topology."""
+
+    name: str           # logical name ("broker", "worker1")
+    namespace: str      # "<prefix>-<name>"
+    address: IPv4Address
+    ifname: str         # its interface inside its namespace
+    port: str           # the veth peer: a port of the bridge, in the switch namespace
+
+
+@dataclass(frozen=True)
+class TopologyPlan:
+    """Names, addresses and the ``ip`` commands of a topology, computed without touching the system."""
+
+    prefix: str
+    subnet: IPv4Network
+    nodes: tuple[Node, ...]
+    attach_host: bool = False
+
+    @property
+    def switch_ns(self) -> str:
+        return f"{self.prefix}-{SWITCH}"
+
+    @property
+    def host_link(self) -> str | None:
+        """The root namespace's veth into the bridge (None without ``attach_host``)."""
+        return f"{self.prefix}-h" if self.attach_host else None
+
+    @property
+    def host_address(self) -> IPv4Address:
+        return self.subnet.network_address + 1
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        return (*(n.namespace for n in self.nodes), self.switch_ns)
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise NetnsError(f"topology {self.prefix} has no node {name!r} (nodes: "
+                         f"{', '.join(n.name for n in self.nodes)})")
+
+    def namespace_of(self, target: str) -> str:
+        """The namespace of a node name, or of :data:`SWITCH`."""
+        return self.switch_ns if target == SWITCH else self.node(target).namespace
+
+    def setup_commands(self) -> list[list[str]]:
+        """The ``ip`` commands that build the topology, in order (namespaces first, then links)."""
+        sw, plen = self.switch_ns, self.subnet.prefixlen
+        cmds = [["ip", "netns", "add", ns] for ns in self.namespaces]
+        cmds += [["ip", "-n", ns, "link", "set", "lo", "up"] for ns in self.namespaces]
+        cmds += [["ip", "-n", sw, "link", "add", BRIDGE, "type", "bridge"],
+                 ["ip", "-n", sw, "link", "set", BRIDGE, "up"]]
+        for n in self.nodes:
+            cmds += [
+                ["ip", "-n", sw, "link", "add", n.port, "type", "veth", "peer", "name", n.ifname, "netns", n.namespace],
+                ["ip", "-n", sw, "link", "set", n.port, "master", BRIDGE, "up"],
+                exec_argv(n.namespace, _ipv6_off(n.ifname)),
+                ["ip", "-n", n.namespace, "addr", "add", f"{n.address}/{plen}", "dev", n.ifname],
+                ["ip", "-n", n.namespace, "link", "set", n.ifname, "up"],
+            ]
+        if self.host_link is not None:
+            cmds += [
+                ["ip", "link", "add", self.host_link, "type", "veth", "peer", "name", HOST_PORT, "netns", sw],
+                ["ip", "-n", sw, "link", "set", HOST_PORT, "master", BRIDGE, "up"],
+                _ipv6_off(self.host_link),
+                ["ip", "addr", "add", f"{self.host_address}/{plen}", "dev", self.host_link],
+                ["ip", "link", "set", self.host_link, "up"],
+            ]
+        return cmds
+
+    def teardown_commands(self) -> list[list[str]]:
+        """Delete the host veth (its peer goes with it), then the node namespaces, then the switch."""
+        cmds = [["ip", "link", "del", self.host_link]] if self.host_link is not None else []
+        return cmds + [["ip", "netns", "del", ns] for ns in self.namespaces]
+
+
+def _ipv6_off(ifname: str) -> list[str]:
+    knob = f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"
+    return ["sh", "-c", f"test ! -e {knob} || echo 1 > {knob}"]
+
+
+def exec_argv(namespace: str, argv: Sequence[str]) -> list[str]:
+    """``argv`` run inside ``namespace`` (``ip netns exec`` execs it: the pid is the program's own)."""
+    if not argv:
+        raise NetnsError("an empty command cannot run in a namespace")
+    return ["ip", "netns", "exec", namespace, *argv]
+
+
+def new_prefix(rng: random.Random | None = None) -> str:
+    """A fresh topology prefix: ``kbn`` + 6 hex digits."""
+    return f"{PREFIX_ROOT}{(rng or random.SystemRandom()).getrandbits(24):06x}"
+
+
+def pick_subnet(in_use: Iterable[IPv4Network], rng: random.Random | None = None) -> IPv4Network:
+    """A random /24 of :data:`NET_RANGE` that overlaps none of ``in_use``."""
+    used = [n for n in in_use if n.overlaps(NET_RANGE)]
+    free = [s for s in NET_RANGE.subnets(new_prefix=24) if not any(s.overlaps(u) for u in used)]
+    if not free:
+        raise NetnsError(f"no free /24 left in {NET_RANGE} (all overlap addresses or routes of this host)")
+    return (rng or random.SystemRandom()).choice(free)
+
+
+def plan_topology(names: Sequence[str], *, prefix: str | None = None, subnet: IPv4Network | str | None = None,
+                  attach_host: bool = False, in_use: Iterable[IPv4Network] = (),
+                  rng: random.Random | None = None) -> TopologyPlan:
+    """Names and addresses of a topology of ``names`` (node i gets ``subnet`` .2+i); validated, pure."""
+    prefix = prefix or new_prefix(rng)
+    if not _PREFIX_RE.fullmatch(prefix):
+        raise NetnsError(f"topology prefix {prefix!r}: expected {PREFIX_ROOT!r} and 1-8 of [0-9a-z]")
+    if not 1 <= len(names) <= MAX_NODES:
+        raise NetnsError(f"a topology has 1..{MAX_NODES} nodes, got {len(names)}")
+    for name in names:
+        if not _NODE_RE.fullmatch(name) or name == SWITCH:
+            raise NetnsError(f"node name {name!r}: expected [a-z][a-z0-9-]{{0,31}}, not {SWITCH!r}")
+    if len(set(names)) != len(names):
+        raise NetnsError(f"node names must be unique, got {list(names)}")
+    net = pick_subnet(in_use, rng) if subnet is None else IPv4Network(subnet)
+    if net.prefixlen != 24 or not net.subnet_of(NET_RANGE):
+        raise NetnsError(f"subnet {net}: expected a /24 inside {NET_RANGE}")
+    nodes = tuple(Node(name=name, namespace=f"{prefix}-{name}", address=net.network_address + 2 + i,
+                       ifname=NODE_IF, port=f"p{i}") for i, name in enumerate(names))
+    return TopologyPlan(prefix=prefix, subnet=net, nodes=nodes, attach_host=attach_host)
+
+
+# ------------------------------------------------------------------------------------------ the system
+def unavailable_reason() -> str | None:
+    """Why topologies cannot be built here (None: they can)."""
+    if os.geteuid() != 0:
+        return "network namespaces need root (ip netns, veth, bridge); run as root"
+    if shutil.which("ip") is None:
+        return "network namespaces need iproute2: the 'ip' command is not on PATH"
+    return None
+
+
+def require_root() -> None:
+    reason = unavailable_reason()
+    if reason:
+        raise NetnsError(reason)
+
+
+def _run(argv: Sequence[str], *, check: bool = True, timeout: float = CMD_TIMEOUT_S,
+         input: str | None = None) -> subprocess.CompletedProcess[str]:
+    try:
+        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False, input=input)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise NetnsError(f"`{' '.join(argv)}` failed: {exc}") from exc
+    if check and proc.returncode != 0:
+        detail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[:6])
+        raise NetnsError(f"`{' '.join(argv)}` exited {proc.returncode}: {detail}")
+    return proc
+
+
+def _root_networks() -> list[IPv4Network]:
+    """Networks of the root namespace's IPv4 addresses and routes (what a new /24 must not overlap)."""
+    nets: list[IPv4Network] = []
+    for entry in json.loads(_run(["ip", "-j", "-4", "addr", "show"]).stdout or "[]"):
+        for a in entry.get("addr_info", []):
+            nets.append(IPv4Network(f"{a['local']}/{a['prefixlen']}", strict=False))
+    for route in json.loads(_run(["ip", "-j", "-4", "route", "show", "table", "all"]).stdout or "[]"):
+        dst = route.get("dst", "default")
+        if dst != "default":
+            with contextlib.suppress(ValueError):
+                nets.append(IPv4Network(dst if "/" in dst else f"{dst}/32", strict=False))
+    return nets
+
+
+def _netns_names() -> list[str]:
+    out = _run(["ip", "netns", "list"]).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def _netns_pids(namespace: str) -> list[int]:
+    proc = _run(["ip", "netns", "pids", namespace], check=False)
+    return [int(p) for p in proc.stdout.split() if p.isdigit()] if proc.returncode == 0 else []
+
+
+def _root_links() -> list[str]:
+    return [e["ifname"] for e in json.loads(_run(["ip", "-j", "link", "show"]).stdout or "[]")]
+
+
+def _nft_tables() -> list[tuple[str, str]]:
+    """(family, name) of the root namespace's nft tables ([] without nft)."""
+    if shutil.which("nft") is None:
+        return []
+    proc = _run(["nft", "list", "tables"], check=False)
+    return [(p[1], p[2]) for p in (line.split() for line in proc.stdout.splitlines()) if len(p) == 3]
+
+
+def _end_processes(pids: Iterable[int], grace_s: float) -> None:
+    """SIGTERM, then SIGKILL after ``grace_s``; returns when all are gone (or after the SIGKILL wait)."""
+    procs: list[psutil.Process] = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            p = psutil.Process(pid)
+            p.send_signal(signal.SIGCONT)  # a paused (SIGSTOPped) process cannot act on SIGTERM
+            p.terminate()
+            procs.append(p)
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=5)
+
+
+def _owner_alive(prefix: str) -> bool:
+    try:
+        doc = json.loads((STATE_DIR / f"{prefix}.json").read_text())
+        p = psutil.Process(int(doc["pid"]))
+        return abs(p.create_time() - float(doc["create_time"])) < 1.0 and p.status() != psutil.STATUS_ZOMBIE
+    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+        return False
+
+
+@dataclass(frozen=True)
+class Leftovers:
+    """What a topology (or a crash) left on the host, by kind."""
+
+    namespaces: tuple[str, ...] = ()
+    links: tuple[str, ...] = ()             # root-namespace interfaces
+    nft_tables: tuple[str, ...] = ()        # root-namespace tables, "family name"
+    pids: tuple[int, ...] = ()              # processes inside the namespaces
+
+    @property
+    def empty(self) -> bool:
+        return not (self.namespaces or self.links or self.nft_tables or self.pids)
+
+    def __str__(self) -> str:
+        parts = [f"{k}: {', '.join(map(str, v))}" for k, v in
+                 (("namespaces", self.namespaces), ("links", self.links), ("nft tables", self.nft_tables),
+                  ("pids", self.pids)) if v]
+        return "; ".join(parts) or "nothing"
+
+
+def list_leftovers(prefix: str = PREFIX_ROOT, *, orphans_only: bool = False) -> Leftovers:
+    """Namespaces, root links, root nft tables and processes whose names start with ``prefix``.
+
+    ``orphans_only``: skip topologies whose owner (recorded at creation) is still running."""
+    if not prefix.startswith(PREFIX_ROOT):
+        raise NetnsError(f"prefix {prefix!r}: kbench's topologies all start with {PREFIX_ROOT!r}")
+
+    def wanted(name: str) -> bool:
+        return name.startswith(prefix) and not (orphans_only and _owner_alive(name.split("-", 1)[0]))
+
+    namespaces = tuple(ns for ns in _netns_names() if wanted(ns))
+    return Leftovers(namespaces=namespaces, links=tuple(n for n in _root_links() if wanted(n)),
+                     nft_tables=tuple(f"{f} {n}" for f, n in _nft_tables() if wanted(n)),
+                     pids=tuple(sorted({p for ns in namespaces for p in _netns_pids(ns)})))
+
+
+def cleanup_leftovers(prefix: str = PREFIX_ROOT, *, orphans_only: bool = False, grace_s: float = 5.0) -> Leftovers:
+    """Remove what :func:`list_leftovers` finds (processes first); return what was found.
+
+    Raises :class:`NetnsError` if something could not be removed."""
+    require_root()
+    found = list_leftovers(prefix, orphans_only=orphans_only)
+    _end_processes(found.pids, grace_s)
+    for link in found.links:
+        _run(["ip", "link", "del", link], check=False)
+    for table in found.nft_tables:
+        _run(["nft", "delete", "table", *table.split()], check=False)
+    for ns in sorted(found.namespaces, key=lambda n: n.endswith(f"-{SWITCH}")):  # the switch last
+        _run(["ip", "netns", "del", ns], check=False)
+    for prefix_ in {name.split("-", 1)[0] for name in (*found.namespaces, *found.links)}:
+        with contextlib.suppress(FileNotFoundError):
+            (STATE_DIR / f"{prefix_}.json").unlink()
+    _wait_gone(lambda: list_leftovers(prefix, orphans_only=orphans_only), f"cleanup of {prefix}*")
+    return found
+
+
+def _wait_gone(probe: Any, what: str, timeout_s: float = 10.0) -> None:
+    """Namespace deletion is asynchronous in the kernel (veths go a moment later): poll until empty."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left: Leftovers = probe()
+        if left.empty:
+            return
+        if time.monotonic() >= deadline:
+            raise NetnsError(f"{what}: still present after {timeout_s:g} s: {left}")
+        time.sleep(0.1)
+
+
+# ------------------------------------------------------------------------------------------ a topology
+class Topology:
+    """A live topology (see the module docstring). Build it with :meth:`create`; always :meth:`teardown`."""
+
+    def __init__(self, plan: TopologyPlan) -> None:
+        self.plan = plan
+        self._procs: list[subprocess.Popen[Any]] = []
+        self._up = False
+
+    @classmethod
+    def create(cls, names: Sequence[str], *, attach_host: bool = False, prefix: str | None = None,
+               subnet: IPv4Network | str | None = None) -> Topology:
+        """Build namespaces, bridge, veths and addresses; on any failure remove what was made and raise."""
+        require_root()
+        plan = plan_topology(names, prefix=prefix, subnet=subnet, attach_host=attach_host,
+                             in_use=_root_networks())
+        topo = cls(plan)
+        taken = [ns for ns in plan.namespaces if ns in _netns_names()]
+        if taken:
+            raise NetnsError(f"namespaces already exist: {', '.join(taken)} (cleanup_leftovers({plan.prefix!r}))")
+        topo._write_state()
+        topo._up = True
+        try:
+            for argv in plan.setup_commands():
+                _run(argv)
+        except BaseException:
+            topo.teardown()
+            raise
+        return topo
+
+    def _write_state(self) -> None:
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        me = psutil.Process()
+        doc = {"pid": me.pid, "create_time": me.create_time(), "namespaces": list(self.plan.namespaces),
+               "host_link": self.plan.host_link, "subnet": str(self.plan.subnet)}
+        (STATE_DIR / f"{self.plan.prefix}.json").write_text(json.dumps(doc))
+
+    # -- names and addresses ----------------------------------------------------------------------
+    @property
+    def prefix(self) -> str:
+        return self.plan.prefix
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        return self.plan.nodes
+
+    def node(self, name: str) -> Node:
+        return self.plan.node(name)
+
+    def address(self, name: str) -> str:
+        """A node's address, or the host's (``"host"``, with ``attach_host``)."""
+        if name == "host" and self.plan.attach_host:
+            return str(self.plan.host_address)
+        return str(self.plan.node(name).address)
+
+    # -- processes --------------------------------------------------------------------------------
+    def argv(self, target: str, argv: Sequence[str]) -> list[str]:
+        """``argv`` wrapped to run in ``target``'s namespace (a node name or :data:`SWITCH`)."""
+        return exec_argv(self.plan.namespace_of(target), argv)
+
+    def run_in(self, target: str, argv: Sequence[str], *, check: bool = True, timeout: float = CMD_TIMEOUT_S,
+               input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` to completion in ``target``'s namespace; :class:`NetnsError` on failure if ``check``."""
+        self._check_up()
+        return _run(self.argv(target, argv), check=check, timeout=timeout, input=input)
+
+    def popen_in(self, target: str, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        """Start ``argv`` in ``target``'s namespace (``subprocess.Popen`` keywords pass through).
+
+        The process is ended at :meth:`teardown` if it still runs."""
+        self._check_up()
+        try:
+            proc: subprocess.Popen[Any] = subprocess.Popen(self.argv(target, argv), **kwargs)
+        except OSError as exc:
+            raise NetnsError(f"cannot start {argv[0]} in {target}: {exc}") from exc
+        self._procs.append(proc)
+        return proc
+
+    def pids(self, target: str) -> list[int]:
+        """Every process in ``target``'s namespace (started here or not)."""
+        return _netns_pids(self.plan.namespace_of(target))
+
+    def _check_up(self) -> None:
+        if not self._up:
+            raise NetnsError(f"topology {self.prefix} is not up (torn down already?)")
+
+    # -- teardown ---------------------------------------------------------------------------------
+    def teardown(self, grace_s: float = 5.0) -> None:
+        """End every process in the namespaces, delete host veth and namespaces, check nothing is left.
+
+        Idempotent; raises :class:`NetnsError` if something remains."""
+        self._up = False
+        for p in self._procs:
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.terminate()
+        deadline = time.monotonic() + grace_s
+        for p in self._procs:
+            try:
+                p.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)
+        existing = set(_netns_names())
+        _end_processes({pid for ns in self.plan.namespaces if ns in existing for pid in _netns_pids(ns)}, grace_s)
+        for argv in self.plan.teardown_commands():
+            _run(argv, check=False)
+        with contextlib.suppress(FileNotFoundError):
+            (STATE_DIR / f"{self.prefix}.json").unlink()
+        _wait_gone(lambda: list_leftovers(self.prefix), f"teardown of topology {self.prefix}")
+
+    def __enter__(self) -> Topology:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.teardown()
