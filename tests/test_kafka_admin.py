@@ -79,6 +79,15 @@ def test_delete_unknown_topic(admin: TopicAdmin) -> None:
     assert admin.delete_topics([]) == []
 
 
+def test_describe_and_watermarks_of_a_missing_topic_do_not_create_it(admin: TopicAdmin) -> None:
+    name = _name("nocreate")
+    for call in (admin.describe_topic, admin.watermarks):
+        with pytest.raises(TopicError) as info:
+            call(name, timeout_s=3.0)
+        assert info.value.code == "UNKNOWN_TOPIC_OR_PART" and info.value.topic == name
+    assert name not in admin.client.list_topics(timeout=5).topics
+
+
 def test_wait_topic_times_out_with_a_clear_error(admin: TopicAdmin) -> None:
     name = _name("wait")
     admin.create_topic(name, partitions=1)

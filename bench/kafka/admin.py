@@ -48,7 +48,9 @@ RETRIABLE_CODES = frozenset({"NOT_LEADER_FOR_PARTITION", "LEADER_NOT_AVAILABLE",
                              "_TRANSPORT", "_TIMED_OUT", "_UNKNOWN_PARTITION", "_UNKNOWN_TOPIC",
                              "_LEADER_NOT_AVAILABLE", "REQUEST_TIMED_OUT", "NOT_CONTROLLER"})
 #: applied to the admin client unless the caller's config sets them
-DEFAULT_CONF: Mapping[str, str | int] = {"socket.timeout.ms": 10_000, "log_level": 3}
+#: (no auto-creation: describing or reading a missing topic must not create it)
+DEFAULT_CONF: Mapping[str, str | int] = {"socket.timeout.ms": 10_000, "log_level": 3,
+                                         "allow.auto.create.topics": "false"}
 
 
 class Watermarks(NamedTuple):

@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import BrokerError
+from bench.errors import TopicError
+from bench.kafka.admin import TopicAdmin
 from bench.load.payload import HEADER
 from bench.verify.history import AnomalyKind, Poll, Send, check
 
@@ -69,39 +70,45 @@ class FinalRead:
                 "partitions": {str(p): [self.low.get(p), self.high.get(p)] for p in sorted(self.high)}}
 
 
+def _watermarks(bootstrap: str, topic: str, client_config: Mapping[str, str] | None, timeout_s: float,
+                out: FinalRead) -> bool:
+    """Fill ``out.low``/``out.high``, retrying until ``deadline`` (leaders may still be moving after
+    a fault); False (with ``out.error``) if the broker never answered."""
+    deadline = time.monotonic() + timeout_s
+    last: TopicError | None = None
+    with TopicAdmin(bootstrap, client_config) as admin:
+        while time.monotonic() < deadline:
+            try:
+                marks = admin.watermarks(topic, timeout_s=max(0.5, min(10.0, deadline - time.monotonic())))
+            except TopicError as exc:
+                last = exc
+                time.sleep(0.5)
+                continue
+            out.low = {p: m.low for p, m in marks.items()}
+            out.high = {p: m.high for p, m in marks.items()}
+            return True
+    out.complete, out.error = False, f"no watermarks within {timeout_s:g} s: {last if last else 'no time left'}"
+    return False
+
+
 def read_topic(bootstrap: str, topic: str, client_config: Mapping[str, str] | None = None,
                timeout_s: float = 60.0) -> FinalRead:
     """Read every partition of ``topic`` from the start up to its high watermark, within ``timeout_s``."""
-    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
 
     started = time.monotonic()
     deadline = started + timeout_s
     out = FinalRead()
+    if not _watermarks(bootstrap, topic, client_config, timeout_s, out):
+        out.elapsed_s = time.monotonic() - started
+        return out
     conf = {"bootstrap.servers": bootstrap, "group.id": f"kbench-verify-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False, "enable.partition.eof": True, "auto.offset.reset": "earliest",
             "log_level": 3, **(client_config or {})}
     consumer = Consumer(conf)
     try:
-        last_exc: Exception | None = None
-        while time.monotonic() < deadline:  # metadata and watermarks (leaders may still be moving)
-            try:
-                md = consumer.list_topics(topic, timeout=max(0.5, min(10.0, deadline - time.monotonic())))
-                tmd = md.topics.get(topic)
-                if tmd is None or tmd.error is not None:
-                    raise BrokerError(f"topic {topic}: {tmd.error if tmd is not None else 'not found'}")
-                for p in sorted(tmd.partitions):
-                    lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
-                    out.low[p], out.high[p] = lo, hi
-                break
-            except (KafkaException, BrokerError) as exc:
-                last_exc = exc
-                time.sleep(0.5)
-        else:
-            out.complete, out.error = False, f"no watermarks within {timeout_s:g} s: {last_exc}"
-            return out
         pending = {p for p in out.high if out.high[p] > out.low[p]}
-        for p in out.high:
-            out.records[p] = []
+        out.records = {part: [] for part in out.high}
         consumer.assign([TopicPartition(topic, p, out.low[p]) for p in sorted(pending)])
         errors: dict[str, int] = {}
         while pending and time.monotonic() < deadline:
