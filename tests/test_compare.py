@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import itertools
 import json
 import math
 import re
@@ -19,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from bench.cli.main import main
 from bench.cli.report import cmd_compare
@@ -35,7 +32,7 @@ from bench.report.compare import (
     parse_threshold,
 )
 from bench.report.data import COMPARE_METRICS, PRODUCE_MSGS
-from bench.report.stats import mann_whitney_u, min_p_value
+from bench.report.stats import min_p_value
 from bench.results.store import load_result
 from bench.run.repeats import merge_repeats
 
@@ -91,84 +88,6 @@ def _write(tmp_path: Path, name: str, doc: dict[str, Any]) -> Path:
     doc = {k: v for k, v in doc.items() if k != "_path"}
     path.write_text(json.dumps(doc))
     return path
-
-
-# -- Mann-Whitney U --------------------------------------------------------------------------------
-def _brute_force_p(x: list[float], y: list[float]) -> float:
-    """Exact two-sided p by enumerating every split of the pooled (average-ranked) values."""
-    pooled = sorted(x + y)
-    rank = {v: (pooled.index(v) + len(pooled) - pooled[::-1].index(v) + 1) / 2 for v in pooled}
-    ranks = [rank[v] for v in x + y]
-    n1, n = len(x), len(x) + len(y)
-    center = n1 * (n + 1) / 2
-    obs = abs(sum(ranks[:n1]) - center)
-    splits = list(itertools.combinations(range(n), n1))
-    hits = sum(1 for s in splits if abs(sum(ranks[i] for i in s) - center) >= obs - 1e-9)
-    return hits / len(splits)
-
-
-def test_mann_whitney_reference_values() -> None:
-    # scipy.stats.mannwhitneyu documentation example (males vs females): U = 17, p = 0.1111 exact,
-    # 0.11134688653314041 asymptotic
-    males, females = [19.0, 22, 16, 29, 24], [20.0, 11, 17, 12]
-    exact = mann_whitney_u(males, females)
-    assert exact.method == "exact" and exact.u == 17.0
-    assert exact.p_value == pytest.approx(_brute_force_p(males, females))
-    assert mann_whitney_u(males, females, "asymptotic").p_value == pytest.approx(0.11134688653314041, rel=1e-9)
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(0, 6), min_size=1, max_size=6), st.lists(st.integers(0, 6), min_size=1, max_size=6))
-def test_mann_whitney_exact_matches_enumeration_with_ties(x: list[int], y: list[int]) -> None:
-    assert mann_whitney_u(x, y).p_value == pytest.approx(_brute_force_p([float(v) for v in x],
-                                                                        [float(v) for v in y]), abs=1e-9)
-
-
-def _brute_force_greater(x: list[float], y: list[float]) -> float:
-    """Exact one-sided p (x tends larger) by enumerating every split of the pooled average ranks."""
-    pooled = sorted(x + y)
-    rank = {v: (pooled.index(v) + len(pooled) - pooled[::-1].index(v) + 1) / 2 for v in pooled}
-    ranks = [rank[v] for v in x + y]
-    n1, n = len(x), len(x) + len(y)
-    obs = sum(ranks[:n1])
-    splits = list(itertools.combinations(range(n), n1))
-    return sum(1 for s in splits if sum(ranks[i] for i in s) >= obs - 1e-9) / len(splits)
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(0, 6), min_size=1, max_size=6), st.lists(st.integers(0, 6), min_size=1, max_size=6))
-def test_one_sided_mann_whitney_matches_enumeration(x: list[int], y: list[int]) -> None:
-    fx, fy = [float(v) for v in x], [float(v) for v in y]
-    assert mann_whitney_u(fx, fy, alternative="greater").p_value == pytest.approx(_brute_force_greater(fx, fy),
-                                                                                  abs=1e-9)
-    assert mann_whitney_u(fx, fy, alternative="less").p_value == pytest.approx(_brute_force_greater(fy, fx),
-                                                                               abs=1e-9)
-
-
-def test_one_sided_limits() -> None:
-    assert min_p_value(3, 3, "greater") == pytest.approx(0.05)
-    assert min_p_value(4, 4, "less") == pytest.approx(1 / 70)
-    assert mann_whitney_u([5.0, 6, 7, 8], [1.0, 2, 3, 4], alternative="greater").p_value == pytest.approx(1 / 70)
-    assert mann_whitney_u([5.0, 6, 7, 8], [1.0, 2, 3, 4], alternative="less").p_value == pytest.approx(1.0)
-    big_x, big_y = [float(i) + 3 for i in range(40)], [float(i) for i in range(40)]
-    assert mann_whitney_u(big_x, big_y, "asymptotic", "greater").p_value == pytest.approx(
-        mann_whitney_u(big_x, big_y, "exact", "greater").p_value, abs=0.01)
-    with pytest.raises(ValueError):
-        mann_whitney_u([1.0], [2.0], alternative="sideways")
-
-
-def test_mann_whitney_separation_and_limits() -> None:
-    low, high = [1.0, 2, 3, 4, 5], [6.0, 7, 8, 9, 10]
-    assert mann_whitney_u(low, high).p_value == pytest.approx(min_p_value(5, 5))
-    assert min_p_value(5, 5) == pytest.approx(2 / math.comb(10, 5))
-    assert mann_whitney_u([3.0, 3, 3], [3.0, 3, 3]).p_value == 1.0
-    assert min_p_value(3, 3) > 0.05  # 3 vs 3 seconds can never be significant
-    big_x, big_y = [float(i) for i in range(40)], [float(i) + 0.5 for i in range(40)]
-    auto = mann_whitney_u(big_x, big_y)
-    assert auto.method == "asymptotic"
-    assert auto.p_value == pytest.approx(mann_whitney_u(big_x, big_y, "exact").p_value, abs=0.01)
-    with pytest.raises(ValueError):
-        mann_whitney_u([], [1.0])
 
 
 def test_parse_threshold() -> None:
@@ -247,6 +166,50 @@ def test_repeated_runs_compared_on_run_level_values() -> None:
     same = compare_results(b, repeated(base, jitter[::-1]))
     assert same.exit_code() == EXIT_OK and not same.inconclusive
     assert "no significant regression" in same.markdown()
+
+
+def _fixture_pairs() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    a, b = load_result(ACKS_A), load_result(ACKS_B)
+    jitter = [0.9, 1.0, 1.05, 1.1, 0.95]
+    return [
+        ("a vs a", a, a), ("a vs b", a, b), ("a vs latency x2", a, scale_latency(a, 2.0)),
+        ("a vs throughput /2", a, scale_throughput(a, 0.5)),
+        ("5 vs 5 runs, x2", repeated(a, jitter), repeated(a, [2 * f for f in jitter])),
+        ("5 vs 5 runs, same", repeated(a, jitter), repeated(a, jitter[::-1])),
+        ("5 vs 5 runs, overlapping", repeated(a, [1.0, 1.3, 0.9, 1.2, 1.05]), repeated(a, [1.25, 1.1, 1.5, 0.95, 1.2])),
+        ("5 vs 6 runs, tied values", repeated(b, [1.0, 1.0, 1.0, 1.1, 1.1]),
+         repeated(b, [1.1, 1.1, 1.2, 1.2, 1.2, 1.3])),
+        ("4 vs 4 runs, x2", repeated(b, jitter[:4]), repeated(b, [2 * f for f in jitter[:4]])),
+    ]
+
+
+def _verdicts(comp: Any) -> list[tuple[Any, ...]]:
+    return [(c.label, m.metric.key, m.verdict, m.significant, m.regression, m.inconclusive, m.min_p,
+             m.p_raw, m.p_value, m.per_second_p) for c in comp.cells for m in c.metrics]
+
+
+def test_verdicts_on_the_fixtures_unchanged_by_scipy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """compare with scipy's Mann-Whitney gives the verdicts, p-values and text it gave with the
+    hand-written test it replaced (tests/stats_reference.py)."""
+    import bench.report.compare as compare_module
+    from tests.stats_reference import old_as_result
+
+    pairs = _fixture_pairs()
+    new = [compare_results(b, c, allow_inconclusive=True) for _, b, c in pairs]
+    monkeypatch.setattr(compare_module, "mann_whitney_u", old_as_result)
+    old = [compare_results(b, c, allow_inconclusive=True) for _, b, c in pairs]
+    tested = 0
+    for (name, _, _), n, o in zip(pairs, new, old, strict=True):
+        assert n.exit_code() == o.exit_code(), name
+        assert n.markdown() == o.markdown(), name
+        for nv, ov in zip(_verdicts(n), _verdicts(o), strict=True):
+            assert nv[:7] == ov[:7], (name, nv)
+            for got, want in zip(nv[7:], ov[7:], strict=True):
+                assert (got is None) == (want is None), (name, nv)
+                assert got is None or got == pytest.approx(want, rel=1e-9, abs=1e-12), (name, nv)
+            tested += nv[7] is not None or nv[9] is not None
+    assert tested >= 30   # the test ran on the run-level or the per-second samples, not only on "inconclusive"
+    assert {o.exit_code() for o in old} == {EXIT_OK, EXIT_REGRESSION}
 
 
 def test_interleaved_runs_overlap_not_significant() -> None:
