@@ -2,7 +2,9 @@
 
 Every wait in a check goes through a :class:`Deadline` (or a helper that takes ``timeout``), every
 client gets short explicit timeouts, and every topic/group/transactional id comes from
-:class:`Names` so that runs never collide on a shared broker.
+:class:`Names` so that runs never collide on a shared broker. Topic administration is
+:class:`bench.kafka.admin.TopicAdmin` (a refused or unready topic is a :class:`~bench.errors.TopicError`
+with the broker's error code).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+
+from bench.kafka.admin import TopicAdmin
 
 __all__ = [
     "Clients",
@@ -243,7 +247,7 @@ class Clients:
         self.created_topics = created_topics if created_topics is not None else []
         self._producers: list[Producer] = []
         self._consumers: list[Consumer] = []
-        self._admin: AdminClient | None = None
+        self._topics: TopicAdmin | None = None
 
     def _conf(self, defaults: Mapping[str, Any], conf: Mapping[str, Any]) -> dict[str, Any]:
         return {"bootstrap.servers": self.bootstrap, "client.id": f"kbench-{self.tag}",
@@ -262,43 +266,37 @@ class Clients:
         self._consumers.append(c)
         return c
 
+    @property
+    def topics(self) -> TopicAdmin:
+        """The topic admin (create/delete/describe/watermarks) with this run's client config."""
+        if self._topics is None:
+            self._topics = TopicAdmin(self.bootstrap, {**COMMON_CONF, **self.extra_conf})
+        return self._topics
+
     def admin(self) -> AdminClient:
-        if self._admin is None:
-            self._admin = AdminClient({"bootstrap.servers": self.bootstrap, **COMMON_CONF,
-                                       **self.extra_conf})
-        return self._admin
+        """The raw librdkafka admin client, for the checks of admin APIs themselves."""
+        return self.topics.client
 
     def create_topic(self, partitions: int = 1, config: Mapping[str, str] | None = None,
                      tag: str = "", timeout: float = 15.0, name: str | None = None) -> str:
-        """Create a unique topic (or ``name``); wait until metadata shows every partition's leader."""
+        """Create a unique topic (or ``name``); wait until metadata shows every partition's leader.
+
+        TopicError if the broker refuses it (``code``, e.g. ``TOPIC_ALREADY_EXISTS``) or it is not
+        ready within ``timeout``. The name is kept for cleanup either way."""
         name = name or self.names.topic(tag or self.tag)
-        admin = self.admin()
-        fut = admin.create_topics([NewTopic(name, partitions, 1, config=dict(config or {}))],
-                                  request_timeout=timeout, operation_timeout=timeout)[name]
-        fut.result(timeout=timeout)
         if name not in self.created_topics:
             self.created_topics.append(name)
-        self.wait_topic(name, partitions, timeout)
+        self.topics.create_topic(name, partitions, 1, config, timeout_s=timeout)
         return name
 
     def wait_topic(self, name: str, partitions: int, timeout: float = 15.0) -> None:
         """Wait until metadata shows ``partitions`` partitions of ``name``, each with a leader."""
-        admin = self.admin()
-
-        def ready() -> bool:
-            md = admin.list_topics(name, timeout=min(5.0, timeout))
-            t = md.topics.get(name)
-            return (t is not None and t.error is None and len(t.partitions) == partitions
-                    and all(p.leader >= 0 for p in t.partitions.values()))
-        wait_for(ready, timeout, f"topic {name} with {partitions} partitions and leaders")
+        self.topics.wait_topic(name, partitions, timeout_s=timeout)
 
     def watermarks(self, topic: str, partition: int, timeout: float = 10.0) -> tuple[int, int]:
         """(low, high) watermarks from the broker (ListOffsets, not cached)."""
-        if not self._consumers:
-            self.consumer()
-        lo, hi = self._consumers[0].get_watermark_offsets(TopicPartition(topic, partition),
-                                                         timeout=timeout, cached=False)
-        return int(lo), int(hi)
+        marks = self.topics.watermark(topic, partition, timeout_s=timeout)
+        return marks.low, marks.high
 
     def read_all(self, topic: str, partitions: int, timeout: float = 15.0,
                  acked: Iterable[Delivery] = (), **conf: Any) -> dict[int, ReadResult]:
@@ -312,8 +310,7 @@ class Clients:
                 ends[d.partition] = max(ends.get(d.partition, 0), d.offset + 1)
         out: dict[int, ReadResult] = {}
         for p in range(partitions):
-            lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10.0,
-                                                    cached=False)
+            lo, hi = self.topics.watermark(topic, p, timeout_s=10.0)
             end = max(hi, ends.get(p, 0))
             if end <= lo:
                 out[p] = ReadResult()
@@ -337,19 +334,21 @@ class Clients:
                 problems.append(f"consumer close: {exc}")
         self._producers.clear()
         self._consumers.clear()
+        if self._topics is not None:
+            topics, self._topics = self._topics, None
+            try:
+                topics.close()
+            except (KafkaException, RuntimeError) as exc:
+                problems.append(f"admin close: {exc}")
         return problems
 
 
-def delete_topics(bootstrap: str, topics: Sequence[str], timeout: float = 15.0) -> list[str]:
-    """Delete ``topics`` (best effort at session end); returns the errors as text."""
+def delete_topics(bootstrap: str, topics: Sequence[str], timeout: float = 15.0,
+                  extra_conf: Mapping[str, Any] | None = None) -> list[str]:
+    """Delete ``topics`` (best effort at session end); returns the errors as text (topics that were
+    never created, e.g. refused by a check, are not errors)."""
     if not topics:
         return []
-    admin = AdminClient({"bootstrap.servers": bootstrap, **COMMON_CONF})
-    errors = []
-    for name, fut in admin.delete_topics(list(topics), request_timeout=timeout,
-                                         operation_timeout=timeout).items():
-        try:
-            fut.result(timeout=timeout)
-        except (KafkaException, TimeoutError) as exc:
-            errors.append(f"{name}: {exc!r}")
-    return errors
+    with TopicAdmin(bootstrap, {**COMMON_CONF, **(extra_conf or {})}) as admin:
+        errors = admin.delete_topics(topics, timeout_s=timeout)
+    return [str(e) for e in errors if e.code != "UNKNOWN_TOPIC_OR_PART"]

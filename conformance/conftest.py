@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka.admin import AdminClient
 
 from bench.errors import ConfigError
+from bench.kafka.admin import TopicAdmin
 from bench.kafka.protocol import api_versions
 from conformance.clients import Clients, Names, delete_topics
 from conformance.plugin import CTX_KEY, PLUGIN_NAME, BrokerInfo, ConformancePlugin
@@ -100,12 +100,11 @@ def broker(pytestconfig: pytest.Config, broker_control: Any) -> BrokerInfo:
         embedded=broker_control is not None)
     plugin.broker = info
     info.api = api_versions(bootstrap, timeout=10.0)
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10_000})
-    md = admin.list_topics(timeout=10)
-    info.cluster_id = md.cluster_id
-    info.controller_id = md.controller_id
-    info.brokers = [{"id": b.id, "host": b.host, "port": b.port}
-                    for b in sorted(md.brokers.values(), key=lambda b: b.id)]
+    with TopicAdmin(bootstrap) as admin:
+        cluster = admin.cluster(timeout_s=10)
+    info.cluster_id = cluster.cluster_id
+    info.controller_id = cluster.controller_id
+    info.brokers = [{"id": b.id, "host": b.host, "port": b.port} for b in cluster.brokers]
     return info
 
 

@@ -16,6 +16,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from bench.errors import TopicError
 from conformance.clients import Clients, Deadline, produce_all, read_partition, wait_for
 from conformance.plugin import BrokerInfo
 from conformance.verdicts import CheckContext, expect, expect_eq
@@ -230,9 +231,8 @@ def test_a8_delete_and_recreate(check: CheckContext, clients: Clients) -> None:
 def _recreate(clients: Clients, topic: str) -> bool:
     try:
         clients.create_topic(1, name=topic)
-    except KafkaException as exc:
-        if exc.args and isinstance(exc.args[0], KafkaError) and exc.args[0].code() == \
-                KafkaError.TOPIC_ALREADY_EXISTS:
+    except TopicError as exc:
+        if exc.code == "TOPIC_ALREADY_EXISTS":
             return False  # deletion still in progress
         raise
     return True
