@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -23,19 +24,43 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench._paths import cache_dir
-from bench.errors import ArtifactError
+from bench.errors import ArtifactError, ConfigError
 
-__all__ = ["LOG4J_VERSION", "kafka_lib_dir", "locked_versions"]
+__all__ = ["LOG4J_VERSION", "check_kafka_version", "kafka_lib_dir", "locked_versions"]
+
+_RELEASE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 
 LOG4J_VERSION = "2.25.4"
 _LOCK_DIR = Path(__file__).parent
 _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>
 <groupId>kbench</groupId><artifactId>kafka-runtime</artifactId><version>1</version><packaging>pom</packaging>
 <dependencies>
-<dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{version}</version></dependency>
+<dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{version}</version>
+<exclusions><exclusion><groupId>ch.qos.logback</groupId><artifactId>*</artifactId></exclusion>
+<exclusion><groupId>org.slf4j</groupId><artifactId>slf4j-reload4j</artifactId></exclusion>
+<exclusion><groupId>org.slf4j</groupId><artifactId>slf4j-log4j12</artifactId></exclusion></exclusions></dependency>
 <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>{log4j}</version></dependency>
 </dependencies></project>
 """
+
+
+def check_kafka_version(version: str, *, kraft: bool) -> str:
+    """``version`` if it names an Apache Kafka release kbench can run in that mode, else a ConfigError.
+
+    KRaft (kind ``kafka``) is production-ready from 3.3; ZooKeeper mode (``kafka-zk``) exists up to 3.9
+    (4.0 removed it) and kbench runs it from 2.8. Whether the release exists is Maven's answer, asked on
+    first use (an ArtifactError saying so)."""
+    m = _RELEASE.match(version)
+    if not m:
+        raise ConfigError(f"--version {version!r}: expected an Apache Kafka release number such as 3.9.2 or 4.3.1")
+    major_minor = (int(m.group(1)), int(m.group(2)))
+    if kraft and major_minor < (3, 3):
+        raise ConfigError(f"Apache Kafka {version} predates production KRaft (3.3): the kafka kind runs 3.3-4.x; "
+                          "use kafka-zk for 2.8-3.9 in ZooKeeper mode")
+    if not kraft and not (2, 8) <= major_minor <= (3, 9):
+        raise ConfigError(f"kafka-zk runs Apache Kafka 2.8-3.9 (ZooKeeper mode was removed in 4.0), got "
+                          f"{version}; use the kafka kind (KRaft) for 3.3-4.x")
+    return version
 
 
 def locked_versions() -> list[str]:
@@ -92,7 +117,12 @@ def _fetch_with_maven(version: str, out: Path) -> None:
         except subprocess.TimeoutExpired as exc:
             raise ArtifactError(f"Maven did not resolve org.apache.kafka:kafka_2.13:{version} in 15 min") from exc
         if proc.returncode != 0:
-            lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "ERROR" in ln][:8]
+            text = proc.stdout + proc.stderr
+            if f"Could not find artifact org.apache.kafka:kafka_2.13:jar:{version}" in text:
+                raise ArtifactError(
+                    f"Apache Kafka {version} does not exist: Maven found no org.apache.kafka:kafka_2.13:{version} "
+                    "(releases look like 3.7.2, 3.9.2, 4.3.1; see https://kafka.apache.org/downloads)")
+            lines = [ln for ln in text.splitlines() if "ERROR" in ln][:8]
             raise ArtifactError(
                 f"Maven could not resolve org.apache.kafka:kafka_2.13:{version} (exit {proc.returncode}):\n"
                 + "\n".join(lines or (proc.stdout + proc.stderr).splitlines()[-8:])

@@ -1,31 +1,26 @@
-"""Embedded brokers: node processes, their remembered state, readiness, stop/kill/pause/restart.
+"""Brokers' remembered state, ports, readiness and log tails (shared by every kind and runtime).
 
-A broker is a set of node processes started in their own session (so they outlive ``kbench broker up``)
-whose state — pids, ports, data and log paths, command lines — is written to
+A broker's state — nodes, pids, ports, data and log paths, command lines — is written to
 ``<state_dir>/brokers/<name>/state.json``, so ``status``/``logs``/``down`` work from another shell.
+The processes themselves are run by :mod:`bench.brokers.process`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import signal
 import socket
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from bench._paths import state_dir
-from bench.errors import BrokerStartError, BrokerUnreachableError, ConfigError, PortInUseError
+from bench.errors import BrokerError, BrokerStartError, BrokerUnreachableError, PortInUseError
 
-__all__ = ["BrokerHandle", "BrokerState", "NodeState", "port_free", "probe_cluster", "wait_ready"]
+__all__ = ["BrokerState", "NodeState", "brokers_root", "check_ports", "port_free", "probe_cluster", "tail",
+           "wait_ready"]
 
 
 @dataclass
@@ -41,6 +36,8 @@ class NodeState:
     env: dict[str, str] | None = None
     pid: int | None = None
     create_time: float | None = None
+    role: str = "broker"                        # or "zookeeper", ...
+    extra: dict[str, str] | None = None         # runtime-specific (a container id, ...)
 
 
 @dataclass
@@ -55,12 +52,20 @@ class BrokerState:
     nodes: list[NodeState]
     started_at: str = ""
     configs: dict[str, str] = field(default_factory=dict)
+    runtime: str = "process"
+    aux: list[NodeState] = field(default_factory=list)   # started first, stopped last (ZooKeeper)
+    brokers: int | None = None     # brokers metadata lists when ready (default: len(nodes))
+    options: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> BrokerState:
-        doc = json.loads(path.read_text())
-        doc["nodes"] = [NodeState(**n) for n in doc["nodes"]]
-        return cls(**doc)
+        try:
+            doc = json.loads(path.read_text())
+            doc["nodes"] = [NodeState(**n) for n in doc["nodes"]]
+            doc["aux"] = [NodeState(**n) for n in doc.get("aux", [])]
+            return cls(**doc)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise BrokerError(f"unreadable broker state {path}: {exc} (remove that directory)") from exc
 
     def save(self) -> None:
         path = Path(self.base_dir) / "state.json"
@@ -127,18 +132,6 @@ class _SilentLogger:
 _silent_logger = _SilentLogger()
 
 
-def _alive(node: NodeState) -> bool:
-    if node.pid is None:
-        return False
-    try:
-        proc = psutil.Process(node.pid)
-        if node.create_time is not None and abs(proc.create_time() - node.create_time) > 1.0:
-            return False
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
 def tail(path: str | Path, lines: int = 30) -> str:
     """The last ``lines`` lines of a text file ('' if missing)."""
     try:
@@ -175,141 +168,3 @@ def wait_ready(bootstrap: str, expected_brokers: int, timeout: float,
     raise BrokerStartError(f"broker at {bootstrap} not ready after {timeout:g} s ({last})")
 
 
-class BrokerHandle:
-    """A running embedded broker: stop it, or kill/pause/restart single nodes (fault injection)."""
-
-    def __init__(self, state: BrokerState) -> None:
-        self.state = state
-        self._procs: dict[int, subprocess.Popen[bytes]] = {}
-
-    # -- identity -------------------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self.state.name
-
-    @property
-    def kind(self) -> str:
-        return self.state.kind
-
-    @property
-    def version(self) -> str:
-        return self.state.version
-
-    @property
-    def bootstrap(self) -> str:
-        return self.state.bootstrap
-
-    @property
-    def nodes(self) -> list[NodeState]:
-        return self.state.nodes
-
-    def node_index(self, node_id: int) -> int:
-        for i, n in enumerate(self.state.nodes):
-            if n.node_id == node_id:
-                return i
-        raise ConfigError(f"broker {self.name!r} has no node with id {node_id}")
-
-    # -- lifecycle ------------------------------------------------------------------------------
-    def spawn(self, index: int) -> None:
-        """Start node ``index`` (its command, env and log file are in the state)."""
-        node = self.state.nodes[index]
-        Path(node.log_file).parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
-        env.update(node.env or {})
-        with open(node.log_file, "ab") as log:
-            proc = subprocess.Popen(node.cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    cwd=node.data_dir, env=env, start_new_session=True)
-        self._procs[index] = proc
-        node.pid = proc.pid
-        try:
-            node.create_time = psutil.Process(proc.pid).create_time()
-        except psutil.Error:
-            node.create_time = None
-        self.state.save()
-
-    def dead_node_reason(self) -> str | None:
-        for i, node in enumerate(self.state.nodes):
-            proc = self._procs.get(i)
-            code = proc.poll() if proc is not None else None
-            if code is not None or not _alive(node):
-                return (f"{self.kind} node {node.node_id} exited during start-up"
-                        f"{f' (exit code {code})' if code is not None else ''}; last log lines "
-                        f"({node.log_file}):\n{tail(node.log_file, 25)}")
-        return None
-
-    def wait_ready(self, timeout: float = 90.0) -> dict[str, object]:
-        return wait_ready(self.bootstrap, len(self.state.nodes), timeout, self.dead_node_reason)
-
-    def alive_nodes(self) -> list[int]:
-        return [n.node_id for n in self.state.nodes if _alive(n)]
-
-    def is_alive(self) -> bool:
-        return bool(self.state.nodes) and all(_alive(n) for n in self.state.nodes)
-
-    def signal_node(self, index: int, sig: int) -> None:
-        node = self.state.nodes[index]
-        if node.pid is not None and _alive(node):
-            os.kill(node.pid, sig)
-
-    def kill_node(self, index: int) -> None:
-        """SIGKILL node ``index`` (a crash, no clean shutdown) and reap it."""
-        self.signal_node(index, signal.SIGKILL)
-        self._reap(index, 10.0)
-
-    def pause_node(self, index: int) -> None:
-        self.signal_node(index, signal.SIGSTOP)
-
-    def resume_node(self, index: int) -> None:
-        self.signal_node(index, signal.SIGCONT)
-
-    def stop_node(self, index: int, timeout: float = 20.0) -> None:
-        """SIGTERM (clean shutdown), then SIGKILL after ``timeout`` seconds."""
-        node = self.state.nodes[index]
-        if not _alive(node):
-            return
-        self.signal_node(index, signal.SIGCONT)
-        self.signal_node(index, signal.SIGTERM)
-        if not self._reap(index, timeout):
-            self.signal_node(index, signal.SIGKILL)
-            self._reap(index, 10.0)
-
-    def restart_node(self, index: int, timeout: float = 90.0) -> None:
-        """Start a stopped or killed node again with its data intact, and wait until it is registered."""
-        if _alive(self.state.nodes[index]):
-            self.stop_node(index)
-        self.spawn(index)
-        self.wait_ready(timeout)
-
-    def _reap(self, index: int, timeout: float) -> bool:
-        node = self.state.nodes[index]
-        proc = self._procs.pop(index, None)
-        deadline = time.monotonic() + timeout
-        if proc is not None:
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._procs[index] = proc
-                return False
-            return True
-        while time.monotonic() < deadline:
-            if not _alive(node):
-                return True
-            time.sleep(0.1)
-        return False
-
-    def stop(self, *, keep_data: bool = False, timeout: float = 20.0) -> None:
-        """Stop every node (SIGTERM, then SIGKILL) and remove the broker's directory unless ``keep_data``."""
-        for i in range(len(self.state.nodes)):
-            self.stop_node(i, timeout)
-        base = Path(self.state.base_dir)
-        if keep_data:
-            with contextlib.suppress(FileNotFoundError):
-                (base / "state.json").unlink()
-        else:
-            shutil.rmtree(base, ignore_errors=True)
-
-    def __enter__(self) -> BrokerHandle:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()

