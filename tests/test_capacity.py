@@ -127,12 +127,32 @@ def _cell(index: int, rate: float | None, per_second: list[float], p99_ms: float
     }
 
 
+# the table bench/capacity/search.py used before scipy: one-sided 95 % Student t, df = 1..30, then 1.645
+_OLD_T95 = (6.314, 2.920, 2.353, 2.132, 2.015, 1.943, 1.895, 1.860, 1.833, 1.812, 1.796, 1.782, 1.771, 1.761,
+            1.753, 1.746, 1.740, 1.734, 1.729, 1.725, 1.721, 1.717, 1.714, 1.711, 1.708, 1.706, 1.703, 1.701,
+            1.699, 1.697)
+
+
+def _t_used(samples: list[float]) -> float:
+    """The t quantile lower_bound applied, recovered from its result."""
+    n = len(samples)
+    bound = lower_bound(samples)
+    assert bound is not None
+    return (statistics.fmean(samples) - bound) / (statistics.stdev(samples) / math.sqrt(n))
+
+
 def test_lower_bound_is_the_one_sided_t_bound() -> None:
     assert lower_bound([5.0]) is None
     assert lower_bound([7.0, 7.0, 7.0]) == 7.0
     samples = [9.0, 11.0, 10.0, 10.0]
-    expected = 10.0 - 2.353 * statistics.stdev(samples) / 2.0
-    assert lower_bound(samples) == pytest.approx(expected)
+    assert lower_bound(samples) == pytest.approx(10.0 - 2.353 * statistics.stdev(samples) / 2.0, rel=1e-4)
+    for df, old in enumerate(_OLD_T95, start=1):   # the old table, to its 3 decimals
+        assert _t_used([float(i % 3) for i in range(df + 1)]) == pytest.approx(old, abs=5e-4), df
+    # beyond df 30 the table fell back to the normal 1.645, which understates t (the bound was too high by
+    # up to 3 %); scipy gives the t quantile itself, which decreases towards 1.645
+    beyond = [_t_used([float(i % 3) for i in range(df + 1)]) for df in (31, 40, 60, 120, 1000)]
+    assert beyond == sorted(beyond, reverse=True) and 1.645 < beyond[-1] < beyond[0] < 1.645 * 1.031
+    assert beyond[0] == pytest.approx(1.6955, abs=1e-4) and beyond[2] == pytest.approx(1.6706, abs=1e-4)
 
 
 def test_judge_step_reasons() -> None:

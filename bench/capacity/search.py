@@ -41,22 +41,18 @@ from bench.scenario.model import Cell, Scenario
 __all__ = ["KneeSearch", "effective_steps", "judge_step", "knee_noise", "lower_bound", "plan_next", "run_search",
            "summarize_search"]
 
-# one-sided 95 % Student t quantiles, df = 1..30 (beyond: normal approximation)
-_T95 = (6.314, 2.920, 2.353, 2.132, 2.015, 1.943, 1.895, 1.860, 1.833, 1.812, 1.796, 1.782, 1.771, 1.761,
-        1.753, 1.746, 1.740, 1.734, 1.729, 1.725, 1.721, 1.717, 1.714, 1.711, 1.708, 1.706, 1.703, 1.701,
-        1.699, 1.697)
-
-
 def lower_bound(samples: Sequence[float]) -> float | None:
-    """One-sided 95 % lower confidence bound of the mean (Student t); None below 2 samples.
+    """One-sided 95 % lower confidence bound of the mean (Student t, ``scipy.stats.t.ppf``); None below
+    2 samples.
 
     Per-second samples of an open-loop run are not independent (a stall is followed by a catch-up),
     so this is a stability screen, not an exact interval: it fails a step whose seconds disagree."""
     n = len(samples)
     if n < 2:
         return None
-    t = _T95[n - 2] if n - 1 <= len(_T95) else 1.645
-    return statistics.fmean(samples) - t * statistics.stdev(samples) / math.sqrt(n)
+    from scipy.stats import t  # here, not at the top: scipy.stats adds 0.5 s to every import of this module
+
+    return statistics.fmean(samples) - float(t.ppf(0.95, n - 1)) * statistics.stdev(samples) / math.sqrt(n)
 
 
 def _p99(cell: dict[str, Any], metric: str) -> float | None:
