@@ -36,11 +36,12 @@ from bench.errors import ArtifactError, BrokerError
 if TYPE_CHECKING:
     from docker import DockerClient
 
-__all__ = ["BuiltImage", "host_jre_image", "image_present", "kfake_binary", "kfake_image"]
+__all__ = ["KFAKE_VERSION", "BuiltImage", "host_jre_image", "image_present", "kfake_binary", "kfake_image"]
 
 Progress = Callable[[str], None]
 KFAKE_SRC = Path(__file__).parent / "kfake"
 KFAKE_BIN = "/kbench-kfake"
+KFAKE_VERSION = "v0.0.0-20260918054303-01f206a7e32c"   # pinned in kfake/go.mod (kfake has no tags)
 _JRE_SKIP = ("jmods", "src.zip", "man", "demo", "sample", "include", "legal")
 
 

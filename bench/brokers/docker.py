@@ -1,0 +1,479 @@
+"""The ``docker`` runtime: every broker node (and auxiliary process) is a container, driven by the Docker SDK.
+
+Two ways a kind runs in a container (one container per node, host networking on loopback, ``init=True``
+so SIGTERM reaches the broker):
+
+* **image kinds** (:data:`IMAGE_KINDS`): an image with its own entrypoint, pinned as docker-compose.yml
+  pins it (``apache-kafka``, ``redpanda``, ``tansu``), or built locally (``kfake``: the 9 MB
+  ``kbench/kfake`` image, see :mod:`bench.brokers.images`). ``--image REF`` swaps the image.
+* **process kinds** (``kafka``, ``kafka-zk``): the command the process runtime would run, unchanged, in
+  the locally built ``kbench/host-jre`` image, with the broker's state directory (rw) and the kbench
+  cache (ro: jars) bind-mounted at the host's paths.
+
+kbench never pulls: a missing image is a :class:`~bench.errors.BrokerError` (exit 2) saying how to get
+it. Ready = every node answers a Kafka metadata request (not an open port). ``kill`` = SIGKILL through
+the container API, ``pause`` = the cgroup freezer (``docker pause``), ``restart`` = ``docker start`` of
+the same container (its data intact), ``down`` = stop and remove the containers. Container ids are kept
+in ``state.json`` (``NodeState.extra``), so ``kbench broker status/logs/down`` work from another shell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench._paths import cache_dir
+from bench.brokers.base import BrokerState, NodeState, check_ports, port_free, wait_ready
+from bench.brokers.docker_engine import docker_client, engine_host
+from bench.brokers.images import KFAKE_VERSION, BuiltImage, host_jre_image, image_present, kfake_image
+from bench.brokers.service import FetchRequest, NodeLog, Progress, StartRequest
+from bench.errors import BrokerError, BrokerStartError, ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from docker import DockerClient
+    from docker.models.containers import Container
+
+    from bench.brokers.process import ProcessKind
+
+__all__ = ["IMAGE_KINDS", "DockerBroker", "DockerRuntime", "ImageKind"]
+
+@dataclass(frozen=True)
+class ImageKind:
+    """A broker shipped as an image. ``command``/``env`` are templates: ``{port}`` (node 1's client port),
+    ``{ports}`` (all, comma-separated). One container serves ``nodes`` brokers on consecutive ports."""
+
+    name: str
+    image: str                                   # pinned reference; kbench never pulls it
+    version: str
+    summary: str
+    default_port: int
+    command: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    node_counts: tuple[int, ...] = (1,)
+    build: Callable[[DockerClient, Progress | None], BuiltImage] | None = None
+
+
+_KAFKA_ENV = {
+    "KAFKA_NODE_ID": "1", "KAFKA_PROCESS_ROLES": "broker,controller",
+    "KAFKA_LISTENERS": "PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+    "KAFKA_ADVERTISED_LISTENERS": "PLAINTEXT://127.0.0.1:{port}",
+    "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+    "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+    "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@127.0.0.1:{controller}",
+    "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1", "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+    "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1", "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+}
+
+IMAGE_KINDS: dict[str, ImageKind] = {k.name: k for k in (
+    ImageKind("kfake", "kbench/kfake", KFAKE_VERSION, "franz-go's kfake in a locally built 9 MB image",
+              9292, ("-ports", "{ports}", "-listen", "0.0.0.0", "-advertise", "127.0.0.1"),
+              node_counts=(1, 3), build=kfake_image),
+    # the three below are pinned as in docker-compose.yml; load them first (`docker load -i ...`)
+    ImageKind("apache-kafka", "apache/kafka:4.3.1", "4.3.1", "the apache/kafka image (KRaft)", 9092,
+              env=_KAFKA_ENV),
+    ImageKind("redpanda", "docker.redpanda.com/redpandadata/redpanda:v25.2.10", "v25.2.10", "Redpanda", 19092,
+              ("redpanda", "start", "--mode=dev-container", "--smp=1", "--memory=1G",
+               "--kafka-addr=127.0.0.1:{port}", "--advertise-kafka-addr=127.0.0.1:{port}",
+               "--rpc-addr=127.0.0.1:{controller}", "--advertise-rpc-addr=127.0.0.1:{controller}")),
+    ImageKind("tansu", "ghcr.io/tansu-io/tansu:0.6.0", "0.6.0", "Tansu (the ghcr.io image)", 29092,
+              env={"CLUSTER_ID": "kbench", "LISTENER_URL": "tcp://127.0.0.1:{port}",
+                   "ADVERTISED_LISTENER_URL": "tcp://127.0.0.1:{port}", "STORAGE_ENGINE": "memory://tansu/"}),
+)}
+CONTROLLER_OFFSET = 1000     # image kinds that need a second port get {port} + 1000 as {controller}
+_LABEL = "kbench.broker"
+
+
+def _missing_image(ref: str, host: str | None) -> BrokerError:
+    return BrokerError(f"image {ref} is not in the Docker engine at {host or 'the default socket'}, and kbench "
+                       "never pulls one: load it (`docker load -i FILE.tar`), build it, or pass --image REF")
+
+
+def _free_port(needed: Callable[[int], list[int]]) -> int:
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 40000)
+        if all(port_free(p) for p in needed(port)):
+            return port
+    raise BrokerError("could not find free loopback ports for a broker")
+
+
+# ------------------------------------------------------------------------------------------ service
+class DockerBroker:
+    """A broker made of containers: implements :class:`bench.brokers.service.Service`."""
+
+    def __init__(self, state: BrokerState) -> None:
+        self.state = state
+        self._client: DockerClient | None = None
+
+    # -- identity -------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.state.name
+
+    @property
+    def kind(self) -> str:
+        return self.state.kind
+
+    @property
+    def version(self) -> str:
+        return self.state.version
+
+    @property
+    def bootstrap(self) -> str:
+        return self.state.bootstrap
+
+    @property
+    def nodes(self) -> list[NodeState]:
+        return self.state.nodes
+
+    def node_index(self, node_id: int) -> int:
+        for i, n in enumerate(self.state.nodes):
+            if n.node_id == node_id:
+                return i
+        raise ConfigError(f"broker {self.name!r} has no node with id {node_id} "
+                          f"(nodes: {', '.join(str(n.node_id) for n in self.state.nodes)})")
+
+    # -- containers -----------------------------------------------------------------------------
+    @property
+    def client(self) -> DockerClient:
+        if self._client is None:
+            host = (self.state.nodes[0].extra or {}).get("docker_host") if self.state.nodes else None
+            self._client = docker_client(host or None)
+        return self._client
+
+    def _container(self, node: NodeState) -> Container | None:
+        from docker.errors import NotFound
+
+        cid = (node.extra or {}).get("container")
+        if not cid:
+            return None
+        try:
+            return self.client.containers.get(cid)
+        except NotFound:
+            return None
+
+    def _status(self, node: NodeState) -> str:
+        """``running``, ``paused``, ``exited``, ... or ``missing``."""
+        c = self._container(node)
+        return str(c.status) if c is not None else "missing"
+
+    def _api(self, what: str, node: NodeState, call: Callable[[Container], object]) -> None:
+        from docker.errors import DockerException
+
+        c = self._container(node)
+        if c is None:
+            raise BrokerError(f"{self.name}: the container of {node.role} {node.node_id} is gone")
+        try:
+            call(c)
+        except DockerException as exc:
+            raise BrokerError(f"{self.name}: {what} of {node.role} {node.node_id} failed: {exc}") from exc
+
+    def _start(self, node: NodeState) -> None:
+        self._api("start", node, lambda c: c.start())
+
+    def _stop(self, node: NodeState, timeout: float) -> None:
+        status = self._status(node)
+        if status == "paused":
+            self._api("unpause", node, lambda c: c.unpause())
+        if status in ("running", "paused", "restarting"):
+            self._api("stop", node, lambda c: c.stop(timeout=max(1, int(timeout))))
+
+    def _died(self, node: NodeState) -> str | None:
+        c = self._container(node)
+        if c is not None and c.status in ("running", "paused", "created"):
+            return None
+        code = c.attrs.get("State", {}).get("ExitCode") if c is not None else None
+        return (f"{self.kind} {node.role} {node.node_id} (container {(node.extra or {}).get('container', '?')[:12]})"
+                f" exited during start-up{f' (exit code {code})' if code is not None else ''}; last log lines:\n"
+                f"{self._tail(node, 25)}")
+
+    def _tail(self, node: NodeState, lines: int) -> str:
+        from docker.errors import DockerException
+
+        c = self._container(node)
+        if c is None:
+            try:
+                return "\n".join(Path(node.log_file).read_text(errors="replace").splitlines()[-lines:])
+            except OSError:
+                return "(container removed, no log kept)"
+        try:
+            return bytes(c.logs(tail=lines)).decode("utf-8", "replace").rstrip("\n")
+        except DockerException as exc:
+            return f"(logs unavailable: {exc})"
+
+    # -- Service --------------------------------------------------------------------------------
+    def start(self, timeout: float = 90.0) -> None:
+        """Start every container (auxiliary ones first) and wait until all nodes answer metadata."""
+        for node in [*self.state.aux, *self.state.nodes]:
+            self._start(node)
+        self.wait_ready(timeout)
+
+    def dead_node_reason(self) -> str | None:
+        for node in [*self.state.aux, *self.state.nodes]:
+            reason = self._died(node)
+            if reason:
+                return reason
+        return None
+
+    def wait_ready(self, timeout: float = 90.0) -> dict[str, object]:
+        expected = self.state.brokers or len(self.state.nodes)
+        return wait_ready(self.bootstrap, expected, timeout, self.dead_node_reason)
+
+    def alive_nodes(self) -> list[int]:
+        """Nodes whose container runs (a paused one counts, like a SIGSTOPped process)."""
+        return [n.node_id for n in self.state.nodes if self._status(n) in ("running", "paused")]
+
+    def is_alive(self) -> bool:
+        procs = [*self.state.aux, *self.state.nodes]
+        return bool(self.state.nodes) and all(self._status(n) in ("running", "paused") for n in procs)
+
+    def kill_node(self, index: int) -> None:
+        """SIGKILL the node's container (a crash, no clean shutdown) and wait until it has exited."""
+        node = self.state.nodes[index]
+        if self._status(node) == "paused":
+            self._api("unpause", node, lambda c: c.unpause())
+        if self._status(node) == "running":
+            self._api("kill", node, lambda c: c.kill("SIGKILL"))
+            self._api("wait", node, lambda c: c.wait(timeout=10))
+
+    def pause_node(self, index: int) -> None:
+        self._api("pause", self.state.nodes[index], lambda c: c.pause())
+
+    def resume_node(self, index: int) -> None:
+        node = self.state.nodes[index]
+        if self._status(node) == "paused":
+            self._api("unpause", node, lambda c: c.unpause())
+
+    def stop_node(self, index: int, timeout: float = 20.0) -> None:
+        """SIGTERM (clean shutdown), then SIGKILL after ``timeout`` seconds (``docker stop``)."""
+        self._stop(self.state.nodes[index], timeout)
+
+    def restart_node(self, index: int, timeout: float = 90.0) -> None:
+        """Start the node's container again (same container: data intact) and wait until it is registered."""
+        node = self.state.nodes[index]
+        if self._status(node) in ("running", "paused"):
+            self._stop(node, 20.0)
+        self._start(node)
+        self.wait_ready(timeout)
+
+    def logs(self, lines: int = 50) -> list[NodeLog]:
+        return [NodeLog(n.node_id, n.role, f"docker:{(n.extra or {}).get('container', '?')[:12]}",
+                        self._tail(n, lines)) for n in [*self.state.aux, *self.state.nodes]]
+
+    def stop(self, *, keep_data: bool = False, timeout: float = 20.0) -> None:
+        """Stop every container (nodes, then auxiliaries), keep each one's log in its ``log_file``, remove
+        the containers, and delete the state directory unless ``keep_data``."""
+        from docker.errors import DockerException
+
+        procs = [*self.state.nodes, *reversed(self.state.aux)]
+        for node in procs:
+            with contextlib.suppress(BrokerError):
+                self._stop(node, timeout)
+        for node in procs:
+            c = self._container(node)
+            if c is None:
+                continue
+            with contextlib.suppress(DockerException, OSError):
+                Path(node.log_file).parent.mkdir(parents=True, exist_ok=True)
+                Path(node.log_file).write_bytes(bytes(c.logs()))
+            with contextlib.suppress(DockerException):
+                c.remove(force=True)
+        base = Path(self.state.base_dir)
+        if keep_data:
+            with contextlib.suppress(FileNotFoundError):
+                (base / "state.json").unlink()
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+    def __enter__(self) -> DockerBroker:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+# ------------------------------------------------------------------------------------------ runtime
+@dataclass(frozen=True)
+class _Spec:
+    """One container to create."""
+
+    node: NodeState
+    image: str
+    command: list[str]
+    entrypoint: list[str] | None
+    env: dict[str, str]
+    mounts: dict[str, dict[str, str]]
+    workdir: str | None = None
+
+
+class DockerRuntime:
+    """Runs image kinds, and the process kinds it is given, as containers (see the module docstring)."""
+
+    name = "docker"
+
+    def __init__(self, process_kinds: Mapping[str, ProcessKind]) -> None:
+        self._process = {k: v for k, v in process_kinds.items() if k not in IMAGE_KINDS}
+
+    def kinds(self) -> tuple[str, ...]:
+        return (*IMAGE_KINDS, *self._process)
+
+    def attach(self, state: BrokerState) -> DockerBroker:
+        return DockerBroker(state)
+
+    def fetch(self, kind: str, request: FetchRequest) -> str:
+        client = docker_client()
+        if kind in IMAGE_KINDS:
+            ik = IMAGE_KINDS[kind]
+            if ik.build is None:
+                if not image_present(client, ik.image):
+                    raise _missing_image(ik.image, engine_host())
+                return f"{kind}: image {ik.image} is in the engine"
+            built = ik.build(client, request.progress)
+            return f"{kind}: image {built.tag} ({built.size / 1e6:.0f} MB{', built' if built.built else ''})"
+        pkind = self._kind(kind)
+        line = pkind.fetch(request)
+        built = host_jre_image(client, request.progress)
+        return f"{line}; image {built.tag} ({built.size / 1e6:.0f} MB{', built' if built.built else ''})"
+
+    def _kind(self, kind: str) -> ProcessKind:
+        if kind not in self._process:
+            raise ConfigError(f"the docker runtime cannot start {kind!r} (it runs: {', '.join(self.kinds())})")
+        return self._process[kind]
+
+    def start(self, base: Path, request: StartRequest) -> DockerBroker:
+        """Create and start the containers, wait until every node answers; on failure remove them all."""
+        options = dict(request.options)
+        image = options.pop("image", None)
+        request = replace(request, options=options)
+        client = docker_client()
+        try:
+            if request.kind in IMAGE_KINDS:
+                state, specs = self._image_specs(client, base, request, image)
+            else:
+                state, specs = self._process_specs(client, base, request, image)
+        except BaseException:
+            shutil.rmtree(base, ignore_errors=True)
+            raise
+        broker = DockerBroker(state)
+        try:
+            for spec in specs:
+                self._create(client, state, spec)
+            state.save()
+            broker.start(request.timeout)
+        except BaseException:
+            broker.stop(keep_data=True)
+            raise
+        return broker
+
+    def _state(self, base: Path, request: StartRequest, version: str, nodes: list[NodeState],
+               aux: list[NodeState] | None = None, brokers: int | None = None,
+               bootstrap: str | None = None) -> BrokerState:
+        return BrokerState(
+            name=request.name, kind=request.kind, version=version, base_dir=str(base), nodes=nodes,
+            aux=aux or [], brokers=brokers, runtime="docker",
+            bootstrap=bootstrap or ",".join(f"127.0.0.1:{n.port}" for n in nodes),
+            started_at=datetime.now(UTC).isoformat(timespec="seconds"), configs=dict(request.configs),
+            options=dict(request.options))
+
+    def _image_specs(self, client: DockerClient, base: Path, request: StartRequest,
+                     image: str | None) -> tuple[BrokerState, list[_Spec]]:
+        ik = IMAGE_KINDS[request.kind]
+        if request.nodes not in ik.node_counts:
+            raise ConfigError(f"{ik.name} in docker: --nodes must be {' or '.join(map(str, ik.node_counts))}")
+        if request.options or request.configs or request.binary or request.version:
+            raise ConfigError(f"{ik.name} in docker takes only --image (no --option/--config/--binary/--version); "
+                              f"its version is the image's ({ik.image})")
+        if image is not None:
+            if not image_present(client, image):
+                raise _missing_image(image, engine_host())
+            ref = image
+        elif ik.build is not None:
+            ref = ik.build(client, request.progress).tag
+        elif image_present(client, ik.image):
+            ref = ik.image
+        else:
+            raise _missing_image(ik.image, engine_host())
+
+        def needed(p: int) -> list[int]:
+            return [p + i for i in range(request.nodes)] + [p + CONTROLLER_OFFSET]
+
+        port = request.port or _free_port(needed)
+        check_ports(needed(port))
+        ports = [port + i for i in range(request.nodes)]
+        values = {"port": str(port), "ports": ",".join(map(str, ports)), "controller": str(port + CONTROLLER_OFFSET)}
+        ndir = base / "node-1"
+        ndir.mkdir(parents=True, exist_ok=True)
+        node = NodeState(node_id=1, port=port, cmd=[c.format(**values) for c in ik.command], data_dir=str(ndir),
+                         log_file=str(ndir / "container.log"),
+                         env={k: v.format(**values) for k, v in ik.env.items()})
+        state = self._state(base, request, ik.version if image is None else image.rpartition(":")[2] or "latest",
+                            [node], brokers=request.nodes, bootstrap=",".join(f"127.0.0.1:{p}" for p in ports))
+        return state, [_Spec(node, ref, node.cmd, None, dict(node.env or {}), {})]
+
+    def _process_specs(self, client: DockerClient, base: Path, request: StartRequest,
+                       image: str | None) -> tuple[BrokerState, list[_Spec]]:
+        kind = self._kind(request.kind)
+        if request.nodes not in kind.node_counts:
+            raise ConfigError(f"{kind.name}: --nodes must be {' or '.join(map(str, kind.node_counts))}")
+        if request.port == 0:
+            request = replace(request, port=_free_port(lambda p: kind.ports_needed(p, request.nodes)))
+        check_ports(kind.ports_needed(request.port, request.nodes))
+        if image is not None and not image_present(client, image):
+            raise _missing_image(image, engine_host())
+        ref = image or host_jre_image(client, request.progress).tag
+        prepared = kind.prepare(base, request)
+        mounts = {str(base): {"bind": str(base), "mode": "rw"}}
+        cache = cache_dir().resolve()
+        if cache.exists():
+            mounts[str(cache)] = {"bind": str(cache), "mode": "ro"}
+        specs = []
+        for node in [*prepared.aux, *prepared.nodes]:
+            exe = Path(node.cmd[0])
+            extra = dict(mounts)
+            if exe.is_absolute() and exe.exists() and not exe.is_relative_to(cache) and exe.parent != Path("/usr/bin"):
+                extra[str(exe.parent)] = {"bind": str(exe.parent), "mode": "ro"}
+            specs.append(_Spec(node, ref, list(node.cmd[1:]), [node.cmd[0]], dict(node.env or {}), extra,
+                               node.data_dir))
+        state = self._state(base, request, prepared.version, prepared.nodes, prepared.aux, prepared.brokers,
+                            prepared.bootstrap)
+        return state, specs
+
+    @staticmethod
+    def _create(client: DockerClient, state: BrokerState, spec: _Spec) -> None:
+        from docker.errors import DockerException
+
+        node = spec.node
+        cname = f"kbench-{state.name}-{node.role}-{node.node_id}"
+        with contextlib.suppress(DockerException):      # a leftover of an earlier broker of this name
+            client.containers.get(cname).remove(force=True)
+        try:
+            c = client.containers.create(
+                spec.image, spec.command, entrypoint=spec.entrypoint, name=cname, detach=True, init=True,
+                network_mode="host", environment=spec.env, volumes=spec.mounts, working_dir=spec.workdir,
+                labels={_LABEL: state.name, "kbench.node": str(node.node_id), "kbench.role": node.role})
+        except DockerException as exc:
+            raise BrokerStartError(f"creating the container of {state.kind} {node.role} {node.node_id} "
+                                   f"from {spec.image} failed: {exc}") from exc
+        node.extra = {"container": str(c.id), "image": spec.image, "docker_host": engine_host() or ""}
+        node.pid = None
+
+
+def wait_containers_gone(client: DockerClient, name: str, timeout: float = 10.0) -> list[str]:
+    """Names of containers still labelled as broker ``name`` after ``timeout`` seconds (for tests)."""
+    deadline = time.monotonic() + timeout
+    left: list[str] = []
+    while time.monotonic() < deadline:
+        left = [str(c.name) for c in client.containers.list(all=True, filters={"label": f"{_LABEL}={name}"})]
+        if not left:
+            break
+        time.sleep(0.2)
+    return left
