@@ -55,7 +55,6 @@ class ImageKind:
     image: str                                   # pinned reference; kbench never pulls it
     version: str
     summary: str
-    default_port: int
     command: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     node_counts: tuple[int, ...] = (1,)
@@ -75,16 +74,16 @@ _KAFKA_ENV = {
 
 IMAGE_KINDS: dict[str, ImageKind] = {k.name: k for k in (
     ImageKind("kfake", "kbench/kfake", KFAKE_VERSION, "franz-go's kfake in a locally built 9 MB image",
-              9292, ("-ports", "{ports}", "-listen", "0.0.0.0", "-advertise", "127.0.0.1"),
+              ("-ports", "{ports}", "-listen", "0.0.0.0", "-advertise", "127.0.0.1"),
               node_counts=(1, 3), build=kfake_image),
     # the three below are pinned as in docker-compose.yml; load them first (`docker load -i ...`)
-    ImageKind("apache-kafka", "apache/kafka:4.3.1", "4.3.1", "the apache/kafka image (KRaft)", 9092,
+    ImageKind("apache-kafka", "apache/kafka:4.3.1", "4.3.1", "the apache/kafka image (KRaft)",
               env=_KAFKA_ENV),
-    ImageKind("redpanda", "docker.redpanda.com/redpandadata/redpanda:v25.2.10", "v25.2.10", "Redpanda", 19092,
+    ImageKind("redpanda", "docker.redpanda.com/redpandadata/redpanda:v25.2.10", "v25.2.10", "Redpanda",
               ("redpanda", "start", "--mode=dev-container", "--smp=1", "--memory=1G",
                "--kafka-addr=127.0.0.1:{port}", "--advertise-kafka-addr=127.0.0.1:{port}",
                "--rpc-addr=127.0.0.1:{controller}", "--advertise-rpc-addr=127.0.0.1:{controller}")),
-    ImageKind("tansu", "ghcr.io/tansu-io/tansu:0.6.0", "0.6.0", "Tansu (the ghcr.io image)", 29092,
+    ImageKind("tansu", "ghcr.io/tansu-io/tansu:0.6.0", "0.6.0", "Tansu (the ghcr.io image)",
               env={"CLUSTER_ID": "kbench", "LISTENER_URL": "tcp://127.0.0.1:{port}",
                    "ADVERTISED_LISTENER_URL": "tcp://127.0.0.1:{port}", "STORAGE_ENGINE": "memory://tansu/"}),
 )}

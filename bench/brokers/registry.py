@@ -12,6 +12,7 @@ import shutil
 from collections.abc import Mapping
 
 from bench.brokers.base import BrokerState, brokers_root, port_free
+from bench.brokers.docker import DockerRuntime
 from bench.brokers.kafka import KafkaKRaft
 from bench.brokers.kafka_zk import KafkaZk
 from bench.brokers.kfake import Kfake
@@ -29,6 +30,7 @@ DEFAULT_PORTS: dict[str, int] = {k.name: k.default_port for k in _PROCESS_KINDS}
 
 RUNTIMES: dict[str, Runtime] = {
     "process": ProcessRuntime(KINDS),
+    "docker": DockerRuntime(KINDS),    # containers: bench/brokers/docker.py (image kinds + the kinds above)
 }
 
 
