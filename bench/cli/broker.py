@@ -20,7 +20,7 @@ def cmd_broker_up(args: argparse.Namespace) -> int:
 
     t0 = time.monotonic()
     handle = start_broker(args.kind, nodes=args.nodes, port=args.port, version=args.version, name=args.name,
-                          configs=parse_kv(args.config, "--config"), options=parse_kv(args.option, "--option"),
+                          configs=parse_kv(args.config, "--config"), options=_options(args),
                           binary=args.binary, bind_host=args.bind_host, advertised_host=args.advertise_host,
                           runtime=args.runtime, timeout=args.timeout, progress=progress_line)
     elapsed = time.monotonic() - t0
@@ -30,6 +30,16 @@ def cmd_broker_up(args: argparse.Namespace) -> int:
         out.print(f"  {n.role} {n.node_id}: pid {n.pid}, port {n.port}, log {n.log_file}", markup=False)
     print(f"bootstrap: {handle.bootstrap}")
     return 0
+
+
+def _options(args: argparse.Namespace) -> dict[str, str]:
+    """--option KEY=VALUE pairs, plus --image (the docker runtime's ``image`` option)."""
+    options = parse_kv(args.option, "--option")
+    if args.image:
+        if args.runtime != "docker":
+            raise ConfigError("--image applies to --runtime docker")
+        options["image"] = args.image
+    return options
 
 
 def cmd_broker_status(args: argparse.Namespace) -> int:
@@ -126,6 +136,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--bind-host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     up.add_argument("--advertise-host", default=None, help="host advertised in metadata (default: bind host)")
     up.add_argument("--runtime", default=None, choices=list(RUNTIMES), help="where to run it (default: process)")
+    up.add_argument("--image", default=None, metavar="REF",
+                    help="--runtime docker: the image to run (it must be in the engine: kbench never pulls)")
     up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for readiness")
     up.set_defaults(func=cmd_broker_up)
     st = bsub.add_parser("status", help="list embedded brokers and whether they answer")
