@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _runs(primed: bool, runs: int) -> None:
-    from bench.run.execute import RunOptions, run_scenario
+    from bench.run.execute import RunOptions, execute
     from bench.run.priming import DEFAULT_PRIME_S, prime_broker
     from bench.run.target import open_target
     from bench.scenario.model import load_scenario
@@ -28,12 +28,12 @@ def _runs(primed: bool, runs: int) -> None:
     with open_target(None, "kafka") as target:  # a fresh embedded Kafka each time
         scenario = load_scenario(ROOT / "scenarios" / "smoke.yaml")
         opts = RunOptions(bootstrap=target.bootstrap, broker={"kind": "kafka"},
-                          reports_root=Path("/tmp/kbench-bench-cold"), progress=False)
+                          reports_root=Path("/tmp/kbench-bench-cold"))
         if primed:
             p = prime_broker(scenario, opts, DEFAULT_PRIME_S)
             print(f"  priming {p['seconds']:g} s: publish p99 {p['publish_p99_ms']:.1f} ms (not counted)")
         for i in range(runs):
-            cell = run_scenario(scenario, opts).document["cells"][0]
+            cell = execute(scenario, opts).document["cells"][0]
             st = cell["steady_state"]
             trending = [f"{t['series']} {t['trend']}" for t in st["tests"] if t["trend"] != "none"]
             print(f"  run {i + 1}: publish p99 {cell['latency']['publish']['p99_ms']:8.1f} ms, e2e p99 "

@@ -3,7 +3,7 @@
 For each rate (default 1k, 10k and 100k msg/s; 1 KiB, acks=all, linger 5 ms, 3 partitions, as
 ``scenarios/smoke.yaml``), one topic is read at the same time by two consumer groups:
 
-* **kbench**: ``kbench run``'s own pipeline (``run_scenario``: its producer and consumer processes);
+* **kbench**: ``kbench run``'s own pipeline (``execute``: its producer and consumer processes);
 * **bare**: a separate process that calls ``poll()`` once per message and takes
   ``time.monotonic_ns() − header send time`` right after each call returns: the simplest correct e2e.
 
@@ -71,7 +71,7 @@ def _bare_percentiles(sent: np.ndarray, got: np.ndarray, seconds: float) -> tupl
 def one_rate(bootstrap: str, rate: int, seconds: float) -> dict[str, float]:
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from bench.run.execute import RunOptions, run_scenario
+    from bench.run.execute import RunOptions, execute
     from bench.scenario.model import load_scenario
 
     topic = f"bench-e2e-{rate}-{uuid.uuid4().hex[:6]}"
@@ -86,8 +86,8 @@ def one_rate(bootstrap: str, rate: int, seconds: float) -> dict[str, float]:
         scenario = load_scenario(ROOT / "scenarios" / "smoke.yaml", [
             f"workload.rate={rate}", f"topic.name={topic}", f"workload.warmup={WARMUP_S:g}s",
             f"workload.duration={seconds:g}s"])
-        outcome = run_scenario(scenario, RunOptions(bootstrap=bootstrap, broker={"kind": "external"},
-                                                    reports_root=Path("/tmp/kbench-bench-e2e"), progress=False))
+        outcome = execute(scenario, RunOptions(bootstrap=bootstrap, broker={"kind": "external"},
+                                                    reports_root=Path("/tmp/kbench-bench-e2e")))
         stop.set()
         _tag, sent, got = q.get(timeout=120)
     finally:

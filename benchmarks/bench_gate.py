@@ -122,7 +122,7 @@ def evaluate(a: list[dict[str, Any]], b: list[dict[str, Any]], template: dict[st
 
 
 def collect(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
-    from bench.run.execute import RunOptions, run_scenario
+    from bench.run.execute import RunOptions, execute
     from bench.run.target import open_target
     from bench.scenario.model import load_scenario
 
@@ -135,12 +135,12 @@ def collect(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[s
     with tempfile.TemporaryDirectory(prefix="kbench-gate-") as tmp, \
             open_target(args.bootstrap, None if args.bootstrap else "kafka",
                         progress=lambda m: print(m, file=sys.stderr)) as target:
-        opts = RunOptions(bootstrap=target.bootstrap, broker=target.info, reports_root=Path(tmp), progress=False,
+        opts = RunOptions(bootstrap=target.bootstrap, broker=target.info, reports_root=Path(tmp),
                           broker_alive=target.alive)
         t0 = time.monotonic()
         for i, arm in enumerate(["A", "B"] * args.prime + order):
             primed = i >= 2 * args.prime
-            outcome = run_scenario(arms[arm], opts)
+            outcome = execute(arms[arm], opts)
             cell = outcome.document["cells"][0]
             if primed:
                 runs[arm].append(cell)

@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 
 from bench.errors import ConfigError, ScenarioError
-from bench.faults.plan import FaultInjector, FaultPlan, make_hooks, validate
+from bench.faults.inject import FaultInjector
+from bench.faults.plan import FaultPlan, validate
+from bench.run.extensions import FaultExtension, run_events
 from bench.scenario.model import load_scenario, load_scenario_text
 from bench.verify.cell import FinalRead, value_id, verify_cell
 
@@ -108,7 +110,7 @@ def test_node_ids_checked_against_the_broker() -> None:
     with pytest.raises(ScenarioError, match=r"faults\[0\].node: no node 4"):
         plan.check_nodes([1, 2, 3])
     with pytest.raises(ConfigError, match="embedded broker"):
-        make_hooks(plan, handle=None, bootstrap="127.0.0.1:1")
+        run_events(plan, handle=None, bootstrap="127.0.0.1:1")
 
 
 # ----------------------------------------------------------------------------------------- injector
@@ -234,19 +236,21 @@ def test_same_node_twice_is_logged_not_done() -> None:
 def test_broker_alive_ignores_nodes_down_on_purpose() -> None:
     cluster = FakeCluster()
     plan = validate(load_scenario_text(BASE + "  - {action: kill, node: 2, at: 0.1}\n"))
-    hooks = make_hooks(plan, handle=cluster, bootstrap="127.0.0.1:1", lookup=cluster.lookup,
-                       alive=lambda: False)
-    assert hooks.on_load_start is not None and hooks.broker_alive is not None and hooks.on_cell_end is None
+    events = run_events(plan, handle=cluster, bootstrap="127.0.0.1:1", lookup=cluster.lookup, alive=lambda: False)
+    (faults,) = events.extensions   # no --verify: the faults extension only
+    assert isinstance(faults, FaultExtension)
     cell = load_scenario_text(BASE + "  []\n").cells[0]
-    injector = hooks.on_load_start(cell, "t", time.monotonic_ns())
+    events.load_started(cell, "t", time.monotonic_ns())
+    injector = faults.current
+    assert injector is not None
     injector.node_answers = lambda port, timeout: True
     time.sleep(0.4)
-    assert cluster.state[1] == "dead" and hooks.broker_alive()  # killed on purpose
+    assert cluster.state[1] == "dead" and events.alive()  # killed on purpose
     cluster.state[2] = "dead"  # an accident: node 3 died
-    assert not hooks.broker_alive()
+    assert not events.alive()
     cluster.state[2] = "up"
-    injector.stop()
-    assert cluster.state[1] == "up" and hooks.broker_alive()
+    fields = events.cell_finished(cell, "t", {"producer": {}, "consumer": {}})
+    assert "faults" in fields and cluster.state[1] == "up" and events.alive()
 
 
 # ------------------------------------------------------------------------------------------- verify
@@ -365,20 +369,14 @@ def test_unavailability_windows_and_latency_around_a_fault() -> None:
 # ------------------------------------------------------------------------------- end to end (slow)
 def drive(scenario_path: Path, out: Path, overrides: list[str],
           client_config: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run a scenario with fault + verify hooks on an embedded 3-node Kafka, as the CLI will."""
-    from bench.run.execute import RunOptions, run_scenario
-    from bench.run.target import open_target
+    """Run a scenario with faults and --verify on an embedded 3-node Kafka: the CLI's own pipeline
+    (prepare, then run_prepared), without the CLI's printing."""
+    from bench.run.prepare import PrepareRequest, prepare
+    from bench.run.session import Session, run_prepared
 
-    scenario = load_scenario(scenario_path, overrides)
-    plan = validate(scenario)
-    conf = dict(client_config or {})
-    with open_target(None, "kafka", nodes=3) as target:
-        hooks = make_hooks(plan, handle=target.handle, bootstrap=target.bootstrap, client_config=conf,
-                           verify=True, alive=target.alive)
-        opts = RunOptions(bootstrap=target.bootstrap, broker=target.info, out=out, progress=False, verify=True,
-                          client_config=conf, broker_alive=hooks.broker_alive, on_load_start=hooks.on_load_start,
-                          on_cell_end=hooks.on_cell_end)
-        return run_scenario(scenario, opts).document
+    prepared = prepare(PrepareRequest(command="run", scenario_path=str(scenario_path), overrides=overrides,
+                                      out=str(out), client_config=client_config or {}))
+    return run_prepared(prepared, Session(broker="kafka", nodes=3, verify=True)).document
 
 
 @pytest.mark.integration

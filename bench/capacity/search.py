@@ -1,7 +1,7 @@
 """Knee search: the highest offered rate (open loop) one cell sustains within a p99 latency SLO.
 
 The search is a pure function of the steps measured so far (:func:`plan_next`), driven by the runner's
-adaptive mode (``run_scenario(..., next_cell=KneeSearch(...))``): every step is an ordinary cell of the
+adaptive mode (``execute(..., next_cell=KneeSearch(...))``): every step is an ordinary cell of the
 result document, and the decisions live in the document's root ``search`` record::
 
     search: {spec: {...}, cell: {index, label}, status, steps: [{index, phase, rate, good, reasons,
@@ -35,7 +35,8 @@ from typing import Any
 
 from bench.capacity.host import HostProbe, contention_note
 from bench.capacity.spec import SearchSpec
-from bench.run.execute import RunOptions, RunOutcome, run_scenario
+from bench.run.events import RunEvents
+from bench.run.execute import RunOptions, RunOutcome, execute
 from bench.scenario.model import Cell, Scenario
 
 __all__ = ["KneeSearch", "effective_steps", "judge_step", "knee_noise", "lower_bound", "plan_next", "run_search",
@@ -409,7 +410,7 @@ class KneeSearch:
         return replace(self.base, index=len(cells), workload=w, params=MappingProxyType({"workload.rate": rate}))
 
 
-def run_search(scenario: Scenario, opts: RunOptions, spec: SearchSpec, cell: Cell,
+def run_search(scenario: Scenario, opts: RunOptions, spec: SearchSpec, cell: Cell, events: RunEvents | None = None,
                broker_pids: Sequence[int] | None = ()) -> RunOutcome:
     """Run the knee search of ``cell``; the result document's cells are the steps, ``search`` the record.
     ``broker_pids``: the broker's processes on this host (not counted as other people's CPU); ``None``
@@ -417,4 +418,4 @@ def run_search(scenario: Scenario, opts: RunOptions, spec: SearchSpec, cell: Cel
     record: dict[str, Any] = {}
     search = KneeSearch(spec, cell, record, probe=HostProbe(broker_pids or ()),
                         track_contention=broker_pids is not None)
-    return run_scenario(scenario, opts, next_cell=search, extra={"search": record})
+    return execute(scenario, opts, events=events, next_cell=search, extra={"search": record})

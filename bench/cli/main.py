@@ -29,37 +29,25 @@ def _add_broker(sub: argparse._SubParsersAction) -> None:
 
 # -- run --------------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
+    from bench.cli.progress import RunProgress
     from bench.cli.summary import print_summary
-    from bench.faults.plan import make_hooks
-    from bench.run.execute import RunOptions, run_scenario
-    from bench.run.target import open_target
+    from bench.run.session import Session, run_prepared
 
     prepared = prepare_from_args("run", args, repeat=args.repeat, prime_s=args.prime)  # before any side effect
-    scenario, client_conf = prepared.scenario, dict(prepared.client_config)
-    with open_target(args.bootstrap, args.broker or scenario.broker, nodes=args.nodes,
-                     client_config=client_conf, progress=progress_line) as target:
-        hooks = make_hooks(prepared.fault_plan, handle=target.handle, bootstrap=target.bootstrap,
-                           client_config=client_conf, verify=args.verify, alive=target.alive)
-        runs = f" x {scenario.repeat} runs" if scenario.repeat > 1 else ""
-        err.print(f"{scenario.name}: {len(scenario.cells)} cell(s){runs} against {target.describe()}", markup=False)
-        opts = RunOptions(bootstrap=target.bootstrap, broker=target.info, reports_root=prepared.reports_root,
-                          out=prepared.out, client_config=client_conf,
-                          progress=not args.no_progress, verify=args.verify, drain_timeout_s=args.drain_timeout,
-                          keep_topics=args.keep_topics, broker_alive=hooks.broker_alive,
-                          on_load_start=hooks.on_load_start, on_cell_end=hooks.on_cell_end)
-        extra = None
-        if target.handle is not None and args.prime > 0:
-            from bench.run.priming import prime_broker
-
-            err.print(f"priming the embedded broker: the first cell for {args.prime:g} s, not counted "
-                      "(--prime 0 to skip)", markup=False)
-            extra = {"priming": prime_broker(scenario, opts, args.prime)}
-        outcome = run_scenario(scenario, opts, extra=extra)
+    progress = RunProgress(enabled=not args.no_progress)
+    session = Session(bootstrap=args.bootstrap, broker=args.broker, nodes=args.nodes, verify=args.verify,
+                      keep_topics=args.keep_topics, drain_timeout_s=args.drain_timeout, prime_s=args.prime,
+                      observers=[progress])
+    try:
+        outcome = run_prepared(prepared, session, say=lambda m: err.print(m, markup=False),
+                               broker_progress=progress_line)
+    finally:
+        progress.close()
     print_summary(outcome.document, out)
     out.print(f"result: {outcome.run_dir / 'result.json'}")
     if not outcome.complete:
         err.print(f"[yellow]incomplete:[/yellow] {outcome.document.get('incomplete_reason')}")
-    return report_thresholds(outcome, scenario.thresholds) or (0 if outcome.complete else 1)
+    return report_thresholds(outcome, prepared.scenario.thresholds) or (0 if outcome.complete else 1)
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:

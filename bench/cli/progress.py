@@ -10,13 +10,25 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from bench.run.events import CellStarted, PhaseChanged, RunEvent, WorkerStat
+
 __all__ = ["RunProgress"]
 
 
 class RunProgress:
-    """Aggregates the workers' once-a-second ``stat`` messages for display."""
+    """An observer of a run's events (:mod:`bench.run.events`): cell, phase and the workers' once-a-second
+    stats, for display."""
 
-    def __init__(self, total_cells: int, console: Console | None = None, enabled: bool = True) -> None:
+    def on_event(self, event: RunEvent) -> None:
+        if isinstance(event, CellStarted):
+            self.total = event.total
+            self.start_cell(event.index, event.label)
+        elif isinstance(event, PhaseChanged):
+            self.set_phase(event.phase)
+        elif isinstance(event, WorkerStat):
+            self.stat(event.role, event.index, event.t_s, event.count, event.p99_us, event.total)
+
+    def __init__(self, total_cells: int = 0, console: Console | None = None, enabled: bool = True) -> None:
         self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
         self.total = total_cells
         self.enabled = enabled

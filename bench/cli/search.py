@@ -63,6 +63,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     """``kbench search SCENARIO``: the knee of one cell; a normal result document (cells = steps)."""
     from bench.capacity.host import local_broker_pids
     from bench.capacity.search import run_search
+    from bench.cli.progress import RunProgress
+    from bench.run.events import RunEvents
     from bench.run.execute import RunOptions
     from bench.run.target import open_target
 
@@ -76,12 +78,15 @@ def cmd_search(args: argparse.Namespace) -> int:
                   f"{spec.max_steps} step(s) of {spec.warmup_s:g}+{spec.step_duration_s:g} s, against "
                   f"{target.describe()}", markup=False)
         opts = RunOptions(bootstrap=target.bootstrap, broker=target.info, reports_root=prepared.reports_root,
-                          out=prepared.out, client_config=client_conf,
-                          progress=not args.no_progress, drain_timeout_s=args.drain_timeout,
-                          broker_alive=target.alive)
+                          out=prepared.out, client_config=client_conf, drain_timeout_s=args.drain_timeout)
+        progress = RunProgress(enabled=not args.no_progress)
+        events = RunEvents(observers=[progress], broker_alive=target.alive)
         pids = [n.pid for n in target.handle.nodes if n.pid] if target.handle is not None \
             else local_broker_pids(target.bootstrap)
-        outcome = run_search(scenario, opts, spec, cell, broker_pids=pids)
+        try:
+            outcome = run_search(scenario, opts, spec, cell, events, broker_pids=pids)
+        finally:
+            progress.close()
     _print_search(outcome.document, out)
     out.print(f"result: {outcome.run_dir / 'result.json'}")
     if not outcome.complete:

@@ -73,9 +73,8 @@ class ConsumerHdr(TypedDict):
     e2e: str
 
 
-class ConsumerVerify(TypedDict, total=False):
-    reads: list[tuple[int, int, int, int]]          # partition, offset, producer, seq
-    polls: int
+#: every record a consumer read, in order: (partition, offset, producer, seq)
+ConsumerVerify = list[tuple[int, int, int, int]]
 
 
 class ConsumerResult(TypedDict, total=False):
@@ -95,7 +94,7 @@ class ConsumerResult(TypedDict, total=False):
     hdr: ConsumerHdr
     series: SeriesDoc
     window_end_ns: int
-    lag: int | None
+    lag: list[tuple[float, int]]             # (seconds since t0, total lag) samples, about once a second
     verify: ConsumerVerify | None
 
 

@@ -8,10 +8,12 @@ the measurement window; its spread comes from the per-second samples of whole se
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench.drivers.results import ConsumerResult, ProducerResult, SeriesDoc, WorkerResults
 from bench.metrics.files import write_hgrm, write_hlog
 from bench.metrics.hdr import decode_histogram, encode_histogram, merge_encoded, summarize
 from bench.metrics.series import IntervalSeries
@@ -32,10 +34,10 @@ def _spread(series: dict[str, Any], full: int) -> dict[str, Any]:
             "min": min(samples), "max": max(samples), "values": samples}
 
 
-def _merge_series(docs: list[dict[str, Any]]) -> IntervalSeries | None:
+def _merge_series(docs: list[SeriesDoc]) -> IntervalSeries | None:
     merged: IntervalSeries | None = None
     for d in docs:
-        s = IntervalSeries.decode(d)
+        s = IntervalSeries.decode(dict(d))
         if merged is None:
             merged = s
         elif s.origin_ns == merged.origin_ns:
@@ -51,7 +53,7 @@ def _latency(encoded: list[str | None]) -> dict[str, Any] | None:
     return {**summarize(hist), "hdr": encode_histogram(hist)}
 
 
-def _sum_errors(results: list[dict[str, Any]]) -> dict[str, int]:
+def _sum_errors(results: Sequence[ProducerResult] | Sequence[ConsumerResult]) -> dict[str, int]:
     errors: dict[str, int] = {}
     for r in results:
         for k, v in (r.get("errors") or {}).items():
@@ -59,7 +61,7 @@ def _sum_errors(results: list[dict[str, Any]]) -> dict[str, int]:
     return errors
 
 
-def build_cell_result(cell: Cell, topic: str, results: dict[str, dict[int, dict[str, Any]]], worker_errors: list[str],
+def build_cell_result(cell: Cell, topic: str, results: WorkerResults, worker_errors: list[str],
                       opts: Any, *, offsets: dict[str, Any] | None = None, backlog: dict[str, Any] | None = None,
                       elapsed_s: float = 0.0, run_dir: Path | None = None, incomplete_reason: str | None = None,
                       warnings: list[str] | None = None) -> dict[str, Any]:
@@ -108,7 +110,8 @@ def build_cell_result(cell: Cell, topic: str, results: dict[str, dict[int, dict[
     if cons:
         groups: dict[str, int] = {}
         for r in cons:
-            groups[r["group"]] = groups.get(r["group"], 0) + r["received_total"]
+            group = str(r.get("group"))
+            groups[group] = groups.get(group, 0) + r["received_total"]
         check["received_per_group"] = groups
         check["consumed_all"] = all(v >= acked_total for v in groups.values())
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.errors import RunAborted
-from bench.run.execute import RunOptions, run_scenario
+from bench.run.events import RunEvents
+from bench.run.execute import RunOptions, execute
 from bench.scenario.model import Scenario
 
 __all__ = ["DEFAULT_PRIME_S", "prime_broker", "priming_scenario"]
@@ -32,13 +34,13 @@ def priming_scenario(scenario: Scenario, seconds: float) -> Scenario:
                                search=None, repeat=1)
 
 
-def prime_broker(scenario: Scenario, opts: RunOptions, seconds: float = DEFAULT_PRIME_S) -> dict[str, Any]:
+def prime_broker(scenario: Scenario, opts: RunOptions, seconds: float = DEFAULT_PRIME_S, *,
+                 alive: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Run the priming cell; returns the ``priming`` record of the result document."""
     with tempfile.TemporaryDirectory(prefix="kbench-priming-") as tmp:
-        prime_opts = dataclasses.replace(opts, reports_root=Path(tmp), out=None, verify=False, keep_topics=False,
-                                         on_load_start=None, on_cell_end=None)
+        prime_opts = dataclasses.replace(opts, reports_root=Path(tmp), out=None, verify=False, keep_topics=False)
         try:
-            outcome = run_scenario(priming_scenario(scenario, seconds), prime_opts)
+            outcome = execute(priming_scenario(scenario, seconds), prime_opts, events=RunEvents(broker_alive=alive))
         except RunAborted as exc:  # nothing the user asked for was measured yet: say so, keep the exit code
             raise RunAborted(f"stopped while priming the broker, before any cell was measured ({exc})",
                              interrupted=exc.interrupted) from None

@@ -18,7 +18,9 @@ import json
 import sys
 from typing import Any
 
+from bench.brokers import KINDS
 from bench.capacity.spec import METRICS, SEARCH_KEYS
+from bench.drivers.registry import CLIENTS
 from bench.faults.plan import ACTIONS, FAULT_KEYS, MAX_FAULT_S, MAX_NODE_ID
 from bench.scenario.model import (
     MAX_MESSAGE_SIZE,
@@ -172,7 +174,7 @@ _MATRIX: dict[str, Any] = _nullable({
     "type": "object",
     "description": "dotted key -> non-empty list of values; the cells are the cross product (at most 256)",
     "propertyNames": {"pattern": f"^(topic\\.({'|'.join(TOPIC_KEYS)})|topic\\.config\\..+|workload\\.({_SUB})"
-                                 r"|producer\..+|consumer\..+)$"},
+                                 r"|producer\..+|consumer\..+|client|consumer_client|client_version)$"},
     "additionalProperties": {"type": "array", "minItems": 1},
 })
 
@@ -243,7 +245,11 @@ SCENARIO_SCHEMA: dict[str, Any] = {
         "name": _nullable({"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,100}$",
                            "description": "default: from the file name"}),
         "description": _nullable({"type": "string", "minLength": 1}),
-        "broker": _nullable({"enum": ["kafka", "tansu"], "description": "the embedded broker to start"}),
+        "broker": _nullable({"enum": list(KINDS), "description": "the embedded broker to start"}),
+        "client": _nullable({"enum": list(CLIENTS), "description": "the producers' client (default librdkafka)"}),
+        "consumer_client": _nullable({"enum": list(CLIENTS), "description": "the consumers' client (default: client)"}),
+        "client_version": _nullable({"type": "string", "pattern": r"^[0-9]+\.[0-9]+\.[0-9]+$",
+                                     "description": "java: the kafka-clients version (default: the broker's)"}),
         "topic": _TOPIC,
         "workload": _WORKLOAD,
         "producer": _PROPERTIES,

@@ -1,0 +1,71 @@
+"""The driver seam (OMB's driver split): run one cell's workers, return their typed results.
+
+The pipeline (:mod:`bench.run.execute`) owns everything around the load: the topic, the offsets check,
+merging the results into the cell document, the extensions (faults, verification). A :class:`Driver`
+owns only the workers: start producers and consumers, set the common start ``t0``, run the warm-up and
+the window, drain, stop, and return a :class:`CellRun`. It emits :mod:`bench.run.events` (phases, load
+started, worker stats) and raises :class:`CellAborted` with what it measured when the cell cannot go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from bench.drivers.results import WorkerResults, empty_results
+
+if TYPE_CHECKING:
+    from bench.run.events import RunEvents
+    from bench.scenario.model import Cell
+
+__all__ = ["BacklogDoc", "CellAborted", "CellJob", "CellRun", "Driver"]
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """One run of one cell, as the pipeline hands it to a driver."""
+
+    cell: Cell
+    topic: str
+    group_prefix: str                       # consumer group g is f"{group_prefix}-g{g}"
+    bootstrap: str
+    client_config: Mapping[str, str]        # run-wide (SASL/TLS …); the cell's producer/consumer on top
+    verify: bool = False
+    drain_timeout_s: float = 30.0
+
+
+@dataclass
+class BacklogDoc:
+    build_s: float
+    messages: int
+    drain_s: float
+    caught_up: bool
+    drain_msgs_per_s: float | None
+
+
+@dataclass
+class CellRun:
+    """What a driver measured: the workers' results, their errors, and the driver's warnings."""
+
+    results: WorkerResults = field(default_factory=empty_results)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    backlog: BacklogDoc | None = None
+    elapsed_s: float = 0.0
+
+
+class CellAborted(Exception):
+    """The cell stopped early (Ctrl-C, a dead broker or worker, a timeout); ``run`` is what was measured."""
+
+    def __init__(self, reason: str, run: CellRun | None = None, *, interrupted: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.run = run
+        self.interrupted = interrupted
+
+
+class Driver(Protocol):
+    name: str
+
+    def run_cell(self, job: CellJob, events: RunEvents) -> CellRun: ...

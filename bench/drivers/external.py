@@ -1,0 +1,184 @@
+"""An external driver process as one worker: the coordinator side of the driver protocol (docs/drivers.md).
+
+The process gets the worker's spec as its first stdin line and answers with JSON lines on stdout; a reader
+thread turns them into the same queue messages a Python worker sends (``ready``, ``stat``, ``result``,
+``error``), so the process driver coordinates both alike. ``start`` / ``consume`` / ``stop`` go to its
+stdin; closing stdin is a stop too, so a driver never outlives kbench.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import threading
+import time
+from collections import deque
+from dataclasses import asdict
+from typing import IO, Any
+
+from bench.errors import ConfigError
+from bench.load.worker import WorkerSpec
+
+__all__ = ["PROTOCOL_VERSION", "ExternalWorker", "spec_line", "worker_command"]
+
+PROTOCOL_VERSION = 1
+_STDERR_LINES = 30
+
+
+def spec_line(spec: WorkerSpec) -> dict[str, Any]:
+    """The ``spec`` object of docs/drivers.md for one worker."""
+    return {
+        "type": "spec", "protocol": PROTOCOL_VERSION, "role": spec.role, "index": spec.index,
+        "producers": int(spec.extra.get("producers", 1)), "bootstrap": spec.bootstrap, "topic": spec.topic,
+        "client_config": dict(spec.client_config), "warmup_ns": spec.warmup_ns, "duration_ns": spec.duration_ns,
+        "rate": spec.rate, "message_size": {k: (list(v) if isinstance(v, tuple) else v)
+                                            for k, v in asdict(spec.message_size).items()},
+        "payload": {"kind": spec.payload.kind, "compressibility": spec.payload.compressibility},
+        "keys": {"kind": spec.keys.kind, "count": spec.keys.count, "zipf_s": spec.keys.zipf_s},
+        "group": spec.group, "wait_for_consume": bool(spec.extra.get("wait_for_consume", False)),
+        "seed": spec.seed, "verify": spec.verify, "flush_timeout_s": spec.flush_timeout_s,
+    }
+
+
+def worker_command(client: str, kafka_version: str | None) -> list[str]:
+    """The argv that starts one worker of ``client`` (built on first use into the kbench cache)."""
+    from bench.drivers.registry import driver_command
+
+    return driver_command(client, kafka_version)
+
+
+class ExternalWorker:
+    """One worker process speaking the driver protocol; a ``multiprocessing.Process``-like surface."""
+
+    def __init__(self, spec: WorkerSpec, client: str, argv: list[str], out: Any) -> None:
+        self.spec, self.client, self.argv, self.out = spec, client, argv, out
+        self.role = spec.role
+        self._proc: subprocess.Popen[str] | None = None
+        self._stderr: deque[str] = deque(maxlen=_STDERR_LINES)
+        self._lock = threading.Lock()
+        self._sent_result = False
+        self._threads: list[threading.Thread] = []
+        self._spec_sent_ns = 0
+
+    # -- process surface ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._spec_sent_ns = time.monotonic_ns()   # the lower bound of the driver's hello clock
+        try:
+            self._proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True, bufsize=1)
+        except OSError as exc:
+            raise ConfigError(f"could not start the {self.client} driver ({self.argv[0]}): {exc.strerror}") from None
+        self._send(spec_line(self.spec))
+        assert self._proc.stdout is not None and self._proc.stderr is not None
+        for target, stream in ((self._read_stdout, self._proc.stdout), (self._read_stderr, self._proc.stderr)):
+            t = threading.Thread(target=target, args=(stream,), daemon=True, name=f"{self.client}-{self.role}")
+            t.start()
+            self._threads.append(t)
+
+    @property
+    def exitcode(self) -> int | None:
+        if self._proc is None:
+            return None
+        code = self._proc.poll()
+        if code is not None and self._threads[0].is_alive():
+            return None          # exited, but its last lines are still being read
+        return code
+
+    def is_alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout)
+        for t in self._threads:
+            t.join(timeout=1.0)
+
+    def kill(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+
+    def stderr_tail(self) -> str:
+        return "\n".join(self._stderr)
+
+    # -- commands ----------------------------------------------------------------------------------
+    def send_start(self, t0_ns: int) -> None:
+        self._send({"type": "start", "t0_ns": t0_ns})
+
+    def send_consume(self) -> None:
+        if self.role == "consumer":
+            self._send({"type": "consume"})
+
+    def send_stop(self) -> None:
+        self._send({"type": "stop"})
+        if self._proc is not None and self._proc.stdin is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._proc.stdin.close()
+
+    def _send(self, obj: dict[str, Any]) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.stdin.closed:
+            return
+        with self._lock, contextlib.suppress(OSError, ValueError):
+            proc.stdin.write(json.dumps(obj) + "\n")
+            proc.stdin.flush()
+
+    # -- reading -----------------------------------------------------------------------------------
+    def _read_stderr(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._stderr.append(line.rstrip("\n"))
+
+    def _read_stdout(self, stream: IO[str]) -> None:
+        for line in stream:
+            if not line.strip():
+                continue
+            try:
+                msg = json.loads(line)
+            except json.JSONDecodeError:
+                self._error(f"not a JSON line: {line.strip()[:200]!r}")
+                continue
+            if not isinstance(msg, dict):
+                self._error(f"not a JSON object: {line.strip()[:200]!r}")
+                continue
+            self._dispatch(msg)
+        if not self._sent_result:
+            self._error("exited without a result line")
+            self._put("result", {"failed": f"the {self.client} driver exited without a result"})
+
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("type")
+        if kind == "hello":
+            self._check_hello(msg)
+        elif kind == "ready":
+            self._put("ready", msg.get("detail"))
+        elif kind == "stat":
+            self.out.put(("stat", self.role, self.spec.index, float(msg.get("t_s", 0.0)), int(msg.get("count", 0)),
+                          msg.get("p99_us"), int(msg.get("total", 0))))
+        elif kind == "result":
+            result = {k: v for k, v in msg.items() if k != "type"}
+            result.setdefault("client", {"name": self.client, "version": "unknown"})
+            result.setdefault("protocol", PROTOCOL_VERSION)
+            self._sent_result = True
+            self._put("result", result)
+        elif kind == "error":
+            self._error(str(msg.get("message", "")))
+        else:
+            self._error(f"unknown line type {kind!r}")
+
+    def _check_hello(self, msg: dict[str, Any]) -> None:
+        now = time.monotonic_ns()
+        protocol, clock = msg.get("protocol"), msg.get("now_ns")
+        if protocol != PROTOCOL_VERSION:
+            self._error(f"speaks driver protocol {protocol!r}; kbench speaks {PROTOCOL_VERSION}")
+            self.kill()
+        elif not isinstance(clock, int) or not self._spec_sent_ns <= clock <= now:
+            self._error(f"its clock is not this host's CLOCK_MONOTONIC (hello now_ns {clock!r} is outside "
+                        f"[{self._spec_sent_ns}, {now}])")
+            self.kill()
+
+    def _error(self, text: str) -> None:
+        self._put("error", f"{self.client} driver: {text}")
+
+    def _put(self, kind: str, payload: Any) -> None:
+        self.out.put((kind, self.role, self.spec.index, payload))
