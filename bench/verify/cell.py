@@ -31,7 +31,7 @@ import numpy as np
 
 from bench.errors import TopicError
 from bench.kafka.admin import TopicAdmin
-from bench.load.payload import HEADER
+from bench.load.payload import HEADER_SIZE, decode_header
 from bench.verify.history import AnomalyKind, Poll, Send, check
 
 __all__ = ["DEFINITE_FAILURES", "CellVerifier", "FinalRead", "build_history", "latency_around",
@@ -126,9 +126,9 @@ def read_topic(bootstrap: str, topic: str, client_config: Mapping[str, str] | No
                     continue
                 v = m.value()
                 vid: str | None = None
-                if v is not None and len(v) >= HEADER.size:
-                    t, prod, hi, lo = HEADER.unpack_from(v)
-                    vid = value_id(prod, (hi << 32) | lo)
+                if v is not None and len(v) >= HEADER_SIZE:
+                    t, prod, seq = decode_header(v)
+                    vid = value_id(prod, seq)
                     out.intended_ns[vid] = t
                 elif v is not None:
                     vid = "raw:" + v[:32].hex()
