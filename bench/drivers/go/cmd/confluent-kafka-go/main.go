@@ -1,0 +1,241 @@
+// Command confluent-kafka-go is the kbench load driver for
+// github.com/confluentinc/confluent-kafka-go/v2 (its bundled static librdkafka), protocol v1
+// (docs/drivers.md). client_config holds librdkafka properties, passed through.
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"kbench/drivers/core"
+)
+
+// reserved are the properties the driver sets itself.
+var reserved = map[string]string{"bootstrap.servers": "the spec's bootstrap", "group.id": "the spec's group"}
+
+func check(role string, cfg map[string]string) error {
+	for k := range cfg {
+		if why, ok := reserved[k]; ok {
+			return fmt.Errorf("confluent-kafka-go: client_config %s: set by the driver (%s)", k, why)
+		}
+	}
+	// librdkafka refuses unknown properties and bad values itself: build a client that never connects
+	cm := configMap(cfg)
+	var err error
+	if role == "producer" {
+		var p *kafka.Producer
+		if p, err = kafka.NewProducer(cm); err == nil {
+			p.Close()
+		}
+	} else {
+		_ = cm.SetKey("group.id", "kbench-config-check")
+		var c *kafka.Consumer
+		if c, err = kafka.NewConsumer(cm); err == nil {
+			_ = c.Close()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("confluent-kafka-go: client_config: %v", err)
+	}
+	return nil
+}
+
+func main() {
+	core.Main(&core.Client{Name: "confluent-kafka-go", Module: "github.com/confluentinc/confluent-kafka-go/v2",
+		Check: check, NewProducer: newProducer, NewConsumer: newConsumer})
+}
+
+func configMap(cfg map[string]string) *kafka.ConfigMap {
+	cm := &kafka.ConfigMap{"log_level": 3}
+	for k, v := range cfg {
+		_ = cm.SetKey(k, v)
+	}
+	return cm
+}
+
+func named(err error) error {
+	if ke, ok := err.(kafka.Error); ok {
+		return &core.NamedError{Name: ke.Code().String(), Err: err}
+	}
+	return err
+}
+
+type producer struct {
+	p     *kafka.Producer
+	a     *core.Acker
+	topic string
+	done  chan struct{}
+}
+
+func newProducer(s *core.Spec, a *core.Acker) (core.Producer, error) {
+	cm := configMap(s.ClientConfig)
+	_ = cm.SetKey("bootstrap.servers", s.Bootstrap)
+	p, err := kafka.NewProducer(cm)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := p.GetMetadata(&s.Topic, false, 30000); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("metadata of topic %s: %v", s.Topic, err)
+	}
+	pr := &producer{p: p, a: a, topic: s.Topic, done: make(chan struct{})}
+	go pr.events()
+	return pr, nil
+}
+
+func (p *producer) events() {
+	defer close(p.done)
+	for ev := range p.p.Events() {
+		if m, ok := ev.(*kafka.Message); ok {
+			tp := m.TopicPartition
+			var err error
+			if tp.Error != nil {
+				err = named(tp.Error)
+			}
+			p.a.Ack(m.Opaque.(*core.Rec), tp.Partition, int64(tp.Offset), err)
+		}
+	}
+}
+
+func (p *producer) Send(r *core.Rec) error {
+	m := &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &p.topic, Partition: kafka.PartitionAny},
+		Key: r.Key, Value: r.Value, Opaque: r}
+	for {
+		err := p.p.Produce(m, nil)
+		if err == nil {
+			return nil
+		}
+		if ke, ok := err.(kafka.Error); ok && ke.Code() == kafka.ErrQueueFull {
+			p.a.QueueFull()
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		return named(err)
+	}
+}
+
+func (p *producer) Flush() {}
+
+func (p *producer) Close() {
+	p.p.Close() // closes the events channel after the outstanding deliveries
+	<-p.done
+}
+
+type consumer struct {
+	c        *kafka.Consumer
+	topic    string
+	assigned bool
+	hold     bool
+	paused   []kafka.TopicPartition
+	pending  []core.Record
+	lastErr  error
+}
+
+func newConsumer(s *core.Spec) (core.Consumer, error) {
+	cm := configMap(s.ClientConfig)
+	_ = cm.SetKey("bootstrap.servers", s.Bootstrap)
+	_ = cm.SetKey("group.id", *s.Group)
+	if _, ok := s.ClientConfig["auto.offset.reset"]; !ok {
+		_ = cm.SetKey("auto.offset.reset", "earliest")
+	}
+	c, err := kafka.NewConsumer(cm)
+	if err != nil {
+		return nil, err
+	}
+	return &consumer{c: c, topic: s.Topic}, nil
+}
+
+func (c *consumer) rebalance(k *kafka.Consumer, ev kafka.Event) error {
+	switch e := ev.(type) {
+	case kafka.AssignedPartitions:
+		if k.GetRebalanceProtocol() == "COOPERATIVE" {
+			_ = k.IncrementalAssign(e.Partitions)
+		} else {
+			_ = k.Assign(e.Partitions)
+		}
+		if c.hold {
+			_ = k.Pause(e.Partitions)
+			c.paused = append(c.paused, e.Partitions...)
+		}
+		c.assigned = true
+	case kafka.RevokedPartitions:
+		if k.GetRebalanceProtocol() == "COOPERATIVE" {
+			_ = k.IncrementalUnassign(e.Partitions)
+		} else {
+			_ = k.Unassign()
+		}
+	}
+	return nil
+}
+
+// Join polls until the first assignment; with hold, the assigned partitions stay paused until the first
+// Poll, so no record is handed over before the release.
+func (c *consumer) Join(ctx context.Context, hold bool) error {
+	c.hold = hold
+	if err := c.c.SubscribeTopics([]string{c.topic}, c.rebalance); err != nil {
+		return err
+	}
+	for !c.assigned {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.take(c.c.Poll(100))
+	}
+	return nil
+}
+
+func (c *consumer) take(ev kafka.Event) {
+	switch e := ev.(type) {
+	case *kafka.Message:
+		if e.TopicPartition.Error != nil {
+			c.lastErr = named(e.TopicPartition.Error)
+			return
+		}
+		c.pending = append(c.pending, core.Record{Partition: e.TopicPartition.Partition,
+			Offset: int64(e.TopicPartition.Offset), Value: e.Value})
+	case kafka.Error:
+		c.lastErr = named(e)
+	}
+}
+
+func (c *consumer) Poll(ctx context.Context) ([]core.Record, error) {
+	if c.hold {
+		c.hold = false
+		_ = c.c.Resume(c.paused)
+	}
+	if len(c.pending) == 0 {
+		c.take(c.c.Poll(100))
+		for n := 0; len(c.pending) > n && len(c.pending) < 10000; {
+			n = len(c.pending)
+			c.take(c.c.Poll(0))
+		}
+	}
+	out, err := c.pending, c.lastErr
+	c.pending, c.lastErr = nil, nil
+	return out, err
+}
+
+func (c *consumer) Lag() (int64, bool) {
+	parts, err := c.c.Assignment()
+	if err != nil || len(parts) == 0 {
+		return 0, false
+	}
+	pos, err := c.c.Position(parts)
+	if err != nil {
+		return 0, false
+	}
+	var lag int64
+	for _, p := range pos {
+		_, hi, err := c.c.GetWatermarkOffsets(c.topic, p.Partition)
+		if err != nil || hi < 0 || p.Offset < 0 {
+			continue
+		}
+		lag += max(0, hi-int64(p.Offset))
+	}
+	return lag, true
+}
+
+func (c *consumer) Close() { _ = c.c.Close() }

@@ -1,0 +1,222 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Record is one record a client handed to the application.
+type Record struct {
+	Partition int32
+	Offset    int64
+	Value     []byte
+}
+
+// Consumer is a client adapter's group consumer.
+type Consumer interface {
+	// Join subscribes and returns once the group gave this member its first assignment. With hold, the
+	// adapter must not hand records to the application before the first Poll.
+	Join(ctx context.Context, hold bool) error
+	// Poll returns the records the client hands over now, waiting at most about 100 ms for some.
+	// err counts as an error of the result (named by ErrorName); polling continues.
+	Poll(ctx context.Context) ([]Record, error)
+	// Lag is high watermark − position summed over the assigned partitions, if the client knows it.
+	Lag() (int64, bool)
+	Close()
+}
+
+// ConsumerResult is the consumer's result line (docs/drivers.md).
+type ConsumerResult struct {
+	Type        string            `json:"type"`
+	Protocol    int               `json:"protocol"`
+	Client      ClientInfo        `json:"client"`
+	Role        string            `json:"role"`
+	Index       int               `json:"index"`
+	Group       string            `json:"group"`
+	RecvTotal   int64             `json:"received_total"`
+	RecvMeas    int64             `json:"received_measured"`
+	BytesMeas   int64             `json:"bytes_measured"`
+	Errors      map[string]int64  `json:"errors"`
+	WindowS     float64           `json:"window_s"`
+	WindowEndNs int64             `json:"window_end_ns"`
+	JoinS       *float64          `json:"join_s"`
+	ReleasedS   float64           `json:"released_s"`
+	FirstNs     *int64            `json:"first_receive_ns"`
+	LastNs      *int64            `json:"last_receive_ns"`
+	Lag         [][2]float64      `json:"lag"`
+	Hdr         map[string]string `json:"hdr"`
+	Series      SeriesDoc         `json:"series"`
+	Verify      *ConsumerVerify   `json:"verify"`
+}
+
+// ConsumerVerify is the verify-mode record of a consumer.
+type ConsumerVerify struct {
+	Reads [][4]int64 `json:"reads"`
+	Polls int64      `json:"polls"`
+}
+
+type receiver struct {
+	mu         sync.Mutex
+	start, end int64
+	e2e        *hdr.Histogram
+	last       *hdr.Histogram
+	series     *Series
+	total      int64
+	lastStat   int64
+	errors     map[string]int64
+	first      *int64
+	lastNs     int64
+	verify     *ConsumerVerify
+}
+
+func (r *receiver) take(recs []Record, now int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.first == nil {
+		f := now
+		r.first = &f
+	}
+	r.lastNs = now
+	r.total += int64(len(recs))
+	in := now >= r.start && now < r.end
+	for i := range recs {
+		v := recs[i].Value
+		t, prod, seq, ok := ParseHeader(v)
+		if r.verify != nil {
+			p, q := int64(-1), int64(-1)
+			if ok {
+				p, q = int64(prod), seq
+			}
+			r.verify.Reads = append(r.verify.Reads, [4]int64{int64(recs[i].Partition), recs[i].Offset, p, q})
+		}
+		if !in {
+			continue
+		}
+		lat := int64(-1)
+		if ok {
+			lat = (now - t) / 1000
+			if r.e2e.RecordValue(lat) != nil {
+				r.series.OutOfRange()
+			}
+			_ = r.last.RecordValue(lat)
+		}
+		r.series.Add(now, len(v), lat)
+	}
+}
+
+func (r *receiver) stat() (int64, *int64, int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.total - r.lastStat
+	r.lastStat = r.total
+	var p99 *int64
+	if r.last.TotalCount() > 0 {
+		v := r.last.ValueAtQuantile(99)
+		p99 = &v
+	}
+	r.last.Reset()
+	return n, p99, r.total
+}
+
+func runConsumer(c *Client, s *Spec, ctl *Control, out *Out, info ClientInfo) error {
+	cons, err := c.NewConsumer(s)
+	if err != nil {
+		return fmt.Errorf("consumer: %v", err)
+	}
+	defer closeConsumerWithin(cons, 5*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { <-ctl.Stop; cancel() }()
+	created := Now()
+	if err := cons.Join(ctx, s.WaitForConsume); err != nil {
+		if ctx.Err() != nil {
+			out.Line(failedResult{Type: "result", Protocol: Protocol, Client: info, Failed: "stopped before assignment"})
+			return nil
+		}
+		return fmt.Errorf("join: %v", err)
+	}
+	joined := Now()
+	out.Line(map[string]any{"type": "ready"})
+	var t0 int64
+	select {
+	case t0 = <-ctl.Start:
+	case <-ctl.Stop:
+		out.Line(failedResult{Type: "result", Protocol: Protocol, Client: info, Failed: "stopped before start"})
+		return nil
+	}
+	if s.WaitForConsume {
+		select {
+		case <-ctl.Consume:
+		case <-ctl.Stop:
+		}
+	}
+	released := Now()
+	rx := &receiver{start: t0 + s.WarmupNs, end: t0 + s.WarmupNs + s.DurationNs, e2e: NewHist(), last: NewHist(),
+		series: NewSeries(t0 + s.WarmupNs), errors: map[string]int64{}}
+	if s.Verify {
+		rx.verify = &ConsumerVerify{Reads: [][4]int64{}}
+	}
+	lag := pollLoop(ctx, cons, rx, t0, out)
+	end := max(rx.start, min(Now(), rx.end))
+	r := ConsumerResult{Type: "result", Protocol: Protocol, Client: info, Role: "consumer", Index: s.Index,
+		Group: *s.Group, Errors: rx.errors, WindowS: max(0, float64(end-rx.start)/1e9), WindowEndNs: end,
+		ReleasedS: float64(released-t0) / 1e9, FirstNs: rx.first, Lag: lag, Hdr: map[string]string{"e2e": Encode(rx.e2e)},
+		Series: rx.series.Doc(end), RecvTotal: rx.total, Verify: rx.verify}
+	for i := range r.Series.Count {
+		r.RecvMeas += r.Series.Count[i]
+		r.BytesMeas += r.Series.Bytes[i]
+	}
+	// the group was joined before the release (ready means assigned): join time counts from creation
+	js := float64(joined-created) / 1e9
+	r.JoinS = &js
+	if rx.first != nil {
+		l := rx.lastNs
+		r.LastNs = &l
+	}
+	out.Line(r)
+	return nil
+}
+
+func pollLoop(ctx context.Context, cons Consumer, rx *receiver, t0 int64, out *Out) [][2]float64 {
+	lag := [][2]float64{}
+	lastStat := Now()
+	for ctx.Err() == nil {
+		recs, err := cons.Poll(ctx)
+		now := Now()
+		if rx.verify != nil {
+			rx.verify.Polls++
+		}
+		if err != nil && ctx.Err() == nil {
+			rx.mu.Lock()
+			rx.errors[ErrorName(err)]++
+			rx.series.Error(now)
+			rx.mu.Unlock()
+		}
+		if len(recs) > 0 {
+			rx.take(recs, now)
+		}
+		if now-lastStat >= 1_000_000_000 {
+			lastStat = now
+			if l, ok := cons.Lag(); ok {
+				lag = append(lag, [2]float64{float64(int64((float64(now-t0)/1e9)*1000)) / 1000, float64(l)})
+			}
+			n, p99, total := rx.stat()
+			out.Line(map[string]any{"type": "stat", "t_s": float64(now-t0) / 1e9, "count": n, "p99_us": p99,
+				"total": total})
+		}
+	}
+	return lag
+}
+
+func closeConsumerWithin(c Consumer, d time.Duration) {
+	ch := make(chan struct{})
+	go func() { c.Close(); close(ch) }()
+	select {
+	case <-ch:
+	case <-time.After(d):
+	}
+}

@@ -1,0 +1,137 @@
+package core
+
+import (
+	"fmt"
+	"os"
+	"runtime/debug"
+	"strings"
+	"time"
+)
+
+// Client is one client library plugged into the core.
+type Client struct {
+	Name   string
+	Module string // Go module path, for the version in hello/result
+	// Check refuses a client_config key the client cannot honour (the error names client and key).
+	Check       func(role string, cfg map[string]string) error
+	NewProducer func(s *Spec, a *Acker) (Producer, error)
+	NewConsumer func(s *Spec) (Consumer, error)
+}
+
+// Info returns the client's name and module version (from the binary's build info).
+func (c *Client) Info() ClientInfo {
+	v := "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == c.Module {
+				v = d.Version
+				if d.Replace != nil {
+					v = d.Replace.Version
+				}
+			}
+		}
+	}
+	return ClientInfo{Name: c.Name, Version: v}
+}
+
+type failedResult struct {
+	Type     string     `json:"type"`
+	Protocol int        `json:"protocol"`
+	Client   ClientInfo `json:"client"`
+	Failed   string     `json:"failed"`
+}
+
+// Main runs one driver process: spec on stdin, JSON lines on stdout; it exits the process.
+func Main(c *Client) {
+	out := NewOut(os.Stdout)
+	info := c.Info()
+	fail := func(code int, format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		out.Error("%s", msg)
+		out.Line(failedResult{Type: "result", Protocol: Protocol, Client: info, Failed: msg})
+		os.Exit(code)
+	}
+	if err := CheckClock(); err != nil {
+		fail(1, "%v", err)
+	}
+	s, ctl, err := ReadSpec(os.Stdin)
+	if err != nil {
+		fail(2, "%s: %v", c.Name, err)
+	}
+	if err := validate(s); err != nil {
+		fail(2, "%s: %v", c.Name, err)
+	}
+	if s.ClientConfig == nil {
+		s.ClientConfig = map[string]string{}
+	}
+	if err := c.Check(s.Role, s.ClientConfig); err != nil {
+		fail(2, "%v", err)
+	}
+	out.Line(map[string]any{"type": "hello", "protocol": Protocol, "now_ns": SysNow(), "client": info,
+		"role": s.Role, "pid": os.Getpid()})
+	if s.Role == "producer" {
+		err = runProducer(c, s, ctl, out, info)
+	} else {
+		err = runConsumer(c, s, ctl, out, info)
+	}
+	if err != nil {
+		fail(1, "%s: %v", c.Name, err)
+	}
+	os.Exit(0)
+}
+
+func validate(s *Spec) error {
+	if s.Protocol != Protocol {
+		return fmt.Errorf("spec.protocol: this driver speaks protocol %d, got %d", Protocol, s.Protocol)
+	}
+	switch {
+	case s.Role != "producer" && s.Role != "consumer":
+		return fmt.Errorf("spec.role: expected \"producer\" or \"consumer\", got %q", s.Role)
+	case s.Bootstrap == "":
+		return fmt.Errorf("spec.bootstrap: expected host:port")
+	case s.Topic == "":
+		return fmt.Errorf("spec.topic: expected a topic name")
+	case s.Rate != nil && *s.Rate <= 0:
+		return fmt.Errorf("spec.rate: expected a positive number or null, got %v", *s.Rate)
+	case s.DurationNs <= 0 || s.WarmupNs < 0:
+		return fmt.Errorf("spec.duration_ns/warmup_ns: expected duration > 0 and warmup >= 0")
+	case s.Index < 0 || s.Index > 0xFFFF:
+		return fmt.Errorf("spec.index: expected 0..65535, got %d", s.Index)
+	}
+	if s.Role == "consumer" && (s.Group == nil || *s.Group == "") {
+		return fmt.Errorf("spec.group: a consumer needs a group id")
+	}
+	if s.Role == "producer" {
+		if _, err := newGen(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Brokers splits the bootstrap list.
+func Brokers(s *Spec) []string { return strings.Split(s.Bootstrap, ",") }
+
+// FlushTimeout is spec.flush_timeout_s (default 10 s).
+func FlushTimeout(s *Spec) time.Duration {
+	if s.FlushTimeoutS <= 0 {
+		return 10 * time.Second
+	}
+	return time.Duration(s.FlushTimeoutS * float64(time.Second))
+}
+
+// statLoop calls f once a second until done is closed.
+func statLoop(t0 int64, done <-chan struct{}, out *Out, f func() (int64, *int64, int64)) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+			n, p99, total := f()
+			out.Line(map[string]any{"type": "stat", "t_s": float64(Now()-t0) / 1e9, "count": n, "p99_us": p99,
+				"total": total})
+		}
+	}
+}
