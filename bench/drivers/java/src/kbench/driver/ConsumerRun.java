@@ -1,10 +1,12 @@
 package kbench.driver;
 
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.Collection;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.OptionalLong;
 import java.util.Properties;
 import java.util.Set;
 import java.util.TreeMap;
@@ -83,7 +85,7 @@ final class ConsumerRun {
         long t0 = 0;
         long tStart = FAR;
         long tEnd = FAR;
-        Long lag = null;
+        List<Object> lag = new ArrayList<>();
         KafkaConsumer<byte[], byte[]> consumer =
                 new KafkaConsumer<>(properties(spec), new ByteArrayDeserializer(), new ByteArrayDeserializer());
         try {
@@ -111,6 +113,8 @@ final class ConsumerRun {
                 }
                 if (!records.isEmpty()) statCount += take(records, now, tStart, tEnd);
                 if (now - lastStat >= SECOND) {
+                    Long total = lag(consumer);
+                    if (total != null && t0 != 0) lag.add(List.of(Math.round((now - t0) / 1e6) / 1e3, total));
                     int n = series.length();
                     Out.line(Json.obj("type", "stat", "t_s", t0 == 0 ? 0.0 : (now - t0) / 1e9, "count", statCount,
                             "p99_us", n == 0 ? null : series.p99(n - 1), "total", receivedTotal));
@@ -118,7 +122,6 @@ final class ConsumerRun {
                     lastStat = now;
                 }
             }
-            lag = lag(consumer);
         } finally {
             close(consumer);
         }
@@ -154,22 +157,23 @@ final class ConsumerRun {
         return n;
     }
 
+    /** Sum over assigned partitions of high watermark − position, from the client's cached fetch state. */
     private Long lag(KafkaConsumer<byte[], byte[]> consumer) {
         if (assigned.isEmpty()) return null;
+        long total = 0;
         try {
-            Map<TopicPartition, Long> ends = consumer.endOffsets(assigned, Duration.ofSeconds(2));
-            long total = 0;
             for (TopicPartition tp : assigned) {
-                Long end = ends.get(tp);
-                if (end != null) total += Math.max(0, end - consumer.position(tp, Duration.ofSeconds(1)));
+                OptionalLong one = consumer.currentLag(tp);
+                if (one.isEmpty()) return null;
+                total += one.getAsLong();
             }
-            return total;
-        } catch (KafkaException e) { // best effort, as kbench's own consumer
+        } catch (IllegalStateException | KafkaException e) { // best effort: a rebalance mid-call is normal
             return null;
         }
+        return total;
     }
 
-    private Map<String, Object> result(long t0, long tStart, long tEnd, long released, Long lag) {
+    private Map<String, Object> result(long t0, long tStart, long tEnd, long released, List<Object> lag) {
         long end = Math.max(tStart, Math.min(System.nanoTime(), tEnd));
         series.outOfRange += outOfRange;
         return Json.obj("group", spec.group, "received_total", receivedTotal,

@@ -194,7 +194,7 @@ final class ProducerRun {
             long next = t0 + (interval * spec.index) / spec.producers;
             while (!control.stopRequested()) {
                 long now = System.nanoTime();
-                if (now >= tEnd) return;
+                if (next >= tEnd) return; // every message due before the end is sent, however late
                 if (now - lastStat >= SECOND) stat(now);
                 if (now < next) {
                     long wait = next - now;
@@ -202,7 +202,7 @@ final class ProducerRun {
                     else Thread.onSpinWait();
                     continue;
                 }
-                long due = Math.min(CHUNK, (now - next) / interval + 1);
+                long due = Math.min(CHUNK, (Math.min(now, tEnd - 1) - next) / interval + 1);
                 for (long k = 0; k < due; k++) {
                     long intended = next + k * interval;
                     long sent = System.nanoTime();
