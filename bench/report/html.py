@@ -1,116 +1,126 @@
 """One self-contained HTML file: run facts, tables, and the charts embedded as base64 ``data:`` URIs
-(no external CSS, fonts, scripts or images, so it can be mailed, archived or opened offline)."""
+(no external CSS, fonts, scripts or images, so it can be mailed, archived or opened offline).
+
+The markup is in Jinja2 templates (``bench/report/templates/``: ``report.html``, and the table macro in
+``macros.html``), rendered with autoescaping on: every value from a result document is escaped. This
+module only turns a result document into the typed views the templates read.
+"""
 
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Sequence
-from html import escape
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import jinja2
 
 from bench import __version__
 from bench.report.tables import BEST, Table, metric_tables, overview_table, run_facts, threshold_misses
 
 __all__ = ["render_html", "table_html"]
 
-_CSS = """
-:root { --fg: #1d2330; --muted: #5b6475; --line: #d9dee7; --best: #e3f5e1; --bad: #fde8e6; --head: #f3f5f9; }
-* { box-sizing: border-box; }
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg);
-       margin: 0; background: #fafbfc; }
-main { max-width: 1180px; margin: 0 auto; padding: 24px 28px 48px; background: #fff; }
-h1 { font-size: 24px; margin: 0 0 4px; }
-h2 { font-size: 18px; margin: 32px 0 10px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
-h3 { font-size: 14px; margin: 22px 0 6px; }
-p.desc, p.note, footer { color: var(--muted); }
-dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 12px 0; }
-dl.facts dt { font-weight: 600; color: var(--muted); }
-dl.facts dd { margin: 0; }
-.banner { padding: 10px 14px; border-radius: 6px; margin: 12px 0; font-weight: 600; }
-.banner.bad { background: var(--bad); border: 1px solid #f2b8b0; }
-.banner.ok { background: var(--best); border: 1px solid #b9e0b3; }
-table { border-collapse: collapse; margin: 6px 0 4px; font-variant-numeric: tabular-nums; }
-th, td { padding: 4px 10px; border: 1px solid var(--line); text-align: right; white-space: nowrap; }
-th { background: var(--head); font-weight: 600; white-space: normal; vertical-align: bottom; }
-.scroll { overflow-x: auto; max-width: 100%; }
-th:first-child, td:first-child { text-align: left; }
-tr.best td { background: var(--best); font-weight: 600; }
-tr.incomplete td { background: var(--bad); font-style: italic; }
-figure { margin: 14px 0 24px; }
-figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; }
-figcaption { color: var(--muted); font-size: 13px; }
-ul.misses { margin: 6px 0; }
-"""
+
+@dataclass(frozen=True)
+class RowView:
+    classes: str          # "", "best", "incomplete" or "best incomplete"
+    cells: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TableView:
+    columns: tuple[str, ...]
+    rows: tuple[RowView, ...]
+    caption: str | None = None
+
+
+@dataclass(frozen=True)
+class MetricView:
+    title: str
+    table: TableView
+    note: str | None
+
+
+@dataclass(frozen=True)
+class ChartView:
+    title: str
+    png_base64: str
+
+
+@dataclass(frozen=True)
+class ThresholdView:
+    total: int
+    misses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ReportView:
+    """Everything ``report.html`` shows, as strings; ``overview`` is None when no cell was measured."""
+
+    name: str
+    description: str | None
+    complete: bool
+    incomplete_reason: str
+    facts: tuple[tuple[str, str], ...]
+    overview: TableView | None
+    cell_notes: tuple[str, ...]
+    thresholds: ThresholdView | None
+    charts: tuple[ChartView, ...]
+    metrics: tuple[MetricView, ...]
+    best: str
+    version: str
+    source: str
+
+
+@functools.cache
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.PackageLoader("bench.report", "templates"), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                              keep_trailing_newline=True)
+
+
+def _table_view(table: Table, caption: str | None = None) -> TableView:
+    rows = []
+    for i, row in enumerate(table.frame.itertuples(index=False)):
+        classes = [name for name, marked in (("best", table.best_rows), ("incomplete", table.incomplete_rows))
+                   if i in marked]
+        rows.append(RowView(" ".join(classes), tuple(str(v) for v in row)))
+    return TableView(tuple(str(c) for c in table.frame.columns), tuple(rows), caption or None)
 
 
 def table_html(table: Table, *, caption: str | None = None) -> str:
     """An escaped HTML table; best rows get class ``best``, incomplete ones ``incomplete``."""
-    parts = ['<div class="scroll"><table>']
-    if caption:
-        parts.append(f"<caption>{escape(caption)}</caption>")
-    parts.append("<thead><tr>" + "".join(f"<th>{escape(str(c))}</th>" for c in table.frame.columns)
-                 + "</tr></thead><tbody>")
-    for i, row in enumerate(table.frame.itertuples(index=False)):
-        classes = [name for name, rows in (("best", table.best_rows), ("incomplete", table.incomplete_rows))
-                   if i in rows]
-        attr = f' class="{" ".join(classes)}"' if classes else ""
-        parts.append(f"<tr{attr}>" + "".join(f"<td>{escape(str(v))}</td>" for v in row) + "</tr>")
-    parts.append("</tbody></table></div>")
-    return "".join(parts)
+    macro = _env().get_template("macros.html").module.table  # type: ignore[attr-defined]
+    return str(macro(_table_view(table, caption)))
 
 
-def _img(path: Path, title: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{escape(title)}">'
-            f"<figcaption>{escape(title)}</figcaption></figure>")
+def _report_view(doc: dict[str, Any], charts: Sequence[tuple[str, Path]]) -> ReportView:
+    scen = doc.get("scenario") or {}
+    cells = doc.get("cells") or []
+    notes = [f"⚠ {c.get('label')} incomplete: {c.get('incomplete_reason') or 'unknown'}"
+             for c in cells if not c.get("complete")]
+    notes += [f"{c.get('label')}: {w}" for c in cells for w in c.get("warnings") or []]
+    thresholds = threshold_misses(doc) if cells else None
+    return ReportView(
+        name=str(scen.get("name") or "run"),
+        description=str(scen["description"]) if scen.get("description") else None,
+        complete=bool(doc.get("complete")),
+        incomplete_reason=str(doc.get("incomplete_reason") or "reason unknown"),
+        facts=tuple(run_facts(doc)),
+        overview=_table_view(overview_table(doc)) if cells else None,
+        cell_notes=tuple(notes),
+        thresholds=None if thresholds is None else ThresholdView(thresholds[0], tuple(thresholds[1])),
+        charts=tuple(ChartView(title, base64.b64encode(path.read_bytes()).decode("ascii"))
+                     for title, path in charts) if cells else (),
+        metrics=tuple(MetricView(t.title, _table_view(t), t.note) for t in metric_tables(doc)) if cells else (),
+        best=BEST,
+        version=__version__,
+        source=str(doc.get("_path") or ""),
+    )
 
 
 def render_html(doc: dict[str, Any], charts: Sequence[tuple[str, Path]] = ()) -> str:
     """The whole report as one HTML string; ``charts`` are (title, PNG path) pairs to embed."""
-    scen = doc.get("scenario") or {}
-    name = str(scen.get("name") or "run")
-    body = [f"<h1>kbench report: {escape(name)}</h1>"]
-    if scen.get("description"):
-        body.append(f'<p class="desc">{escape(str(scen["description"]))}</p>')
-    if doc.get("complete"):
-        body.append('<div class="banner ok">Run complete.</div>')
-    else:
-        body.append('<div class="banner bad">⚠ INCOMPLETE RUN: '
-                    f"{escape(str(doc.get('incomplete_reason') or 'reason unknown'))} — numbers cover only what "
-                    "was measured.</div>")
-    body.append('<dl class="facts">' + "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>"
-                                               for k, v in run_facts(doc)) + "</dl>")
-    cells = doc.get("cells") or []
-    if not cells:
-        body.append("<p>No cell was measured.</p>")
-    else:
-        body.append("<h2>Cells</h2>" + table_html(overview_table(doc)))
-        notes = [f"⚠ {c.get('label')} incomplete: {c.get('incomplete_reason') or 'unknown'}"
-                 for c in cells if not c.get("complete")]
-        notes += [f"{c.get('label')}: {w}" for c in cells for w in c.get("warnings") or []]
-        if notes:
-            body.append('<ul class="misses">' + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>")
-        thresholds = threshold_misses(doc)
-        if thresholds is not None:
-            total, misses = thresholds
-            body.append("<h2>Thresholds</h2>")
-            if misses:
-                body.append('<ul class="misses">' + "".join(f"<li>✗ {escape(m)}</li>" for m in misses) + "</ul>")
-            else:
-                body.append(f"<p>✓ all {total} threshold(s) met in every cell</p>")
-        if charts:
-            body.append("<h2>Charts</h2>" + "".join(_img(path, title) for title, path in charts))
-        body.append("<h2>Metrics</h2>"
-                    f'<p class="note">One table per metric; {BEST} and green mark the best complete cell, red '
-                    "marks incomplete cells. Per-second columns summarise the whole seconds of the measurement "
-                    "window.</p>")
-        for table in metric_tables(doc):
-            note = f'<p class="note">{escape(table.note)}</p>' if table.note else ""
-            body.append(f"<section><h3>{escape(table.title)}</h3>{table_html(table)}{note}</section>")
-    source = doc.get("_path") or ""
-    body.append(f"<footer><p>Generated by kbench {escape(__version__)} from {escape(str(source))}.</p></footer>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>kbench report: {escape(name)}</title><style>{_CSS}</style></head>"
-            f"<body><main>{''.join(body)}</main></body></html>\n")
+    return _env().get_template("report.html").render(r=_report_view(doc, charts))
