@@ -183,7 +183,7 @@ def test_defaults(tmp_path: Path) -> None:
     ("workload:\n  rat: 5\n", "t.yaml:2: workload.rat: ", "did you mean 'rate'?"),
     ("name: x\nbogus: 1\n", "t.yaml:2: bogus: ", "unknown key"),
     ("name: 'a b'\n", "t.yaml:1: name: ", "[A-Za-z0-9._-]"),
-    ("broker: redpanda\n", "t.yaml:1: broker: ", "kafka, tansu"),
+    ("broker: redpanda\n", "t.yaml:1: broker: ", "kafka, kafka-zk, tansu, kfake"),
     ("description: 2024-01-01\n", "t.yaml:1: description: ", "quote it"),
     ("thresholds:\n  - {metric: x, max: 1}\n  - {metric: y}\n", "t.yaml:3: thresholds[1]: ", "max or min"),
     ("thresholds: {metric: x}\n", "t.yaml:1: thresholds: ", "expected a list"),

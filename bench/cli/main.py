@@ -152,8 +152,14 @@ def _add_capacity(sub: argparse._SubParsersAction) -> None:
     register(sub)
 
 
+def _add_driver(sub: argparse._SubParsersAction) -> None:
+    from bench.cli.driver import register
+
+    register(sub)
+
+
 _EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_broker, _add_run, _add_conformance, _add_report, _add_locust, _add_capacity,
+    _add_broker, _add_run, _add_conformance, _add_report, _add_locust, _add_capacity, _add_driver,
 ]
 
 

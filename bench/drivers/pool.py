@@ -141,5 +141,5 @@ def build_pool(ctx: SpawnContext, job: CellJob, *, kafka_version: str | None) ->
     pool = WorkerPool(ctx)
     for spec in worker_specs(job):
         client = job.cell.client if spec.role == "producer" else job.cell.consumer_client
-        pool.add(spec, client, kafka_version=kafka_version)
+        pool.add(spec, client, kafka_version=job.cell.client_version or kafka_version)
     return pool

@@ -169,6 +169,11 @@ _RUN_PROPS: dict[str, Any] = {
     "verification": {"type": "object", "description": "delivery verification (additive in v1; docs/faults.md)"},
     "locust": {"type": "object", "description": "Locust run details (additive in v1; docs/locust.md)"},
     "driver": {"type": ["string", "object"], "description": "the load driver (additive in v1)"},
+    "clients": {"type": "object", "description": "the producer and consumer clients (additive in v1; docs/drivers.md)",
+                "properties": {role: {"type": "object", "required": ["name", "version"],
+                                      "properties": {"name": {"type": "string"}, "version": {"type": "string"},
+                                                     "protocol": {"type": ["integer", "null"]}}}
+                               for role in ("producer", "consumer")}},
 }
 _RUN_REQUIRED = ["complete", "produce", "consume", "latency"]
 

@@ -147,10 +147,24 @@ def build_cell_result(cell: Cell, topic: str, results: WorkerResults, worker_err
         "backlog": backlog,
         "warnings": warnings,
         "steady_state": steady.to_dict(),
+        "clients": {"producer": _client(cell.client, prods), "consumer": _client(cell.consumer_client, cons)},
     }
     if run_dir is not None:
         _write_histogram_files(run_dir, cell.index, latency, prod_series, cons_series, end_ns)
     return doc
+
+
+def _client(name: str, results: Sequence[ProducerResult] | Sequence[ConsumerResult]) -> dict[str, Any]:
+    """The client of a role: what its workers reported (external drivers), else librdkafka's version."""
+    for r in results:
+        info = r.get("client")
+        if info is not None:
+            return {"name": info["name"], "version": info["version"], "protocol": r.get("protocol")}
+    if name == "librdkafka":
+        import confluent_kafka
+
+        return {"name": name, "version": confluent_kafka.libversion()[0], "protocol": None}
+    return {"name": name, "version": "unknown", "protocol": None}
 
 
 def _write_histogram_files(run_dir: Path, index: int, latency: dict[str, Any], prod: IntervalSeries | None,

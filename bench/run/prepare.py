@@ -167,6 +167,26 @@ def _check_search(req: PrepareRequest, scenario: Scenario) -> tuple[SearchSpec |
     return parse_search(scenario, scenario.cells[index], check_cell=False), None
 
 
+def _check_clients(scenario: Scenario, client_config: Mapping[str, str]) -> None:
+    """Every cell's clients can honour its producer / consumer keys (ConfigError naming client and key)."""
+    from bench.drivers.registry import check_client_config
+
+    seen: set[tuple[str, str, str | None, tuple[tuple[str, str], ...]]] = set()
+    for cell in scenario.cells:
+        for role, client, conf in (("producer", cell.client, cell.producer), ("consumer", cell.consumer_client,
+                                                                               cell.consumer)):
+            merged = {**client_config, **conf}
+            key = (role, client, cell.client_version, tuple(sorted(merged.items())))
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                check_client_config(client, role, merged, cell.client_version)
+            except ConfigError as exc:
+                where = scenario.path or scenario.name
+                raise ConfigError(f"{where}: cell {cell.index} ({cell.label()}): {exc}") from None
+
+
 def prepare(req: PrepareRequest) -> PreparedRun:
     """Validate everything ``req`` needs; ConfigError / ScenarioError (exit 2) on the first problem.
 
@@ -180,6 +200,7 @@ def prepare(req: PrepareRequest) -> PreparedRun:
     scenario = _with_repeat(load_scenario(req.scenario_path, req.overrides), req.repeat)
     ctx = _ctx(scenario)
     _check_thresholds(scenario, ctx)
+    _check_clients(scenario, req.client_config)
     plan = _check_faults(req, scenario, ctx)
     spec, cell = _check_search(req, scenario)
     return PreparedRun(command=req.command, scenario=scenario, fault_plan=plan, search_spec=spec, search_cell=cell,
