@@ -16,7 +16,6 @@ A run directory holds ``report.json`` (schema below), ``report.md``, ``junit.xml
 from __future__ import annotations
 
 import json
-import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import ResultError
+from bench.results import store
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -81,23 +81,12 @@ def count_verdicts(checks: Sequence[CheckResult]) -> dict[str, int]:
 
 
 def new_run_dir(root: Path, broker_label: str, stamp: str) -> Path:
-    """Create ``root/conformance-<label>-<stamp>`` (suffix ``-2``, ``-3``… if taken); never reuse."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", broker_label).strip("_") or "broker"
-    root.mkdir(parents=True, exist_ok=True)
-    for n in range(1, 1000):
-        path = root / (f"conformance-{safe}-{stamp}" + (f"-{n}" if n > 1 else ""))
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
-        return path
-    raise ResultError(f"cannot create a new run directory under {root}")
+    """Create ``root/conformance-<label>-<stamp>`` (``-2``, ``-3``… if taken); never reuse one.
 
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    :func:`bench.results.store.new_run_dir` with the ``conformance-`` prefix; an empty label is
+    ``broker``. ``--report-dir`` is checked by the plugin instead, since ``--resume`` continues a
+    non-empty one."""
+    return store.new_run_dir(root, f"conformance-{store.safe_name(broker_label, 'broker')}", stamp=stamp)
 
 
 def _cell(text: str, limit: int = 240) -> str:
@@ -171,9 +160,11 @@ def write_report(run_dir: Path, doc: dict[str, Any], hgrm_writer: Any = None) ->
             name = Path(path).stem
             if name in doc.get("timings", {}):
                 doc["timings"][name]["hgrm"] = Path(path).name
-    _atomic_write(run_dir / "report.json", json.dumps(doc, indent=2, default=str) + "\n")
-    _atomic_write(run_dir / "report.md", render_markdown(doc))
-    _atomic_write(run_dir / "junit.xml", render_junit(doc))
+    # default=str: ``observed`` holds whatever a check saw (enums, bytes...); NaN is allowed here,
+    # unlike in a benchmark result, since nothing computes on it
+    store.write_text_atomic(run_dir / "report.json", json.dumps(doc, indent=2, default=str) + "\n")
+    store.write_text_atomic(run_dir / "report.md", render_markdown(doc))
+    store.write_text_atomic(run_dir / "junit.xml", render_junit(doc))
 
 
 def build_doc(checks: Sequence[CheckResult], **meta: Any) -> dict[str, Any]:

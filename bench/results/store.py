@@ -37,7 +37,8 @@ from typing import Any
 from bench.errors import ConfigError, ResultError
 from bench.results.redact import redact
 
-__all__ = ["SCHEMA_VERSION", "load_result", "new_run_dir", "result_path", "write_result"]
+__all__ = ["SCHEMA_VERSION", "load_result", "new_run_dir", "result_path", "safe_name", "utc_stamp",
+           "write_json_atomic", "write_result", "write_text_atomic"]
 
 SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
@@ -47,38 +48,77 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def new_run_dir(root: Path, name: str, out: Path | None = None) -> Path:
-    """Create the run directory: ``out`` (must not exist or be empty) or ``root/<name>-<UTC timestamp>``."""
+def utc_stamp() -> str:
+    """Now, UTC, as used in run directory names: ``20260102T030405Z``."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def safe_name(name: str, default: str = "run") -> str:
+    """``name`` made safe for a directory name: each run of other characters than ``A-Za-z0-9._-``
+    becomes one ``_``, leading/trailing ``_`` are dropped; ``default`` if nothing is left."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or default
+
+
+def new_run_dir(root: Path, name: str, out: Path | None = None, *, stamp: str | None = None) -> Path:
+    """Create a new run directory and return it; an existing run is never written into.
+
+    * ``out`` given (``--out``, ``--report-dir``): it must not exist or be an empty directory
+      (ConfigError otherwise); it is created with its parents.
+    * otherwise ``root/<safe name>-<stamp>`` (``stamp`` defaults to :func:`utc_stamp`), and if that is
+      taken ``…-2``, ``…-3`` …: ``mkdir`` is the atomic claim, so two runs started in the same second
+      (even in two processes) get two directories.
+    """
     if out is not None:
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise ConfigError(f"--out {out}: already exists and is not empty; kbench never overwrites a run")
         out.mkdir(parents=True, exist_ok=True)
         return out
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)
-    for i in range(1000):
-        path = root / (f"{safe}-{stamp}" + (f"-{i}" if i else ""))
+    base = f"{safe_name(name)}-{stamp or utc_stamp()}"
+    root.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        path = root / (base + (f"-{n}" if n > 1 else ""))
         try:
-            path.mkdir(parents=True)
+            path.mkdir()
         except FileExistsError:
             continue
         return path
-    raise ConfigError(f"could not create a new run directory under {root}")
+    raise ConfigError(f"could not create a new run directory {base}[-N] under {root}: 999 taken")
 
 
-def write_json_atomic(path: Path, doc: Any) -> None:
-    """Write ``doc`` as JSON to a temp file in the same directory, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=1, allow_nan=False, default=_default)
-            f.write("\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` (UTF-8) so that a reader or a crash sees the old or the new file,
+    never a torn one: a temp file in the same directory, fsync, rename over ``path``, fsync of the
+    directory (so the rename itself is durable). A new file gets mode 0644; an existing one keeps its mode.
+    """
+    path = Path(path)
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), mode)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+
+
+def write_json_atomic(path: Path, doc: Any) -> None:
+    """``doc`` as JSON (indent 1, no NaN/Infinity, numpy arrays as lists) via :func:`write_text_atomic`.
+
+    Serialisation happens first, so a document that cannot be written leaves ``path`` untouched."""
+    write_text_atomic(path, json.dumps(doc, indent=1, allow_nan=False, default=_default) + "\n")
 
 
 def _default(obj: Any) -> Any:
