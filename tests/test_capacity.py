@@ -27,10 +27,13 @@ from bench.capacity import (
     summarize_search,
     write_plan,
 )
+from bench.capacity.render import plan_sections
+from bench.capacity.render import render_html as render_plan_html
 from bench.cli.search import register
 from bench.errors import ConfigError, ResultError, ScenarioError
 from bench.results.store import load_result
 from bench.scenario.model import load_scenario, load_scenario_text
+from tests.html_reference import dom_events, old_plan_html
 
 SCENARIO = """\
 name: cap
@@ -363,7 +366,7 @@ def test_plan_arithmetic_on_a_synthetic_search() -> None:
         compute_plan(doc, target, 1.0, headroom)
 
 
-def test_plan_on_a_sweep_interpolates_partitions() -> None:
+def _sweep_doc() -> dict[str, Any]:
     # throughput linear in partitions up to 4, flat at 8 (broker-bound); one cell over the SLO
     per_part = 5000.0
     cells = [_cell(i, None, [per_part * min(p, 4)] * 5, 10.0, partitions=p, params={"topic.partitions": p})
@@ -372,8 +375,12 @@ def test_plan_on_a_sweep_interpolates_partitions() -> None:
     # fast enough, but its consumers fell behind: not sustainable
     cells.append(_cell(5, None, [150000.0] * 5, 10.0, partitions=32, params={"topic.partitions": 32}, groups=1,
                        consumed=[20000.0] * 5))
-    doc = {"kind": "kbench.run", "scenario": {"name": "sweep"}, "cells": cells,
-           "environment": {"broker": {"brokers": {"1": "x"}}, "host": {"cpu_count": 2}}}
+    return {"kind": "kbench.run", "scenario": {"name": "sweep"}, "cells": cells,
+            "environment": {"broker": {"brokers": {"1": "x"}}, "host": {"cpu_count": 2}}}
+
+
+def test_plan_on_a_sweep_interpolates_partitions() -> None:
+    doc = _sweep_doc()
     plan = compute_plan(doc, 12.0, 50.0, 0.0)   # 12 MB/s: between 2 (10 MB/s) and 4 partitions (20 MB/s)
     assert plan.brokers == 1 and plan.partitions == 3 and not plan.extrapolation
     assert plan.point.partitions == 4 and plan.point.kind == "saturated"
@@ -425,6 +432,22 @@ def test_plan_command_writes_numbered_reports_and_never_overwrites(tmp_path: Pat
     assert files.markdown.name == "plan-3.md" and user_file.read_text() == "mine"
     with pytest.raises(SystemExit):
         _parser().parse_args(["plan", str(run), "--target-mbps", "-1", "--p99-ms", "5"])
+
+
+def test_plan_html_from_the_template_is_the_string_built_document() -> None:
+    """plan.html gives the document the string-built renderer gave (tests/html_reference.py), and escapes."""
+    png = b"\x89PNG\r\n\x1a\n not a real image"
+    search, sweep = _search_doc(), _sweep_doc()
+    plans = [(search, compute_plan(search, 40.0, 50.0, 0.25)), (sweep, compute_plan(sweep, 12.0, 50.0, 0.0)),
+             (sweep, compute_plan(sweep, 50.0, 50.0, 0.0))]
+    for doc, plan in plans:
+        sections = plan_sections(plan, doc)
+        sections.append(("p", "markup <b>kept</b> & 'quoted' as \"text\""))
+        title = "Capacity plan — <script>alert(1)</script> (runs/x/result.json)"
+        new = render_plan_html(sections, title, png)
+        assert dom_events(new) == dom_events(old_plan_html(sections, title, png))
+        assert len(dom_events(new)) > 100 and "<script" not in new and "<b>" not in new
+        assert "<h1>Capacity plan — &lt;script&gt;alert(1)&lt;/script&gt;" in new
 
 
 def test_plan_command_errors(tmp_path: Path) -> None:

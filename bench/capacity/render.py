@@ -1,5 +1,7 @@
 """Write a :class:`~bench.capacity.plan.Plan` as markdown, HTML (chart embedded as base64 PNG) and PNG.
 
+The HTML is a Jinja2 template, ``bench/capacity/templates/plan.html``, rendered with autoescaping on.
+
 Files go into a ``plan/`` folder next to the result: ``plan.md``, ``plan.html``, ``plan.png``; if any of
 them exists, the next free number is used (``plan-2.md`` …). Files are created exclusively: nothing
 is ever overwritten.
@@ -8,11 +10,13 @@ is ever overwritten.
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import jinja2
 
 from bench.capacity.plan import Plan
 from bench.capacity.search import effective_steps
@@ -172,29 +176,44 @@ def render_markdown(sections: list[Section], title: str, png_name: str) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class _Block:
+    """One section as ``plan.html`` reads it (``kind``: h2, p, ul, chart or table)."""
+
+    kind: str
+    text: str = ""
+    bold: bool = False
+    items: tuple[str, ...] = ()
+    headers: tuple[str, ...] = ()
+    rows: tuple[tuple[str, ...], ...] = ()
+
+
+def _block(section: Section) -> _Block:
+    kind = str(section[0])
+    if kind == "h2":
+        return _Block(kind, text=str(section[1]))
+    if kind == "p":
+        text = str(section[1])
+        return _Block(kind, text=text.strip("*"), bold=True) if text.startswith("**") else _Block(kind, text=text)
+    if kind == "ul":
+        return _Block(kind, items=tuple(str(i) for i in section[1]))
+    if kind == "chart":
+        return _Block(kind)
+    return _Block("table", headers=tuple(str(h) for h in section[1]),
+                  rows=tuple(tuple(str(c) for c in row) for row in section[2]))
+
+
+@functools.cache
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.PackageLoader("bench.capacity", "templates"), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                              keep_trailing_newline=True)
+
+
 def render_html(sections: list[Section], title: str, png: bytes) -> str:
-    e = html.escape
-    body = [f"<h1>{e(title)}</h1>"]
-    for s in sections:
-        if s[0] == "h2":
-            body.append(f"<h2>{e(s[1])}</h2>")
-        elif s[0] == "p":
-            text = s[1]
-            bold = text.startswith("**")
-            body.append(f"<p><strong>{e(text.strip('*'))}</strong></p>" if bold else f"<p>{e(text)}</p>")
-        elif s[0] == "ul":
-            body.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in s[1]) + "</ul>")
-        elif s[0] == "chart":
-            b64 = base64.b64encode(png).decode("ascii")
-            body.append(f'<img alt="capacity chart" src="data:image/png;base64,{b64}">')
-        else:
-            head = "".join(f"<th>{e(h)}</th>" for h in s[1])
-            rows = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in s[2])
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-    style = ("body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%}img{max-width:100%}")
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
-            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    """The plan as one HTML page (``bench/capacity/templates/plan.html``, autoescaped), the chart embedded."""
+    return _env().get_template("plan.html").render(title=title, blocks=[_block(s) for s in sections],
+                                                   png_base64=base64.b64encode(png).decode("ascii"))
 
 
 def _free_names(folder: Path) -> tuple[Path, Path, Path]:
