@@ -2,6 +2,11 @@
 
 Names used by the checks: ``e2e`` (produce → consume), ``commit`` (commit round trip),
 ``join`` (group join / rebalance duration), ``txn_commit`` (transaction commit).
+
+The histograms have kbench's layout (:func:`bench.metrics.hdr.new_histogram`: 1 µs .. 1 h, 3
+significant figures), and the ``.hgrm`` files are written by :func:`bench.metrics.files.write_hgrm`,
+values in milliseconds, as for ``kbench run`` (hdrh's own ``output_percentile_distribution`` prints
+the standard deviation unscaled).
 """
 
 from __future__ import annotations
@@ -11,15 +16,26 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from hdrh.histogram import HdrHistogram
 
-__all__ = ["Timings"]
+from bench.metrics.files import write_hgrm
+from bench.metrics.hdr import HIGHEST_US, LOWEST_US, encode_histogram, new_histogram, value_at_percentiles
 
-LOWEST_US = 1
-HIGHEST_US = 3_600_000_000
-SIGNIFICANT_DIGITS = 3
+__all__ = ["TimingSummary", "Timings"]
+
+
+class TimingSummary(TypedDict):
+    """One operation's entry in report.json ``timings`` (µs; ``hdr``: HdrHistogram V2 base64)."""
+
+    count: int
+    min_us: int
+    p50_us: int
+    p90_us: int
+    p99_us: int
+    max_us: int
+    hdr: str
 
 
 class Timings:
@@ -32,8 +48,7 @@ class Timings:
     def _hist(self, name: str) -> HdrHistogram:
         hist = self._hists.get(name)
         if hist is None:
-            hist = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
-            self._hists[name] = hist
+            hist = self._hists[name] = new_histogram()
         return hist
 
     def record(self, name: str, micros: float) -> None:
@@ -56,31 +71,32 @@ class Timings:
         with self._lock:
             return sorted(self._hists)
 
-    def summary(self) -> dict[str, dict[str, Any]]:
-        """Per name: count, min, p50, p90, p99, max (µs)."""
-        out: dict[str, dict[str, Any]] = {}
+    def histogram(self, name: str) -> HdrHistogram | None:
+        """The live histogram of ``name`` (None if nothing was recorded under it)."""
+        with self._lock:
+            return self._hists.get(name)
+
+    def summary(self) -> dict[str, TimingSummary]:
+        """Per non-empty name: count, min, p50, p90, p99, max (µs) and the encoded histogram."""
+        out: dict[str, TimingSummary] = {}
         with self._lock:
             for name, h in sorted(self._hists.items()):
-                count = h.get_total_count()
-                if not count:
+                if not h.total_count:
                     continue
-                out[name] = {"count": count, "min_us": h.get_min_value(),
-                             "p50_us": h.get_value_at_percentile(50),
-                             "p90_us": h.get_value_at_percentile(90),
-                             "p99_us": h.get_value_at_percentile(99), "max_us": h.get_max_value()}
-                encoded = h.encode()
-                out[name]["hdr"] = encoded.decode() if isinstance(encoded, bytes) else str(encoded)
+                p50, p90, p99 = value_at_percentiles(h, (50.0, 90.0, 99.0))
+                out[name] = TimingSummary(count=int(h.total_count), min_us=int(h.get_min_value()),
+                                          p50_us=p50, p90_us=p90, p99_us=p99,
+                                          max_us=int(h.get_max_value()), hdr=encode_histogram(h))
         return out
 
     def write_hgrm(self, directory: Path) -> list[Path]:
-        """One ``<name>.hgrm`` percentile distribution (values in µs) per non-empty histogram."""
+        """One ``<name>.hgrm`` percentile distribution (values in ms) per non-empty histogram."""
         written = []
         with self._lock:
             for name, h in sorted(self._hists.items()):
-                if not h.get_total_count():
+                if not h.total_count:
                     continue
                 path = directory / f"{name}.hgrm"
-                with path.open("wb") as fh:
-                    h.output_percentile_distribution(fh, 1)
+                write_hgrm(h, path)
                 written.append(path)
         return written

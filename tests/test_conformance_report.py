@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import textwrap
 import xml.etree.ElementTree as ET
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from bench.errors import ResultError
+from bench.metrics.files import write_hgrm
 from conformance.report import (
     CheckResult,
     build_doc,
@@ -67,6 +69,36 @@ def test_write_report_files(tmp_path: Path) -> None:
     assert [c.get("name") for c in fails] == ["E1 semantic E1"]
     errors = [c for c in suite.iter("testcase") if c.find("error") is not None]
     assert [c.get("name") for c in errors] == ["P3 semantic P3"]
+
+
+def test_timings_hgrm_of_a_known_histogram_uses_the_kbench_writer(tmp_path: Path) -> None:
+    t = Timings()
+    for us in (100, 200, 300, 400):
+        t.record("commit", us)
+    t.record("join", 5e12)  # clamped to the 1 h top of the range, not lost
+    paths = t.write_hgrm(tmp_path)
+    assert [p.name for p in paths] == ["commit.hgrm", "join.hgrm"]
+    text = (tmp_path / "commit.hgrm").read_text()
+    lines = text.splitlines()
+    assert lines[0].split() == ["Value", "Percentile", "TotalCount", "1/(1-Percentile)"]
+    assert lines[2].split() == ["0.100", "0.000000000000", "1", "1.00"]  # values in ms
+    rows = [line.split() for line in lines[2:] if line and not line.startswith("#")]
+    assert rows[-1] == ["0.400", "1.000000000000", "4"]
+    assert {r[0] for r in rows} == {"0.100", "0.200", "0.300", "0.400"}
+    # mean 250 µs, population stddev sqrt(12500) = 111.8 µs, both in ms like every other column
+    assert "#[Mean    =        0.250, StdDeviation   =        0.112]" in lines
+    assert "#[Max     =        0.400, Total count    =            4]" in lines
+    hist = t.histogram("commit")
+    assert hist is not None
+    write_hgrm(hist, tmp_path / "same.hgrm")
+    assert (tmp_path / "same.hgrm").read_text() == text  # one writer
+    ref = io.BytesIO()
+    hist.output_percentile_distribution(ref, 1000.0)
+    assert "StdDeviation   =      111.803" in ref.getvalue().decode()  # why not hdrh's: unscaled
+    summary = t.summary()
+    assert {k: summary["commit"][k] for k in ("count", "min_us", "p50_us", "p90_us", "p99_us", "max_us")} == {
+        "count": 4, "min_us": 100, "p50_us": 200, "p90_us": 400, "p99_us": 400, "max_us": 400}
+    assert summary["join"]["max_us"] >= 3_600_000_000
 
 
 def test_new_run_dir_never_reuses(tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ hdrh's ``HistogramLogReader`` reads the files (:func:`read_hlog`).
 ``.hgrm``: rows from hdrh's percentile iterator as in ``output_percentile_distribution``; the footer
 in the Java layout, since hdrh's ``output_percentile_distribution`` prints the standard deviation
 unscaled (in raw units while every other column is divided by the scaling ratio).
+
+Both are written atomically (:func:`bench.results.store.write_text_atomic`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
 from bench.metrics.hdr import encode_histogram, mean_stddev, new_histogram
+from bench.results.store import write_text_atomic
 
 __all__ = ["read_hlog", "write_hgrm", "write_hlog"]
 
@@ -44,7 +47,7 @@ def write_hgrm(hist: HdrHistogram, path: str | Path, scale_to_ms: bool = True) -
     lines.append(f"#[Max     = {hist.get_max_value() / ratio:12.{sf}f}, "
                  f"Total count    = {hist.total_count:12d}]\n")
     lines.append(f"#[Buckets = {hist.bucket_count:12d}, SubBuckets     = {hist.sub_bucket_count:12d}]\n")
-    Path(path).write_text("".join(lines), encoding="utf-8")
+    write_text_atomic(Path(path), "".join(lines))
 
 
 def write_hlog(intervals: Sequence[tuple[float, float, HdrHistogram]], path: str | Path, *,
@@ -67,7 +70,7 @@ def write_hlog(intervals: Sequence[tuple[float, float, HdrHistogram]], path: str
     for start, end, h in intervals:
         lines.append(f"{start:.3f},{end - start:.3f},{h.get_max_value() / max_value_unit_ratio:.3f},"
                      f"{encode_histogram(h)}\n")
-    Path(path).write_text("".join(lines), encoding="utf-8")
+    write_text_atomic(Path(path), "".join(lines))
 
 
 def read_hlog(path: str | Path) -> list[tuple[float, float, HdrHistogram]]:
