@@ -118,7 +118,8 @@ def _fetch_with_maven(version: str, out: Path) -> None:
             raise ArtifactError(f"Maven did not resolve org.apache.kafka:kafka_2.13:{version} in 15 min") from exc
         if proc.returncode != 0:
             text = proc.stdout + proc.stderr
-            if f"Could not find artifact org.apache.kafka:kafka_2.13:jar:{version}" in text:
+            missing = f"org.apache.kafka:kafka_2.13:jar:{version}"
+            if f"Could not find artifact {missing}" in text or f"{missing} was not found" in text:
                 raise ArtifactError(
                     f"Apache Kafka {version} does not exist: Maven found no org.apache.kafka:kafka_2.13:{version} "
                     "(releases look like 3.7.2, 3.9.2, 4.3.1; see https://kafka.apache.org/downloads)")

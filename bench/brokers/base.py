@@ -105,7 +105,8 @@ def probe_cluster(bootstrap: str, timeout: float = 5.0, extra: dict[str, str] | 
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": int(timeout * 1000),
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap,
+                            "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000)),  # librdkafka min
                             "log_level": 0, "logger": _silent_logger, **(extra or {})}
     admin = AdminClient(conf)
     try:

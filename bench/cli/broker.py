@@ -24,7 +24,8 @@ def cmd_broker_up(args: argparse.Namespace) -> int:
                           binary=args.binary, bind_host=args.bind_host, advertised_host=args.advertise_host,
                           runtime=args.runtime, timeout=args.timeout, progress=progress_line)
     elapsed = time.monotonic() - t0
-    out.print(f"{handle.kind} {handle.version} up: {len(handle.nodes)} node(s), name {handle.name!r}, "
+    brokers = handle.state.brokers or len(handle.nodes)
+    out.print(f"{handle.kind} {handle.version} up: {brokers} broker(s), name {handle.name!r}, "
               f"ready in {elapsed:.1f} s", markup=False)
     for n in [*handle.state.aux, *handle.nodes]:
         out.print(f"  {n.role} {n.node_id}: pid {n.pid}, port {n.port}, log {n.log_file}", markup=False)
@@ -86,7 +87,7 @@ def _named(name: str | None) -> list[Service]:
 def cmd_broker_logs(args: argparse.Namespace) -> int:
     for h in _named(args.name):
         for log in h.logs(args.lines):
-            out.print(f"[bold]== {h.name} {log.role} {log.node_id}: {log.path}[/bold]")
+            out.print(f"[bold]== {h.name} {log.role} node {log.node_id}: {log.path}[/bold]")
             print(log.text)
     return 0
 
