@@ -196,11 +196,19 @@ def test_headless_master_two_workers_exact_counts(tmp_path: Path, kafka_bootstra
     assert doc_hist.get_total_count() == by_hand.get_total_count() == merge["merged_counts"]["publish"]
     assert doc_hist.get_value_at_percentile(99.0) == by_hand.get_value_at_percentile(99.0)
     assert cell["latency"]["e2e"]["count"] > 0
-    # Locust's own statistics saw one request event per delivery report and per message read
+    # Locust's own statistics saw one request event per batch (of delivery reports, of records read); the
+    # events' message counts add up to every message, and their bytes to every message's 200 bytes
     with (out / "locust_stats.csv").open(newline="") as f:
         stats = {row["Type"]: row for row in csv.DictReader(f) if row["Name"] != "Aggregated"}
-    assert int(stats["kafka-produce"]["Request Count"]) == offsets
-    assert int(stats["kafka-consume"]["Request Count"]) == offsets
+    users = [u for r in collected["reports"].values() for u in r["users"]]
+    for role, kind in (("producer", "kafka-produce"), ("consumer", "kafka-consume")):
+        events = [u["result"]["locust_events"] for u in users if u["role"] == role]
+        requests = int(stats[kind]["Request Count"])
+        assert requests == sum(e["requests"] for e in events) > 0
+        assert sum(e["messages"] for e in events) == offsets
+        assert requests < offsets                                 # batches, not messages
+        assert int(stats[kind]["Failure Count"]) == sum(e["failures"] for e in events) == 0
+        assert float(stats[kind]["Average Content Size"]) * requests == pytest.approx(200 * offsets, rel=1e-9)
     assert (out / "locust.html").stat().st_size > 0
     # the rate was shared by the two producer users and held
     assert cell["locust"]["user_rate"] == 750.0

@@ -14,16 +14,28 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
 
-from bench.load.payload import HEADER, decode_headers
+from bench.drivers.results import ConsumerResult, SeriesDoc
+from bench.load.payload import HEADER_SIZE, decode_header, decode_headers
+from bench.load.schedule import Window
 from bench.load.worker import Control, WorkerSpec, run_worker
 from bench.metrics.hdr import LatencyRecorder
 from bench.metrics.series import IntervalSeries
 
-__all__ = ["BATCH_MAX", "fetch_ready", "run_consumer", "split_messages"]
+__all__ = [
+    "BATCH_MAX",
+    "Received",
+    "Receiver",
+    "fetch_ready",
+    "lag_sample",
+    "partition_lag",
+    "run_consumer",
+    "split_messages",
+]
 
 #: the most records taken from the client at once (all already fetched: a larger batch never waits longer)
 BATCH_MAX = 10_000
@@ -77,57 +89,101 @@ def split_messages(msgs: list[Any], errors: dict[str, int],
     return values
 
 
-class _Receiver:
-    """What one consumer measured: counts, the e2e histogram, the per-second series, verify tuples."""
+@dataclass(frozen=True)
+class Received:
+    """One batch handed over: records, their value bytes, and the largest end-to-end latency among the
+    records carrying a header (None if none did)."""
 
-    def __init__(self, verify: bool) -> None:
+    count: int
+    nbytes: int
+    max_e2e_us: int | None
+
+
+class Receiver:
+    """What one consumer measured: counts, the e2e histogram, the per-second series, verify tuples.
+
+    ``header_offset_ns`` is subtracted from header times to put them on this process's CLOCK_MONOTONIC
+    (Locust producers write CLOCK_REALTIME-anchored times)."""
+
+    def __init__(self, verify: bool, *, origin_ns: int = 0, header_offset_ns: int = 0) -> None:
         self.e2e = LatencyRecorder()
-        self.series = IntervalSeries(origin_ns=0)
+        self.series = IntervalSeries(origin_ns=origin_ns)
         self.received_total = 0
         self.first_ns: int | None = None
         self.last_ns: int | None = None
         self.errors: dict[str, int] = {}
         self.verify: list[tuple[int, int, int, int]] | None = [] if verify else None
+        self.header_offset_ns = header_offset_ns
 
-    def take(self, msgs: list[Any], now: int, t_start_ns: int, t_end_ns: int) -> int:
-        """Account a batch handed over at ``now``; returns how many records it held."""
-        values = split_messages(msgs, self.errors)
+    def take(self, msgs: list[Any], now: int, t_start_ns: int, t_end_ns: int,
+             on_error: Callable[[Any], None] | None = None) -> Received:
+        """Account a batch handed over at ``now``: only records *produced* inside the window are timed;
+        throughput counts records *received* inside it."""
+        values = split_messages(msgs, self.errors, on_error)
         n = len(values)
         if not n:
-            return 0
+            return Received(0, 0, None)
         self.received_total += n
         if self.first_ns is None:
             self.first_ns = now
         self.last_ns = now
         lengths = list(map(len, values))
+        nbytes = sum(lengths)
         if t_start_ns <= now < t_end_ns:
-            self.series.add(now, n, sum(lengths))
+            self.series.add(now, n, nbytes)
         heads = decode_headers(values, lengths)
+        max_us = None
         if heads is not None:
-            sent = heads["t"]
+            sent = heads["t"] - self.header_offset_ns if self.header_offset_ns else heads["t"]
+            lat = (now - sent) // 1000
+            max_us = int(lat.max())
             win = (sent >= t_start_ns) & (sent < t_end_ns)
             if win.any():
-                lat = (now - sent[win]) // 1000
+                lat = lat[win]
                 self.e2e.record_many(lat)
                 self.series.add_latencies(np.full(lat.size, now), lat)
         if self.verify is not None:
             self._keep_ids(msgs)
-        return n
+        return Received(n, nbytes, max_us)
 
     def _keep_ids(self, msgs: list[Any]) -> None:
         assert self.verify is not None
         for m in msgs:
             v = m.value() if m.error() is None else None
-            if v is not None and len(v) >= HEADER.size:
-                _t, prod, hi, lo = HEADER.unpack_from(v)
-                self.verify.append((m.partition() or 0, m.offset() or 0, prod, (hi << 32) | lo))
+            if v is not None and len(v) >= HEADER_SIZE:
+                _t, prod, seq = decode_header(v)
+                self.verify.append((m.partition() or 0, m.offset() or 0, prod, seq))
 
     def last_p99(self) -> int | None:
         last = self.series.histogram_at(len(self.series) - 1) if len(self.series) else None
         return int(last.get_value_at_percentile(99.0)) if last is not None and last.get_total_count() else None
 
+    def result(self, group: str | None, window: Window, now: int, *, released_ns: int, joined_ns: int | None,
+               lag: list[tuple[float, int]]) -> ConsumerResult:
+        """The worker result (docs/drivers.md "result"), the window cut at ``now``."""
+        end = max(window.t_start_ns, min(now, window.t_end_ns))
+        doc = self.series.to_dict(until_ns=end)
+        return {
+            "group": group,
+            "received_total": self.received_total,
+            "received_measured": int(sum(doc["count"])),
+            "bytes_measured": int(sum(doc["bytes"])),
+            "errors": self.errors,
+            "window_s": max(0.0, (end - window.t_start_ns) / 1e9),
+            "join_s": (joined_ns - released_ns) / 1e9 if joined_ns is not None else None,
+            "released_s": (released_ns - window.t0_ns) / 1e9,
+            # receipt times of the first and last record (CLOCK_MONOTONIC ns): drain rates without stat granularity
+            "first_receive_ns": self.first_ns,
+            "last_receive_ns": self.last_ns,
+            "hdr": {"e2e": self.e2e.encode()},
+            "series": cast(SeriesDoc, self.series.encode()),
+            "window_end_ns": end,
+            "lag": lag,
+            "verify": self.verify,
+        }
 
-def _consume(spec: WorkerSpec, ctl: Control, out: Any) -> dict[str, Any]:
+
+def _consume(spec: WorkerSpec, ctl: Control, out: Any) -> ConsumerResult:
     from confluent_kafka import Consumer
 
     assigned: list[Any] = []
@@ -151,67 +207,60 @@ def _consume(spec: WorkerSpec, ctl: Control, out: Any) -> dict[str, Any]:
     released_ns = time.monotonic_ns()
     consumer = Consumer(conf)
     consumer.subscribe([spec.topic], on_assign=on_assign, on_revoke=on_revoke)
-    rx = _Receiver(spec.verify)
-    window: tuple[int, int, int] | None = None  # read from the coordinator in the loop once t0 is set
-    mono = time.monotonic_ns
+    rx = Receiver(spec.verify)
     lag: list[tuple[float, int]] = []
     # Everything alive now (modules: numpy, hdrh, the client…) lives as long as the process: keep it out
     # of the cyclic GC. Each batch allocates 10,000 GC-tracked Message objects, so full collections run
     # often, and each walked all of it: 181k vs 222k msg/s drained with and without (benchmarks/bench_consumer.py).
     gc.freeze()
-    last_stat = mono()
-    stat_count = 0
     try:
-        while not ctl.stop.is_set():
-            msgs = fetch_ready(consumer)
-            now = mono()
-            if window is None:
-                window = ctl.window(spec)
-                if window is not None:
-                    rx.series = IntervalSeries(origin_ns=window[1])
-            t0_ns, t_start_ns, t_end_ns = window or (now, now + (1 << 62), now + (1 << 62))
-            if msgs:
-                stat_count += rx.take(msgs, now, t_start_ns, t_end_ns)
-            if now - last_stat >= 1_000_000_000:
-                total_lag = _lag(consumer, assigned)
-                if total_lag is not None:
-                    lag.append((round((now - t0_ns) / 1e9, 3), total_lag))
-                out.put(("stat", "consumer", spec.index, (now - t0_ns) / 1e9, stat_count, rx.last_p99(),
-                         rx.received_total))
-                stat_count = 0
-                last_stat = now
+        window = _receive_loop(spec, ctl, out, consumer, assigned, rx, lag)
     finally:
         consumer.close()
-    return _result(spec, rx, window or (released_ns, released_ns, released_ns), released_ns, joined_ns, lag)
+    return rx.result(spec.group, window or Window(released_ns, released_ns, released_ns), time.monotonic_ns(),
+                     released_ns=released_ns, joined_ns=joined_ns[0] if joined_ns else None, lag=lag)
 
 
-def _result(spec: WorkerSpec, rx: _Receiver, window: tuple[int, int, int], released_ns: int,
-            joined_ns: list[int], lag: list[tuple[float, int]]) -> dict[str, Any]:
-    t0_ns, t_start_ns, t_end_ns = window
-    end = max(t_start_ns, min(time.monotonic_ns(), t_end_ns))
-    series_doc = rx.series.to_dict(until_ns=end)
-    return {
-        "group": spec.group,
-        "received_total": rx.received_total,
-        "received_measured": int(sum(series_doc["count"])),
-        "bytes_measured": int(sum(series_doc["bytes"])),
-        "errors": rx.errors,
-        "window_s": max(0.0, (end - t_start_ns) / 1e9),
-        "join_s": (joined_ns[0] - released_ns) / 1e9 if joined_ns else None,
-        "released_s": (released_ns - t0_ns) / 1e9,
-        # receipt times of the first and last record (CLOCK_MONOTONIC ns): drain rates without stat granularity
-        "first_receive_ns": rx.first_ns,
-        "last_receive_ns": rx.last_ns,
-        "hdr": {"e2e": rx.e2e.encode()},
-        "series": rx.series.encode(),
-        "window_end_ns": end,
-        "lag": lag,
-        "verify": rx.verify,
-    }
+def _receive_loop(spec: WorkerSpec, ctl: Control, out: Any, consumer: Any, assigned: list[Any], rx: Receiver,
+                  lag: list[tuple[float, int]]) -> Window | None:
+    """Take what the client hands over until stopped; a lag sample and a stat line each second. Returns the
+    window (None if the coordinator never set t0)."""
+    window: Window | None = None  # read from the coordinator in the loop once t0 is set
+    mono = time.monotonic_ns
+    last_stat = mono()
+    stat_count = 0
+    far = 1 << 62
+    while not ctl.stop.is_set():
+        msgs = fetch_ready(consumer)
+        now = mono()
+        if window is None:
+            times = ctl.window(spec)
+            if times is not None:
+                window = Window(*times)
+                rx.series = IntervalSeries(origin_ns=window.t_start_ns)
+        t0_ns, t_start_ns, t_end_ns = (window.t0_ns, window.t_start_ns, window.t_end_ns) if window \
+            else (now, now + far, now + far)
+        if msgs:
+            stat_count += rx.take(msgs, now, t_start_ns, t_end_ns).count
+        if now - last_stat >= 1_000_000_000:
+            sample = lag_sample(consumer, assigned, now, t0_ns)
+            if sample is not None:
+                lag.append(sample)
+            out.put(("stat", "consumer", spec.index, (now - t0_ns) / 1e9, stat_count, rx.last_p99(),
+                     rx.received_total))
+            stat_count = 0
+            last_stat = now
+    return window
 
 
-def _lag(consumer: Any, assigned: list[Any]) -> int | None:
-    """Sum over assigned partitions of (high watermark − position), from cached fetch metadata."""
+def lag_sample(consumer: Any, assigned: list[Any], now: int, t0_ns: int) -> tuple[float, int] | None:
+    """``(s since t0, lag)`` for the result's lag series, or None while nothing is assigned."""
+    total = partition_lag(consumer, assigned)
+    return None if total is None else (round((now - t0_ns) / 1e9, 3), total)
+
+
+def partition_lag(consumer: Any, assigned: list[Any]) -> int | None:
+    """Sum over assigned partitions of (high watermark − position), from cached fetch metadata (no wait)."""
     if not assigned:
         return None
     from confluent_kafka import KafkaException

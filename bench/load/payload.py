@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["HEADER", "HEADER_DTYPE", "HEADER_SIZE", "KeyStream", "PayloadPool", "decode_header", "decode_headers",
-           "encode_header"]
+           "decode_prefixes", "encode_header"]
 
 HEADER = struct.Struct("<qHHI")  # intended send ns, producer index, seq high 16 bits, seq low 32 bits
 HEADER_SIZE = HEADER.size  # 16
@@ -34,6 +34,12 @@ def decode_header(value: bytes) -> tuple[int, int, int]:
     """(intended_ns, producer, seq) of a kbench message value."""
     t, prod, hi, lo = HEADER.unpack_from(value)
     return t, prod, (hi << 32) | lo
+
+
+def decode_prefixes(prefixes: list[bytes]) -> np.ndarray:
+    """Headers kept as 16-byte prefixes (``value[:HEADER_SIZE]``, e.g. by a delivery callback) as one
+    ``HEADER_DTYPE`` array."""
+    return np.frombuffer(b"".join(prefixes), dtype=HEADER_DTYPE)
 
 
 def decode_headers(values: list[bytes], lengths: list[int] | None = None) -> np.ndarray | None:

@@ -13,7 +13,7 @@ passes. Messages to the coordinator on ``out`` (a multiprocessing queue):
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,11 +75,12 @@ def ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def run_worker(body: Callable[[WorkerSpec, Control, Any], dict[str, Any]], spec: WorkerSpec, ctl: Control,
+def run_worker(body: Callable[[WorkerSpec, Control, Any], Mapping[str, object]], spec: WorkerSpec, ctl: Control,
                out: Any) -> None:
     """A worker process's entry point: run ``body``; always send a ``result`` (a ``failed`` one after an
     ``error`` message if ``body`` raised, so the coordinator marks the cell incomplete instead of waiting)."""
     ignore_sigint()
+    result: Mapping[str, object]
     try:
         result = body(spec, ctl, out)
     except Exception as exc:  # reported to the coordinator, which marks the cell incomplete

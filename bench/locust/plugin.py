@@ -58,8 +58,11 @@ class WorkerState:
     def new_producer(self) -> ProducerDriver:
         local = len(self.producers)
         producer_id = (self.worker_index * 256 + local) & 0xFFFF
+        # schedule slots as dense as the consumers' indices (users are spread round-robin over workers)
+        slot = (local * max(1, self.plan.workers) + self.worker_index) % max(1, self.plan.producer_users)
         try:
-            driver = ProducerDriver(self.plan, self.window, producer_id, self.fire, seed=1000 + producer_id)
+            driver = ProducerDriver(self.plan, self.window, producer_id, self.fire, seed=1000 + producer_id,
+                                    slot=slot)
         except Exception as exc:  # reported with the results; the user stops
             self.errors.append(f"producer {producer_id}: {type(exc).__name__}: {exc}")
             raise

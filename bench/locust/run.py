@@ -21,15 +21,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from bench.drivers.results import ConsumerResult, ProducerResult, WorkerResults, empty_results
 from bench.errors import ConfigError, RunAborted
 from bench.locust.launcher import LaunchSpec, LocustProcesses
 from bench.locust.plan import Plan, build_plan
 from bench.results.store import new_run_dir, utc_now, write_result
 from bench.run.cell import build_cell_result
 from bench.run.execute import RunOptions, RunOutcome, broker_offsets, create_topic, delete_topic, new_run_document
-from bench.scenario.model import Cell, Scenario
+from bench.scenario.model import Cell, Scenario, latency_sample_every
 
 __all__ = ["LocustOptions", "check_options", "locust_stats", "run_locust"]
 
@@ -113,6 +114,8 @@ def run_locust(scenario: Scenario, opts: LocustOptions) -> RunOutcome:
     plan = build_plan(cell, run_id=run_id, bootstrap=opts.bootstrap, topic=topic, client_config=opts.client_config,
                       producer_users=producer_users, workers=expect, results_path=str(run_dir / RESULTS_FILE),
                       drain_timeout_s=opts.drain_timeout_s, flush_timeout_s=opts.flush_timeout_s)
+    # the producers' 1-in-N timing at max rate, as `kbench run` (0: auto from the warm-up's rate)
+    plan = replace(plan, extra={**plan.extra, "latency_sample": latency_sample_every(w)})
     plan_path = secrets / "plan.json"
     plan_path.write_text(plan.to_json())
     os.chmod(plan_path, 0o600)
@@ -252,13 +255,15 @@ def locust_stats(run_dir: Path) -> dict[str, Any] | None:
 
 def _cell(cell: Cell, topic: str, created: bool, plan: Plan, collected: dict[str, Any], run_opts: RunOptions,
           run_dir: Path, elapsed: float, reason: str | None, notes: list[str]) -> dict[str, Any]:
-    results: dict[str, dict[int, dict[str, Any]]] = {"producer": {}, "consumer": {}}
+    results: WorkerResults = empty_results()
     errors: list[str] = []
     for client_id, report in sorted(collected.get("reports", {}).items()):
         errors += [f"locust worker {report.get('worker_index', client_id)}: {e}" for e in report.get("errors", [])]
-        for user in report.get("users", []):
-            role = user["role"]
-            results[role][len(results[role])] = user["result"]
+        for user in report.get("users", []):   # JSON from the workers: their driver results
+            if user["role"] == "producer":
+                results["producer"][len(results["producer"])] = cast(ProducerResult, user["result"])
+            else:
+                results["consumer"][len(results["consumer"])] = cast(ConsumerResult, user["result"])
     warnings: list[str] = list(notes)
     missing = collected.get("missing_workers") or []
     if missing:

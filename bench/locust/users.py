@@ -3,10 +3,12 @@
 Each user owns one librdkafka client (see :mod:`bench.locust.clients` for why nothing here ever waits
 inside librdkafka). A producer user's task sends whatever its open-loop schedule has made due and serves
 delivery reports; its ``wait_time`` is the time until its next message is due (a per-user constant
-throughput of ``scenario rate / producer users``), or 0 at ``rate: max``. Every delivery report fires
-``environment.events.request`` (``request_type`` ``kafka-produce``, ``name`` the cell label, response
-time = publish latency in ms with µs precision, ``exception=`` for a failed delivery); every message a
-consumer user reads fires ``kafka-consume`` with its end-to-end latency.
+throughput of ``scenario rate / producer users``), or 0 at ``rate: max``. Each drained batch of delivery
+reports fires one ``environment.events.request`` (``request_type`` ``kafka-produce``, ``name`` the cell
+label, response time = the batch's largest publish latency in ms with µs precision, response length = its
+bytes, ``context={"messages": n}``; ``exception=`` for failed deliveries); each batch a consumer user reads
+fires one ``kafka-consume`` event with its largest end-to-end latency. Locust's request counts are batches;
+kbench's HDR histograms keep every (timed) message.
 
 The users take their settings from the kbench plan (:class:`bench.locust.plan.Plan`) that the kbench
 plugin (:mod:`bench.locust.plugin`) installs on the environment at ``test_start``.
