@@ -20,15 +20,28 @@ from typing import IO
 
 from bench.errors import ConfigError
 
-__all__ = ["LOCUSTFILE", "LaunchSpec", "LocustProcesses", "free_port"]
+__all__ = ["LOCUSTFILE", "WILDCARD_HOSTS", "LaunchSpec", "LocustProcesses", "free_port", "worker_argv"]
 
 LOCUSTFILE = str(Path(__file__).with_name("locustfile.py"))
+WILDCARD_HOSTS = ("*", "0.0.0.0", "::", "")   # bind addresses that are not an address to connect to
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def worker_argv(master_host: str, master_port: int, *, python: str | None = None,
+                locustfile: str = LOCUSTFILE) -> list[str]:
+    """The command line of one Locust worker connecting to ``master_host:master_port``, wherever it runs
+    (a local worker, another machine, a network namespace: ``ip netns exec NS`` + this)."""
+    if master_host in WILDCARD_HOSTS:
+        raise ConfigError(f"workers need the master's address, not the wildcard bind address {master_host!r}")
+    if not 0 < master_port < 65536:
+        raise ConfigError(f"master port {master_port}: expected 1..65535")
+    return [python or sys.executable, "-m", "locust", "-f", locustfile, "--worker", "--master-host", master_host,
+            "--master-port", str(master_port), "--loglevel", "INFO"]
 
 
 @dataclass
@@ -41,7 +54,8 @@ class LaunchSpec:
     workers: int = 0               # local worker processes (0 and expect_workers 0: one local process)
     expect_workers: int = 0        # workers the master waits for (local + remote)
     headless: bool = True
-    master_bind_host: str = "127.0.0.1"
+    master_bind_host: str = "127.0.0.1"   # where the master listens ("0.0.0.0": every address of its host)
+    worker_master_host: str | None = None  # where local workers connect; default the bind host (loopback if wildcard)
     master_port: int = 0           # 0: a free port
     web_host: str = "127.0.0.1"
     web_port: int = 8089
@@ -62,7 +76,8 @@ class LocustProcesses:
         self.workers: list[subprocess.Popen[bytes]] = []
         self._logs: list[IO[bytes]] = []
         if spec.distributed and not spec.master_port:
-            spec.master_port = free_port(spec.master_bind_host if spec.master_bind_host != "*" else "0.0.0.0")
+            bind = spec.master_bind_host
+            spec.master_port = free_port("0.0.0.0" if bind in WILDCARD_HOSTS else bind)
 
     @property
     def master_log(self) -> Path:
@@ -85,9 +100,9 @@ class LocustProcesses:
         return [*cmd, *s.extra_args, *s.user_classes]
 
     def worker_command(self) -> list[str]:
-        host = "127.0.0.1" if self.spec.master_bind_host in ("*", "0.0.0.0") else self.spec.master_bind_host
-        return [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--worker", "--master-host", host,
-                "--master-port", str(self.spec.master_port), "--loglevel", "INFO"]
+        s = self.spec
+        host = s.worker_master_host or ("127.0.0.1" if s.master_bind_host in WILDCARD_HOSTS else s.master_bind_host)
+        return worker_argv(host, s.master_port)
 
     def remote_worker_command(self, master_host: str) -> str:
         return (f'locust -f "$(python -c \'import bench.locust; print(bench.locust.LOCUSTFILE)\')" --worker '
