@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import ConfigError
-from bench.report.data import COMPARE_METRICS, Metric, cell_key, metric_samples, metric_value
+from bench.report.data import COMPARE_METRICS, Metric, cell_clients, cell_key, metric_samples, metric_value
 from bench.report.stats import mann_whitney_u, min_p_value
 from bench.report.tables import to_markdown
 from bench.run.repeats import cell_runs
@@ -337,6 +337,8 @@ def compare_results(baseline: dict[str, Any], current: dict[str, Any], *, thresh
                                   for d in _diff(bv, cv, section)]
         for section in ("producer_config", "consumer_config"):
             notes += [f"cell {label}: differs: {d}" for d in _diff(bc.get(section), cc.get(section), section)]
+        if cell_clients(bc) != cell_clients(cc):
+            notes.append(f"cell {label}: clients differ: {cell_clients(bc)} (baseline) vs {cell_clients(cc)} (current)")
         for name, cell in (("baseline", bc), ("current", cc)):
             if not cell.get("complete"):
                 notes.append(f"cell {label} is incomplete in the {name}: {cell.get('incomplete_reason')}")

@@ -117,9 +117,21 @@ def cell_key(cell: dict[str, Any]) -> str:
     return json.dumps(cell.get("params") or {}, sort_keys=True, default=str)
 
 
+def cell_clients(cell: dict[str, Any]) -> str:
+    """``java`` or ``franz-go→librdkafka`` (producer→consumer client); ``librdkafka`` for older results."""
+    clients = cell.get("clients") or {}
+    names = [str((clients.get(role) or {}).get("name") or "librdkafka") for role in ("producer", "consumer")]
+    return names[0] if names[0] == names[1] else "→".join(names)
+
+
 def cell_name(cell: dict[str, Any]) -> str:
-    """The cell's label, marked when the cell did not complete."""
+    """The cell's label (with its client unless it is librdkafka or a matrix parameter already), marked
+    when the cell did not complete."""
     label = str(cell.get("label") or f"cell {cell.get('index')}")
+    clients = cell_clients(cell)
+    params = cell.get("params") or {}
+    if clients != "librdkafka" and "client" not in params and "consumer_client" not in params:
+        label = f"{label} [{clients}]"
     return label if cell.get("complete", False) else f"{label} (incomplete)"
 
 

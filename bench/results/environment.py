@@ -28,7 +28,7 @@ def client_versions() -> dict[str, Any]:
     return {
         "kbench": __version__,
         "python": platform.python_version(),
-        "confluent_kafka": confluent_kafka.version()[0],
+        "confluent_kafka": _version_text(confluent_kafka.version()),
         "librdkafka": confluent_kafka.libversion()[0],
         "hdrhistogram": _version("hdrhistogram"),
         "numpy": _version("numpy"),
@@ -56,3 +56,8 @@ def host_info() -> dict[str, Any]:
         "load_avg_1m": os.getloadavg()[0],
         "ci": bool(os.environ.get("CI")),
     }
+
+
+def _version_text(version: object) -> str:
+    """confluent-kafka's ``version()`` is a ``(str, int)`` tuple in older releases and a ``str`` in 2.16."""
+    return str(version[0]) if isinstance(version, tuple) else str(version)
