@@ -246,7 +246,8 @@ def test_rate_limited_producer_counts_and_histograms(driver: JavaDriver, runs: l
     service = decode_histogram(result["hdr"]["service"])
     assert publish.get_value_at_percentile(50) >= service.get_value_at_percentile(50)
     assert publish.get_value_at_percentile(50) < 50_000   # µs, an idle local broker
-    assert len(result["series"]["count"]) >= 3 and result["series"]["count"][1] == 2000
+    counts = result["series"]["count"]   # by ack time: about the rate each second (a loaded host shifts some)
+    assert len(counts) >= 3 and all(1000 < c < 3000 for c in counts[:3]), counts
 
 
 def test_max_rate_producer_with_round_robin(driver: JavaDriver, runs: list[DriverRun], kafka_bootstrap: str) -> None:

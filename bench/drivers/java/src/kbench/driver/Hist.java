@@ -54,6 +54,8 @@ final class Hist {
         private long[] errors = new long[64];
         private final Map<Integer, Histogram> hists = new TreeMap<>();
         private int n;
+        private int lastIndex = -1;
+        private Histogram last;
         long outOfRange;
 
         Series(long originNs) { this.originNs = originNs; }
@@ -88,8 +90,13 @@ final class Hist {
         void latency(long tNs, long us) {
             int i = slot(tNs);
             if (i < 0) return;
-            Histogram h = hists.get(i);
-            if (h == null) hists.put(i, h = create());
+            Histogram h = i == lastIndex ? last : null; // acks come in time order: one lookup a second
+            if (h == null) {
+                h = hists.get(i);
+                if (h == null) hists.put(i, h = create());
+                lastIndex = i;
+                last = h;
+            }
             if (!record(h, us)) outOfRange++;
         }
 

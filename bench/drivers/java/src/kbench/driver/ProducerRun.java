@@ -6,7 +6,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 import java.util.TreeMap;
-import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.LockSupport;
 import org.HdrHistogram.Histogram;
 import org.apache.kafka.clients.producer.Callback;
@@ -32,7 +31,6 @@ final class ProducerRun {
     private final Spec spec;
     private final Control control;
     private final boolean rateLimited;
-    private final AtomicLong inflight = new AtomicLong();
     private Acks acks;
     private long tStart;
     private long tEnd;
@@ -46,6 +44,7 @@ final class ProducerRun {
         final Rows verifyAcks;
         final List<Object> verifyFailed;
         long ackedTotal;
+        long resolved; // acked or failed, counted by the callbacks
         long statCount;
         long outOfRange;
         boolean closed;
@@ -83,11 +82,11 @@ final class ProducerRun {
             Acks a = acks;
             synchronized (a) {
                 if (!a.closed) {
+                    a.resolved++;
                     if (exception == null) acked(a, now, md);
                     else a.failed(exception.getClass().getSimpleName(), spec.index, seq, now);
                 }
             }
-            inflight.decrementAndGet();
         }
 
         private void acked(Acks a, long now, RecordMetadata md) {
@@ -149,6 +148,7 @@ final class ProducerRun {
         final long t0;
         final Histogram delay = Hist.create();
         long seq;
+        long queued; // accepted by send(): each gets exactly one callback
         long sentTotal;
         long sentMeasured;
         long delayOutOfRange;
@@ -166,11 +166,10 @@ final class ProducerRun {
             int size = payload.nextSize();
             byte[] value = payload.value(size, intended, spec.index, seq);
             ProducerRecord<byte[], byte[]> rec = new ProducerRecord<>(spec.topic, null, keys.next(), value);
-            inflight.incrementAndGet();
             try {
                 producer.send(rec, new Ack(intended, now, seq, size));
+                queued++;
             } catch (KafkaException e) { // refused before it was queued: definitely not written
-                inflight.decrementAndGet();
                 synchronized (acks) {
                     acks.failed(e.getClass().getSimpleName(), spec.index, seq, now);
                 }
@@ -178,6 +177,12 @@ final class ProducerRun {
             seq++;
             sentTotal++;
             if (intended >= tStart) sentMeasured++;
+        }
+
+        long inflight() {
+            synchronized (acks) {
+                return queued - acks.resolved;
+            }
         }
 
         void maxRate() {
@@ -236,14 +241,14 @@ final class ProducerRun {
         Thread flusher = new Thread(producer::flush, "kbench-flush"); // flush() has no timeout: wait beside it
         flusher.setDaemon(true);
         flusher.start();
-        while (inflight.get() > 0 && System.nanoTime() < deadline) {
+        while (loop.inflight() > 0 && System.nanoTime() < deadline) {
             if (System.nanoTime() - loop.lastStat >= SECOND) loop.stat(System.nanoTime());
             Thread.sleep(2);
         }
         Map<String, Object> r;
         synchronized (acks) {
             acks.closed = true; // acks after this point (the flush timed out) are not counted
-            long unacked = inflight.get();
+            long unacked = loop.queued - acks.resolved;
             acks.series.outOfRange += acks.outOfRange + loop.delayOutOfRange;
             r = Json.obj("latency_sample", 1, "errors_estimated", false, "sent_total", loop.sentTotal,
                     "sent_measured", loop.sentMeasured, "acked_total", acks.ackedTotal,
