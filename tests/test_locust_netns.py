@@ -28,8 +28,9 @@ import psutil
 import pytest
 
 from bench.brokers import get_broker
+from bench.errors import ConfigError
 from bench.faults.netns import Topology, list_leftovers
-from bench.locust.launcher import worker_argv
+from bench.locust.launcher import LOCUSTFILE, LaunchSpec, LocustProcesses, worker_argv
 from bench.results.store import load_result
 from tests.conftest import REPO
 from tests.test_netns import require_netns
@@ -130,6 +131,30 @@ def _processes_in(directory: Path) -> list[psutil.Process]:
         except (psutil.NoSuchProcess, psutil.AccessDenied, OSError):
             continue
     return found
+
+
+def test_worker_command_dials_the_master_address(tmp_path: Path) -> None:
+    assert worker_argv("198.18.3.3", 5557, python="py") == [
+        "py", "-m", "locust", "-f", LOCUSTFILE, "--worker", "--master-host", "198.18.3.3", "--master-port", "5557",
+        "--loglevel", "INFO"]
+    for wildcard in ("0.0.0.0", "*", "::", ""):
+        with pytest.raises(ConfigError, match="wildcard"):
+            worker_argv(wildcard, 5557)
+    with pytest.raises(ConfigError, match="master port 0"):
+        worker_argv("198.18.3.3", 0)
+
+    def local_worker(**kw: str) -> list[str]:
+        spec = LaunchSpec(run_dir=tmp_path, plan_path=tmp_path / "plan.json", user_classes=["KafkaProducerUser"],
+                          users=1, spawn_rate=1, workers=1, expect_workers=2, master_port=5557, **kw)  # type: ignore[arg-type]
+        return LocustProcesses(spec).worker_command()
+
+    def dials(argv: list[str]) -> str:
+        return argv[argv.index("--master-host") + 1]
+
+    assert dials(local_worker()) == "127.0.0.1"
+    assert dials(local_worker(master_bind_host="198.18.3.3")) == "198.18.3.3"
+    assert dials(local_worker(master_bind_host="0.0.0.0")) == "127.0.0.1"       # a wildcard bind: loopback
+    assert dials(local_worker(master_bind_host="0.0.0.0", worker_master_host="198.18.3.3")) == "198.18.3.3"
 
 
 @pytest.mark.integration

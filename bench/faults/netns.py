@@ -39,6 +39,9 @@ Hooks for network faults (issue 16), not built here:
   bridge port ``Node.port`` in the switch namespace (its ingress).
 * **latency / jitter / loss** (no netem on this kernel): a userspace proxy started with
   :meth:`Topology.popen_in` in a node's namespace (ended at teardown like any other process).
+* **broker nodes as hosts** (``--netns``): a node's command wrapped with :func:`exec_argv` runs in its
+  namespace (``ip netns exec`` execs, so the recorded pid is the JVM's); it listens on, and advertises, its
+  node's address; ``attach_host=True`` keeps it reachable from the root namespace.
 
 Needs root and iproute2 (``ip``); :func:`unavailable_reason` says why not, :func:`require_root` raises.
 """
@@ -66,22 +69,9 @@ import psutil
 from bench.errors import KbenchError
 
 __all__ = [
-    "NET_RANGE",
-    "PREFIX_ROOT",
-    "SWITCH",
-    "Leftovers",
-    "NetnsError",
-    "Node",
-    "Topology",
-    "TopologyPlan",
-    "cleanup_leftovers",
-    "exec_argv",
-    "list_leftovers",
-    "new_prefix",
-    "pick_subnet",
-    "plan_topology",
-    "require_root",
-    "unavailable_reason",
+    "NET_RANGE", "PREFIX_ROOT", "SWITCH", "Leftovers", "NetnsError", "Node",
+    "Topology", "TopologyPlan", "cleanup_leftovers", "exec_argv", "list_leftovers", "new_prefix",
+    "pick_subnet", "plan_topology", "require_root", "unavailable_reason",
 ]
 
 NET_RANGE = IPv4Network("198.18.0.0/15")   # RFC 2544 benchmarking range
@@ -355,10 +345,11 @@ def list_leftovers(prefix: str = PREFIX_ROOT, *, orphans_only: bool = False) -> 
                      pids=tuple(sorted({p for ns in namespaces for p in _netns_pids(ns)})))
 
 
-def cleanup_leftovers(prefix: str = PREFIX_ROOT, *, orphans_only: bool = False, grace_s: float = 5.0) -> Leftovers:
+def cleanup_leftovers(prefix: str, *, orphans_only: bool = False, grace_s: float = 5.0) -> Leftovers:
     """Remove what :func:`list_leftovers` finds (processes first); return what was found.
 
-    Raises :class:`NetnsError` if something could not be removed."""
+    ``prefix`` is required: :data:`PREFIX_ROOT` means every kbench topology on the host, live ones of other
+    processes included unless ``orphans_only``. Raises :class:`NetnsError` if something could not be removed."""
     require_root()
     found = list_leftovers(prefix, orphans_only=orphans_only)
     _end_processes(found.pids, grace_s)
