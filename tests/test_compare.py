@@ -212,6 +212,24 @@ def test_verdicts_on_the_fixtures_unchanged_by_scipy(monkeypatch: pytest.MonkeyP
     assert {o.exit_code() for o in old} == {EXIT_OK, EXIT_REGRESSION}
 
 
+@pytest.mark.parametrize(("raw", "adjusted"), [
+    # statsmodels 0.15.0 multipletests(raw, alpha=0.05, method="holm")[1], computed once and hard-coded
+    ([0.01, 0.04, 0.03, 0.005, 0.2, 0.5, 0.0079], [0.05, 0.12, 0.12, 0.035, 0.4, 0.5, 0.0474]),
+    ([0.0079] * 7, [0.0553] * 7),
+    ([0.001, 0.3, 0.02], [0.003, 0.3, 0.04]),
+    ([0.04, 0.01], [0.04, 0.02]),
+])
+def test_holm_matches_statsmodels(raw: list[float], adjusted: list[float]) -> None:
+    from bench.report.compare import MetricComparison, _holm
+
+    metrics = [MetricComparison(COMPARE_METRICS[i % len(COMPARE_METRICS)], 1.0, 2.0, 10, 10, p, 2.0, True, True,
+                                True, min_p=1e-5, p_raw=p) for i, p in enumerate(raw)]
+    out = _holm(metrics, 0.05)
+    assert [m.p_value for m in out] == pytest.approx(adjusted, rel=1e-9)
+    assert [m.significant for m in out] == [a < 0.05 for a in adjusted]
+    assert all(m.family == len(raw) for m in out)
+
+
 def test_interleaved_runs_overlap_not_significant() -> None:
     base = load_result(ACKS_A)
     # overlapping run values: 1.2x apart in the medians, but not separated: not significant, conclusive
