@@ -12,6 +12,7 @@ stderr and an exit code (2 for anything the user can fix, never a traceback)::
     │   ├── ArtifactError            a jar/binary could not be fetched (names the artifact)
     │   ├── BrokerStartError         the broker process exited or hung during start-up (log tail)
     │   ├── BrokerUnreachableError   a bootstrap address does not answer
+    │   ├── AuthenticationError      TLS or SASL refused: certificate, mechanism, credentials (never the secret)
     │   └── TopicError               a topic operation failed: operation, topic, the broker's error
     ├── ResultError                  a result document is missing, corrupt or of an unknown version
     └── RunAborted                   a run stopped early (Ctrl-C: 130, broker died: 1); partial results kept
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 __all__ = [
     "ArtifactError",
+    "AuthenticationError",
     "BrokerError",
     "BrokerStartError",
     "BrokerUnreachableError",
@@ -87,6 +89,11 @@ class BrokerStartError(BrokerError):
 
 class BrokerUnreachableError(BrokerError):
     """A bootstrap address did not answer a metadata request in time."""
+
+
+class AuthenticationError(BrokerError):
+    """The broker answered but the secured connection failed: TLS handshake or certificate check, an
+    unsupported SASL mechanism, or refused credentials. The message says which; it never holds a secret."""
 
 
 class TopicError(BrokerError):
