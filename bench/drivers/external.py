@@ -81,8 +81,8 @@ class ExternalWorker:
         if self._proc is None:
             return None
         code = self._proc.poll()
-        if code is not None and self._threads[0].is_alive():
-            return None          # exited, but its last lines are still being read
+        if code is not None and any(t.is_alive() for t in self._threads):
+            return None          # exited, but its last lines (stdout, stderr) are still being read
         return code
 
     def is_alive(self) -> bool:
@@ -142,9 +142,13 @@ class ExternalWorker:
                 self._error(f"not a JSON object: {line.strip()[:200]!r}")
                 continue
             self._dispatch(msg)
-        if not self._sent_result:
-            self._error("exited without a result line")
+        if self._sent_result or self._proc is None:
+            return
+        code = self._proc.wait()
+        if code == 0:   # a clean exit without a result: a protocol error, the cell goes on without this worker
+            self._error("exited (code 0) without a result line")
             self._put("result", {"failed": f"the {self.client} driver exited without a result"})
+        # a non-zero exit is a crash: the coordinator's health check fails the cell with the stderr tail
 
     def _dispatch(self, msg: dict[str, Any]) -> None:
         kind = msg.get("type")
