@@ -351,7 +351,7 @@ def test_java_consumer_reads_what_python_produced(driver: JavaDriver, runs: list
     assert result["bytes_measured"] == 100 * n
     e2e = decode_histogram(result["hdr"]["e2e"])
     assert e2e.get_total_count() == n and 0 < e2e.get_value_at_percentile(50) < 1_000_000  # µs
-    reads = result["verify"]["reads"]
+    reads = result["verify"]
     assert sorted(seq for _p, _o, producer, seq in reads if producer == 2) == list(range(n))
     assert result["lag"] and result["lag"][-1][1] == 0
     assert result["join_s"] is not None and result["first_receive_ns"] >= t0

@@ -40,7 +40,6 @@ final class ConsumerRun {
     private long firstNs = -1;
     private long lastNs = -1;
     private long joinedNs = -1;
-    private long polls;
     private long outOfRange;
 
     ConsumerRun(Spec spec, Control control) {
@@ -104,7 +103,6 @@ final class ConsumerRun {
                     continue;
                 }
                 long now = System.nanoTime();
-                polls++;
                 if (t0 == 0 && control.t0() != 0) {
                     t0 = control.t0();
                     tStart = t0 + spec.warmupNs;
@@ -184,6 +182,6 @@ final class ConsumerRun {
                 "first_receive_ns", firstNs < 0 ? null : firstNs, "last_receive_ns", lastNs < 0 ? null : lastNs,
                 "lag", lag, "hdr", Json.obj("e2e", Hist.encode(e2e)), "series", series.encode(),
                 "window_end_ns", end,
-                "verify", reads == null ? null : Json.obj("reads", reads, "polls", polls));
+                "verify", reads);
     }
 }
