@@ -61,6 +61,42 @@ def _sum_errors(results: Sequence[ProducerResult] | Sequence[ConsumerResult]) ->
     return errors
 
 
+def _merged_lag(cons: Sequence[ConsumerResult]) -> dict[float, int]:
+    """The consumers' lag samples added up per whole second since t0."""
+    lag: dict[float, int] = {}
+    for r in cons:
+        for t, v in r.get("lag") or []:
+            key = float(round(t))
+            lag[key] = lag.get(key, 0) + int(v)
+    return lag
+
+
+def _incomplete_reasons(reason: str | None, missing: int, worker_errors: list[str],
+                        prods: Sequence[ProducerResult]) -> list[str]:
+    reasons = [reason] if reason else []
+    if missing:
+        reasons.append(f"{missing} worker(s) returned no measurements")
+    reasons += [f"worker error: {e}" for e in worker_errors]
+    if any(r.get("stopped_early") for r in prods):
+        reasons.append("producers stopped before the end of the window")
+    return reasons
+
+
+def _check(acked_total: int, offsets: dict[str, Any] | None, cons: Sequence[ConsumerResult]) -> dict[str, Any]:
+    """Counts against the broker's offsets, and each group's reads against the acks."""
+    check: dict[str, Any] = {"acked_total": acked_total, "broker_offsets": offsets}
+    if offsets is not None:
+        check["offsets_agree"] = offsets["total"] == acked_total
+    if cons:
+        groups: dict[str, int] = {}
+        for r in cons:
+            group = str(r.get("group"))
+            groups[group] = groups.get(group, 0) + r["received_total"]
+        check["received_per_group"] = groups
+        check["consumed_all"] = all(v >= acked_total for v in groups.values())
+    return check
+
+
 def build_cell_result(cell: Cell, topic: str, results: WorkerResults, worker_errors: list[str],
                       opts: Any, *, offsets: dict[str, Any] | None = None, backlog: dict[str, Any] | None = None,
                       elapsed_s: float = 0.0, run_dir: Path | None = None, incomplete_reason: str | None = None,
@@ -86,34 +122,15 @@ def build_cell_result(cell: Cell, topic: str, results: WorkerResults, worker_err
     c_err = _sum_errors(cons)
     per = max(window_s, 1e-9)
     acked_total = sum(r["acked_total"] for r in prods)
-    lag: dict[float, int] = {}
-    for r in cons:
-        for t, v in r.get("lag") or []:
-            key = float(round(t))
-            lag[key] = lag.get(key, 0) + int(v)
-
+    lag = _merged_lag(cons)
     latency = {
         "publish": _latency([r["hdr"]["publish"] for r in prods]),
         "service": _latency([r["hdr"]["service"] for r in prods]),
         "send_delay": _latency([r["hdr"].get("send_delay") for r in prods]),
         "e2e": _latency([r["hdr"]["e2e"] for r in cons]),
     }
-    reasons = [incomplete_reason] if incomplete_reason else []
-    if missing:
-        reasons.append(f"{missing} worker(s) returned no measurements")
-    reasons += [f"worker error: {e}" for e in worker_errors]
-    if any(r.get("stopped_early") for r in prods):
-        reasons.append("producers stopped before the end of the window")
-    check: dict[str, Any] = {"acked_total": acked_total, "broker_offsets": offsets}
-    if offsets is not None:
-        check["offsets_agree"] = offsets["total"] == acked_total
-    if cons:
-        groups: dict[str, int] = {}
-        for r in cons:
-            group = str(r.get("group"))
-            groups[group] = groups.get(group, 0) + r["received_total"]
-        check["received_per_group"] = groups
-        check["consumed_all"] = all(v >= acked_total for v in groups.values())
+    reasons = _incomplete_reasons(incomplete_reason, missing, worker_errors, prods)
+    check = _check(acked_total, offsets, cons)
 
     steady = check_steady_state({"produce": ps, "consume": cs}, full,
                                 skip=("consume msg/s", "e2e p99") if backlog is not None else ())
