@@ -367,8 +367,9 @@ def _kip848_consumer(bootstrap: str, group: str) -> Consumer:
 @pytest.mark.check("G10", "KIP-848 consumer protocol")
 def test_g10_kip848_consumer_protocol(check: CheckContext, clients: Clients, names: Names,
                                       broker: BrokerInfo, timings: Timings) -> None:
-    # v1 is KIP-848 GA (Kafka 4.0); v0 is the 3.7-3.9 early access, which Kafka 3.9 advertises (ZooKeeper
-    # mode and KRaft without group.version) while its coordinator answers UNSUPPORTED_VERSION
+    # v1 is KIP-848 GA (Kafka 4.0); v0 is the 3.7-3.9 early access, which Kafka 3.9.2 advertises (ZooKeeper
+    # mode, and KRaft without group.version). librdkafka needs v1: against v0 it logs "ConsumerGroupHeartbeat
+    # Request not supported by broker" and never joins
     check.require_api(68, 1, "ConsumerGroupHeartbeat, KIP-848 GA")
     topic = clients.create_topic(4)
     group = names.group("g10")
