@@ -67,9 +67,11 @@ def client_config_from_args(args: argparse.Namespace) -> dict[str, str]:
 def add_scenario_run_args(p: argparse.ArgumentParser, *, what: str = "run") -> None:
     """The options every command that runs a scenario shares: target broker, overrides, output, client
     properties, drain timeout (used by run, locust and search)."""
+    from bench.brokers import kind_names
+
     target = p.add_mutually_exclusive_group()
     target.add_argument("--bootstrap", help="HOST:PORT of any Kafka-compatible broker")
-    target.add_argument("--broker", choices=["kafka", "tansu"], help=f"start an embedded broker for the {what}")
+    target.add_argument("--broker", choices=list(kind_names()), help=f"start an embedded broker for the {what}")
     p.add_argument("--nodes", type=int, default=1, choices=[1, 3], help="embedded broker nodes")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario value")
     p.add_argument("--out", help="run directory (must not exist or be empty)")
