@@ -1,6 +1,6 @@
 """Fixtures and options of the conformance suite (see conformance/README.md).
 
-Broker selection, first match wins: ``--bootstrap HOST:PORT`` · ``--broker kafka|tansu`` (embedded,
+Broker selection, first match wins: ``--bootstrap HOST:PORT`` · ``--broker KIND`` (embedded,
 started through :func:`bench.brokers.start_broker`) · environment ``KBENCH_BOOTSTRAP``.
 """
 
@@ -24,7 +24,9 @@ from conformance.verdicts import CheckContext
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("kbench-conformance")
     g.addoption("--bootstrap", default=None, help="external broker HOST:PORT[,HOST:PORT]")
-    g.addoption("--broker", default=None, choices=("kafka", "tansu"),
+    from bench.brokers import kind_names
+
+    g.addoption("--broker", default=None, choices=kind_names(),
                 help="start an embedded broker of this kind for the session")
     g.addoption("--broker-name", default=None, help="implementation name for the report (external)")
     g.addoption("--broker-version", default=None, help="broker version for the report (external)")
@@ -85,7 +87,7 @@ def _resolve_bootstrap(config: pytest.Config, handle: Any) -> str:
     env = os.environ.get("KBENCH_BOOTSTRAP")
     if env:
         return env
-    raise ConfigError("no broker: give --bootstrap HOST:PORT, --broker kafka|tansu or KBENCH_BOOTSTRAP")
+    raise ConfigError("no broker: give --bootstrap HOST:PORT, --broker KIND or KBENCH_BOOTSTRAP")
 
 
 @pytest.fixture(scope="session")
