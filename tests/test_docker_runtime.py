@@ -25,10 +25,7 @@ import pytest
 
 from bench.brokers.docker_engine import PrivateEngine, install_docker_io
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="a private dockerd needs root"),
-]
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="a private dockerd needs root")
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 Cli = Callable[..., tuple[int, str, str]]
@@ -162,6 +159,8 @@ def _faults(broker: object, bootstrap: str) -> None:
     assert broker._status(node) == "running"
 
 
+@pytest.mark.integration
+@needs_root
 def test_kfake_up_round_trip_faults_down(cli: Cli) -> None:
     from bench.brokers import get_broker
 
@@ -187,6 +186,8 @@ def test_kfake_up_round_trip_faults_down(cli: Cli) -> None:
     assert _containers(name) == [] and get_broker(name) is None
 
 
+@pytest.mark.integration
+@needs_root
 def test_kafka_in_host_jre_keeps_data_across_kill(cli: Cli) -> None:
     from bench.brokers import get_broker
 
@@ -213,6 +214,8 @@ def test_kafka_in_host_jre_keeps_data_across_kill(cli: Cli) -> None:
     assert _containers(name) == []
 
 
+@pytest.mark.integration
+@needs_root
 def test_missing_image_is_exit_2_without_a_pull(cli: Cli, engine: PrivateEngine) -> None:
     run = cli
     code, _, err = run("broker", "up", "redpanda", "--runtime", "docker", "--port", "0", "--name", "dk-rp")
@@ -228,3 +231,18 @@ def test_missing_image_is_exit_2_without_a_pull(cli: Cli, engine: PrivateEngine)
     assert get_broker("dk-rp") is None and get_broker("dk-absent") is None
     log = (engine.root / "dockerd.log").read_text()
     assert "registry-1.docker.io" not in log and "pull" not in log.lower()
+
+
+def test_image_pins_match_docker_compose() -> None:
+    """The image kinds run what docker-compose.yml pins (one place to bump: both, in one commit)."""
+    import yaml
+
+    from bench.brokers.docker import IMAGE_KINDS
+
+    compose = yaml.safe_load((Path(__file__).resolve().parent.parent / "docker-compose.yml").read_text())
+    pinned = {svc["image"] for svc in compose["services"].values()}
+    mine = {k.image for k in IMAGE_KINDS.values() if k.build is None}
+    assert mine == pinned
+    for kind in IMAGE_KINDS.values():
+        if kind.build is None:
+            assert kind.image.endswith(kind.version)
