@@ -208,6 +208,14 @@ def test_kafka_440_up_group_round_trip_down() -> None:
 
 @pytest.mark.integration
 @pytest.mark.slow
+def test_kafka_zk_oldest_release() -> None:
+    """2.8.2 (ZooKeeper 3.5.9) runs on Java 17 from the same code path."""
+    out = _up_round_trip_down("it-kafka-zk-282", "kafka-zk", "--version", "2.8.2")
+    assert "kafka-zk 2.8.2 up" in out
+
+
+@pytest.mark.integration
+@pytest.mark.slow
 def test_kafka_zk_three_brokers_kill_and_restart_a_node() -> None:
     """Three brokers on one ZooKeeper; a killed broker comes back (its old ZooKeeper session may still
     hold /brokers/ids/N: the restart retries until it registers) and the cluster serves a group."""
