@@ -35,11 +35,9 @@ WARMUP_S = 2.0
 
 def bare_consumer(bootstrap: str, topic: str, q: Any, stop: Any) -> None:
     """Poll one message at a time; e2e = receipt (right after poll returns) − intended send time."""
-    import struct
-
     from confluent_kafka import Consumer
 
-    unpack = struct.Struct("<q").unpack_from
+    from bench.load.payload import HEADER_SIZE, decode_header
     mono = time.monotonic_ns
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bare-{uuid.uuid4().hex[:6]}",
                   "auto.offset.reset": "earliest", "enable.partition.eof": False})
@@ -53,8 +51,8 @@ def bare_consumer(bootstrap: str, topic: str, q: Any, stop: Any) -> None:
             continue
         last = now = mono()
         v = m.value()
-        if v is not None and len(v) >= 8:
-            sent.append(unpack(v)[0])
+        if v is not None and len(v) >= HEADER_SIZE:
+            sent.append(decode_header(v)[0])
             got.append(now)
     c.close()
     q.put(("result", np.asarray(sent, dtype=np.int64), np.asarray(got, dtype=np.int64)))

@@ -8,7 +8,7 @@ import numpy as np
 from confluent_kafka import KafkaError, Message
 
 from bench.load.consumer import fetch_ready, split_messages
-from bench.load.payload import decode_headers, encode_header
+from bench.load.payload import decode_header, decode_headers, encode_header
 
 
 def _Msg(value: bytes | None, err: Any = None) -> Message:
@@ -69,3 +69,10 @@ def test_decode_headers_round_trips_and_rejects_short_values() -> None:
     assert np.all(heads["producer"] == 2) and np.all(heads["hi"] == 7)
     assert heads["lo"].tolist() == [0, 1, 2, 3, 4]
     assert decode_headers([*values, b"short"]) is None
+
+
+def test_header_wire_layout_is_the_documented_one() -> None:
+    """docs/drivers.md: int64 intended ns, uint16 producer, uint16 seq high bits, uint32 seq low bits (LE)."""
+    raw = encode_header(0x0102030405060708, 0x0A0B, (0x0C0D << 32) | 0x0E0F1011)
+    assert raw == bytes([8, 7, 6, 5, 4, 3, 2, 1, 0x0B, 0x0A, 0x0D, 0x0C, 0x11, 0x10, 0x0F, 0x0E])
+    assert decode_header(raw + b"body") == (0x0102030405060708, 0x0A0B, (0x0C0D << 32) | 0x0E0F1011)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 import numpy as np
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from bench.load.payload import PayloadPool
+from bench.load.payload import PayloadPool, decode_header
 from bench.load.producer import ChunkBuilder, _SizeFifo, auto_latency_sample, send_chunk
 from bench.scenario.model import MessageSize
 
@@ -84,8 +83,7 @@ def test_chunk_values_carry_intended_time_producer_and_sequence(size: MessageSiz
         assert len(values) == 512 and all(isinstance(v, bytes) for v in values)
         assert [len(v) for v in values] == chunks.last_lens.tolist()
         for i, v in enumerate(values):
-            t, producer, hi, lo = struct.unpack("<qHHI", v[:16])
-            assert (t, producer, (hi << 32) | lo) == ((1 << 40) + rep + i, 7, seq0 + 512 * rep + i)
+            assert decode_header(v) == ((1 << 40) + rep + i, 7, seq0 + 512 * rep + i)
         if size.distribution == "fixed":
             assert set(chunks.last_lens.tolist()) == {max(16, size.value or 0)}
         else:
