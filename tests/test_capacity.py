@@ -499,12 +499,17 @@ def test_host_contention_is_recorded_and_noted() -> None:
     from bench.capacity.host import HostProbe, contention_note
 
     probe = HostProbe([os.getpid()])
-    t_end = time.process_time() + 0.2
+    wall0, cpu0 = time.monotonic(), time.process_time()
+    t_end = cpu0 + 0.2
     while time.process_time() < t_end:   # burn CPU in this process: it is ours, and it is the "broker" pid
         pass
     sample = probe.sample()
+    # what this process got of the CPU; other load on the machine stretches the wall time, so the expected
+    # share is measured here rather than assumed (it was `> 0.3 cores`, which failed at load average 13+)
+    share = (time.process_time() - cpu0) / (time.monotonic() - wall0)
     assert 0 <= sample["cpu_busy_pct"] <= 100 and sample["cpus"] >= 1
-    assert sample["own_cores"] > 0.3 and sample["broker_cores"] > 0.3 and sample["other_cores"] >= 0
+    assert sample["own_cores"] >= 0.7 * share and abs(sample["broker_cores"] - sample["own_cores"]) <= 0.05
+    assert sample["other_cores"] >= 0
     calm = {"index": 0, "host": {"other_cores": 0.1, "cpus": 2}, "contended": False}
     busy = {"index": 1, "host": {"other_cores": 1.5, "cpus": 2}, "contended": True}
     assert contention_note([calm]) is None
