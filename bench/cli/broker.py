@@ -26,7 +26,7 @@ def cmd_broker_up(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - t0
     brokers = handle.state.brokers or len(handle.nodes)
     out.print(f"{handle.kind} {handle.version} up: {brokers} broker(s), name {handle.name!r}, "
-              f"ready in {elapsed:.1f} s", markup=False)
+              f"ready in {elapsed:.2f} s", markup=False)
     for n in [*handle.state.aux, *handle.nodes]:
         out.print(f"  {n.role} {n.node_id}: pid {n.pid}, port {n.port}, log {n.log_file}", markup=False)
     print(f"bootstrap: {handle.bootstrap}")
