@@ -180,7 +180,7 @@ def test_kfake_up_round_trip_faults_down(cli: Cli) -> None:
     code, out, _ = run("broker", "status")
     assert code == 0 and name in out and "docker" in out
     code, out, _ = run("broker", "logs", name, "-n", "5")
-    assert code == 0 and "kbench-kfake: 3 broker(s)" in out
+    assert code == 0 and "ready" in out
     code, _, err = run("broker", "down", name)
     assert code == 0, err
     assert _containers(name) == [] and get_broker(name) is None

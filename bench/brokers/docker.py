@@ -3,12 +3,12 @@
 Two ways a kind runs in a container (one container per node, host networking on loopback, ``init=True``
 so SIGTERM reaches the broker):
 
+* **process kinds** (``kafka``, ``kafka-zk``, ``kfake``): the command the process runtime would run, in
+  a locally built image (:mod:`bench.brokers.images`): ``kfake`` in the 9 MB ``kbench/kfake`` image
+  (``FROM scratch`` + the static binary), the others unchanged in ``kbench/host-jre``, with the broker's
+  state directory (rw) and the kbench cache (ro: jars) bind-mounted at the host's paths.
 * **image kinds** (:data:`IMAGE_KINDS`): an image with its own entrypoint, pinned as docker-compose.yml
-  pins it (``apache-kafka``, ``redpanda``, ``tansu``), or built locally (``kfake``: the 9 MB
-  ``kbench/kfake`` image, see :mod:`bench.brokers.images`). ``--image REF`` swaps the image.
-* **process kinds** (``kafka``, ``kafka-zk``): the command the process runtime would run, unchanged, in
-  the locally built ``kbench/host-jre`` image, with the broker's state directory (rw) and the kbench
-  cache (ro: jars) bind-mounted at the host's paths.
+  pins it (``apache-kafka``, ``redpanda``, ``tansu``). ``--image REF`` swaps the image of any kind.
 
 kbench never pulls: a missing image is a :class:`~bench.errors.BrokerError` (exit 2) saying how to get
 it. Ready = every node answers a Kafka metadata request (not an open port). ``kill`` = SIGKILL through
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from bench._paths import cache_dir
 from bench.brokers.base import BrokerState, NodeState, check_ports, port_free, wait_ready
 from bench.brokers.docker_engine import docker_client, engine_host
-from bench.brokers.images import KFAKE_VERSION, BuiltImage, host_jre_image, image_present, kfake_image
+from bench.brokers.images import KFAKE_BIN, BuiltImage, host_jre_image, image_present, kfake_image
 from bench.brokers.service import FetchRequest, NodeLog, Progress, StartRequest
 from bench.errors import BrokerError, BrokerStartError, ConfigError
 
@@ -73,9 +73,6 @@ _KAFKA_ENV = {
 }
 
 IMAGE_KINDS: dict[str, ImageKind] = {k.name: k for k in (
-    ImageKind("kfake", "kbench/kfake", KFAKE_VERSION, "franz-go's kfake in a locally built 9 MB image",
-              ("-ports", "{ports}", "-listen", "0.0.0.0", "-advertise", "127.0.0.1"),
-              node_counts=(1, 3), build=kfake_image),
     # the three below are pinned as in docker-compose.yml; load them first (`docker load -i ...`)
     ImageKind("apache-kafka", "apache/kafka:4.3.1", "4.3.1", "the apache/kafka image (KRaft)",
               env=_KAFKA_ENV),
@@ -87,6 +84,10 @@ IMAGE_KINDS: dict[str, ImageKind] = {k.name: k for k in (
               env={"CLUSTER_ID": "kbench", "LISTENER_URL": "tcp://127.0.0.1:{port}",
                    "ADVERTISED_LISTENER_URL": "tcp://127.0.0.1:{port}", "STORAGE_ENGINE": "memory://tansu/"}),
 )}
+# process kinds with an image of their own: (builder, the executable's path inside it)
+OWN_IMAGES: dict[str, tuple[Callable[[DockerClient, Progress | None], BuiltImage], str]] = {
+    "kfake": (kfake_image, KFAKE_BIN),
+}
 CONTROLLER_OFFSET = 1000     # image kinds that need a second port get {port} + 1000 as {controller}
 _LABEL = "kbench.broker"
 
@@ -428,7 +429,8 @@ class DockerRuntime:
         check_ports(kind.ports_needed(request.port, request.nodes))
         if image is not None and not image_present(client, image):
             raise _missing_image(image, engine_host())
-        ref = image or host_jre_image(client, request.progress).tag
+        build, exe_inside = OWN_IMAGES.get(kind.name, (host_jre_image, ""))
+        ref = image or build(client, request.progress).tag
         prepared = kind.prepare(base, request)
         mounts = {str(base): {"bind": str(base), "mode": "rw"}}
         cache = cache_dir().resolve()
@@ -440,7 +442,8 @@ class DockerRuntime:
             extra = dict(mounts)
             if exe.is_absolute() and exe.exists() and not exe.is_relative_to(cache) and exe.parent != Path("/usr/bin"):
                 extra[str(exe.parent)] = {"bind": str(exe.parent), "mode": "ro"}
-            specs.append(_Spec(node, ref, list(node.cmd[1:]), [node.cmd[0]], dict(node.env or {}), extra,
+            entrypoint = [exe_inside or node.cmd[0]] if image is None or exe_inside == "" else None
+            specs.append(_Spec(node, ref, list(node.cmd[1:]), entrypoint, dict(node.env or {}), extra,
                                node.data_dir))
         state = self._state(base, request, prepared.version, prepared.nodes, prepared.aux, prepared.brokers,
                             prepared.bootstrap)
@@ -462,7 +465,8 @@ class DockerRuntime:
         except DockerException as exc:
             raise BrokerStartError(f"creating the container of {state.kind} {node.role} {node.node_id} "
                                    f"from {spec.image} failed: {exc}") from exc
-        node.extra = {"container": str(c.id), "image": spec.image, "docker_host": engine_host() or ""}
+        node.extra = {**(node.extra or {}), "container": str(c.id), "image": spec.image,
+                      "docker_host": engine_host() or ""}
         node.pid = None
 
 

@@ -4,9 +4,9 @@ Two images, each tagged by a hash of its content, so a rebuild is skipped when t
 can cache what goes into it (the kfake binary, keyed by its sources' hash, in the kbench cache):
 
 ``kbench/kfake:<hash>``
-    ``FROM scratch`` plus one static binary (``CGO_ENABLED=0``) built from ``images/kfake/main.go``
-    (franz-go's kfake, pinned in ``images/kfake/go.mod``): binds ``-listen`` (0.0.0.0) and advertises
-    ``-advertise`` (127.0.0.1). About 9 MB.
+    ``FROM scratch`` plus the static ``kbench-kfake`` binary (``CGO_ENABLED=0``) that
+    :func:`bench.brokers.kfake.build_kfake` builds from ``bench/brokers/kfake/main.go``, as
+    ``/kbench-kfake``. About 9 MB.
 ``kbench/host-jre:<hash>``
     The host's Java runtime (``$JAVA_HOME`` or the ``java`` on PATH, without jmods/src/man) plus every
     shared library ``ldd`` lists for it, at the host's paths; ``/usr/bin/java`` links to it. Commands
@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -30,18 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench._paths import cache_dir
-from bench.errors import ArtifactError, BrokerError
+from bench.errors import BrokerError
 
 if TYPE_CHECKING:
     from docker import DockerClient
 
-__all__ = ["KFAKE_VERSION", "BuiltImage", "host_jre_image", "image_present", "kfake_binary", "kfake_image"]
+__all__ = ["KFAKE_BIN", "BuiltImage", "host_jre_image", "image_present", "kfake_image"]
 
 Progress = Callable[[str], None]
-KFAKE_SRC = Path(__file__).parent / "kfake"
 KFAKE_BIN = "/kbench-kfake"
-KFAKE_VERSION = "v0.0.0-20260918054303-01f206a7e32c"   # pinned in kfake/go.mod (kfake has no tags)
 _JRE_SKIP = ("jmods", "src.zip", "man", "demo", "sample", "include", "legal")
 
 
@@ -94,43 +90,12 @@ def _build(client: DockerClient, tag: str, dockerfile: str, files: Iterable[tupl
 
 
 # -- kfake ---------------------------------------------------------------------------------------
-def _sources_hash() -> str:
-    h = hashlib.sha256()
-    for name in ("main.go", "go.mod", "go.sum"):
-        h.update(name.encode() + b"\0" + (KFAKE_SRC / name).read_bytes() + b"\0")
-    return h.hexdigest()[:16]
-
-
-def kfake_binary(progress: Progress | None = None, timeout: float = 600.0) -> Path:
-    """The static kbench-kfake binary, built with Go into ``<cache>/kfake-static/<sources hash>/``."""
-    out = cache_dir() / "kfake-static" / _sources_hash() / "kbench-kfake"
-    if out.exists():
-        return out
-    go = shutil.which("go")
-    if go is None:
-        raise ArtifactError("building the kfake image needs Go 1.23+ ('go' is not on PATH): install it "
-                            "(https://go.dev/dl, or Debian's golang-go)")
-    if progress:
-        progress("building kfake (static, from the Go module proxy; first use only, ~30-60 s)…")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    env = {**os.environ, "CGO_ENABLED": "0"}
-    cmd = [go, "build", "-trimpath", "-ldflags=-s -w", "-o", str(tmp), "."]
-    try:
-        proc = subprocess.run(cmd, cwd=KFAKE_SRC, env=env, capture_output=True, text=True, timeout=timeout,
-                              check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise ArtifactError(f"go build of kfake did not finish within {timeout:g} s") from exc
-    if proc.returncode != 0:
-        raise ArtifactError(f"go build of kfake failed (exit {proc.returncode}):\n"
-                            + "\n".join(proc.stderr.strip().splitlines()[-15:]))
-    tmp.replace(out)
-    return out
-
-
 def kfake_image(client: DockerClient, progress: Progress | None = None) -> BuiltImage:
-    """``kbench/kfake:<hash of binary and Dockerfile>``, built if the engine lacks it."""
-    binary = kfake_binary(progress)
+    """``kbench/kfake:<hash of binary and Dockerfile>`` around :func:`bench.brokers.kfake.build_kfake`'s
+    static binary, built if the engine lacks it."""
+    from bench.brokers.kfake import build_kfake
+
+    binary = build_kfake(progress=progress)
     dockerfile = f'FROM scratch\nCOPY kbench-kfake {KFAKE_BIN}\nENTRYPOINT ["{KFAKE_BIN}"]\n'
     digest = hashlib.sha256(binary.read_bytes() + dockerfile.encode()).hexdigest()[:16]
     return _build(client, f"kbench/kfake:{digest}", dockerfile, [("kbench-kfake", binary)], progress)
