@@ -110,12 +110,9 @@ def run_locust(scenario: Scenario, opts: LocustOptions) -> RunOutcome:
     if created:
         _say(opts, f"creating topic {topic}")
         create_topic(run_opts, cell, topic)
+    plan = _plan(cell, opts, run_id=run_id, topic=topic, producer_users=producer_users, workers=expect,
+                 results_path=run_dir / RESULTS_FILE)
     secrets = Path(tempfile.mkdtemp(prefix="kbench-locust-"))
-    plan = build_plan(cell, run_id=run_id, bootstrap=opts.bootstrap, topic=topic, client_config=opts.client_config,
-                      producer_users=producer_users, workers=expect, results_path=str(run_dir / RESULTS_FILE),
-                      drain_timeout_s=opts.drain_timeout_s, flush_timeout_s=opts.flush_timeout_s)
-    # the producers' 1-in-N timing at max rate, as `kbench run` (0: auto from the warm-up's rate)
-    plan = replace(plan, extra={**plan.extra, "latency_sample": latency_sample_every(w)})
     plan_path = secrets / "plan.json"
     plan_path.write_text(plan.to_json())
     os.chmod(plan_path, 0o600)
@@ -176,6 +173,15 @@ def run_locust(scenario: Scenario, opts: LocustOptions) -> RunOutcome:
         raise RunAborted(f"run stopped: {reason}; partial results written to {run_dir / 'result.json'} "
                          "(marked incomplete)", interrupted=True)
     return RunOutcome(run_dir, doc, bool(doc["complete"]))
+
+
+def _plan(cell: Cell, opts: LocustOptions, *, run_id: str, topic: str, producer_users: int, workers: int,
+          results_path: Path) -> Plan:
+    plan = build_plan(cell, run_id=run_id, bootstrap=opts.bootstrap, topic=topic, client_config=opts.client_config,
+                      producer_users=producer_users, workers=workers, results_path=str(results_path),
+                      drain_timeout_s=opts.drain_timeout_s, flush_timeout_s=opts.flush_timeout_s)
+    # the producers' 1-in-N timing at max rate, as `kbench run` (0: auto from the warm-up's rate)
+    return replace(plan, extra={**plan.extra, "latency_sample": latency_sample_every(cell.workload)})
 
 
 def _describe(procs: LocustProcesses, spec: LaunchSpec, opts: LocustOptions) -> str:
