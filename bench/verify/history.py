@@ -15,7 +15,25 @@ non-monotonic-poll        a consumer's next record of a partition is at or befor
 poll-skip                 a consumer's next record of a partition skips offsets (``allow_gaps``)
 non-monotonic-send        a producer's later acked send lands at a lower offset of the same partition
 unexpected-read           a value no send produced was read
+------------------------  ---- transactional histories (``txns=``; input in :mod:`bench.verify.txn`) ----
+precommitted-read         a read_committed poll read a transaction's record before it committed:
+                          a record of an aborted transaction, its own transaction's record, or
+                          before the writer called commit (``Poll.t_ns`` < ``Txn.commit_ns``)
+int-poll-skip             two successive reads of a partition within one transaction skip a visible
+                          record of the version order (markers and aborted records do not count)
+int-nonmonotonic-poll     ... read at or before the previous one in the version order
+int-send-skip             two successive sends of one transaction to a partition land with a visible
+                          record between them (tolerated by default: Kafka interleaves them)
+int-nonmonotonic-send     ... land at or before the previous one
+G0                        a cycle of ww dependencies (write cycle; tolerated by default: Kafka does
+                          not isolate concurrent transactions' writes)
+G1c                       a cycle of ww and wr dependencies with at least one wr (information flow)
 ========================  ==========================================================================
+
+The version order, the dependencies (ww, wr, rw) and the cycle search (Elle-style, strongly
+connected components, one minimal cycle per component and kind) are in :mod:`bench.verify.txn`
+and :mod:`bench.verify.cycles`. Pairs of reads (sends) within one transaction are judged by the
+``int-`` kinds only, not also as non-monotonic-poll / poll-skip (non-monotonic-send).
 
 The final log is checked like one more consumer named :data:`FINAL_READER`. Acked records below the
 low watermark (``log_start``) were deleted by retention: counted as ``expired``, never lost. Values
@@ -25,18 +43,22 @@ matches the bytes read back). Counts are exact; at most ``max_examples`` anomali
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from itertools import chain
 from typing import Any
 
+from bench.verify import cycles, txn
 from bench.verify.model import (
     FINAL_READER,
     STATUSES,
+    TOLERATED_BY_DEFAULT,
     Anomaly,
     AnomalyKind,
     HistoryReport,
     Poll,
     Pos,
     Send,
+    Txn,
     Value,
     jsonable,
 )
@@ -48,6 +70,7 @@ __all__ = [
     "HistoryReport",
     "Poll",
     "Send",
+    "Txn",
     "check",
 ]
 
@@ -62,24 +85,32 @@ def check(
     allow_gaps: bool = False,
     allow_duplicates: bool = False,
     max_examples: int = 1000,
+    txns: Iterable[Txn] = (),
+    tolerate: Collection[AnomalyKind] = TOLERATED_BY_DEFAULT,
 ) -> HistoryReport:
     """Check a produce/consume history; see the module docstring for the anomalies.
 
     ``expect_order=False`` (non-idempotent retries) still reports non-monotonic sends but does not
     fail on them; ``allow_duplicates`` likewise for duplicates; ``allow_gaps`` (compacted topics,
-    transaction markers) stops reporting poll skips. Raises ValueError on a malformed history
-    (unknown status, one value sent twice, one poll index used twice by a consumer).
+    transaction markers) stops reporting poll skips. ``txns`` are transactions (their sends and
+    polls join the history; see :mod:`bench.verify.txn`); kinds in ``tolerate`` are reported but do
+    not fail. Raises ValueError on a malformed history (unknown status or outcome, one value sent
+    twice, one poll index used twice by a consumer, one transaction id twice).
     """
-    failing = set(AnomalyKind)
+    failing = set(AnomalyKind) - set(tolerate)
     if not expect_order:
         failing.discard(AnomalyKind.NON_MONOTONIC_SEND)
     if allow_duplicates:
         failing.discard(AnomalyKind.DUPLICATE)
     report = HistoryReport(failing_kinds=frozenset(failing), max_examples=max_examples)
     low = dict(log_start or {})
+    index: txn.TxnIndex | None = None
+    if txns:
+        index, txn_sends, txn_polls = txn.fold(txns, report)
+        sends, polls = chain(sends, txn_sends), chain(polls, txn_polls)
 
     by_value, at, conflicts, order = _index_sends(sends, report)
-    _check_send_order(order, report)
+    _check_send_order(order, report, index.writer if index else {})
 
     reader_polls: dict[str, list[Poll]] = {}
     for poll in polls:
@@ -90,11 +121,17 @@ def check(
         reader_polls[FINAL_READER] = [  # one "poll" per partition, its index = the partition
             Poll(FINAL_READER, p, [(p, o, v) for o, v in final_reads[p]]) for p in sorted(final_reads)
         ]
-    first_read, extra_pos, high = _scan_reads(reader_polls, at, conflicts, low, allow_gaps, report)
+    first_read, extra_pos, high = _scan_reads(
+        reader_polls, at, conflicts, low, allow_gaps, report, index.poll_txn if index else {})
 
-    _judge_values(by_value, first_read, extra_pos, high, low, report)
+    _judge_values(by_value, first_read, extra_pos, high, low, report, index.aborted if index else ())
     if conflicts:
         _report_conflicts(by_value, reader_polls, conflicts, report)
+    if index is not None:
+        vo = txn.version_order(by_value, reader_polls, index)
+        txn.check_precommitted(reader_polls, index, report)
+        txn.check_internal(index, vo, report)
+        cycles.check_cycles(index, vo, report)
     rank = {k: i for i, k in enumerate(AnomalyKind)}
     report.anomalies.sort(key=lambda a: rank[a.kind])
     return report
@@ -141,7 +178,10 @@ def _index_sends(
     return by_value, at, conflicts, order
 
 
-def _check_send_order(order: dict[tuple[str, int], list[Send]], report: HistoryReport) -> None:
+def _check_send_order(
+    order: dict[tuple[str, int], list[Send]], report: HistoryReport, send_txn: Mapping[Any, str],
+) -> None:
+    """A producer's sends in seq order land at rising offsets (pairs in one transaction excepted)."""
     kind = AnomalyKind.NON_MONOTONIC_SEND
     for (producer, p), lst in order.items():
         if any(lst[i].seq > lst[i + 1].seq for i in range(len(lst) - 1)):
@@ -152,7 +192,8 @@ def _check_send_order(order: dict[tuple[str, int], list[Send]], report: HistoryR
             assert o is not None and top_o is not None
             if o > top_o:
                 top = s
-            elif o < top_o and report._want(kind):
+            elif o < top_o and not (send_txn and _same_txn(send_txn, s.value, top.value)) \
+                    and report._want(kind):
                 report.anomalies.append(Anomaly(
                     kind, f"producer {producer}: send seq {s.seq} ({s.value!r}) landed at p{p}/o{o}, "
                     f"before earlier send seq {top.seq} ({top.value!r}) at o{top_o}",
@@ -160,11 +201,18 @@ def _check_send_order(order: dict[tuple[str, int], list[Send]], report: HistoryR
                     producer=producer, seq=s.seq, prev_seq=top.seq, t_ns=s.t_ns))
 
 
+def _same_txn(send_txn: Mapping[Any, str], a: Any, b: Any) -> bool:
+    t = send_txn.get(a)
+    return t is not None and t == send_txn.get(b)
+
+
 def _scan_reads(
     reader_polls: dict[str, list[Poll]], at: dict[int, dict[int, Any]],
     conflicts: dict[Pos, dict[Any, None]], low: dict[int, int], allow_gaps: bool, report: HistoryReport,
+    poll_txn: Mapping[tuple[str, int], str],
 ) -> tuple[dict[Any, tuple[int, int, str, int]], dict[Any, set[Pos]], dict[int, int]]:
-    """One pass over all reads: positions, per-partition high offsets, poll order checks."""
+    """One pass over all reads: positions, per-partition high offsets, poll order checks (not of
+    two reads within one transaction: those are the int- kinds)."""
     first_read: dict[Any, tuple[int, int, str, int]] = {}  # value -> (p, o, consumer, poll index)
     extra_pos: dict[Any, set[Pos]] = {}  # value -> further read positions
     high: dict[int, int] = {}  # partition -> highest offset read
@@ -179,6 +227,7 @@ def _scan_reads(
         cpolls.sort(key=lambda q: q.index)
         last: dict[int, int] = {}  # partition -> last offset read since the last rebalance
         last_poll: dict[int, int] = {}
+        last_txn: dict[int, str | None] = {}  # partition -> transaction of the last read
         if consumer == FINAL_READER:  # read from the start: a first offset above log start is a skip
             last = {q.index: low.get(q.index, 0) - 1 for q in cpolls}
             last_poll = {q.index: q.index for q in cpolls}
@@ -194,6 +243,7 @@ def _scan_reads(
                     last = {}
             prev = poll
             last_get = last.get
+            cur = poll_txn.get((consumer, idx)) if poll_txn else None
             for p, o, v in poll.records:
                 if v.__class__ is bytes:
                     v = v.decode("utf-8", "surrogateescape")
@@ -209,7 +259,7 @@ def _scan_reads(
                 elif fr[0] != p or fr[1] != o:
                     extra_pos.setdefault(v, set()).add((p, o))
                 lo = last_get(p)  # poll order
-                if lo is not None and o != lo + 1:
+                if lo is not None and o != lo + 1 and (cur is None or last_txn.get(p) != cur):
                     if o <= lo:
                         run_end(p, lo)
                         if report._want(nonmono):
@@ -226,6 +276,8 @@ def _scan_reads(
                             poll_index=idx, prev_poll_index=last_poll[p]))
                 last[p] = o
                 last_poll[p] = idx
+                if poll_txn:
+                    last_txn[p] = cur
         for p, o in last.items():
             run_end(p, o)
     return first_read, extra_pos, high
@@ -234,9 +286,10 @@ def _scan_reads(
 def _judge_values(
     by_value: dict[Any, Send], first_read: dict[Any, tuple[int, int, str, int]],
     extra_pos: dict[Any, set[Pos]], high: dict[int, int], low: dict[int, int],
-    report: HistoryReport,
+    report: HistoryReport, txn_aborted: Collection[Any],
 ) -> None:
-    """Per value: lost / unseen / expired, aborted and unexpected reads, duplicates."""
+    """Per value: lost / unseen / expired, aborted and unexpected reads, duplicates (a read of an
+    aborted transaction's value is judged as a precommitted read instead)."""
     report.read = len(first_read)
     for v, s in by_value.items():
         fr = first_read.get(v)
@@ -251,6 +304,8 @@ def _judge_values(
         elif fr is not None:
             if st == "unknown":
                 report.unknown_read += 1
+                continue
+            if v in txn_aborted:
                 continue
             report.aborted_reads += 1
             if report._want(AnomalyKind.ABORTED_READ):
