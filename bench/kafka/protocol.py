@@ -146,8 +146,12 @@ class KafkaConnection:
         try:
             self.sock.settimeout(self._remaining())
             self.sock.sendall(frame)
-            (size,) = struct.unpack(">i", self._recv_exact(4))
+            head = self._recv_exact(4)
+            (size,) = struct.unpack(">i", head)
             if not 0 < size < 16 * 1024 * 1024:
+                if not self.security.tls and head[0] in (0x15, 0x16) and head[1] == 0x03:
+                    raise ProtocolError(f"{self.where}: the broker answered with a TLS record: a TLS listener? "
+                                        "then set security.protocol SSL or SASL_SSL")
                 raise ProtocolError(f"{self.where}: implausible response size {size}")
             return self._recv_exact(size)
         except ssl.SSLError as exc:
