@@ -1,4 +1,7 @@
-"""bench.kafka.protocol (raw ApiVersions) and bench.kafka.murmur2: offline encoding/decoding + live brokers."""
+"""bench.kafka.protocol (raw ApiVersions) and bench.kafka.murmur2: offline encoding/decoding + live brokers.
+
+TLS and SASL: tests/test_protocol_security.py (live), tests/test_kafka_sasl.py (offline).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +13,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench.errors import BrokerUnreachableError
+from bench.kafka.admin import TopicAdmin
 from bench.kafka.murmur2 import murmur2, partition_for, to_positive
 from bench.kafka.protocol import (
     ProtocolError,
@@ -205,8 +208,8 @@ def test_api_versions_live_kafka(kafka_bootstrap: str) -> None:
 def test_murmur2_matches_librdkafka_murmur2_random(kafka_bootstrap: str) -> None:
     """The vectors are checked against what a real client + broker do, not only against constants."""
     topic = f"kbench-murmur2-{time.monotonic_ns()}"
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    admin.create_topics([NewTopic(topic, 7, 1)])[topic].result(timeout=20)
+    admin = TopicAdmin(kafka_bootstrap)
+    admin.create_topic(topic, partitions=7, timeout_s=20)
     try:
         producer = Producer({"bootstrap.servers": kafka_bootstrap, "partitioner": "murmur2_random",
                              "message.timeout.ms": 15000})
@@ -218,4 +221,5 @@ def test_murmur2_matches_librdkafka_murmur2_random(kafka_bootstrap: str) -> None
         assert producer.flush(20) == 0
         assert got == {k: partition_for(k, 7) for k in keys}
     finally:
-        admin.delete_topics([topic])[topic].result(timeout=20)
+        admin.delete_topic(topic, timeout_s=20)
+        admin.close()
