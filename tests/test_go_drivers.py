@@ -66,6 +66,8 @@ def test_knobs_refused(client: str, cfg: dict[str, str], words: list[str]) -> No
 
 def test_confluent_passes_librdkafka_properties_and_unknown_client() -> None:
     gobuild.check_client_config("confluent-kafka-go", "producer", {"queue.buffering.max.ms": "5", "x": "y"})
+    with pytest.raises(ConfigError, match=r"confluent-kafka-go: client_config group\.id: set by the driver"):
+        gobuild.check_client_config("confluent-kafka-go", "consumer", {"group.id": "mine"})
     with pytest.raises(ConfigError, match="unknown Go client 'nope'"):
         gobuild.check_client_config("nope", "producer", {})
 
@@ -202,10 +204,11 @@ def test_consumer(client: str, binaries: dict[str, Path], kafka_bootstrap: str, 
     assert _total(r["hdr"]["e2e"]) == n
     e2e = HdrHistogram.decode(r["hdr"]["e2e"])
     assert e2e.get_min_value() >= 0 and e2e.get_max_value() < 30_000_000
-    reads = r["verify"]["reads"]
+    reads = r["verify"]
     assert len(reads) == n and sorted(x[3] for x in reads) == list(range(n)) and {x[2] for x in reads} == {7}
     assert len({(x[0], x[1]) for x in reads}) == n
     assert r["first_receive_ns"] <= r["last_receive_ns"]
+    assert all(len(x) == 2 and x[1] >= 0 for x in r["lag"])
 
 
 @needs_go

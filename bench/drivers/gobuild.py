@@ -80,6 +80,10 @@ GO_CLIENTS: dict[str, GoClient] = {
 KNOBS = ("acks", "linger.ms", "batch.size", "batch.num.messages", "compression.type", "partitioner",
          "enable.idempotence", "max.in.flight")
 _COMPRESSION = ("none", "gzip", "snappy", "lz4", "zstd")
+#: librdkafka properties the confluent-kafka-go driver sets itself (as cmd/confluent-kafka-go refuses them)
+_CONFLUENT_RESERVED = {"bootstrap.servers": "the spec's bootstrap", "group.id": "the spec's group",
+                       "go.delivery.reports": "the driver needs every delivery report",
+                       "go.delivery.report.fields": "the driver reads each delivered record's header from its value"}
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,8 @@ def check_client_config(name: str, role: str, config: Mapping[str, str]) -> None
     if role not in ("producer", "consumer"):
         raise ConfigError(f"{name}: role: expected 'producer' or 'consumer', got {role!r}")
     if not c.partitioners:
+        for key in sorted(set(config) & set(_CONFLUENT_RESERVED)):
+            raise ConfigError(f"{name}: client_config {key}: set by the driver ({_CONFLUENT_RESERVED[key]})")
         return
     for key in sorted(config):
         problem = _check_knob(c, key, str(config[key]))

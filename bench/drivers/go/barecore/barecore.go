@@ -5,6 +5,7 @@ package barecore
 import (
 	"encoding/json"
 	"flag"
+	"math/rand"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -31,6 +32,14 @@ func Parse() Args {
 	m := flag.Duration("duration", 5*time.Second, "measured time")
 	flag.Parse()
 	return Args{Brokers: strings.Split(*b, ","), Topic: *t, Size: *s, Acks: *a, Warmup: *w, Measure: *m}
+}
+
+// Value is one random (incompressible) value, reused for every message: the driver's payload is
+// random too, and zeros would compress to nothing (franz-go compresses with snappy by default).
+func Value(size int) []byte {
+	v := make([]byte, size)
+	_, _ = rand.New(rand.NewSource(1)).Read(v)
+	return v
 }
 
 // Counter counts acks inside the measured window.

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"sync"
 	"time"
-
-	hdr "github.com/HdrHistogram/hdrhistogram-go"
 )
 
 // Record is one record a client handed to the application.
@@ -47,30 +45,22 @@ type ConsumerResult struct {
 	ReleasedS   float64           `json:"released_s"`
 	FirstNs     *int64            `json:"first_receive_ns"`
 	LastNs      *int64            `json:"last_receive_ns"`
-	Lag         [][2]float64      `json:"lag"`
+	Lag         [][2]any          `json:"lag"` // [seconds since t0, lag]
 	Hdr         map[string]string `json:"hdr"`
 	Series      SeriesDoc         `json:"series"`
-	Verify      *ConsumerVerify   `json:"verify"`
-}
-
-// ConsumerVerify is the verify-mode record of a consumer.
-type ConsumerVerify struct {
-	Reads [][4]int64 `json:"reads"`
-	Polls int64      `json:"polls"`
+	Verify      *[][4]int64       `json:"verify"` // every record read: partition, offset, producer, seq
 }
 
 type receiver struct {
 	mu         sync.Mutex
 	start, end int64
-	e2e        *hdr.Histogram
-	last       *hdr.Histogram
-	series     *Series
+	series     *Series // per-second e2e histograms; the whole-run one is their sum
 	total      int64
 	lastStat   int64
 	errors     map[string]int64
 	first      *int64
 	lastNs     int64
-	verify     *ConsumerVerify
+	verify     *[][4]int64
 }
 
 func (r *receiver) take(recs []Record, now int64) {
@@ -91,7 +81,7 @@ func (r *receiver) take(recs []Record, now int64) {
 			if ok {
 				p, q = int64(prod), seq
 			}
-			r.verify.Reads = append(r.verify.Reads, [4]int64{int64(recs[i].Partition), recs[i].Offset, p, q})
+			*r.verify = append(*r.verify, [4]int64{int64(recs[i].Partition), recs[i].Offset, p, q})
 		}
 		if !in {
 			continue
@@ -99,10 +89,6 @@ func (r *receiver) take(recs []Record, now int64) {
 		lat := int64(-1)
 		if ok {
 			lat = (now - t) / 1000
-			if r.e2e.RecordValue(lat) != nil {
-				r.series.OutOfRange()
-			}
-			_ = r.last.RecordValue(lat)
 		}
 		r.series.Add(now, len(v), lat)
 	}
@@ -113,13 +99,7 @@ func (r *receiver) stat() (int64, *int64, int64) {
 	defer r.mu.Unlock()
 	n := r.total - r.lastStat
 	r.lastStat = r.total
-	var p99 *int64
-	if r.last.TotalCount() > 0 {
-		v := r.last.ValueAtQuantile(99)
-		p99 = &v
-	}
-	r.last.Reset()
-	return n, p99, r.total
+	return n, r.series.LastP99(), r.total
 }
 
 func runConsumer(c *Client, s *Spec, ctl *Control, out *Out, info ClientInfo) error {
@@ -155,16 +135,16 @@ func runConsumer(c *Client, s *Spec, ctl *Control, out *Out, info ClientInfo) er
 		}
 	}
 	released := Now()
-	rx := &receiver{start: t0 + s.WarmupNs, end: t0 + s.WarmupNs + s.DurationNs, e2e: NewHist(), last: NewHist(),
-		series: NewSeries(t0 + s.WarmupNs), errors: map[string]int64{}}
+	rx := &receiver{start: t0 + s.WarmupNs, end: t0 + s.WarmupNs + s.DurationNs, series: NewSeries(t0 + s.WarmupNs), errors: map[string]int64{}}
 	if s.Verify {
-		rx.verify = &ConsumerVerify{Reads: [][4]int64{}}
+		reads := [][4]int64{}
+		rx.verify = &reads
 	}
 	lag := pollLoop(ctx, cons, rx, t0, out)
 	end := max(rx.start, min(Now(), rx.end))
 	r := ConsumerResult{Type: "result", Protocol: Protocol, Client: info, Role: "consumer", Index: s.Index,
 		Group: *s.Group, Errors: rx.errors, WindowS: max(0, float64(end-rx.start)/1e9), WindowEndNs: end,
-		ReleasedS: float64(released-t0) / 1e9, FirstNs: rx.first, Lag: lag, Hdr: map[string]string{"e2e": Encode(rx.e2e)},
+		ReleasedS: float64(released-t0) / 1e9, FirstNs: rx.first, Lag: lag, Hdr: map[string]string{"e2e": Encode(rx.series.Merged())},
 		Series: rx.series.Doc(end), RecvTotal: rx.total, Verify: rx.verify}
 	for i := range r.Series.Count {
 		r.RecvMeas += r.Series.Count[i]
@@ -181,15 +161,12 @@ func runConsumer(c *Client, s *Spec, ctl *Control, out *Out, info ClientInfo) er
 	return nil
 }
 
-func pollLoop(ctx context.Context, cons Consumer, rx *receiver, t0 int64, out *Out) [][2]float64 {
-	lag := [][2]float64{}
+func pollLoop(ctx context.Context, cons Consumer, rx *receiver, t0 int64, out *Out) [][2]any {
+	lag := [][2]any{}
 	lastStat := Now()
 	for ctx.Err() == nil {
 		recs, err := cons.Poll(ctx)
 		now := Now()
-		if rx.verify != nil {
-			rx.verify.Polls++
-		}
 		if err != nil && ctx.Err() == nil {
 			rx.mu.Lock()
 			rx.errors[ErrorName(err)]++
@@ -202,7 +179,7 @@ func pollLoop(ctx context.Context, cons Consumer, rx *receiver, t0 int64, out *O
 		if now-lastStat >= 1_000_000_000 {
 			lastStat = now
 			if l, ok := cons.Lag(); ok {
-				lag = append(lag, [2]float64{float64(int64((float64(now-t0)/1e9)*1000)) / 1000, float64(l)})
+				lag = append(lag, [2]any{float64((now-t0)/1_000_000) / 1000, l})
 			}
 			n, p99, total := rx.stat()
 			out.Line(map[string]any{"type": "stat", "t_s": float64(now-t0) / 1e9, "count": n, "p99_us": p99,

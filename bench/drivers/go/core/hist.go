@@ -81,6 +81,28 @@ func (s *Series) Add(t int64, size int, latUs int64) {
 	}
 }
 
+// Merged is the sum of the interval histograms: every timed record is in exactly one.
+func (s *Series) Merged() *hdr.Histogram {
+	h := NewHist()
+	for _, x := range s.hists {
+		h.Merge(x)
+	}
+	return h
+}
+
+// LastP99 is the p99 of the latest interval with latencies, or nil.
+func (s *Series) LastP99() *int64 {
+	k := -1
+	for i := range s.hists {
+		k = max(k, i)
+	}
+	if k < 0 {
+		return nil
+	}
+	v := s.hists[k].ValueAtQuantile(99)
+	return &v
+}
+
 // Error counts one failed record at time t.
 func (s *Series) Error(t int64) {
 	if k := s.index(t); k >= 0 {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"time"
 )
@@ -49,7 +50,14 @@ func Main(c *Client) {
 		msg := fmt.Sprintf(format, args...)
 		out.Error("%s", msg)
 		out.Line(failedResult{Type: "result", Protocol: Protocol, Client: info, Failed: msg})
+		pprof.StopCPUProfile()
 		os.Exit(code)
+	}
+	if path := os.Getenv("KBENCH_DRIVER_CPUPROFILE"); path != "" { // for driver developers
+		if f, err := os.Create(path); err == nil {
+			_ = pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
 	}
 	if err := CheckClock(); err != nil {
 		fail(1, "%v", err)
@@ -77,6 +85,7 @@ func Main(c *Client) {
 	if err != nil {
 		fail(1, "%s: %v", c.Name, err)
 	}
+	pprof.StopCPUProfile()
 	os.Exit(0)
 }
 

@@ -79,20 +79,20 @@ type sendLoop struct {
 	failedTo int64 // lowest seq refused locally (verify)
 }
 
-func (l *sendLoop) send(seq, intended int64) {
+// send hands message seq to the client; intended 0 means max rate (intended = sent = now).
+func (l *sendLoop) send(seq, intended, now int64) {
 	r := l.g.rec(seq, intended)
-	l.a.outstanding.Add(1)
-	r.Sent = Now()
-	if r.Intended == 0 {
-		r.Intended = r.Sent
-		PutHeader(r.Value, r.Sent, l.g.index, seq)
-	}
-	if err := l.p.Send(r); err != nil {
-		l.a.Ack(r, -1, -1, err)
+	r.Sent = now
+	if intended == 0 {
+		r.Intended = now
+		PutHeader(r.Value, now, l.g.index, seq)
 	}
 	l.sent++
 	if r.Intended >= l.a.start && r.Intended < l.a.end {
 		l.sentMeas++
+	}
+	if err := l.p.Send(r); err != nil {
+		l.a.Ack(&r, -1, -1, err)
 	}
 }
 
@@ -119,7 +119,7 @@ func (l *sendLoop) runRate(t0 int64) bool {
 				return false
 			}
 		}
-		l.send(n, due)
+		l.send(n, due, Now())
 	}
 }
 
@@ -134,10 +134,11 @@ func (l *sendLoop) runMax() bool {
 			default:
 			}
 		}
-		if Now() >= end {
+		now := Now()
+		if now >= end {
 			return true
 		}
-		l.send(n, 0)
+		l.send(n, 0, now)
 	}
 }
 
@@ -145,8 +146,8 @@ func (l *sendLoop) runMax() bool {
 func (l *sendLoop) flush(timeout time.Duration) int64 {
 	l.p.Flush()
 	deadline := Now() + int64(timeout)
-	for l.a.outstanding.Load() > 0 && Now() < deadline {
+	for l.a.doneCount() < l.sent && Now() < deadline {
 		time.Sleep(time.Millisecond)
 	}
-	return max(0, l.a.outstanding.Load())
+	return max(0, l.sent-l.a.doneCount())
 }

@@ -19,9 +19,10 @@ type Rec struct {
 
 // Producer is a client adapter's producer.
 type Producer interface {
-	// Send hands r to the client. It may block for buffer space (call Acker.QueueFull first). An error
-	// means the client refused r locally: it was not sent and will not be acked.
-	Send(r *Rec) error
+	// Send hands r to the client, which passes a pointer to its own copy to Acker.Ack. It may block for
+	// buffer space (call Acker.QueueFull then). An error means the client refused r locally: it was not
+	// sent and will not be acked.
+	Send(r Rec) error
 	// Flush asks the client to send what it buffers (acks still arrive through Acker.Ack).
 	Flush()
 	// Close releases the client; in-flight records may be failed.
@@ -34,29 +35,27 @@ type Acker struct {
 	rateLimited bool
 	verify      bool
 	producer    int
-	start, end  int64 // window
-	publish     *hdr.Histogram
-	service     *hdr.Histogram
-	sendDelay   *hdr.Histogram
-	series      *Series
+	start, end  int64          // window
+	service     *hdr.Histogram // rate-limited only: at max rate service = publish
+	sendDelay   *hdr.Histogram // rate-limited only
+	series      *Series        // per-second publish histograms; the whole-run one is their sum
+	outOfRange  int64          // of the whole-run histograms
 	ackedTotal  int64
 	ackedMeas   int64
 	bytesMeas   int64
+	done        int64 // acked or failed
 	errors      map[string]int64
 	acks        [][5]int64
 	failed      [][3]any
-	outstanding atomic.Int64
 	queueFull   atomic.Int64
 	lastStat    int64 // count at the last stat
-	lastHist    *hdr.Histogram
 }
 
 func newAcker(s *Spec, start, end int64) *Acker {
 	a := &Acker{rateLimited: s.Rate != nil, verify: s.Verify, producer: s.Index, start: start, end: end,
-		publish: NewHist(), service: NewHist(), series: NewSeries(start), errors: map[string]int64{},
-		lastHist: NewHist()}
+		series: NewSeries(start), errors: map[string]int64{}}
 	if a.rateLimited {
-		a.sendDelay = NewHist()
+		a.service, a.sendDelay = NewHist(), NewHist()
 	}
 	return a
 }
@@ -69,7 +68,7 @@ func (a *Acker) Ack(r *Rec, partition int32, offset int64, err error) {
 	now := Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.outstanding.Add(-1)
+	a.done++
 	if err != nil {
 		a.errors[ErrorName(err)]++
 		a.series.Error(now)
@@ -91,18 +90,22 @@ func (a *Acker) Ack(r *Rec, partition int32, offset int64, err error) {
 	}
 	a.ackedMeas++
 	a.bytesMeas += int64(len(r.Value))
-	pub := (now - r.Intended) / 1000
-	if a.publish.RecordValue(pub) != nil {
-		a.series.OutOfRange()
+	a.series.Add(now, len(r.Value), (now-r.Intended)/1000)
+	if a.rateLimited {
+		if a.service.RecordValue((now-r.Sent)/1000) != nil {
+			a.outOfRange++
+		}
+		if a.sendDelay.RecordValue((r.Sent-r.Intended)/1000) != nil {
+			a.outOfRange++
+		}
 	}
-	_ = a.lastHist.RecordValue(pub)
-	if a.service.RecordValue((now-r.Sent)/1000) != nil {
-		a.series.OutOfRange()
-	}
-	if a.sendDelay != nil && a.sendDelay.RecordValue((r.Sent-r.Intended)/1000) != nil {
-		a.series.OutOfRange()
-	}
-	a.series.Add(now, len(r.Value), pub)
+}
+
+// doneCount is the number of records acked or failed so far.
+func (a *Acker) doneCount() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.done
 }
 
 // stat returns acks since the last call, the interval's p99 and the total.
@@ -111,21 +114,31 @@ func (a *Acker) stat() (int64, *int64, int64) {
 	defer a.mu.Unlock()
 	n := a.ackedTotal - a.lastStat
 	a.lastStat = a.ackedTotal
-	var p99 *int64
-	if a.lastHist.TotalCount() > 0 {
-		v := a.lastHist.ValueAtQuantile(99)
-		p99 = &v
-	}
-	a.lastHist.Reset()
-	return n, p99, a.ackedTotal
+	return n, a.series.LastP99(), a.ackedTotal
 }
 
-// gen builds message values: the header, then pool bytes.
+// gen builds message values: the header, then pool bytes. Values are cut from 64 KiB slabs (one
+// allocation per slab, not per message; a slab is freed once all its messages are acked).
 type gen struct {
 	sizer *Sizer
 	pool  *Pool
 	keys  *Keys
 	index uint16
+	slab  []byte
+}
+
+const slabSize = 64 << 10
+
+func (g *gen) alloc(n int) []byte {
+	if n > slabSize/4 {
+		return make([]byte, n)
+	}
+	if len(g.slab) < n {
+		g.slab = make([]byte, slabSize)
+	}
+	v := g.slab[:n:n]
+	g.slab = g.slab[n:]
+	return v
 }
 
 func newGen(s *Spec) (*gen, error) {
@@ -145,11 +158,12 @@ func newGen(s *Spec) (*gen, error) {
 	return &gen{sizer: sizer, pool: pool, keys: keys, index: uint16(s.Index)}, nil
 }
 
-func (g *gen) rec(seq, intended int64) *Rec {
-	v := make([]byte, g.sizer.Next())
+// rec builds message seq intended at intended (0: at max rate, set when sent).
+func (g *gen) rec(seq, intended int64) Rec {
+	v := g.alloc(g.sizer.Next())
 	PutHeader(v, intended, g.index, seq)
 	g.pool.Fill(v[HeaderSize:])
-	return &Rec{Key: g.keys.Next(), Value: v, Seq: seq, Intended: intended}
+	return Rec{Key: g.keys.Next(), Value: v, Seq: seq, Intended: intended}
 }
 
 // sleepUntil waits until t (CLOCK_MONOTONIC) or stop; false if stopped. Go's timers wake about 1 ms

@@ -64,12 +64,15 @@ func (l *sendLoop) result(info ClientInfo, windowEnd, unacked int64, early bool)
 	a := l.a
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	pub, svc := Encode(a.publish), Encode(a.service)
+	pub := Encode(a.series.Merged())
+	svc := pub // at max rate intended = sent: service = publish
 	hdrs := map[string]*string{"publish": &pub, "service": &svc, "send_delay": nil}
-	if a.sendDelay != nil {
+	if a.rateLimited {
+		svc = Encode(a.service)
 		sd := Encode(a.sendDelay)
-		hdrs["send_delay"] = &sd
+		hdrs["service"], hdrs["send_delay"] = &svc, &sd
 	}
+	a.series.outOfRange += a.outOfRange
 	r := ProducerResult{Type: "result", Protocol: Protocol, Client: info, Role: "producer", Index: l.s.Index,
 		SentTotal: l.sent, SentMeasured: l.sentMeas, AckedTotal: a.ackedTotal, AckedMeasured: a.ackedMeas,
 		BytesMeasured: a.bytesMeas, UnackedAtEnd: unacked, QueueFullEvents: a.queueFull.Load(),

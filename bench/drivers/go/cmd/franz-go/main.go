@@ -119,13 +119,16 @@ type frec struct {
 type producer struct {
 	cl      *kgo.Client
 	promise func(*kgo.Record, error)
-	max     int64
 	a       *core.Acker
 }
 
+// blockedNs: a Produce that returns this much later than it was called waited for buffer space
+// (kgo blocks at MaxBufferedRecords; asking BufferedProduceRecords would take kgo's producer lock on
+// every record).
+const blockedNs = 200_000
+
 func newProducer(s *core.Spec, a *core.Acker) (core.Producer, error) {
-	const maxBuffered = 50000 // kgo's default, set explicitly so the queue-full count knows it
-	cl, err := kgo.NewClient(append(producerOpts(s), kgo.MaxBufferedRecords(maxBuffered))...)
+	cl, err := kgo.NewClient(producerOpts(s)...)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +136,7 @@ func newProducer(s *core.Spec, a *core.Acker) (core.Producer, error) {
 		cl.Close()
 		return nil, err
 	}
-	p := &producer{cl: cl, max: maxBuffered, a: a}
+	p := &producer{cl: cl, a: a}
 	p.promise = func(r *kgo.Record, err error) {
 		f := (*frec)(unsafe.Pointer(r))
 		a.Ack(&f.rec, r.Partition, r.Offset, err)
@@ -141,13 +144,13 @@ func newProducer(s *core.Spec, a *core.Acker) (core.Producer, error) {
 	return p, nil
 }
 
-func (p *producer) Send(r *core.Rec) error {
-	f := &frec{rec: *r}
+func (p *producer) Send(r core.Rec) error {
+	f := &frec{rec: r}
 	f.kr.Key, f.kr.Value = r.Key, r.Value
-	if p.cl.BufferedProduceRecords() >= p.max {
+	p.cl.Produce(context.Background(), &f.kr, p.promise) // blocks while the buffer is full
+	if core.Now()-r.Sent > blockedNs {
 		p.a.QueueFull()
 	}
-	p.cl.Produce(context.Background(), &f.kr, p.promise) // blocks while the buffer is full
 	return nil
 }
 

@@ -110,14 +110,14 @@ func metadata(s *core.Spec) error {
 	}
 }
 
-func (p *producer) Send(r *core.Rec) error {
+func (p *producer) Send(r core.Rec) error {
 	select {
 	case p.sem <- struct{}{}:
 	default:
 		p.a.QueueFull()
 		p.sem <- struct{}{}
 	}
-	err := p.w.WriteMessages(context.Background(), kafka.Message{Key: r.Key, Value: r.Value, WriterData: r})
+	err := p.w.WriteMessages(context.Background(), kafka.Message{Key: r.Key, Value: r.Value, WriterData: &r})
 	if err != nil {
 		<-p.sem
 	}

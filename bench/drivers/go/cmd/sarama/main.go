@@ -118,8 +118,16 @@ func named(err error) error {
 	return err
 }
 
-func (p *producer) Send(r *core.Rec) error {
-	m := &sarama.ProducerMessage{Value: sarama.ByteEncoder(r.Value), Metadata: r}
+// smsg allocates the message and the driver's record together.
+type smsg struct {
+	m   sarama.ProducerMessage
+	rec core.Rec
+}
+
+func (p *producer) Send(r core.Rec) error {
+	x := &smsg{rec: r}
+	m := &x.m
+	m.Value, m.Metadata = sarama.ByteEncoder(r.Value), &x.rec
 	if r.Key != nil {
 		m.Key = sarama.ByteEncoder(r.Key)
 	}

@@ -25,7 +25,7 @@ func main() {
 			}
 		}
 	}()
-	value := make([]byte, a.Size)
+	value := barecore.Value(a.Size)
 	tp := kafka.TopicPartition{Topic: &a.Topic, Partition: kafka.PartitionAny}
 	var sent int64
 	for !c.Done() {

@@ -20,7 +20,7 @@ func main() {
 	if err != nil {
 		panic(err)
 	}
-	value := make([]byte, a.Size)
+	value := barecore.Value(a.Size)
 	c := barecore.NewCounter(a)
 	promise := func(_ *kgo.Record, err error) { c.Ack(err) }
 	var sent int64

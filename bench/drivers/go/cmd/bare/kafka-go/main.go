@@ -23,7 +23,7 @@ func main() {
 				<-sem
 			}
 		}}
-	value := make([]byte, a.Size)
+	value := barecore.Value(a.Size)
 	var sent int64
 	for !c.Done() {
 		sem <- struct{}{}

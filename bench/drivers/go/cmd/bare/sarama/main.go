@@ -34,7 +34,7 @@ func main() {
 			c.Ack(e.Err)
 		}
 	}()
-	value := sarama.ByteEncoder(make([]byte, a.Size))
+	value := sarama.ByteEncoder(barecore.Value(a.Size))
 	var sent int64
 	for !c.Done() {
 		p.Input() <- &sarama.ProducerMessage{Topic: a.Topic, Value: value}
