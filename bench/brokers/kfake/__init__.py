@@ -41,6 +41,9 @@ _BUILD_TIMEOUT_S = 900.0
 # --option KEY=VALUE -> kbench-kfake flag; "data-dir=auto" persists under the broker's directory
 _OPTIONS = {"as-version": "-as-version", "seed-topics": "-seed-topics", "partitions": "-partitions",
             "data-dir": "-data-dir", "sync": "-sync", "log-level": "-log-level", "cluster-id": "-cluster-id"}
+# as for Kafka (bench/brokers/kafka.py): housekeeping every second instead of kfake's hourly default, so
+# compaction and retention are observable within a conformance check; --config overrides it
+_DEFAULT_CONFIGS = {"log.cleaner.backoff.ms": "1000"}
 
 
 def find_go() -> str:
@@ -166,7 +169,7 @@ class Kfake(ProcessKind):
             if key == "partitions" and not (value.isdigit() and int(value) >= 1):
                 raise ConfigError(f"kfake: --option partitions={value}: expected a whole number >= 1")
             flags += [_OPTIONS[key], value]
-        for key, value in request.configs.items():
+        for key, value in {**_DEFAULT_CONFIGS, **request.configs}.items():
             flags += ["-c", f"{key}={value}"]
         return flags
 
