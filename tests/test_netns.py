@@ -248,6 +248,25 @@ def test_cleanup_after_a_crashed_owner(netns_ok: None) -> None:
         cleanup_leftovers(prefix)
 
 
+def test_cleanup_removes_a_dead_owners_state_file(netns_ok: None) -> None:
+    """A build that crashed after recording its owner and before its first namespace leaves only that file."""
+    prefix = new_prefix()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    netns.STATE_DIR.mkdir(parents=True, exist_ok=True)
+    state = netns.STATE_DIR / f"{prefix}.json"
+    state.write_text(f'{{"pid": {int(dead.stdout)}, "create_time": 0}}')
+    live = netns.STATE_DIR / f"{prefix}0.json"   # same prefix family, owner alive (this process)
+    me = psutil.Process()
+    live.write_text(f'{{"pid": {me.pid}, "create_time": {me.create_time()}}}')
+    try:
+        assert cleanup_leftovers(prefix, orphans_only=True).empty
+        assert not state.exists() and live.exists()
+    finally:
+        state.unlink(missing_ok=True)
+        live.unlink(missing_ok=True)
+
+
 @pytest.fixture
 def topo_ab(netns_ok: None) -> Iterator[Topology]:
     with Topology.create(["a", "b"]) as topo:

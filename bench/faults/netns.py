@@ -57,7 +57,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -359,18 +359,18 @@ def cleanup_leftovers(prefix: str, *, orphans_only: bool = False, grace_s: float
         _run(["nft", "delete", "table", *table.split()], check=False)
     for ns in sorted(found.namespaces, key=lambda n: n.endswith(f"-{SWITCH}")):  # the switch last
         _run(["ip", "netns", "del", ns], check=False)
-    for prefix_ in {name.split("-", 1)[0] for name in (*found.namespaces, *found.links)}:
-        with contextlib.suppress(FileNotFoundError):
-            (STATE_DIR / f"{prefix_}.json").unlink()
+    for state in STATE_DIR.glob(f"{prefix}*.json"):  # also of a build that crashed before its first namespace
+        if not (orphans_only and _owner_alive(state.stem)):
+            state.unlink(missing_ok=True)
     _wait_gone(lambda: list_leftovers(prefix, orphans_only=orphans_only), f"cleanup of {prefix}*")
     return found
 
 
-def _wait_gone(probe: Any, what: str, timeout_s: float = 10.0) -> None:
+def _wait_gone(probe: Callable[[], Leftovers], what: str, timeout_s: float = 10.0) -> None:
     """Namespace deletion is asynchronous in the kernel (veths go a moment later): poll until empty."""
     deadline = time.monotonic() + timeout_s
     while True:
-        left: Leftovers = probe()
+        left = probe()
         if left.empty:
             return
         if time.monotonic() >= deadline:
