@@ -34,8 +34,8 @@ def _scenario(tmp_path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("client", "key"), [("sarama", "socket.keepalive.enable"),
-                                             ("franz-go", "queue.buffering.max.ms"), ("kafka-go", "enable.idempotence")])
+@pytest.mark.parametrize(("client", "key"), [
+    ("sarama", "socket.keepalive.enable"), ("franz-go", "queue.buffering.max.ms"), ("kafka-go", "enable.idempotence")])
 def test_key_a_client_cannot_honour_is_exit_2_before_any_broker(tmp_path: Path, client: str, key: str) -> None:
     home, reports = tmp_path / "home", tmp_path / "reports"
     path = _scenario(tmp_path, TINY + f"client: {client}\n")

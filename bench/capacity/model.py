@@ -27,6 +27,7 @@ from bench.capacity.host import contention_note
 from bench.capacity.search import effective_steps, judge_step, summarize_search
 from bench.capacity.spec import SearchSpec
 from bench.errors import ResultError
+from bench.results.model import CellDocument, RunDocument
 
 __all__ = ["Group", "Point", "build_groups", "config_of", "spec_from_record"]
 
@@ -113,7 +114,7 @@ def spec_from_record(spec: dict[str, Any], p99_ms: float | None = None) -> Searc
         raise ResultError(f"the result's search.spec is malformed ({exc!r})") from exc
 
 
-def _brokers(doc: dict[str, Any]) -> int:
+def _brokers(doc: RunDocument) -> int:
     broker = (doc.get("environment") or {}).get("broker") or {}
     seen = broker.get("brokers")
     if isinstance(seen, dict) and seen:
@@ -121,7 +122,7 @@ def _brokers(doc: dict[str, Any]) -> int:
     return int(broker.get("nodes") or 1)
 
 
-def config_of(doc: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
+def config_of(doc: RunDocument, cell: CellDocument) -> dict[str, Any]:
     """The assumptions a measurement stands on, read from the result (librdkafka defaults named)."""
     w, prod, topic = cell.get("workload") or {}, cell.get("producer_config") or {}, cell.get("topic") or {}
     env = doc.get("environment") or {}
@@ -144,12 +145,12 @@ def config_of(doc: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _group_key(cell: dict[str, Any]) -> str:
+def _group_key(cell: CellDocument) -> str:
     params = {k: v for k, v in (cell.get("params") or {}).items() if k not in _GROUP_EXCLUDE}
     return ",".join(f"{k.split('.')[-1]}={v}" for k, v in params.items()) or "base"
 
 
-def _spread_mb(cells: list[dict[str, Any]]) -> float:
+def _spread_mb(cells: list[CellDocument]) -> float:
     out = 0.0
     for c in cells:
         prod = c.get("produce") or {}
@@ -160,7 +161,7 @@ def _spread_mb(cells: list[dict[str, Any]]) -> float:
     return out
 
 
-def _search_points(doc: dict[str, Any], p99_ms: float) -> tuple[list[Point], list[str], list[dict[str, Any]]]:
+def _search_points(doc: RunDocument, p99_ms: float) -> tuple[list[Point], list[str], list[dict[str, Any]]]:
     record = doc["search"]
     spec = spec_from_record(record.get("spec") or {}, p99_ms)
     cells = {c.get("index"): c for c in doc["cells"]}
@@ -188,7 +189,7 @@ def _search_points(doc: dict[str, Any], p99_ms: float) -> tuple[list[Point], lis
                   knee["achieved_msgs_per_s"], knee["mb_per_s"], spread, knee["p99_ms"], kind, True)], notes, steps
 
 
-def _sweep_point(cell: dict[str, Any], p99_ms: float) -> Point:
+def _sweep_point(cell: CellDocument, p99_ms: float) -> Point:
     w, prod = cell.get("workload") or {}, cell.get("produce") or {}
     parts = int((cell.get("topic") or {}).get("partitions") or 1)
     label, index = str(cell.get("label")), (int(cell.get("index") or 0),)
@@ -220,7 +221,7 @@ def _sweep_point(cell: dict[str, Any], p99_ms: float) -> Point:
                  "; ".join(why))
 
 
-def build_groups(doc: dict[str, Any], p99_ms: float) -> list[Group]:
+def build_groups(doc: RunDocument, p99_ms: float) -> list[Group]:
     """Capacity points of a result at the SLO ``p99_ms``, grouped by configuration."""
     cells = [c for c in doc.get("cells") or [] if isinstance(c, dict)]
     if not cells:

@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.capacity.model import Group, Point, build_groups
 from bench.errors import ConfigError, ResultError
+from bench.results.model import RunDocument
 
 __all__ = ["Plan", "compute_plan", "parse_headroom"]
 
@@ -101,7 +102,7 @@ def _best_mb(group: Group) -> float:
     return best.mb_per_s if best is not None else 0.0
 
 
-def _limits(cfg: dict[str, Any], doc: dict[str, Any]) -> list[str]:
+def _limits(cfg: dict[str, Any], doc: RunDocument) -> list[str]:
     cpus = cfg.get("host_cpus")
     out = [f"Measured on one host ({cpus} CPU(s), {cfg.get('host_cpu_model')}): load generators, consumers and "
            "broker shared the CPUs, so the figure is a floor set by the whole box, not by the broker alone.",
@@ -132,7 +133,7 @@ def _bottleneck(steps: list[dict[str, Any]]) -> str | None:
             f"send delay p99 {send:,.1f} ms: the broker (or its acks) set the limit.")
 
 
-def compute_plan(doc: dict[str, Any], target_mb_per_s: float, p99_ms: float, headroom: float = 0.3,
+def compute_plan(doc: RunDocument, target_mb_per_s: float, p99_ms: float, headroom: float = 0.3,
                  cell: int | None = None) -> Plan:
     """Brokers and partitions needed to carry ``target_mb_per_s`` within ``p99_ms`` (see module docstring)."""
     if not math.isfinite(target_mb_per_s) or target_mb_per_s <= 0:

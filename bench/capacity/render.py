@@ -21,6 +21,7 @@ import jinja2
 from bench.capacity.plan import Plan
 from bench.capacity.search import effective_steps
 from bench.errors import ConfigError
+from bench.results.model import RunDocument
 
 __all__ = ["PlanFiles", "plan_sections", "render_chart", "render_html", "render_markdown", "write_plan"]
 
@@ -45,7 +46,7 @@ def _verdict(step: dict[str, Any], counted: set[int]) -> str:
     return f"{head}: " + "; ".join(step["reasons"])
 
 
-def plan_sections(plan: Plan, doc: dict[str, Any]) -> list[Section]:
+def plan_sections(plan: Plan, doc: RunDocument) -> list[Section]:
     """The report's content, independent of the output format."""
     p, pt = plan, plan.point
     lo, hi = p.brokers_range
@@ -99,7 +100,7 @@ def plan_sections(plan: Plan, doc: dict[str, Any]) -> list[Section]:
     return out
 
 
-def render_chart(plan: Plan, doc: dict[str, Any]) -> bytes:
+def render_chart(plan: Plan, doc: RunDocument) -> bytes:
     """PNG (matplotlib Agg): latency and achieved rate vs offered rate with the knee marked (search), or
     MB/s vs partitions per configuration (sweep)."""
     import matplotlib
@@ -225,7 +226,7 @@ def _free_names(folder: Path) -> tuple[Path, Path, Path]:
     raise ConfigError(f"{folder}: 999 plans already; remove some")
 
 
-def write_plan(plan: Plan, doc: dict[str, Any], result_file: Path) -> PlanFiles:
+def write_plan(plan: Plan, doc: RunDocument, result_file: Path) -> PlanFiles:
     """Write the plan next to the result in ``plan/``; never overwrite (next free number instead)."""
     folder = result_file.parent / "plan"
     if folder.exists() and not folder.is_dir():

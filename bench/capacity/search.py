@@ -35,6 +35,8 @@ from typing import Any
 
 from bench.capacity.host import HostProbe, contention_note
 from bench.capacity.spec import SearchSpec
+from bench.report.data import series_of
+from bench.results.model import CellDocument
 from bench.run.events import RunEvents
 from bench.run.execute import RunOptions, RunOutcome, execute
 from bench.scenario.model import Cell, Scenario
@@ -56,7 +58,7 @@ def lower_bound(samples: Sequence[float]) -> float | None:
     return statistics.fmean(samples) - float(t.ppf(0.95, n - 1)) * statistics.stdev(samples) / math.sqrt(n)
 
 
-def _p99(cell: dict[str, Any], metric: str) -> float | None:
+def _p99(cell: CellDocument, metric: str) -> float | None:
     lat = (cell.get("latency") or {}).get(metric) or {}
     value = lat.get("p99_ms")
     return float(value) if value is not None else None
@@ -80,16 +82,16 @@ def _rate_check(values: list[float], fallback: float, need: float, spec: SearchS
     return achieved, lcb, None, True
 
 
-def _seconds_over(cell: dict[str, Any], spec: SearchSpec) -> tuple[int, int] | None:
+def _seconds_over(cell: CellDocument, spec: SearchSpec) -> tuple[int, int] | None:
     """(seconds whose p99 exceeded the SLO, seconds with latencies) from the per-second series."""
-    series = (cell.get("series") or {}).get("produce" if spec.metric == "publish" else "consume") or {}
+    series = series_of(cell, "produce" if spec.metric == "publish" else "consume") or {}
     p99s = [v for v in series.get("p99_us") or [] if v is not None]
     if len(p99s) < 3:
         return None
     return sum(1 for v in p99s if v / 1000 > spec.p99_ms), len(p99s)
 
 
-def judge_step(cell: dict[str, Any], spec: SearchSpec) -> dict[str, Any]:
+def judge_step(cell: CellDocument, spec: SearchSpec) -> dict[str, Any]:
     """Decide whether one step (a cell document) sustained its offered rate within the SLO.
 
     Achieved throughput is the mean of the whole per-second samples *inside* the measurement window
@@ -374,7 +376,7 @@ class KneeSearch:
             self.record["notes"].append("the broker runs on this host but its process could not be identified: "
                                         "CPU contention is recorded per step but neither gated nor retried")
 
-    def __call__(self, cells: list[dict[str, Any]]) -> Cell | None:
+    def __call__(self, cells: list[CellDocument]) -> Cell | None:
         steps: list[dict[str, Any]] = self.record["steps"]
         for i in range(len(steps), len(cells)):
             step = {"phase": self._phases[i], **judge_step(cells[i], self.spec)}

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cli.options import add_scenario_run_args, err, out, prepare_from_args, progress_line
+from bench.results.model import RunDocument
 
 __all__ = ["cmd_plan", "cmd_search", "register"]
 
@@ -21,7 +22,7 @@ def _positive(text: str) -> float:
     return value
 
 
-def _print_search(doc: dict[str, Any], console: Any) -> None:
+def _print_search(doc: RunDocument, console: Any) -> None:
     from rich.table import Table
 
     record = doc.get("search") or {}

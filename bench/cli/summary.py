@@ -8,6 +8,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from bench.results.model import CellDocument, RunDocument
+
 __all__ = ["print_summary"]
 
 
@@ -17,12 +19,12 @@ def _ms(lat: dict[str, Any] | None, key: str) -> str:
     return f"{lat[key]:.2f}"
 
 
-def _steady(cell: dict[str, Any]) -> str:
+def _steady(cell: CellDocument) -> str:
     steady = (cell.get("steady_state") or {}).get("steady")
     return "?" if steady is None else ("yes" if steady else "NO")
 
 
-def print_summary(doc: dict[str, Any], console: Console) -> None:
+def print_summary(doc: RunDocument, console: Console) -> None:
     scen = doc["scenario"]["name"]
     broker = doc["environment"]["broker"]
     table = Table(title=f"{scen} on {broker.get('kind')} {broker.get('version') or ''}".strip(),

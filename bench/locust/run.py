@@ -27,6 +27,7 @@ from bench.drivers.results import ConsumerResult, ProducerResult, WorkerResults,
 from bench.errors import ConfigError, RunAborted
 from bench.locust.launcher import LaunchSpec, LocustProcesses
 from bench.locust.plan import Plan, build_plan
+from bench.results.model import CellDocument, RunDocument
 from bench.results.store import new_run_dir, utc_now, write_result
 from bench.run.cell import build_cell_result
 from bench.run.execute import RunOptions, RunOutcome, broker_offsets, create_topic, delete_topic, new_run_document
@@ -206,7 +207,7 @@ def _reachable(host: str | None) -> str:
 
 
 def _document(scenario: Scenario, opts: LocustOptions, run_id: str, workers: int, users: int, spawn_rate: float,
-              plan: Plan) -> dict[str, Any]:
+              plan: Plan) -> RunDocument:
     return new_run_document(
         scenario, run_id, opts.broker,
         clock="CLOCK_MONOTONIC per Locust process, anchored to CLOCK_REALTIME once; end-to-end "
@@ -260,7 +261,7 @@ def locust_stats(run_dir: Path) -> dict[str, Any] | None:
 
 
 def _cell(cell: Cell, topic: str, created: bool, plan: Plan, collected: dict[str, Any], run_opts: RunOptions,
-          run_dir: Path, elapsed: float, reason: str | None, notes: list[str]) -> dict[str, Any]:
+          run_dir: Path, elapsed: float, reason: str | None, notes: list[str]) -> CellDocument:
     results: WorkerResults = empty_results()
     errors: list[str] = []
     for client_id, report in sorted(collected.get("reports", {}).items()):

@@ -24,8 +24,10 @@ from bench.report.data import (
     latency_spectrum,
     metric_samples,
     metric_value,
+    series_of,
     spread,
 )
+from bench.results.model import CellDocument, RunDocument
 
 __all__ = ["CHARTS", "latency_spectrum_chart", "throughput_chart", "timeseries_chart", "write_charts"]
 
@@ -57,7 +59,7 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def throughput_chart(doc: dict[str, Any], path: Path) -> Path:
+def throughput_chart(doc: RunDocument, path: Path) -> Path:
     """Grouped bars: produce and consume msg/s per cell, error bars = per-second stdev; best cell ★,
     incomplete cells hatched."""
     cells = doc["cells"]
@@ -96,7 +98,7 @@ def _nearest(xs: list[float], x: float) -> int:
     return min(range(len(xs)), key=lambda i: abs(xs[i] - x))
 
 
-def _spectrum(ax: Axes, doc: dict[str, Any], hist: str, title: str) -> bool:
+def _spectrum(ax: Axes, doc: RunDocument, hist: str, title: str) -> bool:
     colors = _colors(len(doc["cells"]))
     top = 0.0
     drawn = False
@@ -133,7 +135,7 @@ def _spectrum(ax: Axes, doc: dict[str, Any], hist: str, title: str) -> bool:
     return True
 
 
-def latency_spectrum_chart(doc: dict[str, Any], path: Path) -> Path:
+def latency_spectrum_chart(doc: RunDocument, path: Path) -> Path:
     """Publish and end-to-end latency against percentile, x on a log "nines" axis (50%, 90%, 99%, …)."""
     fig = Figure(figsize=(11.0, 4.4), layout="constrained")
     left, right = fig.subplots(1, 2)
@@ -142,8 +144,8 @@ def latency_spectrum_chart(doc: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
-def _series(cell: dict[str, Any], side: str, field: str, scale: float) -> tuple[list[float], list[float]]:
-    series = (cell.get("series") or {}).get(side)
+def _series(cell: CellDocument, side: str, field: str, scale: float) -> tuple[list[float], list[float]]:
+    series = series_of(cell, side)
     if not series or field not in series:
         return [], []
     n = full_seconds(cell)
@@ -158,7 +160,7 @@ def _series(cell: dict[str, Any], side: str, field: str, scale: float) -> tuple[
     return xs, ys
 
 
-def timeseries_chart(doc: dict[str, Any], path: Path) -> Path:
+def timeseries_chart(doc: RunDocument, path: Path) -> Path:
     """Per-second produce/consume rates, publish/e2e p99 and consumer lag over the measurement window."""
     cells = doc["cells"]
     has_lag = any((c.get("series") or {}).get("lag") for c in cells)
@@ -206,7 +208,7 @@ def timeseries_chart(doc: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
-def write_charts(doc: dict[str, Any], out_dir: Path) -> list[tuple[str, Path]]:
+def write_charts(doc: RunDocument, out_dir: Path) -> list[tuple[str, Path]]:
     """Write every chart of :data:`CHARTS` into ``out_dir``; (title, path) pairs. Nothing without cells."""
     if not doc.get("cells"):
         return []

@@ -17,9 +17,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -27,6 +27,7 @@ from bench.errors import ConfigError
 from bench.report.data import COMPARE_METRICS, Metric, cell_clients, cell_key, metric_samples, metric_value
 from bench.report.stats import mann_whitney_u, min_p_value
 from bench.report.tables import to_markdown
+from bench.results.model import CellDocument, RunDocument
 from bench.run.repeats import cell_runs
 
 __all__ = ["EXIT_INCONCLUSIVE", "EXIT_OK", "EXIT_REGRESSION", "EXIT_UNUSABLE", "RUN_TEST", "SECOND_TEST",
@@ -157,8 +158,8 @@ class CellComparison:
 class Comparison:
     """The whole comparison; :meth:`markdown` renders it for terminals and CI job summaries."""
 
-    baseline: dict[str, Any]
-    current: dict[str, Any]
+    baseline: RunDocument
+    current: RunDocument
     threshold: float
     alpha: float
     cells: list[CellComparison] = field(default_factory=list)
@@ -197,11 +198,11 @@ class Comparison:
         return _markdown(self)
 
 
-def _run_values(cell: dict[str, Any], metric: Metric) -> list[float]:
+def _run_values(cell: CellDocument, metric: Metric) -> list[float]:
     return [v for v in (metric_value(r, metric) for r in cell_runs(cell)) if v is not None]
 
 
-def _compare_metric(base: dict[str, Any], cur: dict[str, Any], metric: Metric, threshold: float,
+def _compare_metric(base: CellDocument, cur: CellDocument, metric: Metric, threshold: float,
                     alpha: float) -> MetricComparison:
     bv, cv = _run_values(base, metric), _run_values(cur, metric)
     b = statistics.median(bv) if bv else None
@@ -259,7 +260,7 @@ def _holm(results: list[MetricComparison], alpha: float) -> list[MetricCompariso
     return out
 
 
-def _steady_warnings(cell: dict[str, Any], side: str) -> list[str]:
+def _steady_warnings(cell: CellDocument, side: str) -> list[str]:
     """Warnings from a cell's ``steady_state`` (bench/metrics/steady.py: trend and initial-transient tests of the
     per-second series), when present."""
     out: list[str] = []
@@ -287,14 +288,14 @@ def _diff(base: Any, cur: Any, prefix: str) -> list[Difference]:
     return [Difference(k, fb.get(k), fc.get(k)) for k in sorted(set(fb) | set(fc)) if fb.get(k) != fc.get(k)]
 
 
-def _get(doc: dict[str, Any], *path: str) -> Any:
+def _get(doc: RunDocument, *path: str) -> Any:
     node: Any = doc
     for part in path:
         node = node.get(part) if isinstance(node, dict) else None
     return node
 
 
-def _top_level_checks(base: dict[str, Any], cur: dict[str, Any]) -> tuple[list[Difference], list[str]]:
+def _top_level_checks(base: RunDocument, cur: RunDocument) -> tuple[list[Difference], list[str]]:
     blocking = [Difference(".".join(path), _get(base, *path), _get(cur, *path))
                 for path in (("scenario", "name"), ("scenario", "sha256"), ("environment", "broker", "kind"))
                 if _get(base, *path) != _get(cur, *path)]
@@ -312,7 +313,7 @@ def _top_level_checks(base: dict[str, Any], cur: dict[str, Any]) -> tuple[list[D
     return blocking, notes
 
 
-def compare_results(baseline: dict[str, Any], current: dict[str, Any], *, threshold: float = 0.10,
+def compare_results(baseline: RunDocument, current: RunDocument, *, threshold: float = 0.10,
                     alpha: float = 0.05, force: bool = False, allow_inconclusive: bool = False,
                     metrics: Sequence[Metric] = COMPARE_METRICS) -> Comparison:
     """Compare two loaded result documents (see :func:`bench.results.store.load_result`)."""
@@ -335,7 +336,7 @@ def compare_results(baseline: dict[str, Any], current: dict[str, Any], *, thresh
         sections = ("topic.partitions", "topic.replication_factor") + (("workload",) if cell_workloads else ())
         for section in sections:
             head, _, sub = section.partition(".")
-            bv, cv = bc.get(head), cc.get(head)
+            bv, cv = cast(Mapping[str, Any], bc).get(head), cast(Mapping[str, Any], cc).get(head)
             if sub:
                 bv, cv = (bv or {}).get(sub), (cv or {}).get(sub)
             comp.incomparable += [Difference(f"cell {label}: {d.field}", d.baseline, d.current)
@@ -386,7 +387,7 @@ def _fmt_value(m: MetricComparison, runs: tuple[float, ...], value: float | None
     return f"{m.metric.fmt(value)} [{m.metric.fmt(min(runs))}–{m.metric.fmt(max(runs))}]"
 
 
-def _run_line(doc: dict[str, Any]) -> str:
+def _run_line(doc: RunDocument) -> str:
     broker = _get(doc, "environment", "broker") or {}
     status = "" if doc.get("complete") else " — **INCOMPLETE**"
     return (f"`{doc.get('_path', '?')}` (run {doc.get('run_id')}, {doc.get('started_at')}, "

@@ -28,6 +28,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from bench.metrics.hdr import decode_histogram, value_at_percentiles
+from bench.results.model import CellDocument
 
 __all__ = [
     "COMPARE_METRICS",
@@ -112,19 +113,19 @@ REPORT_METRICS: tuple[Metric, ...] = (
 )
 
 
-def cell_key(cell: dict[str, Any]) -> str:
+def cell_key(cell: CellDocument) -> str:
     """Canonical identity of a cell across runs: its matrix parameters (JSON, sorted keys)."""
     return json.dumps(cell.get("params") or {}, sort_keys=True, default=str)
 
 
-def cell_clients(cell: dict[str, Any]) -> str:
+def cell_clients(cell: CellDocument) -> str:
     """``java`` or ``franz-go→librdkafka`` (producer→consumer client); ``librdkafka`` for older results."""
     clients = cell.get("clients") or {}
     names = [str((clients.get(role) or {}).get("name") or "librdkafka") for role in ("producer", "consumer")]
     return names[0] if names[0] == names[1] else "→".join(names)
 
 
-def cell_name(cell: dict[str, Any]) -> str:
+def cell_name(cell: CellDocument) -> str:
     """The cell's label (with its client unless it is librdkafka or a matrix parameter already), marked
     when the cell did not complete."""
     label = str(cell.get("label") or f"cell {cell.get('index')}")
@@ -135,7 +136,7 @@ def cell_name(cell: dict[str, Any]) -> str:
     return label if cell.get("complete", False) else f"{label} (incomplete)"
 
 
-def full_seconds(cell: dict[str, Any]) -> int:
+def full_seconds(cell: CellDocument) -> int:
     """Whole intervals of the measurement window (per-second samples come from these only)."""
     window = float((cell.get("timing") or {}).get("window_s") or 0.0)
     return int(window + 1e-6)
@@ -160,7 +161,7 @@ def _get(doc: Any, dotted: str) -> Any:
     return node
 
 
-def metric_value(cell: dict[str, Any], metric: Metric) -> float | None:
+def metric_value(cell: CellDocument, metric: Metric) -> float | None:
     """Whole-run value; latency percentiles are computed from the HDR histogram (summary as fallback)."""
     if metric.kind != "latency":
         value = _get(cell, metric.key)
@@ -177,13 +178,20 @@ def metric_value(cell: dict[str, Any], metric: Metric) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def metric_samples(cell: dict[str, Any], metric: Metric) -> list[float]:
+def series_of(cell: CellDocument, side: str) -> dict[str, Any] | None:
+    """The per-interval columns of ``produce`` or ``consume`` (None when not recorded)."""
+    series = cell.get("series") or {}
+    if side == "produce":
+        return series.get("produce")
+    return series.get("consume") if side == "consume" else None
+
+
+def metric_samples(cell: CellDocument, metric: Metric) -> list[float]:
     """Per-second samples of the metric over whole seconds of the window (empty when not recorded)."""
     n = full_seconds(cell)
-    series_all = cell.get("series") or {}
     if metric.kind == "rate":
         side, what = metric.key.split(".")
-        series = series_all.get(side)
+        series = series_of(cell, side)
         if not series:
             return []
         dt = float(series.get("interval_s") or 1.0)
@@ -193,7 +201,7 @@ def metric_samples(cell: dict[str, Any], metric: Metric) -> list[float]:
     if metric.kind != "latency":
         return []
     hist, stat = _split(metric)
-    series = series_all.get(_SERIES_OF.get(hist, ""))
+    series = series_of(cell, _SERIES_OF.get(hist, ""))
     field = _PCT.get(stat, (0.0, None))[1]
     if not series or field is None or field not in series:
         return []
@@ -203,7 +211,7 @@ def metric_samples(cell: dict[str, Any], metric: Metric) -> list[float]:
             if v is not None and (i >= len(counts) or counts[i] > 0)]
 
 
-def latency_spectrum(cell: dict[str, Any], hist: str, max_nines: float = 5.0,
+def latency_spectrum(cell: CellDocument, hist: str, max_nines: float = 5.0,
                      points: int = 160) -> tuple[list[float], list[float]] | None:
     """(nines, ms) for a percentile-spectrum plot: x = log10(1 / (1 - p)), p from 0 to the highest
     percentile the sample count supports (at most ``max_nines`` nines); ``None`` without a histogram."""

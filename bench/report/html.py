@@ -13,12 +13,12 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import jinja2
 
 from bench import __version__
 from bench.report.tables import BEST, Table, metric_tables, overview_table, run_facts, threshold_misses
+from bench.results.model import RunDocument
 
 __all__ = ["render_html", "table_html"]
 
@@ -96,7 +96,7 @@ def table_html(table: Table, *, caption: str | None = None) -> str:
     return str(macro(_table_view(table, caption)))
 
 
-def _report_view(doc: dict[str, Any], charts: Sequence[tuple[str, Path]]) -> ReportView:
+def _report_view(doc: RunDocument, charts: Sequence[tuple[str, Path]]) -> ReportView:
     scen = doc.get("scenario") or {}
     cells = doc.get("cells") or []
     notes = [f"⚠ {c.get('label')} incomplete: {c.get('incomplete_reason') or 'unknown'}"
@@ -121,6 +121,6 @@ def _report_view(doc: dict[str, Any], charts: Sequence[tuple[str, Path]]) -> Rep
     )
 
 
-def render_html(doc: dict[str, Any], charts: Sequence[tuple[str, Path]] = ()) -> str:
+def render_html(doc: RunDocument, charts: Sequence[tuple[str, Path]] = ()) -> str:
     """The whole report as one HTML string; ``charts`` are (title, PNG path) pairs to embed."""
     return _env().get_template("report.html").render(r=_report_view(doc, charts))

@@ -19,6 +19,7 @@ from bench.report.data import (
     metric_value,
     spread,
 )
+from bench.results.model import RunDocument
 from bench.run.thresholds import evaluate
 
 __all__ = ["Table", "cell_frame", "markdown_summary", "metric_tables", "overview_table", "run_facts",
@@ -38,7 +39,7 @@ class Table:
     note: str | None = None
 
 
-def cell_frame(doc: dict[str, Any]) -> pd.DataFrame:
+def cell_frame(doc: RunDocument) -> pd.DataFrame:
     """One row per cell, numeric: parameters (``param:<key>``, as strings), every report metric, the
     per-second spread of throughput, checks. Written as ``cells.csv`` / ``cells.parquet``."""
     rows: list[dict[str, Any]] = []
@@ -69,7 +70,7 @@ def _vs_best(value: float | None, best: float | None) -> str:
     return f"{(value / best - 1.0) * 100:+.0f}%"
 
 
-def metric_tables(doc: dict[str, Any], metrics: Sequence[Metric] = REPORT_METRICS) -> list[Table]:
+def metric_tables(doc: RunDocument, metrics: Sequence[Metric] = REPORT_METRICS) -> list[Table]:
     """One table per metric that any cell has: cells side by side, best cell marked with ★."""
     cells = doc["cells"]
     complete = [bool(c.get("complete")) for c in cells]
@@ -105,7 +106,7 @@ def _fmt_ms(value: float | None) -> str:
     return "–" if value is None else (f"{value:.3g}" if value < 10 else f"{value:,.1f}")
 
 
-def overview_table(doc: dict[str, Any]) -> Table:
+def overview_table(doc: RunDocument) -> Table:
     """One row per cell with the headline numbers (like the end-of-run summary)."""
     by_key = {m.key: m for m in REPORT_METRICS}
     cols = [("produce msg/s", "produce.msgs_per_s"), ("produce MB/s", "produce.mb_per_s"),
@@ -124,7 +125,7 @@ def overview_table(doc: dict[str, Any]) -> Table:
     return Table("Cells", pd.DataFrame(rows), [], incomplete)
 
 
-def threshold_misses(doc: dict[str, Any]) -> tuple[int, list[str]] | None:
+def threshold_misses(doc: RunDocument) -> tuple[int, list[str]] | None:
     """(number of thresholds, misses) of the scenario's ``thresholds:``; ``None`` when it has none."""
     raw = (doc.get("scenario") or {}).get("document") or {}
     items = raw.get("thresholds") if isinstance(raw, dict) else None
@@ -135,7 +136,7 @@ def threshold_misses(doc: dict[str, Any]) -> tuple[int, list[str]] | None:
     return len(specs), [str(m) for m in evaluate(doc["cells"], specs)]
 
 
-def run_facts(doc: dict[str, Any]) -> list[tuple[str, str]]:
+def run_facts(doc: RunDocument) -> list[tuple[str, str]]:
     """(name, value) lines describing the run: scenario, broker, host, versions, times, completeness."""
     scen = doc.get("scenario") or {}
     env = doc.get("environment") or {}
@@ -177,7 +178,7 @@ def to_markdown(frame: pd.DataFrame, left: Sequence[str] = ()) -> str:
     return "\n".join(lines)
 
 
-def markdown_summary(doc: dict[str, Any], charts: Sequence[tuple[str, str]] = ()) -> str:
+def markdown_summary(doc: RunDocument, charts: Sequence[tuple[str, str]] = ()) -> str:
     """The whole markdown report; ``charts`` are (title, relative file name) pairs to link as images."""
     scen = doc.get("scenario") or {}
     out = [f"# kbench report: {scen.get('name')}", ""]

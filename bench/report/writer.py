@@ -15,13 +15,13 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from bench import __version__
 from bench.errors import ConfigError, ResultError
 from bench.report.charts import CHARTS, write_charts
 from bench.report.html import render_html
 from bench.report.tables import cell_frame, markdown_summary
+from bench.results.model import RunDocument
 from bench.results.store import load_result, result_path
 
 __all__ = ["MANIFEST", "ReportFiles", "write_report"]
@@ -115,7 +115,7 @@ def write_report(result: str | os.PathLike[str], out_dir: str | os.PathLike[str]
     (+ cells.parquet when pyarrow is importable) and the PNG charts into ``out_dir`` (default:
     ``report/`` next to the result). Raises ResultError for an unusable result, ConfigError when a file
     in the way was not written by kbench."""
-    doc: dict[str, Any] = load_result(result)
+    doc: RunDocument = load_result(result)
     if not isinstance(doc.get("cells"), list):
         raise ResultError(f"{result}: no cells in the result")
     out = Path(out_dir) if out_dir is not None else result_path(result).parent / "report"

@@ -151,3 +151,4 @@ class RunDocument(TypedDict, total=False):
     faults: dict[str, Any]
     verification: dict[str, Any]
     thresholds: list[dict[str, Any]]
+    _path: str                           # set by load_result: where the document was read from

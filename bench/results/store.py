@@ -32,9 +32,10 @@ import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bench.errors import ConfigError, ResultError
+from bench.results.model import RunDocument
 from bench.results.redact import redact
 
 __all__ = ["SCHEMA_VERSION", "load_result", "new_run_dir", "result_path", "safe_name", "utc_stamp",
@@ -129,7 +130,7 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def write_result(run_dir: Path, doc: dict[str, Any]) -> Path:
+def write_result(run_dir: Path, doc: RunDocument) -> Path:
     """Redact secrets and write ``run_dir/result.json`` atomically (called after every cell)."""
     doc = redact(doc)
     doc["schema_version"] = SCHEMA_VERSION
@@ -146,7 +147,7 @@ def result_path(path: str | os.PathLike[str]) -> Path:
     return p
 
 
-def load_result(path: str | os.PathLike[str]) -> dict[str, Any]:
+def load_result(path: str | os.PathLike[str]) -> RunDocument:
     """Load a result document (run directory or file), dispatching on its schema version.
 
     A document is checked against its version's schema (:mod:`bench.results.schema`) before anyone reads it: a
@@ -168,7 +169,7 @@ def load_result(path: str | os.PathLike[str]) -> dict[str, Any]:
                           f"(supported: {', '.join(map(str, sorted(_LOADERS)))}); upgrade kbench")
     doc = loader(doc, str(p))
     doc["_path"] = str(p)
-    return doc
+    return cast(RunDocument, doc)   # checked against its version's schema by the loader
 
 
 def _reject_constant(name: str) -> Any:

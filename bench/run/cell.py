@@ -11,13 +11,14 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bench.drivers.results import ConsumerResult, ProducerResult, SeriesDoc, WorkerResults
 from bench.metrics.files import write_hgrm, write_hlog
 from bench.metrics.hdr import decode_histogram, encode_histogram, merge_encoded, summarize
 from bench.metrics.series import IntervalSeries
 from bench.metrics.steady import check_steady_state
+from bench.results.model import CellDocument
 from bench.scenario.model import Cell, to_plain
 
 __all__ = ["build_cell_result"]
@@ -100,7 +101,7 @@ def _check(acked_total: int, offsets: dict[str, Any] | None, cons: Sequence[Cons
 def build_cell_result(cell: Cell, topic: str, results: WorkerResults, worker_errors: list[str],
                       opts: Any, *, offsets: dict[str, Any] | None = None, backlog: dict[str, Any] | None = None,
                       elapsed_s: float = 0.0, run_dir: Path | None = None, incomplete_reason: str | None = None,
-                      warnings: list[str] | None = None) -> dict[str, Any]:
+                      warnings: list[str] | None = None) -> CellDocument:
     """The cell's entry in ``result.json``; also writes its ``.hgrm``/``.hlog`` files into ``run_dir``."""
     w = cell.workload
     prods = [r for _i, r in sorted(results["producer"].items()) if "failed" not in r]
@@ -168,7 +169,7 @@ def build_cell_result(cell: Cell, topic: str, results: WorkerResults, worker_err
     }
     if run_dir is not None:
         _write_histogram_files(run_dir, cell.index, latency, prod_series, cons_series, end_ns)
-    return doc
+    return cast(CellDocument, doc)
 
 
 def _client(name: str, results: Sequence[ProducerResult] | Sequence[ConsumerResult]) -> dict[str, Any]:

@@ -12,12 +12,13 @@ Events, in the order a cell emits them::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from bench.drivers.results import Role, WorkerResults
+    from bench.results.model import CellDocument
     from bench.scenario.model import Cell
 
 __all__ = ["CellFinished", "CellStarted", "Extension", "LoadStarted", "Observer", "PhaseChanged", "RunEvent",
@@ -72,7 +73,7 @@ class Observer(Protocol):
 class Extension(Protocol):
     def load_started(self, event: LoadStarted) -> None: ...
 
-    def cell_finished(self, event: CellFinished) -> Mapping[str, object]:
+    def cell_finished(self, event: CellFinished) -> CellDocument:
         """Fields merged into the cell's entry of the result document (``{}`` for none)."""
         ...
 
@@ -105,11 +106,11 @@ class RunEvents:
         for ext in self.extensions:
             ext.load_started(event)
 
-    def cell_finished(self, cell: Cell, topic: str, results: WorkerResults) -> dict[str, object]:
+    def cell_finished(self, cell: Cell, topic: str, results: WorkerResults) -> CellDocument:
         """Emit CellFinished; the extensions' fields for the cell document, merged in order."""
         event = CellFinished(cell, topic, results)
         self.emit(event)
-        fields: dict[str, object] = {}
+        fields: CellDocument = {}
         for ext in self.extensions:
             fields.update(ext.cell_finished(event))
         return fields

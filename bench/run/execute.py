@@ -15,13 +15,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bench.drivers.base import CellAborted, CellJob, CellRun, Driver
 from bench.errors import BrokerError, RunAborted
 from bench.metrics.files import write_hgrm
 from bench.metrics.hdr import decode_histogram
 from bench.results.environment import client_versions, host_info
+from bench.results.model import CellDocument, RunDocument
 from bench.results.store import new_run_dir, utc_now, write_result
 from bench.run.cell import build_cell_result
 from bench.run.events import CellStarted, RunEvents
@@ -47,14 +48,14 @@ class RunOptions:
 @dataclass
 class RunOutcome:
     run_dir: Path
-    document: dict[str, Any]
+    document: RunDocument
     complete: bool
 
 
 class _Aborted(Exception):
     """A cell stopped early; ``partial`` is its entry with what it measured (None if nothing)."""
 
-    def __init__(self, reason: str, partial: dict[str, Any] | None = None, *, interrupted: bool = False) -> None:
+    def __init__(self, reason: str, partial: CellDocument | None = None, *, interrupted: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.partial = partial
@@ -62,8 +63,8 @@ class _Aborted(Exception):
 
 
 def execute(scenario: Scenario, opts: RunOptions, driver: Driver | None = None, events: RunEvents | None = None,
-            *, next_cell: Callable[[list[dict[str, Any]]], Cell | None] | None = None,
-            extra: dict[str, Any] | None = None) -> RunOutcome:
+            *, next_cell: Callable[[list[CellDocument]], Cell | None] | None = None,
+            extra: RunDocument | None = None) -> RunOutcome:
     """Run every cell of a prepared (validated) ``scenario`` through ``driver`` (default: the process
     driver); return where the result is. Raises RunAborted after writing a partial result when interrupted
     or when the broker died. With ``scenario.repeat`` = N > 1 every cell runs N times in a row, each on a
@@ -89,7 +90,7 @@ def execute(scenario: Scenario, opts: RunOptions, driver: Driver | None = None, 
     try:
         cells = iter(scenario.cells) if next_cell is None else iter(lambda: next_cell(doc["cells"]), None)
         for cell in cells:
-            runs: list[dict[str, Any]] = []
+            runs: list[CellDocument] = []
             for k in range(scenario.repeat):
                 label = cell.label() if scenario.repeat == 1 else f"{cell.label()} (run {k + 1}/{scenario.repeat})"
                 events.emit(CellStarted(cell.index, label, total))
@@ -127,14 +128,15 @@ def _broker_version(opts: RunOptions) -> str | None:
 
 
 def new_run_document(scenario: Scenario, run_id: str, broker: dict[str, Any], *, clock: str,
-                     **environment: Any) -> dict[str, Any]:
+                     **environment: Any) -> RunDocument:
     """The root of a result document before any cell ran (shared by `kbench run` and `kbench locust`)."""
     return {
         "kind": "kbench.run", "run_id": run_id, "complete": False, "incomplete_reason": "running",
         "started_at": utc_now(), "ended_at": None,
         "scenario": {"name": scenario.name, "description": scenario.description,
                      "path": str(scenario.path) if scenario.path else None, "sha256": scenario.sha256,
-                     "source_format": scenario.source_format, "document": to_plain(scenario.raw)},
+                     "source_format": scenario.source_format,
+                     "document": cast(dict[str, Any], to_plain(scenario.raw))},
         "environment": {**client_versions(), "host": host_info(), "broker": broker, "clock": clock, **environment},
         "cells": [],
     }
@@ -185,7 +187,7 @@ def broker_offsets(bootstrap: str, topic: str, client_config: dict[str, str]) ->
             "total": sum(hi - lo for lo, hi in marks.values())}
 
 
-def _write_merged_hgrm(run_dir: Path, merged: dict[str, Any]) -> None:
+def _write_merged_hgrm(run_dir: Path, merged: CellDocument) -> None:
     """The cell's ``.hgrm`` files from its merged histograms (each run rewrote them with its own)."""
     for name, lat in (merged.get("latency") or {}).items():
         if lat and lat.get("hdr"):
@@ -193,7 +195,7 @@ def _write_merged_hgrm(run_dir: Path, merged: dict[str, Any]) -> None:
 
 
 def _run_cell(driver: Driver, events: RunEvents, scenario: Scenario, cell: Cell, opts: RunOptions, run_id: str,
-              run_dir: Path, repeat: int = 0) -> dict[str, Any]:
+              run_dir: Path, repeat: int = 0) -> CellDocument:
     created = cell.topic.name is None
     suffix = f"-r{repeat}" if repeat else ""
     topic = cell.topic.name or f"kbench-{scenario.name}-{run_id}-c{cell.index}{suffix}"[:249]
@@ -229,7 +231,7 @@ def _offsets(opts: RunOptions, topic: str, run: CellRun) -> dict[str, Any] | Non
 
 
 def _cell_document(cell: Cell, topic: str, run: CellRun, opts: RunOptions, run_dir: Path, *,
-                   offsets: dict[str, Any] | None = None, incomplete_reason: str | None = None) -> dict[str, Any]:
+                   offsets: dict[str, Any] | None = None, incomplete_reason: str | None = None) -> CellDocument:
     return build_cell_result(cell, topic, run.results, run.errors, opts, offsets=offsets,
                              backlog=asdict(run.backlog) if run.backlog is not None else None,
                              elapsed_s=run.elapsed_s, run_dir=run_dir, incomplete_reason=incomplete_reason,

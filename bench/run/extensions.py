@@ -18,6 +18,7 @@ from bench.run.events import CellFinished, Extension, LoadStarted, Observer, Run
 
 if TYPE_CHECKING:
     from bench.faults.plan import FaultPlan
+    from bench.results.model import CellDocument
     from bench.scenario.model import Cell
     from bench.verify.cell import CellVerifier
 
@@ -36,7 +37,7 @@ class FaultExtension:
         load_s = event.cell.workload.warmup_s + event.cell.workload.duration_s
         self.current = FaultInjector(self.plan, self.handle, event.topic, event.t0_ns, load_s, self.lookup).start()
 
-    def cell_finished(self, event: CellFinished) -> Mapping[str, object]:
+    def cell_finished(self, event: CellFinished) -> CellDocument:
         return {"faults": self.current.stop()} if self.current is not None else {}
 
     def cell_aborted(self, cell: Cell, topic: str) -> None:
@@ -60,9 +61,9 @@ class VerifyExtension:
         injector = self.faults.current if self.faults is not None else None
         self.verifier.load_started(event.cell, event.topic, event.t0_ns, injector)
 
-    def cell_finished(self, event: CellFinished) -> Mapping[str, object]:
+    def cell_finished(self, event: CellFinished) -> CellDocument:
         results = cast("Mapping[str, Mapping[int, Mapping[str, Any]]]", event.results)
-        return self.verifier(event.cell, event.topic, results)
+        return cast(CellDocument, self.verifier(event.cell, event.topic, results))
 
     def cell_aborted(self, cell: Cell, topic: str) -> None:
         return None

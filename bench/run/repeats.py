@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from bench.metrics.hdr import encode_histogram, merge_encoded, summarize
+from bench.results.model import CellDocument
 
 __all__ = ["SHARED_FIELDS", "cell_runs", "merge_repeats"]
 
@@ -143,13 +144,15 @@ def _per_run(run: dict[str, Any], k: int) -> dict[str, Any]:
     return entry
 
 
-def merge_repeats(runs: Sequence[dict[str, Any]], *, incomplete_reason: str | None = None) -> dict[str, Any]:
+def merge_repeats(cell_docs: Sequence[CellDocument], *, incomplete_reason: str | None = None) -> CellDocument:
     """One cell entry for the runs of one cell (at least one run). With a single run and no
     ``incomplete_reason`` the run's own document is returned unchanged (no ``repeats`` field)."""
-    if not runs:
+    if not cell_docs:
         raise ValueError("merge_repeats needs at least one run")
-    if len(runs) == 1 and incomplete_reason is None:
-        return runs[0]
+    if len(cell_docs) == 1 and incomplete_reason is None:
+        return cell_docs[0]
+    # the runs' sections are merged by name below: read them as the JSON they are
+    runs = [cast(dict[str, Any], r) for r in cell_docs]
     first = runs[0]
     window = float(sum(_full(r) for r in runs))
     reasons = [f"run {i + 1}: {r.get('incomplete_reason')}" for i, r in enumerate(runs) if not r.get("complete")]
@@ -181,13 +184,14 @@ def merge_repeats(runs: Sequence[dict[str, Any]], *, incomplete_reason: str | No
     if steady is not None:
         doc["steady_state"] = steady
     doc["repeats"] = [_per_run(r, k) for k, r in enumerate(runs)]
-    return doc
+    return cast(CellDocument, doc)
 
 
-def cell_runs(cell: dict[str, Any]) -> list[dict[str, Any]]:
+def cell_runs(cell: CellDocument) -> list[CellDocument]:
     """The runs of a cell as cell-shaped documents: its ``repeats`` entries, or the cell itself when it was
-    run once (results written before repeats existed included)."""
+    run once (results written before repeats existed included). A run has a cell's measurement fields
+    (:class:`~bench.results.model.CellRunDocument`), so readers of cells read runs alike."""
     reps = cell.get("repeats")
     if isinstance(reps, list) and reps:
-        return [r for r in reps if isinstance(r, dict)]
+        return [cast(CellDocument, r) for r in reps if isinstance(r, dict)]
     return [cell]

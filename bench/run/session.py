@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bench.drivers.base import Driver
+from bench.results.model import RunDocument
 from bench.run.events import Observer
 from bench.run.execute import RunOptions, RunOutcome, execute
 from bench.run.extensions import run_events
@@ -55,7 +56,7 @@ def run_prepared(prepared: PreparedRun, session: Session, *, say: Callable[[str]
 
 
 def _prime(prepared: PreparedRun, session: Session, opts: RunOptions, target: Target,
-           say: Callable[[str], None]) -> dict[str, object] | None:
+           say: Callable[[str], None]) -> RunDocument | None:
     if target.handle is None or session.prime_s <= 0:
         return None
     from bench.run.priming import prime_broker

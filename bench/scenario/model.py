@@ -52,7 +52,8 @@ from bench.scenario.types import (
 
 _VERSION_RE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 
-__all__ = ["CLIENT_KEYS", "MAX_CELLS", "MAX_MESSAGE_SIZE", "MAX_RATE", "MAX_REPEAT", "SUB_KEYS", "TOPIC_KEYS", "TOP_KEYS", "WORKLOAD_KEYS",
+__all__ = ["CLIENT_KEYS", "MAX_CELLS", "MAX_MESSAGE_SIZE", "MAX_RATE", "MAX_REPEAT", "SUB_KEYS", "TOPIC_KEYS",
+           "TOP_KEYS", "WORKLOAD_KEYS",
            "Backlog", "Cell", "Keys", "MessageSize", "Payload", "Scenario", "Threshold", "TopicSpec", "Workload",
            "latency_sample_every", "load_scenario", "load_scenario_text", "parse_duration", "to_plain"]
 
