@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from bench.brokers.artifacts import check_kafka_version, kafka_lib_dir
-from bench.brokers.base import BrokerState, NodeState, tail
+from bench.brokers.base import BrokerState, NodeState, probe_cluster, tail, wait_ready
 from bench.brokers.kafka import checked_java, jvm_command
 from bench.brokers.process import ProcessBroker, ProcessKind, alive
 from bench.brokers.service import FetchRequest, Prepared, StartRequest
-from bench.errors import BrokerStartError, ConfigError
+from bench.errors import BrokerError, BrokerStartError, ConfigError
 
 __all__ = ["DEFAULT_ZK_VERSION", "ZK_OFFSET", "KafkaZk", "zk_ok"]
 
@@ -77,23 +77,43 @@ def zk_ok(port: int, timeout: float = 1.0) -> bool:
 
 
 class KafkaZkBroker(ProcessBroker):
-    """A ZooKeeper-mode cluster: a broker restarted right after a kill may find its old registration
-    (``/brokers/ids/N``) still held by the dead session, and exit; it is started again until it registers."""
+    """A ZooKeeper-mode cluster. A broker restarted right after a kill may find its old registration
+    (``/brokers/ids/N``) still held by the dead session, and exit ("node already exists"); it is started
+    again until it registers. Until then the other brokers' metadata may still list the dead registration,
+    so readiness is asked of the restarted broker's own listener, which serves only after registering."""
 
     def restart_node(self, index: int, timeout: float = 90.0) -> None:
         node = self.state.nodes[index]
         deadline = time.monotonic() + timeout
         if alive(node):
             self.stop_node(index)
+        self._wait_deregistered(node, min(deadline, time.monotonic() + ZK_SESSION_MS / 1000 + 4))
         while True:
             self.spawn(index)
             try:
-                self.wait_ready(max(1.0, deadline - time.monotonic()))
+                wait_ready(f"127.0.0.1:{node.port}", self.state.brokers or len(self.state.nodes),
+                           max(1.0, deadline - time.monotonic()), lambda: self._died(node))
                 return
             except BrokerStartError as exc:
-                if "already exists" not in str(exc) or time.monotonic() > deadline - 2:
+                taken = "NodeExists" in str(exc) or "already exists" in str(exc)
+                if not taken or time.monotonic() > deadline - 2:
                     raise
                 time.sleep(1.0)
+
+    def _wait_deregistered(self, node: NodeState, until: float) -> None:
+        """Until the live brokers' metadata stops listing ``node`` (its dead session expired), or ``until``."""
+        others = [n for n in self.state.nodes if n is not node and alive(n)]
+        if not others:
+            return
+        bootstrap = ",".join(f"127.0.0.1:{n.port}" for n in others)
+        while time.monotonic() < until:
+            try:
+                brokers = probe_cluster(bootstrap, timeout=2.0)["brokers"]
+            except BrokerError:
+                brokers = {}
+            if isinstance(brokers, dict) and brokers and str(node.node_id) not in brokers:
+                return
+            time.sleep(0.25)
 
 
 class KafkaZk(ProcessKind):
