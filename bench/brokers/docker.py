@@ -178,7 +178,18 @@ class DockerBroker:
             raise BrokerError(f"{self.name}: {what} of {node.role} {node.node_id} failed: {exc}") from exc
 
     def _start(self, node: NodeState) -> None:
+        """Start the container; record its init's host pid (so pid-based checks of a kind, e.g. kafka-zk's
+        wait for ZooKeeper, and ``broker up``'s listing work as for processes)."""
+        import psutil
+
         self._api("start", node, lambda c: c.start())
+        c = self._container(node)
+        pid = int(c.attrs.get("State", {}).get("Pid") or 0) if c is not None else 0
+        node.pid, node.create_time = (pid or None), None
+        if pid:
+            with contextlib.suppress(psutil.Error):
+                node.create_time = psutil.Process(pid).create_time()
+        self.state.save()
 
     def _stop(self, node: NodeState, timeout: float) -> None:
         status = self._status(node)
@@ -211,11 +222,17 @@ class DockerBroker:
             return f"(logs unavailable: {exc})"
 
     # -- Service --------------------------------------------------------------------------------
-    def start(self, timeout: float = 90.0) -> None:
-        """Start every container (auxiliary ones first) and wait until all nodes answer metadata."""
-        for node in [*self.state.aux, *self.state.nodes]:
+    def start(self, timeout: float = 90.0, wait_aux: Callable[[NodeState, float], None] | None = None) -> None:
+        """Start every container, auxiliary ones first (waiting for each with ``wait_aux``), and wait until
+        all nodes answer metadata."""
+        deadline = time.monotonic() + timeout
+        for node in self.state.aux:
             self._start(node)
-        self.wait_ready(timeout)
+            if wait_aux is not None:
+                wait_aux(node, max(1.0, deadline - time.monotonic()))
+        for node in self.state.nodes:
+            self._start(node)
+        self.wait_ready(max(1.0, deadline - time.monotonic()))
 
     def dead_node_reason(self) -> str | None:
         for node in [*self.state.aux, *self.state.nodes]:
@@ -364,11 +381,12 @@ class DockerRuntime:
             shutil.rmtree(base, ignore_errors=True)
             raise
         broker = DockerBroker(state)
+        pkind = self._process.get(request.kind)
         try:
             for spec in specs:
                 self._create(client, state, spec)
             state.save()
-            broker.start(request.timeout)
+            broker.start(request.timeout, wait_aux=pkind.wait_aux if pkind is not None else None)
         except BaseException:
             broker.stop(keep_data=True)
             raise
