@@ -1,1 +1,2 @@
-"""Measurement: vectorised HDR recording, per-second series, steady-state detection, .hgrm/.hlog files."""
+"""Measurement: vectorised HDR recording (hdr), per-second series (series), steady-state detection (steady),
+.hgrm/.hlog files (files)."""
