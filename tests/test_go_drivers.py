@@ -290,3 +290,34 @@ def test_consumer_eof_before_start(binaries: dict[str, Path], kafka_bootstrap: s
     finally:
         d.kill()
     assert r["failed"] == "stopped before start"
+
+
+@needs_go
+@pytest.mark.parametrize("client", CLIENTS)
+def test_consumer_waits_for_consume(client: str, binaries: dict[str, Path], kafka_bootstrap: str,
+                                    topic: str) -> None:
+    """wait_for_consume: joined (ready) but nothing handed over before ``consume``; then the backlog."""
+    n = 500
+    d = DriverProc([str(binaries[client])])
+    try:
+        d.send(spec("consumer", kafka_bootstrap, topic, group=f"g-{topic}", wait_for_consume=True,
+                    duration_ns=60_000_000_000))
+        d.wait_for("ready", 60)
+        t0 = time.monotonic_ns()
+        d.send({"type": "start", "t0_ns": t0})
+        _produce_with_librdkafka(kafka_bootstrap, topic, n)
+        time.sleep(1.5)
+        assert not any(x["type"] == "stat" for x in d.lines)     # no polling before consume
+        d.send({"type": "consume"})
+        deadline = time.monotonic() + 30
+        total = 0
+        while total < n and time.monotonic() < deadline:
+            total = d.wait_for("stat", 5)["total"]
+        d.send({"type": "stop"})
+        r = d.wait_for("result", 30)
+        assert d.finish() == 0
+    finally:
+        d.kill()
+    assert r["received_total"] == n, r
+    assert r["released_s"] >= 1.5
+    assert r["first_receive_ns"] >= t0 + int(r["released_s"] * 1e9) - 1_000_000

@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"time"
 	_ "unsafe" // go:linkname
 
 	"golang.org/x/sys/unix"
@@ -17,6 +18,12 @@ func nanotime() int64
 
 // Now is CLOCK_MONOTONIC in nanoseconds, cheap enough for every message.
 func Now() int64 { return nanotime() }
+
+var wallBase, monoBase = func() (int64, int64) { w := time.Now(); return w.UnixNano(), Now() }()
+
+// Wall converts a CLOCK_MONOTONIC reading into a wall-clock time (for record timestamps), so a driver that
+// already read the clock does not make the client read it again for every record.
+func Wall(mono int64) time.Time { return time.Unix(0, wallBase+mono-monoBase) }
 
 // SysNow reads CLOCK_MONOTONIC with a real clock_gettime system call.
 func SysNow() int64 {

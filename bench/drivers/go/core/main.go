@@ -17,6 +17,9 @@ type Client struct {
 	Check       func(role string, cfg map[string]string) error
 	NewProducer func(s *Spec, a *Acker) (Producer, error)
 	NewConsumer func(s *Spec) (Consumer, error)
+	// SendBlocks: Producer.Send waits for buffer space without telling; the core counts a Send that
+	// returned more than 200 µs after it was called as a queue-full event.
+	SendBlocks bool
 }
 
 // Info returns the client's name and module version (from the binary's build info).

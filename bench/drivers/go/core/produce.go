@@ -76,8 +76,10 @@ type sendLoop struct {
 	ctl      *Control
 	sent     int64
 	sentMeas int64
-	failedTo int64 // lowest seq refused locally (verify)
+	blocks   bool // count slow Sends as queue-full events (Client.SendBlocks)
 }
+
+const blockedNs = 200_000
 
 // send hands message seq to the client; intended 0 means max rate (intended = sent = now).
 func (l *sendLoop) send(seq, intended, now int64) {
@@ -119,13 +121,18 @@ func (l *sendLoop) runRate(t0 int64) bool {
 				return false
 			}
 		}
-		l.send(n, due, Now())
+		now := Now()
+		l.send(n, due, now)
+		if l.blocks && Now()-now > blockedNs { // Send waited for buffer space
+			l.a.QueueFull()
+		}
 	}
 }
 
 // runMax sends as fast as the client accepts until the window ends; false if stopped.
 func (l *sendLoop) runMax() bool {
 	end := l.a.end
+	prev := Now()
 	for n := int64(0); ; n++ {
 		if n&255 == 0 {
 			select {
@@ -138,6 +145,10 @@ func (l *sendLoop) runMax() bool {
 		if now >= end {
 			return true
 		}
+		if l.blocks && now-prev > blockedNs { // the last Send waited for buffer space
+			l.a.QueueFull()
+		}
+		prev = now
 		l.send(n, 0, now)
 	}
 }

@@ -29,7 +29,7 @@ func runProducer(c *Client, s *Spec, ctl *Control, out *Out, info ClientInfo) er
 	a.start, a.end = t0+s.WarmupNs, t0+s.WarmupNs+s.DurationNs
 	a.series = NewSeries(a.start)
 	a.mu.Unlock()
-	l := &sendLoop{s: s, p: p, a: a, g: g, ctl: ctl}
+	l := &sendLoop{s: s, p: p, a: a, g: g, ctl: ctl, blocks: c.SendBlocks}
 	done := make(chan struct{})
 	go statLoop(t0, done, out, a.stat)
 	sleepUntil(t0, ctl.Stop)

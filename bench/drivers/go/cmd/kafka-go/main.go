@@ -66,9 +66,10 @@ func writer(s *core.Spec) *kafka.Writer {
 }
 
 type producer struct {
-	w   *kafka.Writer
-	a   *core.Acker
-	sem chan struct{}
+	w    *kafka.Writer
+	a    *core.Acker
+	sem  chan struct{}
+	recs []core.Rec // records are cut from chunks: one allocation per 1,024
 }
 
 func newProducer(s *core.Spec, a *core.Acker) (core.Producer, error) {
@@ -77,8 +78,10 @@ func newProducer(s *core.Spec, a *core.Acker) (core.Producer, error) {
 	}
 	p := &producer{w: writer(s), a: a, sem: make(chan struct{}, maxOutstanding)}
 	p.w.Completion = func(msgs []kafka.Message, err error) {
-		for i := range msgs {
-			a.Ack(msgs[i].WriterData.(*core.Rec), int32(msgs[i].Partition), msgs[i].Offset, named(err))
+		a.AckBatch(len(msgs), func(i int) (*core.Rec, int32, int64) {
+			return msgs[i].WriterData.(*core.Rec), int32(msgs[i].Partition), msgs[i].Offset
+		}, named(err))
+		for range msgs {
 			<-p.sem
 		}
 	}
@@ -117,7 +120,14 @@ func (p *producer) Send(r core.Rec) error {
 		p.a.QueueFull()
 		p.sem <- struct{}{}
 	}
-	err := p.w.WriteMessages(context.Background(), kafka.Message{Key: r.Key, Value: r.Value, WriterData: &r})
+	if len(p.recs) == 0 {
+		p.recs = make([]core.Rec, 1024)
+	}
+	rec := &p.recs[0]
+	p.recs = p.recs[1:]
+	*rec = r
+	err := p.w.WriteMessages(context.Background(), kafka.Message{Key: r.Key, Value: r.Value, WriterData: rec,
+		Time: core.Wall(r.Sent)})
 	if err != nil {
 		<-p.sem
 	}

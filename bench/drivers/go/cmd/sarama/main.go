@@ -127,7 +127,7 @@ type smsg struct {
 func (p *producer) Send(r core.Rec) error {
 	x := &smsg{rec: r}
 	m := &x.m
-	m.Value, m.Metadata = sarama.ByteEncoder(r.Value), &x.rec
+	m.Value, m.Metadata, m.Timestamp = sarama.ByteEncoder(r.Value), &x.rec, core.Wall(r.Sent)
 	if r.Key != nil {
 		m.Key = sarama.ByteEncoder(r.Key)
 	}
