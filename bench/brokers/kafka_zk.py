@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from bench.brokers.artifacts import check_kafka_version, kafka_lib_dir
-from bench.brokers.base import BrokerState, NodeState, probe_cluster, tail, wait_ready
+from bench.brokers.base import BrokerState, NodeState, probe_cluster, tail
 from bench.brokers.kafka import checked_java, jvm_command
 from bench.brokers.process import ProcessBroker, ProcessKind, alive
 from bench.brokers.service import FetchRequest, Prepared, StartRequest
@@ -80,7 +80,8 @@ class KafkaZkBroker(ProcessBroker):
     """A ZooKeeper-mode cluster. A broker restarted right after a kill may find its old registration
     (``/brokers/ids/N``) still held by the dead session, and exit ("node already exists"); it is started
     again until it registers. Until then the other brokers' metadata may still list the dead registration,
-    so readiness is asked of the restarted broker's own listener, which serves only after registering."""
+    so readiness is asked of the restarted broker's own listener (:meth:`wait_node`), which serves only
+    after registering."""
 
     def restart_node(self, index: int, timeout: float = 90.0) -> None:
         node = self.state.nodes[index]
@@ -91,8 +92,7 @@ class KafkaZkBroker(ProcessBroker):
         while True:
             self.spawn(index)
             try:
-                wait_ready(f"127.0.0.1:{node.port}", self.state.brokers or len(self.state.nodes),
-                           max(1.0, deadline - time.monotonic()), lambda: self._died(node))
+                self.wait_node(node, max(1.0, deadline - time.monotonic()))
                 return
             except BrokerStartError as exc:
                 taken = "NodeExists" in str(exc) or "already exists" in str(exc)

@@ -188,12 +188,21 @@ class ProcessBroker:
         self._stop_process(self.state.nodes[index], timeout)
 
     def restart_node(self, index: int, timeout: float = 90.0) -> None:
-        """Start a stopped or killed node again with its data intact, and wait until it is registered."""
+        """Start a stopped or killed node again with its data intact, and wait until it is registered.
+
+        Readiness is asked of the node's own listener: the other nodes' metadata may still list the dead
+        process (a KRaft broker stays registered until its session times out)."""
         node = self.state.nodes[index]
         if alive(node):
             self._stop_process(node, 20.0)
         self._spawn(node)
-        self.wait_ready(timeout)
+        self.wait_node(node, timeout)
+
+    def wait_node(self, node: NodeState, timeout: float) -> dict[str, object]:
+        """Wait until ``node``'s own listener answers metadata listing every broker (or it dies)."""
+        host = self.bootstrap.split(",")[0].rsplit(":", 1)[0]
+        return wait_ready(f"{host}:{node.port}", self.state.brokers or len(self.state.nodes), timeout,
+                          lambda: self._died(node))
 
     def logs(self, lines: int = 50) -> list[NodeLog]:
         return [NodeLog(n.node_id, n.role, n.log_file, tail(n.log_file, lines))
