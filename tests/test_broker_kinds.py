@@ -232,3 +232,36 @@ def test_kafka_zk_three_brokers_kill_and_restart_a_node() -> None:
     finally:
         h.stop()
     assert h.alive_nodes() == [] and not h.is_alive()
+
+
+@pytest.mark.integration
+def test_kfake_data_dir_survives_a_kill_and_restart() -> None:
+    """``--option data-dir=auto``: the whole-cluster process is SIGKILLed and restarted with its log."""
+    h = start_broker("kfake", port=0, name="it-kfake-persist", options={"data-dir": "auto", "sync": "true"})
+    try:
+        topic = f"persist-{uuid.uuid4().hex[:6]}"
+        admin = AdminClient({"bootstrap.servers": h.bootstrap})
+        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(10)
+        p = Producer({"bootstrap.servers": h.bootstrap, "acks": "all"})
+        for i in range(10):
+            p.produce(topic, b"%d" % i)
+        assert p.flush(10) == 0
+        h.kill_node(0)
+        assert h.alive_nodes() == []
+        h.restart_node(0, timeout=30)
+        assert h.alive_nodes() == [0]
+        md = admin.list_topics(topic, timeout=10)
+        assert topic in md.topics and not md.topics[topic].error
+        c = Consumer({"bootstrap.servers": h.bootstrap, "group.id": topic, "auto.offset.reset": "earliest"})
+        c.subscribe([topic])
+        got: list[bytes] = []
+        deadline = time.monotonic() + 30
+        while len(got) < 10 and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.append(m.value())
+        c.close()
+        assert got == [b"%d" % i for i in range(10)]
+    finally:
+        h.stop()
+    assert not Path(h.state.base_dir).exists()
