@@ -63,7 +63,7 @@ class VerifyExtension:
 
     def cell_finished(self, event: CellFinished) -> CellDocument:
         results = cast("Mapping[str, Mapping[int, Mapping[str, Any]]]", event.results)
-        return cast(CellDocument, self.verifier(event.cell, event.topic, results))
+        return cast("CellDocument", self.verifier(event.cell, event.topic, results))
 
     def cell_aborted(self, cell: Cell, topic: str) -> None:
         return None
