@@ -124,8 +124,8 @@ def _consume(bootstrap: str, topic: str, n: int, group: str, timeout: float = 30
 
 
 def _containers(name: str) -> list[str]:
-    from bench.brokers.docker import wait_containers_gone
     from bench.brokers.docker_engine import docker_client
+    from bench.brokers.docker_service import wait_containers_gone
 
     return wait_containers_gone(docker_client(), name, timeout=0.1)
 
