@@ -14,6 +14,7 @@ stderr and an exit code (2 for anything the user can fix, never a traceback)::
     │   ├── BrokerUnreachableError   a bootstrap address does not answer
     │   ├── AuthenticationError      TLS or SASL refused: certificate, mechanism, credentials (never the secret)
     │   └── TopicError               a topic operation failed: operation, topic, the broker's error
+    ├── NetnsError                   a network-namespace topology cannot be made, used or removed (not root…)
     ├── ResultError                  a result document is missing, corrupt or of an unknown version
     └── RunAborted                   a run stopped early (Ctrl-C: 130, broker died: 1); partial results kept
 """
@@ -29,6 +30,7 @@ __all__ = [
     "ConfigError",
     "JavaError",
     "KbenchError",
+    "NetnsError",
     "PortInUseError",
     "ResultError",
     "RunAborted",
@@ -109,6 +111,11 @@ class TopicError(BrokerError):
         self.code, self.retriable = code, retriable
         subject = f"{operation} topic {topic}" if topic else operation
         super().__init__(f"could not {subject}{f' ({what})' if what else ''}: {detail}")
+
+
+class NetnsError(KbenchError):
+    """A namespace topology cannot be created, used or removed: not root, no iproute2, an ``ip`` command
+    failed (the message carries the command and its stderr), or something was left after teardown."""
 
 
 class ResultError(KbenchError):

@@ -66,7 +66,7 @@ from typing import Any
 
 import psutil
 
-from bench.errors import KbenchError
+from bench.errors import NetnsError
 
 __all__ = [
     "NET_RANGE", "PREFIX_ROOT", "SWITCH", "Leftovers", "NetnsError", "Node",
@@ -86,10 +86,6 @@ CMD_TIMEOUT_S = 20.0
 _PREFIX_RE = re.compile(r"kbn[0-9a-z]{1,8}")
 _NODE_RE = re.compile(r"[a-z][a-z0-9-]{0,31}")
 
-
-class NetnsError(KbenchError):
-    """A namespace topology cannot be created, used or removed: not root, no iproute2, an ``ip`` command
-    failed (the message carries the command and its stderr), or something was left after teardown."""
 
 
 # ------------------------------------------------------------------------------------------ pure plan
