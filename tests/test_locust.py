@@ -127,6 +127,29 @@ def _user(role: str, values: list[int], count: int) -> dict[str, Any]:
     return {"role": role, "index": 0, "result": result}
 
 
+def test_producer_user_fires_one_event_per_batch_and_folds_untimed_batches() -> None:
+    """Pure logic of the Locust producer's events (a client is built, never connected)."""
+    from bench.load.core import Batch
+    from bench.locust.clients import ProducerDriver, Window
+
+    sc = load_scenario_text(TINY.format(rate="max", duration="2s"))
+    plan = build_plan(sc.cells[0], run_id="r1", bootstrap="127.0.0.1:1", topic="t", client_config={},
+                      producer_users=1, workers=0, results_path=None)
+    fired: list[dict[str, Any]] = []
+    driver = ProducerDriver(plan, Window.from_wall(time.time_ns(), 1.0, 2.0), 3, lambda **kw: fired.append(kw))
+    try:
+        driver._fire_batch(Batch(100, 20_000, 1500, {}))
+        driver._fire_batch(Batch(50, 10_000, None, {}))        # sampled: no timed message in this batch
+        assert len(fired) == 1
+        driver._fire_batch(Batch(10, 2_000, 900, {"MSG_TIMED_OUT": 4}))
+        assert [(f["response_time"], f["response_length"], f["context"]["messages"], f["exception"] is None)
+                for f in fired] == [(1.5, 20_000, 100, True), (0.9, 12_000, 60, True), (0.0, 0, 4, False)]
+        assert vars(driver.events) == {"requests": 2, "messages": 160, "failures": 1}
+        assert {f["request_type"] for f in fired} == {"kafka-produce"} and {f["name"] for f in fired} == {"base"}
+    finally:
+        driver.producer.flush(0)
+
+
 def test_master_merge_is_exact() -> None:
     reports = {"w1": {"users": [_user("producer", [5, 7, 900], 3), _user("consumer", [40, 41], 2)]},
                "w2": {"users": [_user("producer", [6, 100_000], 2), _user("producer", [1], 1),
