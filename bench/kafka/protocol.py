@@ -14,7 +14,8 @@ Why hand-written and not a maintained client: confluent-kafka (librdkafka) negot
 internally and exposes neither the ranges nor the features; kafka-python/aiokafka would be a second
 Kafka client dependency for one request, and parse only the ApiVersions versions they know. This file
 plus :mod:`bench.kafka.codec` and :mod:`bench.kafka.sasl` is ~600 lines, pure stdlib (socket, ssl,
-hashlib), one round trip per request, and fast: a plaintext probe of a local broker takes ~1 ms.
+hashlib), one round trip per request, and fast: a plaintext probe of a local embedded Kafka
+took 2.6 ms (median of 50, this 2-core box under load; SCRAM adds its 4096 PBKDF2 rounds).
 
 Encoders/decoders live in :mod:`bench.kafka.codec` (re-exported here).
 """
