@@ -7,7 +7,8 @@ v1.21.7 that this kfake declares does not build: ``vs.EachSupportedFeature undef
 ``<cache>/kfake/<hash of the inputs and the Go version>/kbench-kfake`` and reuses it while the inputs are
 unchanged.
 
-All brokers of a cluster live in one process, so kill/pause/restart act on the whole cluster; the
+All brokers of a cluster live in one process, so kill/pause/restart act on the whole cluster (its state is
+persisted under the broker's directory unless ``--option data-dir=none``, so a restart keeps it); the
 process also serves a loopback control API (``main.go``) that removes or re-adds single brokers
 (:meth:`KfakeBroker.remove_broker`, :meth:`KfakeBroker.add_broker`).
 """
@@ -38,7 +39,8 @@ CONTROL_OFFSET = 1000
 _SOURCE = Path(__file__).resolve().parent
 _INPUTS = ("main.go", "go.mod", "go.sum")
 _BUILD_TIMEOUT_S = 900.0
-# --option KEY=VALUE -> kbench-kfake flag; "data-dir=auto" persists under the broker's directory
+# --option KEY=VALUE -> kbench-kfake flag. data-dir: "auto" (the default) persists under the broker's
+# directory, so restart_node keeps the data as the Service protocol promises; "none" = memory only
 _OPTIONS = {"as-version": "-as-version", "seed-topics": "-seed-topics", "partitions": "-partitions",
             "data-dir": "-data-dir", "sync": "-sync", "log-level": "-log-level", "cluster-id": "-cluster-id"}
 # as for Kafka (bench/brokers/kafka.py): housekeeping every second instead of kfake's hourly default, so
@@ -159,10 +161,12 @@ class Kfake(ProcessKind):
             raise ConfigError("kfake: --version is not a kfake option; cap the API versions with "
                               "--option as-version=3.5 (any Kafka release franz-go knows)")
         flags: list[str] = []
-        for key, value in request.options.items():
+        for key, value in {"data-dir": "auto", **request.options}.items():
             if key == "sync":
                 if value.lower() in ("1", "true", "yes"):
                     flags.append("-sync")
+                continue
+            if key == "data-dir" and value in ("none", ""):
                 continue
             if key == "data-dir" and value == "auto":
                 value = str(base / "data")
