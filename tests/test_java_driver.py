@@ -148,12 +148,15 @@ def run_producer(driver: JavaDriver, runs: list[DriverRun], bootstrap: str, topi
     return result
 
 
-def check_histograms(result: dict[str, Any], names: tuple[str, ...], measured: int) -> None:
+def check_histograms(result: dict[str, Any], names: tuple[str, ...], measured: int, timed: int | None = None) -> None:
+    """Every metric's histogram holds the ``timed`` acks (all ``measured`` unless sampled), and so do the
+    per-second histograms; the per-second counts add up to ``measured``."""
+    timed = measured if timed is None else timed
     for name in names:
-        assert decode_histogram(result["hdr"][name]).get_total_count() == measured, name
+        assert decode_histogram(result["hdr"][name]).get_total_count() == timed, name
     series = result["series"]
     assert sum(series["count"]) == measured
-    assert sum(decode_histogram(h).get_total_count() for h in series["hists"].values()) == measured
+    assert sum(decode_histogram(h).get_total_count() for h in series["hists"].values()) == timed
     assert series["out_of_range"] == 0
 
 
@@ -254,11 +257,16 @@ def test_max_rate_producer_with_round_robin(driver: JavaDriver, runs: list[Drive
     topic = new_topic(kafka_bootstrap)
     config = {"acks": "1", "linger.ms": "5",
               "partitioner.class": "org.apache.kafka.clients.producer.RoundRobinPartitioner"}
-    result = run_producer(driver, runs, kafka_bootstrap, topic, warmup_ns=SECOND // 2, duration_ns=2 * SECOND,
+    result = run_producer(driver, runs, kafka_bootstrap, topic, warmup_ns=SECOND, duration_ns=2 * SECOND,
                           client_config=config)
     assert result["acked_total"] == result["sent_total"] == topic_offsets(kafka_bootstrap, topic)
     assert result["acked_measured"] > 10_000 and result["hdr"]["send_delay"] is None
-    check_histograms(result, ("publish", "service"), result["acked_measured"])
+    # latencies of a 1-in-N sample (N a power of two chosen from the warm-up's rate), counts exact
+    n, measured = result["latency_sample"], result["acked_measured"]
+    assert n in (1, 2, 4, 8, 16, 32, 64) and result["errors_estimated"] is False
+    timed = decode_histogram(result["hdr"]["publish"]).get_total_count()
+    assert abs(timed * n - measured) <= 0.05 * measured + 64, (timed, n, measured)
+    check_histograms(result, ("publish", "service"), measured, timed)
     from confluent_kafka import Consumer, TopicPartition
 
     c = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": "rr-" + uuid.uuid4().hex[:6]})

@@ -26,12 +26,20 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  */
 final class ProducerRun {
     private static final int CHUNK = 512;
+    /** Max rate, auto sampling (as kbench's own producer): time about this many records a second, at most. */
+    private static final double AUTO_TIMED_PER_S = 20_000;
+    private static final int AUTO_MAX_SAMPLE = 64;
+    private static final int AUTO_SAMPLE_NO_WARMUP = 32;
     private static final long SECOND = 1_000_000_000L;
 
     private final Spec spec;
     private final Control control;
     private final boolean rateLimited;
     private Acks acks;
+    /** Untimed records (sampled mode) share this callback: exact counts and errors, no latency. */
+    private final Callback counted = this::countedAck;
+    /** The window's 1 in N (sampled mode), set once before the window opens; 1 otherwise. */
+    private volatile int windowSample = 1;
     private long tStart;
     private long tEnd;
 
@@ -68,12 +76,15 @@ final class ProducerRun {
         final long sent;
         final long seq;
         final int size;
+        /** sent while every record was timed (sampled mode, before N was fixed) */
+        final boolean early;
 
-        Ack(long intended, long sent, long seq, int size) {
+        Ack(long intended, long sent, long seq, int size, boolean early) {
             this.intended = intended;
             this.sent = sent;
             this.seq = seq;
             this.size = size;
+            this.early = early;
         }
 
         @Override
@@ -93,7 +104,9 @@ final class ProducerRun {
             a.ackedTotal++;
             a.statCount++;
             boolean measured = rateLimited ? intended >= tStart : now >= tStart;
-            if (measured) {
+            if (measured && early && seq % windowSample != 0) { // keep the window's sample 1 in N throughout
+                a.series.add(now, size);
+            } else if (measured) {
                 long pub = (now - intended) / 1000;
                 if (!Hist.record(a.publish, pub)) a.outOfRange++;
                 if (!Hist.record(a.service, (now - sent) / 1000)) a.outOfRange++;
@@ -102,6 +115,29 @@ final class ProducerRun {
             }
             if (a.verifyAcks != null) a.verifyAcks.add(md.partition(), md.offset(), spec.index, seq, now);
         }
+    }
+
+    private void countedAck(RecordMetadata md, Exception exception) {
+        long now = System.nanoTime();
+        Acks a = acks;
+        synchronized (a) {
+            if (a.closed) return;
+            a.resolved++;
+            if (exception != null) {
+                a.failed(exception.getClass().getSimpleName(), spec.index, -1, now);
+                return;
+            }
+            a.ackedTotal++;
+            a.statCount++;
+            if (now >= tStart) a.series.add(now, Math.max(0, md.serializedValueSize()));
+        }
+    }
+
+    /** 1 in N timed at max rate: the largest power of two <= rate / 20,000, within 1..64. */
+    static int autoSample(double msgsPerS) {
+        int n = 1;
+        while (n * 2 <= Math.min(AUTO_MAX_SAMPLE, msgsPerS / AUTO_TIMED_PER_S)) n *= 2;
+        return n;
     }
 
     ProducerRun(Spec spec, Control control) {
@@ -148,6 +184,10 @@ final class ProducerRun {
         final long t0;
         final Histogram delay = Hist.create();
         long seq;
+        /** 1 in {@code sample} records carries a timing callback (1 unless sampling at max rate) */
+        int sample = 1;
+        int sinceTimed;
+        boolean early;
         long queued; // accepted by send(): each gets exactly one callback
         long sentTotal;
         long sentMeasured;
@@ -166,8 +206,13 @@ final class ProducerRun {
             int size = payload.nextSize();
             byte[] value = payload.value(size, intended, spec.index, seq);
             ProducerRecord<byte[], byte[]> rec = new ProducerRecord<>(spec.topic, null, keys.next(), value);
+            Callback cb = counted;
+            if (++sinceTimed >= sample) {
+                sinceTimed = 0;
+                cb = new Ack(intended, now, seq, size, early);
+            }
             try {
-                producer.send(rec, new Ack(intended, now, seq, size));
+                producer.send(rec, cb);
                 queued++;
             } catch (KafkaException e) { // refused before it was queued: definitely not written
                 synchronized (acks) {
@@ -185,10 +230,30 @@ final class ProducerRun {
             }
         }
 
+        /**
+         * As fast as send() accepts. Without verify, latencies are sampled as kbench's own producer does:
+         * 1 in N timed, N fixed once from the rate of the warm-up's first half (at most its first 0.5 s;
+         * 32 with no warm-up), so records still in flight when the window opens carry the same N as the
+         * window's own. Counts, bytes and errors stay exact: every record has a callback, the untimed
+         * share one.
+         */
         void maxRate() {
+            boolean auto = !spec.verify;
+            long decideAt = t0 + Math.min(500_000_000L, spec.warmupNs / 2);
+            boolean decided = !auto;
+            if (auto) sample = spec.warmupNs == 0 ? AUTO_SAMPLE_NO_WARMUP : 1;
+            early = !decided && spec.warmupNs > 0;
             while (!control.stopRequested()) {
                 long now = System.nanoTime();
                 if (now >= tEnd) return;
+                if (!decided && now >= decideAt) {
+                    decided = true;
+                    double s = (now - t0) / 1e9;
+                    sample = spec.warmupNs == 0 ? AUTO_SAMPLE_NO_WARMUP : autoSample(sentTotal / Math.max(s, 1e-3));
+                    windowSample = sample;
+                    early = false;
+                    sinceTimed = 0;
+                }
                 send(now, now);
                 if (now - lastStat >= SECOND) stat(now);
             }
@@ -250,7 +315,7 @@ final class ProducerRun {
             acks.closed = true; // acks after this point (the flush timed out) are not counted
             long unacked = loop.queued - acks.resolved;
             acks.series.outOfRange += acks.outOfRange + loop.delayOutOfRange;
-            r = Json.obj("latency_sample", 1, "errors_estimated", false, "sent_total", loop.sentTotal,
+            r = Json.obj("latency_sample", loop.sample, "errors_estimated", false, "sent_total", loop.sentTotal,
                     "sent_measured", loop.sentMeasured, "acked_total", acks.ackedTotal,
                     "acked_measured", acks.series.totalCount(), "bytes_measured", acks.series.totalBytes(),
                     "unacked_at_end", unacked, "queue_full_events", 0, "errors", acks.errors,
