@@ -147,8 +147,11 @@ def tail(path: str | Path, lines: int = 30) -> str:
 
 
 def wait_ready(bootstrap: str, expected_brokers: int, timeout: float,
-               died: Callable[[], str | None] = lambda: None) -> dict[str, object]:
-    """Poll metadata until ``expected_brokers`` are listed; ``died()`` returns a reason to give up early."""
+               died: Callable[[], str | None] = lambda: None,
+               extra: dict[str, str] | None = None) -> dict[str, object]:
+    """Poll metadata until ``expected_brokers`` are listed; ``died()`` returns a reason to give up early.
+
+    ``extra``: client properties (SASL/TLS) of a secured broker."""
     deadline = time.monotonic() + timeout
     last = "no answer yet"
     while time.monotonic() < deadline:
@@ -156,7 +159,8 @@ def wait_ready(bootstrap: str, expected_brokers: int, timeout: float,
         if reason:
             raise BrokerStartError(reason)
         try:
-            info = probe_cluster(bootstrap, timeout=min(2.0, max(0.2, deadline - time.monotonic())))
+            info = probe_cluster(bootstrap, timeout=min(2.0, max(0.2, deadline - time.monotonic())),
+                                 extra=extra)
         except BrokerUnreachableError as exc:
             last = str(exc)
         else:

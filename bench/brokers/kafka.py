@@ -12,7 +12,7 @@ import re
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from bench.brokers.artifacts import check_kafka_version, kafka_lib_dir
@@ -132,14 +132,22 @@ class KafkaKRaft(ProcessKind):
         return [port + i for i in range(nodes)] + [port + CONTROLLER_OFFSET + i for i in range(nodes)]
 
     def prepare(self, base: Path, request: StartRequest) -> Prepared:
-        if request.options:
-            raise ConfigError(f"kafka takes no --option (got {', '.join(request.options)}); use --config")
+        unknown = sorted(set(request.options) - {"security"})
+        if unknown:
+            raise ConfigError(f"kafka takes only --option security=MODE (got {', '.join(unknown)}); use --config")
         if request.binary:
             raise ConfigError("--binary applies to tansu and kfake; Apache Kafka runs from its jars")
         version = check_kafka_version(request.version or DEFAULT_VERSION, kraft=True)
+        configs: dict[str, str] = dict(request.configs)
+        format_args: tuple[str, ...] = ()
+        if request.options.get("security"):  # SASL/TLS/ACLs: bench/brokers/security.py
+            from bench.brokers.security import plan_security
+
+            plan = plan_security(request.options["security"], base, [request.advertise])
+            configs, format_args = {**plan.configs, **request.configs}, plan.format_args
         nodes = prepare_kafka(base, nodes=request.nodes, port=request.port, version=version,
-                              configs=request.configs, progress=request.progress,
-                              bind=request.bind_host, advertise=request.advertise)
+                              configs=configs, progress=request.progress,
+                              bind=request.bind_host, advertise=request.advertise, format_args=format_args)
         return Prepared(version=version, nodes=nodes)
 
     def fetch(self, request: FetchRequest) -> str:
@@ -150,8 +158,11 @@ class KafkaKRaft(ProcessKind):
 
 def prepare_kafka(base: Path, *, nodes: int, port: int, version: str, configs: Mapping[str, str],
                   heap: str | None = None, progress: Callable[[str], None] | None = None,
-                  bind: str = "127.0.0.1", advertise: str = "127.0.0.1") -> list[NodeState]:
-    """Fetch jars, write configs and format storage for each node; return the nodes ready to spawn."""
+                  bind: str = "127.0.0.1", advertise: str = "127.0.0.1",
+                  format_args: Sequence[str] = ()) -> list[NodeState]:
+    """Fetch jars, write configs and format storage for each node; return the nodes ready to spawn.
+
+    ``format_args``: more ``kafka-storage format`` arguments (``--add-scram`` users)."""
     java = checked_java(f"Apache Kafka {version}")
     lib = kafka_lib_dir(version, progress=progress)
     cluster_id = _cluster_id()
@@ -163,7 +174,8 @@ def prepare_kafka(base: Path, *, nodes: int, port: int, version: str, configs: M
         props = _server_properties(node_id, nodes, port, ndir, configs, bind, advertise)
         (ndir / "server.properties").write_text(props)
         jvm = jvm_command(java, lib, ndir, nodes, heap)
-        fmt = [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(ndir / "server.properties")]
+        fmt = [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(ndir / "server.properties"),
+               *format_args]
         proc = subprocess.run(fmt, capture_output=True, text=True, timeout=120, check=False, cwd=ndir)
         if proc.returncode != 0:
             raise BrokerStartError(f"formatting storage of Kafka node {node_id} failed (exit {proc.returncode}):\n"

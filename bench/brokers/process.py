@@ -159,7 +159,13 @@ class ProcessBroker:
 
     def wait_ready(self, timeout: float = 90.0) -> dict[str, object]:
         expected = self.state.brokers or len(self.state.nodes)
-        return wait_ready(self.bootstrap, expected, timeout, self.dead_node_reason)
+        return wait_ready(self.bootstrap, expected, timeout, self.dead_node_reason, self.probe_config())
+
+    def probe_config(self) -> dict[str, str] | None:
+        """Client properties a probe needs (a broker started with ``--security``), else None."""
+        from bench.brokers.security import probe_config
+
+        return probe_config(self.state.base_dir, self.state.options)
 
     def alive_nodes(self) -> list[int]:
         return [n.node_id for n in self.state.nodes if alive(n)]
@@ -202,7 +208,7 @@ class ProcessBroker:
         """Wait until ``node``'s own listener answers metadata listing every broker (or it dies)."""
         host = self.bootstrap.split(",")[0].rsplit(":", 1)[0]
         return wait_ready(f"{host}:{node.port}", self.state.brokers or len(self.state.nodes), timeout,
-                          lambda: self._died(node))
+                          lambda: self._died(node), self.probe_config())
 
     def logs(self, lines: int = 50) -> list[NodeLog]:
         return [NodeLog(n.node_id, n.role, n.log_file, tail(n.log_file, lines))
