@@ -177,6 +177,8 @@ def _show(v: Value | None) -> str:
 def _report(kind: AnomalyKind, cycle: list[Dep], report: HistoryReport) -> None:
     if not report._want(kind):
         return
+    first = min(range(len(cycle)), key=lambda i: cycle[i].src)  # start at the least id: stable output
+    cycle = cycle[first:] + cycle[:first]
     txns = (*(d.src for d in cycle), cycle[0].src)
     steps = " ".join(
         f"{d.src} -{d.kind}(p{d.partition}/" + ",".join(f"o{o}" for o in d.offsets) + f"{_show(d.value)})->"
