@@ -30,12 +30,20 @@ def cmd_broker_up(args: argparse.Namespace) -> int:
     for n in [*handle.state.aux, *handle.nodes]:
         out.print(f"  {n.role} {n.node_id}: pid {n.pid}, port {n.port}, log {n.log_file}", markup=False)
     print(f"bootstrap: {handle.bootstrap}")
+    if args.security:
+        from bench.brokers.security import client_properties_path
+
+        print(f"client properties: {client_properties_path(handle.state.base_dir)}")
     return 0
 
 
 def _options(args: argparse.Namespace) -> dict[str, str]:
     """--option KEY=VALUE pairs, plus --image (the docker runtime's ``image`` option)."""
     options = parse_kv(args.option, "--option")
+    if args.security:
+        if args.kind != "kafka":
+            raise ConfigError(f"--security applies to kafka (the {args.kind} kind has no secured mode yet)")
+        options["security"] = args.security
     if args.image:
         if args.runtime != "docker":
             raise ConfigError("--image applies to --runtime docker")
@@ -57,7 +65,8 @@ def cmd_broker_status(args: argparse.Namespace) -> int:
     for h in brokers:
         alive = h.alive_nodes()
         try:
-            info = probe_cluster(h.bootstrap, timeout=2.0) if alive else None
+            extra = h.probe_config() if hasattr(h, "probe_config") else None
+            info = probe_cluster(h.bootstrap, timeout=2.0, extra=extra) if alive else None
             brokers_seen = info["brokers"] if info else {}
             assert isinstance(brokers_seen, dict)
             meta = f"{len(brokers_seen)} broker(s), cluster {info['cluster_id']}" if info else "down"
@@ -140,6 +149,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--image", default=None, metavar="REF",
                     help="--runtime docker: the image to run (it must be in the engine: kbench never pulls)")
     up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for readiness")
+    up.add_argument("--security", default=None, choices=["sasl-plain", "sasl-scram", "tls", "mtls"],
+                    help="kafka: SASL over TLS, TLS or mutual TLS, with ACLs (StandardAuthorizer); prints the "
+                         "client-properties file for --client-config-file")
     up.set_defaults(func=cmd_broker_up)
     st = bsub.add_parser("status", help="list embedded brokers and whether they answer")
     st.set_defaults(func=cmd_broker_status)
