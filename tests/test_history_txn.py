@@ -380,6 +380,9 @@ def test_markers_and_aborted_records_are_no_internal_skip() -> None:
     sends = [Send("p", 0, "v0", 0, 0), Send("p", 1, "v3", 0, 3)]
     report = check(sends, final_reads={0: [(0, "v0"), (3, "v3")]}, txns=[ab, rd], allow_gaps=True)
     assert report.anomalies == []
+    bad = Poll("bad", 0, [(0, 1, "x")])  # a read_committed consumer that did see the aborted record
+    report = check(sends, [bad], {0: [(0, "v0"), (3, "v3")]}, txns=[ab, rd], allow_gaps=True)
+    assert kinds(report) == [K.PRECOMMITTED_READ]  # and no int-poll-skip for rd, which was right
 
 
 @pytest.mark.parametrize(("txns", "match"), [
