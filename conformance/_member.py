@@ -170,6 +170,10 @@ def _run(args: argparse.Namespace) -> int:
                             "auto.offset.reset": "earliest", "enable.auto.commit": False,
                             "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
                             "socket.timeout.ms": 10_000, "fetch.wait.max.ms": 100}
+    if os.environ.get("KBENCH_CONFORMANCE_CLIENT_CONFIG"):  # SASL/TLS of --client-config-file (conftest)
+        from bench.brokers.security import load_properties
+
+        conf.update(load_properties(os.environ["KBENCH_CONFORMANCE_CLIENT_CONFIG"]))
     conf.update(json.loads(args.conf))
     consumer = Consumer(conf)
 

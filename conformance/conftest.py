@@ -15,7 +15,7 @@ import pytest
 from bench.errors import ConfigError
 from bench.kafka.admin import TopicAdmin
 from bench.kafka.protocol import api_versions
-from conformance.clients import Clients, Names, delete_topics
+from conformance.clients import COMMON_CONF, Clients, Names, delete_topics
 from conformance.plugin import CTX_KEY, PLUGIN_NAME, BrokerInfo, ConformancePlugin
 from conformance.timings import Timings
 from conformance.verdicts import CheckContext
@@ -39,12 +39,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--broker-attach", default=None,
                 help="name of an embedded broker started by another process (bench.brokers.get_broker)")
     g.addoption("--check-timeout", default=60.0, type=float, help="per-check time limit, s (default 60)")
+    g.addoption("--client-config-file", default=None,
+                help="librdkafka key=value lines (SASL/TLS) for every client, admin and probe of the suite")
+
+
+#: environment variable naming the client-properties file, for child-process members (conformance._member)
+CLIENT_CONFIG_ENV = "KBENCH_CONFORMANCE_CLIENT_CONFIG"
+
+
+def _security_conf(config: pytest.Config) -> dict[str, str]:
+    """The ``--client-config-file`` properties, merged into every client's config (COMMON_CONF)."""
+    path = config.getoption("client_config_file")
+    if not path:
+        return {}
+    from bench.brokers.security import load_properties
+
+    conf = load_properties(path)
+    COMMON_CONF.update(conf)
+    os.environ[CLIENT_CONFIG_ENV] = str(path)
+    return conf
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "check(id, title): conformance check ID and semantic")
     if not config.pluginmanager.has_plugin(PLUGIN_NAME):
         config.pluginmanager.register(ConformancePlugin(config), PLUGIN_NAME)
+    _security_conf(config)
 
 
 def _plugin(config: pytest.Config) -> ConformancePlugin:
@@ -101,13 +121,30 @@ def broker(pytestconfig: pytest.Config, broker_control: Any) -> BrokerInfo:
         version=(getattr(broker_control, "version", None) or pytestconfig.getoption("broker_version")),
         embedded=broker_control is not None)
     plugin.broker = info
-    info.api = api_versions(bootstrap, timeout=10.0)
-    with TopicAdmin(bootstrap) as admin:
+    security = client_conf(pytestconfig)
+    info.api = api_versions(bootstrap, timeout=10.0, security=security)
+    with TopicAdmin(bootstrap, security) as admin:
         cluster = admin.cluster(timeout_s=10)
     info.cluster_id = cluster.cluster_id
     info.controller_id = cluster.controller_id
     info.brokers = [{"id": b.id, "host": b.host, "port": b.port} for b in cluster.brokers]
     return info
+
+
+def client_conf(config: pytest.Config) -> dict[str, str]:
+    """The security properties of ``--client-config-file`` (empty without one)."""
+    path = config.getoption("client_config_file")
+    if not path:
+        return {}
+    from bench.brokers.security import load_properties
+
+    return load_properties(path)
+
+
+@pytest.fixture(scope="session")
+def security_conf(pytestconfig: pytest.Config) -> dict[str, str]:
+    """The client properties (SASL/TLS) every client of the run uses; {} on a plaintext broker."""
+    return client_conf(pytestconfig)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from bench.verify.history import Poll, Send
 from bench.verify.history import check as history_check
 from conformance._group import GROUP_CONF, Member, assignment_problem, describe_group, pump, settled
 from conformance._member import ChildMember
-from conformance.clients import Clients, Names, produce_all
+from conformance.clients import COMMON_CONF, Clients, Names, produce_all
 from conformance.plugin import BrokerInfo
 from conformance.timings import Timings
 from conformance.verdicts import CheckContext, expect, expect_eq
@@ -358,7 +358,8 @@ def test_g9_churn(check: CheckContext, clients: Clients, names: Names) -> None:
 
 
 def _kip848_consumer(bootstrap: str, group: str) -> Consumer:
-    return Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+    security = {k: v for k, v in COMMON_CONF.items() if k.startswith(("security.", "sasl.", "ssl."))}
+    return Consumer({"bootstrap.servers": bootstrap, "group.id": group, **security,
                      "group.protocol": "consumer", "auto.offset.reset": "earliest",
                      "enable.auto.commit": False, "socket.timeout.ms": 10_000,
                      "fetch.wait.max.ms": 100})

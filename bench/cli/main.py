@@ -87,10 +87,17 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     if args.bootstrap:
         from bench.brokers import probe_cluster
 
-        probe_cluster(args.bootstrap, timeout=8.0)  # fail fast, with a message, if nothing answers
+        security = None
+        if args.client_config_file:
+            from bench.brokers.security import load_properties
+
+            security = load_properties(args.client_config_file)
+        probe_cluster(args.bootstrap, timeout=8.0, extra=security)  # fail fast, with a message, if nothing answers
     extra = list(args.pytest_args or [])
     if extra and extra[0] == "--":
         extra = extra[1:]
+    if args.client_config_file:  # the path only: secrets stay in the file
+        extra = ["--client-config-file", str(Path(args.client_config_file).resolve()), *extra]
     if args.k:
         extra = ["-k", args.k, *extra]
     if args.broker_name:
@@ -127,6 +134,8 @@ def _add_conformance(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--broker-name", help="implementation name to record for an external broker (e.g. redpanda)")
     p.add_argument("--report-dir", help="report directory (default reports/conformance-<broker>-<UTC>)")
     p.add_argument("-k", help="pytest -k expression selecting checks, e.g. 'P1 or G3'")
+    p.add_argument("--client-config-file", help="librdkafka key=value lines (SASL/TLS) for every client of the "
+                                                "suite, its admin and ApiVersions probe")
     p.add_argument("--repeat", type=int, metavar="N",
                    help="run the suite N times (run-01..run-NN under --report-dir) and print/write each "
                         "check's verdict stability (stability.md, stability.json)")
