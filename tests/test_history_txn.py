@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -355,6 +356,37 @@ def test_concurrent_non_conflicting_transactions_are_clean() -> None:
     final = {0: [(0, "x0"), (1, "a"), (2, "b")], 1: [(0, "y0"), (1, "c"), (2, "d")]}  # markers at o3
     report = check(base, final_reads=final, txns=[t1, t2, t3], allow_gaps=True)
     assert report.ok and report.anomalies == [], report.summary()
+
+
+def test_a_cycle_through_ww_is_g1c_only_when_asked() -> None:
+    """t1 writes p0/o0, t2 p0/o1 (ww t1->t2); t2 also writes p1/o0 and commits first, then t1 reads it
+    (wr t2->t1): legal in Kafka, which does not isolate writes; Adya's G1c."""
+    t1 = Txn("t1", "committed", [Send("a", 0, "x", 0, 0)], [Poll("c1", 0, [(1, 0, "y")])])
+    t2 = Txn("t2", "committed", [Send("b", 0, "z", 0, 1), Send("b", 1, "y", 1, 0)])
+    final = {0: [(0, "x"), (1, "z")], 1: [(0, "y")]}
+    assert check([], final_reads=final, txns=[t1, t2], allow_gaps=True).anomalies == []
+    report = check([], final_reads=final, txns=[t1, t2], allow_gaps=True, g1c_through_ww=True)
+    (a,) = report.anomalies
+    assert a.kind == K.G1C and a.txns == ("t1", "t2", "t1") and [d.kind for d in a.edges] == ["ww", "wr"]
+
+
+def test_many_interleaved_transactions_scale() -> None:
+    """4,000 transactions, pairs interleaving their writes to two partitions (2,000 G0s), read by
+    one more transaction each: counted exactly, quickly."""
+    txns, final = [], {0: [], 1: []}  # type: ignore[var-annotated]
+    for i in range(0, 4000, 2):
+        a, b = f"t{i}", f"t{i + 1}"
+        o = i
+        txns.append(Txn(a, "committed", [Send(a, 0, f"{a}-0", 0, o), Send(a, 1, f"{a}-1", 1, o + 1)],
+                        [Poll(f"c{a}", 0, [(0, o - 1, f"t{i - 1}-0")] if i else [])]))
+        txns.append(Txn(b, "committed", [Send(b, 0, f"{b}-0", 0, o + 1), Send(b, 1, f"{b}-1", 1, o)]))
+        final[0] += [(o, f"{a}-0"), (o + 1, f"{b}-0")]
+        final[1] += [(o, f"{b}-1"), (o + 1, f"{a}-1")]
+    t0 = time.perf_counter()
+    report = check([], final_reads=final, txns=txns, max_examples=10)
+    elapsed = time.perf_counter() - t0
+    assert report.anomaly_counts == {K.G0: 2000} and report.ok and len(report.anomalies) == 10
+    assert elapsed < 10, f"{elapsed:.1f} s"
 
 
 def test_reads_within_a_transaction_are_judged_only_by_the_int_kinds() -> None:

@@ -9,14 +9,18 @@ of each partition from :func:`bench.verify.txn.version_order`:
 - wr ``T1 -> T2``: T2 read a value T1 wrote;
 - rw ``T1 -> T2``: T1's highest read of a partition is the version just before one T2 wrote.
 
-Cycles are searched over ww and wr only: a G0 is a cycle of ww edges, a G1c one of ww and wr edges
-with at least one wr. Like Jepsen's Kafka checker this leaves rw out of the search: a poll returns
-a *range* of a partition, so not having read a later version is no evidence of an anti-dependency
-(a lagging consumer would make every read-only transaction look like G-single); rw edges are built
-for :func:`dependencies` callers but cycles needing them (G-single, G2) are not reported.
+Cycles are searched over ww and wr only: a G0 is a cycle of ww edges; a G1c a cycle of wr edges
+(with ``g1c_through_ww``, of ww and wr edges with at least one wr: Adya's definition). By default a
+G1c may not pass through ww, as in Jepsen's Kafka checker without ``ww-deps``: Kafka does not
+isolate writes, so ``T1 -ww-> T2 -wr-> T1`` (T2 wrote after T1 but committed first, and T1 read it)
+is legal, while a wr-only cycle needs someone to read a record before its commit. rw is left out of
+the search too: a poll returns a *range* of a partition, so not having read a later version is no
+evidence of an anti-dependency (a lagging consumer would make read-only transactions look like
+G-single); rw edges are built for :func:`dependencies` callers but cycles needing them (G-single,
+G2) are not reported.
 
-Per strongly connected component of the ww+wr graph: one G1c (the shortest cycle through a wr edge)
-if it has a wr edge, and one G0 per component of its ww-only subgraph (the shortest ww cycle).
+One anomaly per strongly connected component: per component of the ww graph, its shortest cycle
+(G0); per component of the G1c graph that holds a wr edge, its shortest cycle through one (G1c).
 """
 
 from __future__ import annotations
@@ -189,22 +193,29 @@ def _report(kind: AnomalyKind, cycle: list[Dep], report: HistoryReport) -> None:
         txns=txns, edges=tuple(cycle)))
 
 
-def check_cycles(index: TxnIndex, vo: VersionOrder, report: HistoryReport) -> list[Dep]:
+def check_cycles(
+    index: TxnIndex, vo: VersionOrder, report: HistoryReport, g1c_through_ww: bool = False,
+) -> list[Dep]:
     """Report G0 and G1c cycles (module docstring); return the dependency edges."""
     deps = dependencies(index, vo)
     nodes = list(index.txns)
-    full = _adjacency(deps, {"ww", "wr"})
     ww = _adjacency(deps, {"ww"})
-    for comp in strongly_connected(nodes, full):
-        members = set(comp)
-        wr = [d for d in deps if d.kind == "wr" and d.src in members and d.dst in members]
-        if wr:
-            cyc = shortest_cycle(comp, full, wr)
-            if cyc is not None:
-                _report(AnomalyKind.G1C, cyc, report)
-        sub = {v: {w: d for w, d in ww.get(v, {}).items() if w in members} for v in comp}
-        for wcomp in strongly_connected(comp, sub):
-            cyc = shortest_cycle(wcomp, sub)
-            if cyc is not None:
-                _report(AnomalyKind.G0, cyc, report)
+    for comp in strongly_connected(nodes, ww):
+        cyc = shortest_cycle(comp, ww)
+        if cyc is not None:
+            _report(AnomalyKind.G0, cyc, report)
+    flow = _adjacency(deps, {"ww", "wr"} if g1c_through_ww else {"wr"})
+    comp_of = {v: i for i, comp in enumerate(strongly_connected(nodes, flow)) for v in comp}
+    wr_in: dict[int, list[Dep]] = {}
+    for d in deps:
+        c = comp_of.get(d.src)
+        if d.kind == "wr" and c is not None and comp_of.get(d.dst) == c:
+            wr_in.setdefault(c, []).append(d)
+    members: dict[int, list[str]] = {}
+    for v, c in comp_of.items():
+        members.setdefault(c, []).append(v)
+    for c, through in wr_in.items():
+        cyc = shortest_cycle(members[c], flow, through)
+        if cyc is not None:
+            _report(AnomalyKind.G1C, cyc, report)
     return deps

@@ -27,7 +27,8 @@ int-send-skip             two successive sends of one transaction to a partition
 int-nonmonotonic-send     ... land at or before the previous one
 G0                        a cycle of ww dependencies (write cycle; tolerated by default: Kafka does
                           not isolate concurrent transactions' writes)
-G1c                       a cycle of ww and wr dependencies with at least one wr (information flow)
+G1c                       a cycle of wr dependencies (information flow); with ``g1c_through_ww``, of
+                          ww and wr with at least one wr
 ========================  ==========================================================================
 
 The version order, the dependencies (ww, wr, rw) and the cycle search (Elle-style, strongly
@@ -87,6 +88,7 @@ def check(
     max_examples: int = 1000,
     txns: Iterable[Txn] = (),
     tolerate: Collection[AnomalyKind] = TOLERATED_BY_DEFAULT,
+    g1c_through_ww: bool = False,
 ) -> HistoryReport:
     """Check a produce/consume history; see the module docstring for the anomalies.
 
@@ -94,8 +96,9 @@ def check(
     fail on them; ``allow_duplicates`` likewise for duplicates; ``allow_gaps`` (compacted topics,
     transaction markers) stops reporting poll skips. ``txns`` are transactions (their sends and
     polls join the history; see :mod:`bench.verify.txn`); kinds in ``tolerate`` are reported but do
-    not fail. Raises ValueError on a malformed history (unknown status or outcome, one value sent
-    twice, one poll index used twice by a consumer, one transaction id twice).
+    not fail; ``g1c_through_ww`` lets a G1c cycle pass through ww edges (:mod:`bench.verify.cycles`).
+    Raises ValueError on a malformed history (unknown status or outcome, one value sent twice, one
+    poll index used twice by a consumer, one transaction id twice).
     """
     failing = set(AnomalyKind) - set(tolerate)
     if not expect_order:
@@ -131,7 +134,7 @@ def check(
         vo = txn.version_order(by_value, reader_polls, index)
         txn.check_precommitted(reader_polls, index, report)
         txn.check_internal(index, vo, report)
-        cycles.check_cycles(index, vo, report)
+        cycles.check_cycles(index, vo, report, g1c_through_ww)
     rank = {k: i for i, k in enumerate(AnomalyKind)}
     report.anomalies.sort(key=lambda a: rank[a.kind])
     return report
