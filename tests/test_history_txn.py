@@ -337,6 +337,15 @@ def test_read_uncommitted_may_read_aborted_records() -> None:
     assert report.anomalies == [] and report.ok
 
 
+def test_a_read_uncommitted_final_read_may_hold_aborted_records() -> None:
+    t = Txn("t", "aborted", [Send("p", 0, "a", 0, 0)])
+    final = {0: [(0, "a"), (2, "b")]}
+    sends = [Send("q", 0, "b", 0, 2)]
+    assert kinds(check(sends, final_reads=final, txns=[t], allow_gaps=True)) == [K.PRECOMMITTED_READ]
+    report = check(sends, final_reads=final, txns=[t], allow_gaps=True, final_isolation="read_uncommitted")
+    assert report.anomalies == [] and report.ok
+
+
 def test_unknown_outcome_may_or_may_not_be_visible() -> None:
     seen, unseen = Txn("t1", "unknown", [Send("p", 0, "a", 0, 0)]), Txn("t2", "unknown", [Send("p", 1, "b", 0, 2)])
     report = check([], final_reads={0: [(0, "a")]}, txns=[seen, unseen], allow_gaps=True)

@@ -15,7 +15,7 @@ non-monotonic-poll        a consumer's next record of a partition is at or befor
 poll-skip                 a consumer's next record of a partition skips offsets (``allow_gaps``)
 non-monotonic-send        a producer's later acked send lands at a lower offset of the same partition
 unexpected-read           a value no send produced was read
-------------------------  ---- transactional histories (``txns=``; input in :mod:`bench.verify.txn`) ----
+(transactional)           the kinds below need ``txns=`` (their input: :mod:`bench.verify.txn`)
 precommitted-read         a read_committed poll read a transaction's record before it committed:
                           a record of an aborted transaction, its own transaction's record, or
                           before the writer called commit (``Poll.t_ns`` < ``Txn.commit_ns``)
@@ -56,6 +56,7 @@ from bench.verify.model import (
     Anomaly,
     AnomalyKind,
     HistoryReport,
+    Isolation,
     Poll,
     Pos,
     Send,
@@ -89,6 +90,7 @@ def check(
     txns: Iterable[Txn] = (),
     tolerate: Collection[AnomalyKind] = TOLERATED_BY_DEFAULT,
     g1c_through_ww: bool = False,
+    final_isolation: Isolation = "read_committed",
 ) -> HistoryReport:
     """Check a produce/consume history; see the module docstring for the anomalies.
 
@@ -96,7 +98,8 @@ def check(
     fail on them; ``allow_duplicates`` likewise for duplicates; ``allow_gaps`` (compacted topics,
     transaction markers) stops reporting poll skips. ``txns`` are transactions (their sends and
     polls join the history; see :mod:`bench.verify.txn`); kinds in ``tolerate`` are reported but do
-    not fail; ``g1c_through_ww`` lets a G1c cycle pass through ww edges (:mod:`bench.verify.cycles`).
+    not fail; ``g1c_through_ww`` lets a G1c cycle pass through ww edges (:mod:`bench.verify.cycles`);
+    ``final_isolation`` is the isolation level the final read used.
     Raises ValueError on a malformed history (unknown status or outcome, one value sent twice, one
     poll index used twice by a consumer, one transaction id twice).
     """
@@ -122,7 +125,8 @@ def check(
         if FINAL_READER in reader_polls:
             raise ValueError(f"consumer name {FINAL_READER!r} is reserved for final_reads")
         reader_polls[FINAL_READER] = [  # one "poll" per partition, its index = the partition
-            Poll(FINAL_READER, p, [(p, o, v) for o, v in final_reads[p]]) for p in sorted(final_reads)
+            Poll(FINAL_READER, p, [(p, o, v) for o, v in final_reads[p]], isolation=final_isolation)
+            for p in sorted(final_reads)
         ]
     first_read, extra_pos, high = _scan_reads(
         reader_polls, at, conflicts, low, allow_gaps, report, index.poll_txn if index else {})
