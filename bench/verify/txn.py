@@ -16,8 +16,8 @@ pass ``txns=[Txn(...), ...]`` next to the plain ``sends`` and ``polls``. A :clas
   host), or None when unknown.
 
 A send or poll given in a transaction must not be given again in ``sends``/``polls``. Polls outside
-transactions (plain consumers, the final read) say their ``isolation``; only read_committed reads
-are judged for precommitted reads. The commit/abort markers take offsets, so a transactional
+transactions (plain consumers) say their ``isolation`` (the final read's is
+``check(final_isolation=)``); only read_committed reads are judged for precommitted reads. The commit/abort markers take offsets, so a transactional
 history needs ``allow_gaps=True`` for the (raw-offset) ``poll-skip`` check; the internal checks here
 use the version order instead and are not fooled by markers.
 
