@@ -17,9 +17,10 @@ pass ``txns=[Txn(...), ...]`` next to the plain ``sends`` and ``polls``. A :clas
 
 A send or poll given in a transaction must not be given again in ``sends``/``polls``. Polls outside
 transactions (plain consumers) say their ``isolation`` (the final read's is
-``check(final_isolation=)``); only read_committed reads are judged for precommitted reads. The commit/abort markers take offsets, so a transactional
-history needs ``allow_gaps=True`` for the (raw-offset) ``poll-skip`` check; the internal checks here
-use the version order instead and are not fooled by markers.
+``check(final_isolation=)``); only read_committed reads are judged for precommitted reads. The
+commit/abort markers take offsets, so a transactional history needs ``allow_gaps=True`` for the
+(raw-offset) ``poll-skip`` check; the internal checks here use the version order instead and are
+not fooled by markers.
 
 What the transaction's outcome does to its sends: aborted → counted ``failed`` (never visible, not
 lost if unread; reading one is a precommitted read, not an aborted read); unknown → ``unknown``
@@ -66,10 +67,6 @@ class TxnIndex:
     writer: dict[str, str]  # value -> id of the transaction that sent it
     poll_txn: dict[tuple[str, int], str]  # (consumer, poll index) -> transaction id
     aborted: frozenset[str]  # values sent by aborted transactions
-
-    def outcome_of(self, value: str) -> str | None:
-        w = self.writer.get(value)
-        return None if w is None else self.txns[w].outcome
 
 
 def fold(txns: Iterable[Txn], report: HistoryReport) -> tuple[TxnIndex, list[Send], list[Poll]]:
