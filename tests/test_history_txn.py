@@ -372,7 +372,21 @@ def test_a_read_uncommitted_final_read_may_hold_aborted_records() -> None:
 def test_unknown_outcome_may_or_may_not_be_visible() -> None:
     seen, unseen = Txn("t1", "unknown", [Send("p", 0, "a", 0, 0)]), Txn("t2", "unknown", [Send("p", 1, "b", 0, 2)])
     report = check([], final_reads={0: [(0, "a")]}, txns=[seen, unseen], allow_gaps=True)
-    assert report.ok and report.anomalies == [] and (report.unknown, report.unknown_read) == (2, 1)
+    assert report.ok and report.anomalies == []
+    assert (report.acked, report.unknown, report.unknown_read) == (1, 1, 0)  # t1 was seen: it committed
+
+
+def test_an_unknown_transaction_seen_by_a_read_committed_poll_committed() -> None:
+    """Jepsen's must-have-committed: u's a was read, so u committed, and its b (acked at o1, below
+    the o2 that was read) is lost."""
+    u = Txn("u", "unknown", [Send("p", 0, "a", 0, 0), Send("p", 1, "b", 0, 1)])
+    final = {0: [(0, "a"), (2, "c")]}
+    sends = [Send("q", 0, "c", 0, 2)]
+    report = check(sends, final_reads=final, txns=[u], allow_gaps=True)
+    assert [(a.kind, a.value) for a in report.anomalies] == [(K.LOST_WRITE, "b")]
+    assert (report.acked, report.unknown, report.lost) == (3, 0, 1)
+    report = check(sends, final_reads=final, txns=[u], allow_gaps=True, final_isolation="read_uncommitted")
+    assert report.anomalies == [] and (report.acked, report.unknown, report.unknown_read) == (1, 2, 1)
 
 
 def test_concurrent_non_conflicting_transactions_are_clean() -> None:

@@ -130,7 +130,8 @@ def check(
         ]
     first_read, extra_pos, high = _scan_reads(
         reader_polls, at, conflicts, low, allow_gaps, report, index.poll_txn if index else {})
-
+    if index is not None:
+        txn.settle_unknown(index, reader_polls, by_value, report)
     _judge_values(by_value, first_read, extra_pos, high, low, report, index.aborted if index else ())
     if conflicts:
         _report_conflicts(by_value, reader_polls, conflicts, report)

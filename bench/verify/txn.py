@@ -24,7 +24,9 @@ not fooled by markers.
 
 What the transaction's outcome does to its sends: aborted → counted ``failed`` (never visible, not
 lost if unread; reading one is a precommitted read, not an aborted read); unknown → ``unknown``
-(may or may not be visible); committed → as sent.
+(may or may not be visible) unless a read_committed poll read one of its records: then it must have
+committed (Jepsen's *must-have-committed*) and its acked sends are judged as acked, so one nobody
+read is lost or unseen; committed → as sent.
 
 The version order of a partition is the offsets holding *visible* records, ascending: acked sends
 outside aborted or unknown transactions, and read_committed reads of values not from an aborted
@@ -49,7 +51,10 @@ from bench.verify.model import (
     Value,
 )
 
-__all__ = ["TxnIndex", "VersionOrder", "check_internal", "check_precommitted", "fold", "version_order"]
+__all__ = [
+    "TxnIndex", "VersionOrder", "check_internal", "check_precommitted", "fold", "settle_unknown",
+    "version_order",
+]
 
 K = AnomalyKind
 
@@ -104,6 +109,27 @@ def fold(txns: Iterable[Txn], report: HistoryReport) -> tuple[TxnIndex, list[Sen
             polls.append(q)
     report.txns_committed, report.txns_aborted, report.txns_unknown = (counts[o] for o in OUTCOMES)
     return TxnIndex(by_id, writer, poll_txn, frozenset(aborted)), sends, polls
+
+
+def settle_unknown(
+    index: TxnIndex, reader_polls: Mapping[str, list[Poll]], by_value: dict[str, Send],
+    report: HistoryReport,
+) -> None:
+    """Unknown-outcome transactions a read_committed poll saw a record of committed: their acked
+    sends go back to ``ok`` in ``by_value`` (and from the ``unknown`` to the ``acked`` count)."""
+    unknown = {tid for tid, t in index.txns.items() if t.outcome == "unknown"}
+    proven: set[str] = set()
+    for cpolls in reader_polls.values() if unknown else ():
+        for q in cpolls:
+            if q.isolation == "read_committed":
+                proven.update(w for _, _, raw in q.records if (w := index.writer.get(norm(raw) or "")) in unknown)
+    for tid in proven:
+        for s in index.txns[tid].sends:
+            v = norm(s.value)
+            if s.status == "ok" and v is not None and by_value.get(v, s).status == "unknown":
+                by_value[v] = s._replace(value=v)
+                report.unknown -= 1
+                report.acked += 1
 
 
 @dataclass(slots=True)
