@@ -445,6 +445,15 @@ def test_reads_within_a_transaction_are_judged_only_by_the_int_kinds() -> None:
     assert kinds(check(sends, final_reads=final, txns=across)) == [K.NON_MONOTONIC_POLL]
 
 
+def test_a_rewind_within_a_transaction_still_bounds_what_was_read() -> None:
+    """t reads o3 then o1: o3 was read, so v2 (acked at o2, never read) is lost, not unseen."""
+    sends = [Send("p", i, f"v{i}", 0, i) for i in range(4)]
+    t = Txn("t", "committed", [], [Poll("c", 0, [(0, 0, "v0"), (0, 3, "v3"), (0, 1, "v1")])])
+    report = check(sends, txns=[t], allow_gaps=True)
+    assert kinds(report) == [K.LOST_WRITE, K.INT_POLL_SKIP, K.INT_NONMONOTONIC_POLL]
+    assert report.anomalies[0].value == "v2"
+
+
 def test_rebalance_inside_a_transaction_resets_its_positions() -> None:
     sends = [Send("p", i, f"v{i}", 0, i) for i in range(4)]
     t = Txn("t", "committed", [], [Poll("c", 0, [(0, 2, "v2")], 1), Poll("c", 1, [(0, 0, "v0")], 2)])

@@ -267,16 +267,17 @@ def _scan_reads(
                 elif fr[0] != p or fr[1] != o:
                     extra_pos.setdefault(v, set()).add((p, o))
                 lo = last_get(p)  # poll order
-                if lo is not None and o != lo + 1 and (cur is None or last_txn.get(p) != cur):
+                if lo is not None and o != lo + 1:
+                    judged = cur is None or last_txn.get(p) != cur  # else within one transaction
                     if o <= lo:
                         run_end(p, lo)
-                        if report._want(nonmono):
+                        if judged and report._want(nonmono):
                             report.anomalies.append(Anomaly(
                                 nonmono, f"consumer {consumer} poll {idx} read p{p}/o{o} after o{lo} "
                                 f"(poll {last_poll[p]}) with no rebalance between",
                                 value=v, partition=p, offsets=(lo, o), consumer=consumer,
                                 poll_index=idx, prev_poll_index=last_poll[p]))
-                    elif not allow_gaps and o > low.get(p, 0) and report._want(skip):
+                    elif judged and not allow_gaps and o > low.get(p, 0) and report._want(skip):
                         report.anomalies.append(Anomaly(
                             skip, f"consumer {consumer} poll {idx} read p{p}/o{o} right after o{lo} "
                             f"(poll {last_poll[p]}), skipping {o - lo - 1} offset(s)",
