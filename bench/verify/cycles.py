@@ -41,9 +41,10 @@ SEARCH_CAP = 64
 
 def dependencies(index: TxnIndex, vo: VersionOrder) -> list[Dep]:
     """The ww, wr and rw edges between the non-aborted transactions (one per pair and kind)."""
-    live = {tid for tid, t in index.txns.items() if t.outcome != "aborted"}
+    order = [tid for tid, t in index.txns.items() if t.outcome != "aborted"]  # history order: stable output
+    live = set(order)
     writer_at: dict[tuple[int, int], str] = {}
-    for tid in live:
+    for tid in order:
         for s in index.txns[tid].sends:
             p, o = s.partition, s.offset
             if p is not None and o is not None and vo.value_at.get(p, {}).get(o) == norm(s.value):
@@ -62,7 +63,7 @@ def dependencies(index: TxnIndex, vo: VersionOrder) -> list[Dep]:
             if prev is not None and prev[0] != w:
                 add(Dep(prev[0], w, "ww", p, (prev[1], o)))
             prev = (w, o)
-    for tid in live:
+    for tid in order:
         high: dict[int, int] = {}
         for q in index.txns[tid].polls:
             for p, o, raw in q.records:
