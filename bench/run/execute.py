@@ -10,7 +10,6 @@ stops the cell, and what was measured is written, marked incomplete (then :class
 from __future__ import annotations
 
 import contextlib
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -143,48 +142,30 @@ def new_run_document(scenario: Scenario, run_id: str, broker: dict[str, Any], *,
 
 
 def create_topic(opts: RunOptions, cell: Cell, name: str) -> None:
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    """Create the cell's topic and wait until every partition has a leader (TopicError otherwise)."""
+    from bench.kafka.admin import TopicAdmin
 
-    admin = AdminClient({"bootstrap.servers": opts.bootstrap, **opts.client_config})
-    spec = NewTopic(name, cell.topic.partitions, cell.topic.replication_factor, config=dict(cell.topic.config))
-    try:
-        admin.create_topics([spec], operation_timeout=30)[name].result(60)
-    except KafkaException as exc:
-        raise BrokerError(f"could not create topic {name} ({cell.topic.partitions} partitions, replication "
-                          f"factor {cell.topic.replication_factor}): {exc.args[0].str()}") from exc
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # wait for every partition to have a leader
-        md = admin.list_topics(name, timeout=10).topics.get(name)
-        if md and md.error is None and len(md.partitions) == cell.topic.partitions and \
-                all(p.leader >= 0 for p in md.partitions.values()):
-            return
-        time.sleep(0.1)
-    raise BrokerError(f"topic {name} has partitions without a leader after 30 s")
+    with TopicAdmin(opts.bootstrap, opts.client_config) as admin:
+        admin.create_topic(name, cell.topic.partitions, cell.topic.replication_factor, cell.topic.config,
+                           timeout_s=60)
 
 
 def delete_topic(opts: RunOptions, name: str) -> None:
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
+    """Delete a topic kbench created, best effort (a failure is the broker's to report, not the run's)."""
+    from bench.errors import TopicError
+    from bench.kafka.admin import TopicAdmin
 
-    admin = AdminClient({"bootstrap.servers": opts.bootstrap, "log_level": 3, **opts.client_config})
-    with contextlib.suppress(KafkaException):
-        admin.delete_topics([name], operation_timeout=10)[name].result(15)
+    with TopicAdmin(opts.bootstrap, opts.client_config) as admin, contextlib.suppress(TopicError):
+        admin.delete_topic(name, wait=False, missing_ok=True)
 
 
 def broker_offsets(bootstrap: str, topic: str, client_config: dict[str, str]) -> dict[str, Any]:
     """Low/high watermarks per partition and the total number of offsets (high − low)."""
-    from confluent_kafka import Consumer, TopicPartition
+    from bench.kafka.admin import TopicAdmin, total_offsets
 
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"kbench-offsets-{uuid.uuid4().hex[:6]}",
-                  **client_config})
-    try:
-        md = c.list_topics(topic, timeout=10).topics[topic]
-        marks = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in sorted(md.partitions)}
-    finally:
-        c.close()
-    return {"partitions": {str(p): list(m) for p, m in marks.items()},
-            "total": sum(hi - lo for lo, hi in marks.values())}
+    with TopicAdmin(bootstrap, client_config) as admin:
+        marks = admin.watermarks(topic)
+    return {"partitions": {str(p): [m.low, m.high] for p, m in marks.items()}, "total": total_offsets(marks)}
 
 
 def _write_merged_hgrm(run_dir: Path, merged: CellDocument) -> None:
@@ -225,7 +206,7 @@ def _offsets(opts: RunOptions, topic: str, run: CellRun) -> dict[str, Any] | Non
 
     try:
         return broker_offsets(opts.bootstrap, topic, opts.client_config)
-    except (KafkaException, KeyError) as exc:
+    except (KafkaException, BrokerError) as exc:
         run.warnings.append(f"could not read the topic's offsets to verify counts: {exc}")
         return None
 

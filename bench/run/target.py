@@ -33,14 +33,14 @@ class Target:
         return f"embedded {self.info['kind']} {self.info['version']} at {self.bootstrap}"
 
 
-def _api_versions(bootstrap: str) -> dict[str, Any] | None:
-    """The advertised API ranges (recorded with results), or None for a listener kbench cannot speak
-    to in plaintext (TLS/SASL)."""
+def _api_versions(bootstrap: str, client_config: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """The advertised API ranges (recorded with results), through TLS/SASL when the client config has
+    them; None when the probe fails (recorded as unknown, the clients decide whether the run works)."""
     from bench.errors import BrokerError
     from bench.kafka.protocol import api_versions
 
     try:
-        return api_versions(bootstrap, timeout=5.0).as_json()
+        return api_versions(bootstrap, timeout=5.0, security=client_config).as_json()
     except (OSError, ValueError, BrokerError):
         return None
 
@@ -53,7 +53,7 @@ def open_target(bootstrap: str | None, broker: str | None, *, nodes: int = 1,
     if bootstrap:
         cluster = probe_cluster(bootstrap, timeout=PROBE_TIMEOUT_S, extra=client_config)
         info = {"kind": os.environ.get("KBENCH_BROKER_NAME", "external"), "version": None, "embedded": False,
-                "bootstrap": bootstrap, **cluster, "api_versions": _api_versions(bootstrap)}
+                "bootstrap": bootstrap, **cluster, "api_versions": _api_versions(bootstrap, client_config)}
         yield Target(bootstrap, info)
         return
     if not broker:
