@@ -74,7 +74,8 @@ class DriverRun:
         return result, self.proc.wait(timeout)
 
 
-def spawn(driver: JavaDriver, spec: dict[str, Any]) -> DriverRun:
+def spawn(driver: JavaDriver, spec: dict[str, Any], *, hello: bool = True) -> DriverRun:
+    """Start a driver and send ``spec``; with ``hello``, read the hello line, bracketed by this clock."""
     proc = subprocess.Popen(driver.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, bufsize=1)
     run = DriverRun(proc)
@@ -87,9 +88,10 @@ def spawn(driver: JavaDriver, spec: dict[str, Any]) -> DriverRun:
     threading.Thread(target=pump, daemon=True).start()
     run.before_ns = time.monotonic_ns()
     run.send(spec)
-    run.hello = run.next(60)
-    run.after_ns = time.monotonic_ns()
-    assert run.hello["type"] == "hello", run.hello
+    if hello:
+        run.hello = run.next(60)
+        run.after_ns = time.monotonic_ns()
+        assert run.hello["type"] == "hello", run.hello
     return run
 
 
@@ -195,21 +197,33 @@ def test_check_java_config_names_the_unknown_key(driver: JavaDriver) -> None:
 
 
 def test_hello_reads_the_coordinators_clock(driver: JavaDriver, runs: list[DriverRun], kafka_bootstrap: str) -> None:
-    run = spawn(driver, spec("banana", kafka_bootstrap, "no-such-topic"))
+    topic = new_topic(kafka_bootstrap)
+    run = spawn(driver, spec("producer", kafka_bootstrap, topic))
     runs.append(run)
     hello = run.hello
-    assert hello["protocol"] == 1 and hello["client"]["name"] == "java"
-    # System.nanoTime() read inside the interval Python's time.monotonic_ns() brackets: one clock
+    assert hello["protocol"] == 1 and hello["client"]["name"] == "java" and hello["role"] == "producer"
+    # System.nanoTime() read inside the interval Python's time.monotonic_ns() brackets: one clock. The
+    # interval is ~2 ms wide here; CLOCK_MONOTONIC_RAW was 258 ms away from CLOCK_MONOTONIC on this host
     assert run.before_ns <= hello["now_ns"] <= run.after_ns
+    run.expect("ready", 60)
+    run.close_stdin()   # EOF before start: a clean stop
     result, code = run.finish()
-    assert code == 2 and "role" in result["failed"]
+    assert code == 0 and result["failed"] == "stopped before the start"
+
+
+def test_bad_spec_is_refused_without_hello(driver: JavaDriver, runs: list[DriverRun], kafka_bootstrap: str) -> None:
+    run = spawn(driver, spec("banana", kafka_bootstrap, "t"), hello=False)
+    runs.append(run)
+    assert "role" in run.next()["message"]
+    result, code = run.finish()
+    assert code == 2 and "role" in result["failed"] and result["client"]["name"] == "java"
 
 
 @pytest.mark.parametrize(("role", "key"), [("producer", "linger.mss"), ("consumer", "batch.size")])
 def test_unknown_property_is_refused_at_spec_time(driver: JavaDriver, runs: list[DriverRun],
                                                   kafka_bootstrap: str, role: str, key: str) -> None:
     run = spawn(driver, spec(role, kafka_bootstrap, "t", group="g", client_config={key: "5", "acks": "1"}
-                             if role == "producer" else {key: "5"}))
+                             if role == "producer" else {key: "5"}), hello=False)
     runs.append(run)
     error = run.expect("error")
     assert f"'{key}'" in error["message"] and role in error["message"]

@@ -10,9 +10,10 @@ import java.util.Map;
  * out). Objects read as {@code LinkedHashMap<String,Object>}, arrays as {@code List<Object>}, integers as
  * {@code Long} (or {@code Double} past 64 bits), other numbers as {@code Double}.
  *
- * <p>Written here rather than taken from Jackson: kafka-clients does not bring Jackson at run time (it is
- * an optional dependency of the OAuth code only), so using it would add a second set of jars to fetch and
- * keep in step with each Kafka version; the protocol needs a few dozen lines of JSON per run.
+ * <p>Written here rather than taken from Jackson: kafka-clients' POM declares only zstd-jni, lz4-java,
+ * snappy-java and slf4j-api at run time (the Jackson jars in Kafka's lib directory are the broker's), so
+ * Jackson would be one more dependency to fetch and keep in step with each Kafka version, for a protocol
+ * of a few dozen lines per run.
  */
 final class Json {
     private Json() {}

@@ -49,8 +49,6 @@ public final class Main {
                 "runtime", "java " + System.getProperty("java.version"));
         Json.write(hello); // load and run the writer once, so the clock is read right before the line goes out
         String line = in.readLine();
-        hello.put("now_ns", System.nanoTime());
-        Out.line(hello);
         if (line == null) fail(2, "no spec line on stdin (EOF)");
         Spec spec = null;
         try {
@@ -63,6 +61,9 @@ public final class Main {
             fail(2, "client_config: " + String.join(", ", unknown) + ": not a property of the Java " + spec.role
                     + " (kafka-clients " + AppInfoParser.getVersion() + ")");
         }
+        hello.put("role", spec.role);
+        hello.put("now_ns", System.nanoTime()); // refusals above come without a hello, as docs/drivers.md says
+        Out.line(hello);
         Control control = new Control(in);
         Map<String, Object> result;
         try {
