@@ -1,12 +1,13 @@
 """Fault injection: :class:`FaultInjector` carries out a :class:`~bench.faults.plan.FaultPlan` against an
 embedded cluster while load runs (one thread per fault entry, every step bounded by a deadline, times
-relative to ``t0`` on CLOCK_MONOTONIC). Nodes left down or paused are restored when it stops."""
+relative to ``t0`` on CLOCK_MONOTONIC). Nodes left down or paused are restored when it stops, and toxics
+left on the client proxy (network actions, :mod:`bench.faults.proxy`) are removed."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from bench.errors import BrokerError, ConfigError
@@ -20,7 +21,7 @@ from bench.faults.plan import (
     FaultPlan,
 )
 
-__all__ = ["FaultInjector", "Lookup", "Nodes", "partition_state"]
+__all__ = ["FaultInjector", "Lookup", "Nodes", "Toxics", "partition_state", "toxic_of"]
 
 
 class Nodes(Protocol):
@@ -37,7 +38,27 @@ class Nodes(Protocol):
     def restart_node(self, index: int, timeout: float = ...) -> None: ...
 
 
+class Toxics(Protocol):
+    """What the injector needs of the client proxy (:class:`bench.faults.proxy.ClientProxy` has it)."""
+
+    def add(self, name: str, toxic: str, attributes: Mapping[str, int], *, nodes: Sequence[int] | None = None,
+            streams: Sequence[str] = ...) -> list[str]: ...
+    def remove(self, name: str) -> None: ...
+
+
 Lookup = Callable[[str, float], dict[int, tuple[int, list[int], list[int]]]]
+
+
+def toxic_of(a: FaultAction) -> tuple[dict[str, int], tuple[str, ...]]:
+    """A network action's toxiproxy attributes and streams. Latency is added to the broker-to-client
+    stream only, so a request/response round trip gains ``latency`` (± ``jitter``) once; a bandwidth
+    limit applies both ways; timeout (hold every byte, no close) and reset_peer act on requests."""
+    p = dict(a.params)
+    if a.action == "latency":
+        return {"latency": p["latency_ms"], "jitter": p.get("jitter_ms", 0)}, ("downstream",)
+    if a.action == "bandwidth":
+        return {"rate": p["rate_kbs"]}, ("downstream", "upstream")
+    return {"timeout": 0}, ("upstream",)
 
 
 def partition_state(bootstrap: str, client_config: Mapping[str, str] | None = None) -> Lookup:
@@ -75,13 +96,15 @@ class FaultInjector:
 
     def __init__(self, plan: FaultPlan, handle: Nodes, topic: str, t0_ns: int, load_s: float, lookup: Lookup,
                  *, restart_timeout_s: float = RESTART_TIMEOUT_S,
-                 node_answers: Callable[[int, float], bool] = _node_answers) -> None:
+                 node_answers: Callable[[int, float], bool] = _node_answers, proxy: Toxics | None = None) -> None:
         self.plan, self.handle, self.topic, self.t0_ns, self.load_s = plan, handle, topic, t0_ns, load_s
         self.lookup, self.restart_timeout_s, self.node_answers = lookup, restart_timeout_s, node_answers
         self.log: list[dict[str, Any]] = []
         self.restored: list[dict[str, Any]] = []
         self.skipped: list[dict[str, Any]] = []
         self._down: dict[int, str] = {}   # node index -> "killed" | "paused" | "stopped"
+        self.proxy = proxy
+        self._toxics: dict[str, dict[str, Any]] = {}   # toxic name -> its log entry, while on
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(a,), name=f"fault-{a.index}", daemon=True)
@@ -140,8 +163,14 @@ class FaultInjector:
                 entry["error"] = f"partition {a.partition} has no leader; nothing done"
                 return
             node_id = leader
+        elif a.node == "all":
+            self._toxic(a, entry, None)
+            return
         else:
             node_id = int(a.node)
+        if a.on_proxy:
+            self._toxic(a, entry, node_id)
+            return
         idx = self.handle.node_index(node_id)
         entry["node"] = node_id
         with self._lock:
@@ -172,6 +201,35 @@ class FaultInjector:
         now = self.rel()  # watch until this entry's next occurrence that is not yet overrun
         self._watch_in_sync(node_id, entry, next((t for t in times if t + LATE_S >= now and t > entry["started_s"]),
                                                  float("inf")))
+
+    def _toxic(self, a: FaultAction, entry: dict[str, Any], node_id: int | None) -> None:
+        """Put a toxic on the proxies of ``node_id`` (None: all), take it off after the duration (no duration:
+        at stop, the end of load)."""
+        if self.proxy is None:
+            raise ConfigError(f"{a.action} needs the client proxy in front of the broker, and this run has none")
+        entry["node"] = "all" if node_id is None else node_id
+        name = f"kbench-f{a.index}-o{entry['occurrence']}"
+        attrs, streams = toxic_of(a)
+        entry.update({"toxic": attrs, "streams": list(streams)})
+        with self._lock:
+            self._toxics[name] = entry
+        entry["proxies"] = self.proxy.add(name, a.action, attrs, nodes=None if node_id is None else [node_id],
+                                          streams=streams)
+        entry["on_s"] = self.rel()
+        if a.duration_s is None:
+            entry["until_end"] = True
+            return  # removed by stop()
+        self._stopping.wait(a.duration_s)
+        self._toxic_off(name)
+
+    def _toxic_off(self, name: str) -> None:
+        with self._lock:
+            entry = self._toxics.pop(name, None)
+        if entry is not None and self.proxy is not None:
+            try:
+                self.proxy.remove(name)
+            finally:
+                entry["off_s"] = self.rel()
 
     def _start(self, idx: int, entry: dict[str, Any]) -> None:
         """Restart node ``idx`` and wait (bounded) until it answers on its own port."""
@@ -214,6 +272,13 @@ class FaultInjector:
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
         hung = [t.name for t in self._threads if t.is_alive()]
+        with self._lock:
+            toxics = list(self._toxics)
+        for name in toxics:   # network faults still on (whole-run ones, or cut short by the stop)
+            try:
+                self._toxic_off(name)
+            except (BrokerError, OSError) as exc:
+                self.restored.append({"toxic": name, "error": f"{type(exc).__name__}: {exc}"})
         for idx, how in [] if hung else self._down_items():  # a hung thread still owns its node
             item: dict[str, Any] = {"node": self.handle.nodes[idx].node_id, "was": how, "at_s": self.rel()}
             try:

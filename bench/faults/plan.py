@@ -11,6 +11,10 @@ A fault is one action on one node at given times (seconds from load start, ``t0`
         until: 55s            # ... while the time is below `until` (default: the end of load)
         duration: 3s          # kill: restart after it (absent: stays down until the cell ends);
                               # pause: required; restart: downtime between stop and start (default 0)
+      - action: latency       # network, through the client proxy (bench.faults.proxy, toxiproxy):
+        latency: 50ms         #   latency (+ jitter) | bandwidth (rate: KB/s) | timeout (connections stall)
+        jitter: 10ms          #   | reset_peer (connections reset); node: all (default) | ID | leader;
+        at: 20s               #   duration absent: on until the end of load (a whole-run slow network)
 
 :func:`validate` checks the section strictly (file, line and ``faults[i].key`` in every error).
 :class:`FaultInjector` runs it: one thread per fault entry, every step bounded by a deadline, times
@@ -32,10 +36,16 @@ from bench.errors import ScenarioError
 from bench.scenario import source as _yaml
 from bench.scenario.model import Scenario, to_plain
 
-__all__ = ["ACTIONS", "FAULT_KEYS", "FaultAction", "FaultPlan", "parse_faults", "validate"]
+__all__ = ["ACTIONS", "FAULT_KEYS", "NODE_ACTIONS", "PROXY_ACTIONS", "FaultAction", "FaultPlan", "parse_faults",
+           "validate"]
 
-ACTIONS = ("kill", "pause", "restart")
-FAULT_KEYS = ("action", "node", "partition", "at", "every", "until", "duration")
+NODE_ACTIONS = ("kill", "pause", "restart")                        # on a broker process
+PROXY_ACTIONS = ("latency", "bandwidth", "timeout", "reset_peer")  # toxics on the client proxy
+ACTIONS = (*NODE_ACTIONS, *PROXY_ACTIONS)
+PROXY_KEYS = {"latency": ("latency", "jitter"), "bandwidth": ("rate",), "timeout": (), "reset_peer": ()}
+FAULT_KEYS = ("action", "node", "partition", "at", "every", "until", "duration", "latency", "jitter", "rate")
+MAX_LATENCY_S = 60.0
+MAX_RATE_KBS = 10_000_000
 MAX_NODE_ID = 64
 MAX_OCCURRENCES = 1000
 MIN_EVERY_S = 1.0
@@ -54,7 +64,7 @@ class FaultAction:
 
     index: int
     action: str
-    node: int | str                # node id, or "leader"
+    node: int | str                # node id, "leader", or (proxy actions) "all"
     partition: int
     at_s: float
     every_s: float | None
@@ -63,6 +73,11 @@ class FaultAction:
     key: str
     file: str
     line: int | None
+    params: tuple[tuple[str, int], ...] = ()   # proxy actions: toxic attributes (latency/jitter ms, rate KB/s)
+
+    @property
+    def on_proxy(self) -> bool:
+        return self.action in PROXY_ACTIONS
 
     def times(self, load_s: float) -> list[float]:
         """Occurrence times (s from t0) before the end of load (and before ``until``)."""
@@ -78,7 +93,7 @@ class FaultAction:
 
     def to_dict(self) -> dict[str, Any]:
         return {"action": self.action, "node": self.node, "partition": self.partition, "at_s": self.at_s,
-                "every_s": self.every_s, "until_s": self.until_s, "duration_s": self.duration_s}
+                "every_s": self.every_s, "until_s": self.until_s, "duration_s": self.duration_s, **dict(self.params)}
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,11 @@ class FaultPlan:
 
     def to_dict(self) -> list[dict[str, Any]]:
         return [a.to_dict() for a in self.actions]
+
+    @property
+    def needs_proxy(self) -> bool:
+        """Some action is a toxic: the run puts the client proxy in front of the broker."""
+        return any(a.on_proxy for a in self.actions)
 
     def check_nodes(self, node_ids: list[int]) -> None:
         """ScenarioError when a fault names a node the broker does not have."""
@@ -156,18 +176,11 @@ def parse_faults(raw: object, *, ctx: _yaml.Ctx, load_s: float, partitions: int)
 
 def _parse_one(ctx: _yaml.Ctx, item: object, i: int, load_s: float, partitions: int) -> FaultAction:
     path: _yaml.KeyPath = ("faults", i)
-    d = ctx.mapping(item, path, FAULT_KEYS, what="a mapping {action: kill|pause|restart, node: leader|ID, "
+    d = ctx.mapping(item, path, FAULT_KEYS, what=f"a mapping {{action: {'|'.join(ACTIONS)}, node: leader|ID, "
                     "at: 10s, ...}", null_ok=False)
     action = ctx.choice(d.get("action"), (*path, "action"), ACTIONS)
-    if "node" not in d:
-        raise ctx.error((*path, "node"), f"required: a node id (1..{MAX_NODE_ID}) or 'leader'")
-    raw_node = d["node"]
-    node: int | str
-    if isinstance(raw_node, str) and raw_node == "leader":
-        node = "leader"
-    else:
-        node = ctx.integer(raw_node, (*path, "node"), 1, MAX_NODE_ID,
-                           what=f"a node id from 1 to {MAX_NODE_ID} or 'leader'")
+    node = _node(ctx, d, path, action in PROXY_ACTIONS)
+    params = _proxy_params(ctx, d, path, action)
     partition = 0
     if "partition" in d:
         if node != "leader":
@@ -199,6 +212,9 @@ def _parse_one(ctx: _yaml.Ctx, item: object, i: int, load_s: float, partitions: 
     duration = dur("duration", action != "kill" and action != "restart")
     if action == "pause" and duration is None:
         raise ctx.error((*path, "duration"), "required for pause: how long the node stays stopped")
+    if action in PROXY_ACTIONS and every is not None and duration is None:
+        raise ctx.error((*path, "duration"), f"required for a repeated {action}: how long each stays on "
+                                             "(without `every`, no duration means on until the end of load)")
     if every is not None and duration is not None and duration >= every:
         raise ctx.error((*path, "duration"), f"expected less than `every` ({every:g}s) so occurrences do not "
                                              f"overlap, got {duration:g}s")
@@ -211,4 +227,48 @@ def _parse_one(ctx: _yaml.Ctx, item: object, i: int, load_s: float, partitions: 
         if origin is not None:
             break
     return FaultAction(i, action, node, partition, at, every, until, duration, key=_yaml.format_path(path),
-                       file=origin.file if origin else ctx.filename, line=origin.line if origin else None)
+                       file=origin.file if origin else ctx.filename, line=origin.line if origin else None,
+                       params=params)
+
+
+def _node(ctx: _yaml.Ctx, d: dict[str, object], path: _yaml.KeyPath, on_proxy: bool) -> int | str:
+    """``node``: an id or 'leader'; proxy actions also take 'all', their default."""
+    names = ("leader", "all") if on_proxy else ("leader",)
+    shown = " or ".join(repr(n) for n in names)
+    if "node" not in d:
+        if on_proxy:
+            return "all"
+        raise ctx.error((*path, "node"), f"required: a node id (1..{MAX_NODE_ID}) or 'leader'")
+    raw = d["node"]
+    if isinstance(raw, str) and raw in names:
+        return raw
+    return ctx.integer(raw, (*path, "node"), 1, MAX_NODE_ID, what=f"a node id from 1 to {MAX_NODE_ID} or {shown}")
+
+
+def _proxy_params(ctx: _yaml.Ctx, d: dict[str, object], path: _yaml.KeyPath,
+                  action: str) -> tuple[tuple[str, int], ...]:
+    """The toxic's attributes: latency/jitter in ms, rate in KB/s; each key only with its action."""
+    own = PROXY_KEYS.get(action, ())
+    for key in ("latency", "jitter", "rate"):
+        if key in d and key not in own:
+            users = [a for a, keys in PROXY_KEYS.items() if key in keys]
+            raise ctx.error((*path, key), f"only with action: {' or '.join(users)}")
+    out: list[tuple[str, int]] = []
+    if action == "latency":
+        if d.get("latency") is None:
+            raise ctx.error((*path, "latency"), "required for latency: the added delay, e.g. 50ms")
+        lat = ctx.duration(d["latency"], (*path, "latency"), positive=True, maximum=MAX_LATENCY_S)
+        jit = 0.0
+        if "jitter" in d:
+            jit = ctx.duration(d["jitter"], (*path, "jitter"), positive=False, maximum=MAX_LATENCY_S)
+            if jit > lat:
+                raise ctx.error((*path, "jitter"), f"expected at most `latency` ({lat * 1e3:g}ms), got {jit * 1e3:g}ms")
+        if lat * 1e3 < 1:
+            raise ctx.error((*path, "latency"), f"expected at least 1ms, got {lat * 1e3:g}ms")
+        out = [("latency_ms", round(lat * 1e3)), ("jitter_ms", round(jit * 1e3))]
+    elif action == "bandwidth":
+        if "rate" not in d:
+            raise ctx.error((*path, "rate"), "required for bandwidth: the limit in KB/s (an integer)")
+        out = [("rate_kbs", ctx.integer(d["rate"], (*path, "rate"), 1, MAX_RATE_KBS,
+                                        what=f"a rate in KB/s from 1 to {MAX_RATE_KBS}"))]
+    return tuple(out)

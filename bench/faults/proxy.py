@@ -174,27 +174,30 @@ class ClientProxy:
             return raw.decode(errors="replace")   # GET /version answers plain text
 
     def add(self, name: str, toxic: str, attributes: Mapping[str, int], *, nodes: Sequence[int] | None = None,
-            stream: str = "downstream") -> list[str]:
-        """Add toxic ``toxic`` as ``name`` on the proxies of ``nodes`` (None: all); returns the proxies."""
+            streams: Sequence[str] = ("downstream",)) -> list[str]:
+        """Add toxic ``toxic`` as ``name`` on the proxies of ``nodes`` (None: all), on each of ``streams``
+        (downstream: broker to client, upstream: client to broker); returns the proxies it is on."""
         if toxic not in TOXICS:
             raise ProxyError(f"unknown toxic {toxic!r} (expected one of {', '.join(TOXICS)})")
         if name in self.toxics:
             raise ProxyError(f"toxic {name!r} is already on")
-        targets = [f"node{n}" for n in (sorted(self.listen) if nodes is None else nodes)]
+        unknown = [n for n in nodes or () if n not in self.listen]
+        if unknown:
+            raise ProxyError(f"no proxy for node(s) {unknown} (proxied: {sorted(self.listen)})")
         done: list[str] = []
-        try:
-            for proxy in targets:
-                self._call("POST", f"/proxies/{proxy}/toxics", {"name": name, "type": toxic, "stream": stream,
-                                                                 "toxicity": 1.0, "attributes": dict(attributes)})
-                done.append(proxy)
-        finally:
-            self.toxics[name] = done
-        return done
+        self.toxics[name] = done   # recorded first: a partial add is still removed by remove()
+        for n in sorted(self.listen) if nodes is None else nodes:
+            for stream in streams:
+                path = f"/proxies/node{n}/toxics"
+                self._call("POST", path, {"name": f"{name}-{stream}", "type": toxic, "stream": stream,
+                                          "toxicity": 1.0, "attributes": dict(attributes)})
+                done.append(f"node{n}/toxics/{name}-{stream}")
+        return sorted({d.split("/")[0] for d in done})
 
     def remove(self, name: str) -> None:
         """Remove toxic ``name`` from every proxy it is on (a no-op if it is not on)."""
-        for proxy in self.toxics.pop(name, []):
-            self._call("DELETE", f"/proxies/{proxy}/toxics/{name}")
+        for toxic in self.toxics.pop(name, []):
+            self._call("DELETE", f"/proxies/{toxic}")
 
     def active(self) -> dict[str, list[str]]:
         """The toxics on each proxy, as the server reports them."""
