@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from bench.errors import ConfigError
-from bench.faults.inject import FaultInjector, Lookup, Nodes, partition_state
+from bench.faults.inject import FaultInjector, Lookup, Nodes, Toxics, partition_state
 from bench.run.events import CellFinished, Extension, LoadStarted, Observer, RunEvents
 
 if TYPE_CHECKING:
@@ -28,14 +28,15 @@ __all__ = ["FaultExtension", "VerifyExtension", "run_events"]
 class FaultExtension:
     """Starts a :class:`FaultInjector` for each cell's load; its log becomes the cell's ``faults``."""
 
-    def __init__(self, plan: FaultPlan, handle: Nodes, lookup: Lookup) -> None:
+    def __init__(self, plan: FaultPlan, handle: Nodes, lookup: Lookup, proxy: Toxics | None = None) -> None:
         plan.check_nodes([n.node_id for n in handle.nodes])
-        self.plan, self.handle, self.lookup = plan, handle, lookup
+        self.plan, self.handle, self.lookup, self.proxy = plan, handle, lookup, proxy
         self.current: FaultInjector | None = None
 
     def load_started(self, event: LoadStarted) -> None:
         load_s = event.cell.workload.warmup_s + event.cell.workload.duration_s
-        self.current = FaultInjector(self.plan, self.handle, event.topic, event.t0_ns, load_s, self.lookup).start()
+        self.current = FaultInjector(self.plan, self.handle, event.topic, event.t0_ns, load_s, self.lookup,
+                                     proxy=self.proxy).start()
 
     def cell_finished(self, event: CellFinished) -> CellDocument:
         return {"faults": self.current.stop()} if self.current is not None else {}
@@ -72,7 +73,8 @@ class VerifyExtension:
 def run_events(plan: FaultPlan | None, *, handle: Nodes | None, bootstrap: str,
                client_config: Mapping[str, str] | None = None, verify: bool = False,
                alive: Callable[[], bool] | None = None, lookup: Lookup | None = None,
-               observers: Sequence[Observer] = (), final_read_timeout_s: float = 60.0) -> RunEvents:
+               observers: Sequence[Observer] = (), final_read_timeout_s: float = 60.0,
+               proxy: Toxics | None = None) -> RunEvents:
     """The events of a run: ``observers``, the faults and verify extensions it needs, and the health check.
 
     ``plan`` (from :func:`bench.faults.plan.validate`) needs an embedded broker ``handle`` (ConfigError
@@ -84,7 +86,7 @@ def run_events(plan: FaultPlan | None, *, handle: Nodes | None, bootstrap: str,
         if handle is None:
             raise ConfigError("the scenario has faults:, which need an embedded broker to kill and restart "
                               "(--broker kafka --nodes 3); an external --bootstrap cannot be faulted")
-        faults = FaultExtension(plan, handle, lookup or partition_state(bootstrap, conf))
+        faults = FaultExtension(plan, handle, lookup or partition_state(bootstrap, conf), proxy)
         extensions.append(faults)
     if verify:
         from bench.verify.cell import CellVerifier

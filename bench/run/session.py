@@ -41,11 +41,12 @@ def run_prepared(prepared: PreparedRun, session: Session, *, say: Callable[[str]
     """Run ``prepared`` (validated by :func:`bench.run.prepare.prepare`, so nothing here can be a usage error
     but the broker's and the clients'); ``say`` gets one-line announcements (target, priming)."""
     scenario, conf = prepared.scenario, dict(prepared.client_config)
+    proxy = prepared.fault_plan is not None and prepared.fault_plan.needs_proxy
     with open_target(session.bootstrap, session.broker or scenario.broker, nodes=session.nodes,
-                     client_config=conf, progress=broker_progress) as target:
+                     client_config=conf, progress=broker_progress, proxy=proxy) as target:
         events = run_events(prepared.fault_plan, handle=target.handle, bootstrap=target.bootstrap,
                             client_config=conf, verify=session.verify, alive=target.alive,
-                            observers=session.observers)
+                            observers=session.observers, proxy=target.proxy)
         runs = f" x {scenario.repeat} runs" if scenario.repeat > 1 else ""
         say(f"{scenario.name}: {len(scenario.cells)} cell(s){runs} against {target.describe()}")
         opts = RunOptions(bootstrap=target.bootstrap, broker=target.info, reports_root=prepared.reports_root,

@@ -7,10 +7,13 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.brokers import BrokerHandle, probe_cluster, start_broker
 from bench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bench.faults.proxy import ClientProxy
 
 __all__ = ["Target", "open_target"]
 
@@ -22,6 +25,7 @@ class Target:
     bootstrap: str
     info: dict[str, Any]
     handle: BrokerHandle | None = None
+    proxy: ClientProxy | None = None      # the client proxy in front of an embedded broker (network faults)
 
     def alive(self) -> bool:
         return self.handle.is_alive() if self.handle is not None else True
@@ -48,8 +52,10 @@ def _api_versions(bootstrap: str, client_config: dict[str, str] | None = None) -
 @contextmanager
 def open_target(bootstrap: str | None, broker: str | None, *, nodes: int = 1,
                 client_config: dict[str, str] | None = None,
-                progress: Callable[[str], None] | None = None) -> Iterator[Target]:
-    """Yield the run's target. External: fail within ~8 s if it does not answer. Embedded: start and stop."""
+                progress: Callable[[str], None] | None = None, proxy: bool = False) -> Iterator[Target]:
+    """Yield the run's target. External: fail within ~8 s if it does not answer. Embedded: start and stop.
+
+    ``proxy``: an embedded broker behind the client proxy (:mod:`bench.faults.proxy`), advertising it."""
     if bootstrap:
         cluster = probe_cluster(bootstrap, timeout=PROBE_TIMEOUT_S, extra=client_config)
         info = {"kind": os.environ.get("KBENCH_BROKER_NAME", "external"), "version": None, "embedded": False,
@@ -61,6 +67,9 @@ def open_target(bootstrap: str | None, broker: str | None, *, nodes: int = 1,
                           "(or set `broker:` in the scenario)")
     if progress:
         progress(f"starting embedded {broker} ({nodes} node{'s' if nodes > 1 else ''})…")
+    if proxy:
+        yield from _proxied(broker, nodes, progress)
+        return
     handle = start_broker(broker, nodes=nodes, port=0, name=f"run-{os.getpid()}", progress=progress)
     try:
         cluster = probe_cluster(handle.bootstrap)
@@ -69,3 +78,25 @@ def open_target(bootstrap: str | None, broker: str | None, *, nodes: int = 1,
         yield Target(handle.bootstrap, info, handle)
     finally:
         handle.stop()
+
+
+def _proxied(broker: str, nodes: int, progress: Callable[[str], None] | None) -> Iterator[Target]:
+    """An embedded broker whose nodes advertise the client proxy's address (every client connection,
+    bootstrap included, goes through it); the proxy is ended after the broker."""
+    from bench.brokers.registry import KINDS, auto_port
+    from bench.faults.proxy import PROXY_HOST, ClientProxy
+
+    if broker not in KINDS:
+        raise ConfigError(f"network faults (the client proxy) need a process broker kind, not {broker!r}")
+    port = auto_port(KINDS[broker], nodes)
+    with ClientProxy.start([(i + 1, port + i) for i in range(nodes)]) as front:
+        handle = start_broker(broker, nodes=nodes, port=port, name=f"run-{os.getpid()}", progress=progress,
+                              advertised_host=PROXY_HOST)
+        try:
+            cluster = probe_cluster(front.bootstrap)
+            info = {"kind": handle.kind, "version": handle.version, "embedded": True, "bootstrap": front.bootstrap,
+                    "direct_bootstrap": handle.bootstrap, "proxy": {"toxiproxy": front.api, "listen": front.listen},
+                    "nodes": len(handle.nodes), **cluster, "api_versions": _api_versions(front.bootstrap)}
+            yield Target(front.bootstrap, info, handle, front)
+        finally:
+            handle.stop()
