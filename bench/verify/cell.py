@@ -279,7 +279,7 @@ def _lat_summary(lat_ns: np.ndarray) -> dict[str, Any]:
 
 
 def _fault_end_s(e: Mapping[str, Any], load_s: float) -> float:
-    for k in ("in_sync_s", "up_s", "resumed_s"):
+    for k in ("in_sync_s", "up_s", "resumed_s", "off_s"):   # off_s: a network toxic taken off
         if e.get(k) is not None:
             return float(e[k])
     if e.get("action") == "kill" and e.get("restarted") is False:
@@ -302,8 +302,11 @@ def latency_around(acks: _Acks, intended_ns: Mapping[str, int], t0_ns: int, load
         a = float(e.get("started_s", 0.0))
         near = (rel >= a - around_s) & (rel <= a + around_s)
         quiet &= ~((rel >= a - around_s) & (rel <= _fault_end_s(e, load_s) + around_s))
-        faults.append({"fault": e.get("fault"), "occurrence": e.get("occurrence"), "action": e.get("action"),
-                       "node": e.get("node"), "at_s": a, **_lat_summary(lat[near])})
+        doc = {"fault": e.get("fault"), "occurrence": e.get("occurrence"), "action": e.get("action"),
+               "node": e.get("node"), "at_s": a, **_lat_summary(lat[near])}
+        if "toxic" in e:   # a network fault: also the records intended while it was on
+            doc["during"] = _lat_summary(lat[(rel >= a) & (rel <= _fault_end_s(e, load_s))])
+        faults.append(doc)
     return {"around_s": around_s, "baseline": _lat_summary(lat[quiet]), "faults": faults,
             "all": _lat_summary(lat), "without_header": len(acks.ids) - len(ok)}
 
