@@ -236,8 +236,8 @@ def test_kafka_zk_three_brokers_kill_and_restart_a_node() -> None:
 
 @pytest.mark.integration
 def test_kfake_data_dir_survives_a_kill_and_restart() -> None:
-    """By default (``data-dir=auto``) the whole-cluster process is SIGKILLed and restarted with its log."""
-    h = start_broker("kfake", port=0, name="it-kfake-persist", options={"sync": "true"})
+    """``--option data-dir=auto``: the whole-cluster process is SIGKILLed and restarted with its log."""
+    h = start_broker("kfake", port=0, name="it-kfake-persist", options={"data-dir": "auto", "sync": "true"})
     try:
         topic = f"persist-{uuid.uuid4().hex[:6]}"
         admin = AdminClient({"bootstrap.servers": h.bootstrap})
