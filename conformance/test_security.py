@@ -46,7 +46,9 @@ def sec(broker: BrokerInfo, security_conf: dict[str, str], clients: Clients) -> 
 
 
 def _client_conf(sec: SecuredBroker, user_conf: dict[str, str], **extra: Any) -> dict[str, Any]:
-    return {"bootstrap.servers": sec.bootstrap, **COMMON_CONF, **user_conf, **extra}
+    """A client of the principal in ``user_conf``: COMMON_CONF without the run's own security settings."""
+    common = {k: v for k, v in COMMON_CONF.items() if not k.startswith(("security.", "sasl.", "ssl."))}
+    return {"bootstrap.servers": sec.bootstrap, **common, **user_conf, **extra}
 
 
 @pytest.fixture
