@@ -246,3 +246,35 @@ def test_image_pins_match_docker_compose() -> None:
     for kind in IMAGE_KINDS.values():
         if kind.build is None:
             assert kind.image.endswith(kind.version)
+
+
+@pytest.mark.integration
+@needs_root
+def test_image_kind_and_image_flag_run_a_local_image(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The image-kind path (an image's own entrypoint, templated ports) and --image, on the kfake image."""
+    from bench.brokers import docker as rt
+    from bench.brokers import get_broker
+    from bench.brokers.docker_engine import docker_client
+
+    tag = rt.kfake_image(docker_client()).tag
+    kind = rt.ImageKind("kfake-image", tag, "local", "kfake as an image kind",
+                        ("-ports", "{ports}", "-bind", "0.0.0.0", "-advertise", "127.0.0.1"), node_counts=(1, 3))
+    monkeypatch.setitem(rt.IMAGE_KINDS, kind.name, kind)
+    code, _, err = cli("broker", "up", "kfake-image", "--runtime", "docker", "--nodes", "3", "--port", "0",
+                       "--name", "dk-image")
+    assert code == 0, err
+    broker = get_broker("dk-image")
+    assert broker is not None and broker.state.brokers == 3
+    assert len(_round_trip(broker.bootstrap, 50)) == 50
+    broker.kill_node(0)
+    broker.restart_node(0)
+    assert len(_round_trip(broker.bootstrap, 50)) == 50
+    assert cli("broker", "down", "dk-image")[0] == 0
+    code, _, err = cli("broker", "up", "kfake", "--runtime", "docker", "--image", tag, "--port", "0",
+                       "--name", "dk-flag")
+    assert code == 0, err
+    broker = get_broker("dk-flag")
+    assert broker is not None and (broker.nodes[0].extra or {}).get("image") == tag
+    assert len(_round_trip(broker.bootstrap, 50)) == 50
+    assert cli("broker", "down", "dk-flag")[0] == 0
+    assert _containers("dk-image") == [] and _containers("dk-flag") == []
