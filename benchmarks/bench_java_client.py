@@ -61,6 +61,7 @@ _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0
 
 @dataclass
 class Round:
+    index: int
     who: str
     msgs_per_s: float
     mib_per_s: float
@@ -143,7 +144,7 @@ def run_driver(driver: JavaDriver, bootstrap: str, topic: str, size: int, warmup
     series = result["series"]
     count, nbytes = sum(series["count"][:seconds]), sum(series["bytes"][:seconds])
     p50, p99 = value_at_percentiles(decode_histogram(result["hdr"]["publish"]), (50.0, 99.0))
-    return Round("driver", count / seconds, nbytes / MIB / seconds, p50 / 1000, p99 / 1000,
+    return Round(0, "driver", count / seconds, nbytes / MIB / seconds, p50 / 1000, p99 / 1000,
                  cpu / result["sent_total"] * 1e6)
 
 
@@ -154,7 +155,7 @@ def run_bare(driver: JavaDriver, bootstrap: str, topic: str, size: int, warmup: 
     lines, cpu = run_measured(cmd, timeout=warmup + seconds + 90)
     doc = json.loads(lines[-1])
     rate = doc["acked_measured"] / doc["window_s"]
-    return Round("bare", rate, rate * size / MIB, None, None, cpu / doc["sent"] * 1e6)
+    return Round(0, "bare", rate, rate * size / MIB, None, None, cpu / doc["sent"] * 1e6)
 
 
 def run_perf_test(tools: Path, bootstrap: str, topic: str, size: int, records: int, warmup_records: int,
@@ -168,7 +169,7 @@ def run_perf_test(tools: Path, bootstrap: str, topic: str, size: int, records: i
     if not summaries:
         raise RuntimeError(f"perf-test printed no summary: {lines[-5:]}")
     m = summaries[-1]  # with --warmup-records: the steady-state summary is printed last
-    return Round("perf-test", float(m.group(2)), float(m.group(3)), float(m.group(6)), float(m.group(8)),
+    return Round(0, "perf-test", float(m.group(2)), float(m.group(3)), float(m.group(6)), float(m.group(8)),
                  cpu / records * 1e6)
 
 
@@ -193,7 +194,8 @@ def main() -> int:
               f"{args.partitions} partitions, {args.rounds} rounds of {args.warmup:g} s warm-up + {args.seconds} s")
         rate_guess = 300_000.0
         for i in range(args.rounds):
-            for who in ("driver", "bare", "perf-test"):
+            order = ["driver", "bare", "perf-test"]
+            for who in order[i % 3:] + order[:i % 3]:   # rotated, so no contestant always runs first
                 topic = f"bench-java-{who}-{uuid.uuid4().hex[:6]}"
                 admin.create_topic(topic, args.partitions)
                 try:
@@ -208,6 +210,7 @@ def main() -> int:
                                           warm + int(rate_guess * args.seconds), warm, config)
                 finally:
                     admin.delete_topic(topic, wait=False, missing_ok=True)
+                r.index = i
                 rounds.append(r)
                 print(f"  round {i + 1} {who:>9}: {r.msgs_per_s:>10,.0f} msg/s", flush=True)
     print_table(rounds)
@@ -230,13 +233,14 @@ def print_table(rounds: list[Round]) -> None:
               f"{_fmt(statistics.median(p50s) if p50s else None, '7.1f')} "
               f"{_fmt(statistics.median(p99s) if p99s else None, '7.1f')} "
               f"{statistics.median(r.cpu_s_per_m for r in rs):>8.2f}")
+    by = {(r.index, r.who): r for r in rounds}
     n = len(rounds) // 3
-    per_bare = [rounds[3 * i].msgs_per_s / rounds[3 * i + 1].msgs_per_s for i in range(n)]
-    per_perf = [rounds[3 * i].msgs_per_s / rounds[3 * i + 2].msgs_per_s for i in range(n)]
-    print(f"\ndriver / bare      = {med['driver'] / med['bare']:.3f}  (per round: "
-          f"{', '.join(f'{x:.3f}' for x in per_bare)})  goal >= 0.9")
-    print(f"driver / perf-test = {med['driver'] / med['perf-test']:.3f}  (per round: "
-          f"{', '.join(f'{x:.3f}' for x in per_perf)})  goal >= 1.0")
+    cpu = {who: statistics.median(r.cpu_s_per_m for r in rounds if r.who == who) for who in med}
+    for other, goal in (("bare", 0.9), ("perf-test", 1.0)):
+        per = [by[i, "driver"].msgs_per_s / by[i, other].msgs_per_s for i in range(n)]
+        print(f"\ndriver / {other:<9} = {med['driver'] / med[other]:.3f} (medians; per round: "
+              f"{', '.join(f'{x:.3f}' for x in per)}; median of rounds {statistics.median(per):.3f})  goal >= {goal}")
+        print(f"  CPU per message, {other} / driver = {cpu[other] / cpu['driver']:.3f}")
 
 
 if __name__ == "__main__":
