@@ -34,12 +34,30 @@ func Parse() Args {
 	return Args{Brokers: strings.Split(*b, ","), Topic: *t, Size: *s, Acks: *a, Warmup: *w, Measure: *m}
 }
 
-// Value is one random (incompressible) value, reused for every message: the driver's payload is
-// random too, and zeros would compress to nothing (franz-go compresses with snappy by default).
-func Value(size int) []byte {
-	v := make([]byte, size)
-	_, _ = rand.New(rand.NewSource(1)).Read(v)
-	return v
+// Values slices message values one after the other from a 4 MiB pool of random bytes, without copying:
+// every record differs, as the driver's do. One value reused for every record would let a compressing
+// client (franz-go compresses with snappy by default) shrink each batch to almost nothing.
+type Values struct {
+	pool []byte
+	size int
+	off  int
+}
+
+// NewValues returns values of size bytes.
+func NewValues(size int) *Values {
+	pool := make([]byte, 4<<20+size)
+	_, _ = rand.New(rand.NewSource(1)).Read(pool)
+	return &Values{pool: pool, size: size}
+}
+
+// Next is the next value.
+func (v *Values) Next() []byte {
+	if v.off+v.size > len(v.pool) {
+		v.off = 0
+	}
+	b := v.pool[v.off : v.off+v.size : v.off+v.size]
+	v.off += v.size
+	return b
 }
 
 // Counter counts acks inside the measured window.

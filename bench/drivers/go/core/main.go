@@ -3,9 +3,11 @@ package core
 import (
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -62,6 +64,9 @@ func Main(c *Client) {
 			defer pprof.StopCPUProfile()
 		}
 	}
+	// Ctrl-C reaches the whole process group: the coordinator stops the driver (stop or EOF), and the
+	// driver still writes its result
+	signal.Ignore(syscall.SIGINT)
 	if err := CheckClock(); err != nil {
 		fail(1, "%v", err)
 	}

@@ -71,13 +71,15 @@ func (a *Acker) Ack(r *Rec, partition int32, offset int64, err error) {
 	a.ack(now, r, partition, offset, err)
 }
 
-// AckBatch records n records acknowledged together (one produce response): one clock reading, one lock.
-func (a *Acker) AckBatch(n int, rec func(i int) (*Rec, int32, int64), err error) {
+// AckBatch records n outcomes that arrived together (one produce response, or the delivery reports
+// waiting in a channel): one clock reading, one lock. rec(i) gives record i, its partition, offset and
+// error.
+func (a *Acker) AckBatch(n int, rec func(i int) (*Rec, int32, int64, error)) {
 	now := Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for i := 0; i < n; i++ {
-		r, partition, offset := rec(i)
+		r, partition, offset, err := rec(i)
 		a.ack(now, r, partition, offset, err)
 	}
 }

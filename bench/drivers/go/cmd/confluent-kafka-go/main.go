@@ -107,28 +107,53 @@ func newProducer(s *core.Spec, a *core.Acker) (core.Producer, error) {
 	return pr, nil
 }
 
+// events acks the delivery reports waiting in the channel together (one clock reading: they had all
+// arrived when the first was read).
 func (p *producer) events() {
 	defer close(p.done)
-	for ev := range p.p.Events() {
-		m, ok := ev.(*kafka.Message)
-		if !ok {
-			continue
+	events := p.p.Events()
+	recs := make([]core.Rec, 0, 1024)
+	tps := make([]kafka.TopicPartition, 0, 1024)
+	for ev := range events {
+		recs, tps = p.report(ev, recs[:0], tps[:0])
+	drain:
+		for len(recs) < cap(recs) {
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					break drain
+				}
+				recs, tps = p.report(ev, recs, tps)
+			default:
+				break drain
+			}
 		}
-		t, _, seq, ok := core.ParseHeader(m.Value)
-		if !ok {
-			continue
-		}
-		r := core.Rec{Value: m.Value, Seq: seq, Intended: t, Sent: t}
-		if p.sent != nil {
-			r.Sent = p.sent[seq&p.mask].Load()
-		}
-		tp := m.TopicPartition
-		var err error
-		if tp.Error != nil {
-			err = named(tp.Error)
-		}
-		p.a.Ack(&r, tp.Partition, int64(tp.Offset), err)
+		p.a.AckBatch(len(recs), func(i int) (*core.Rec, int32, int64, error) {
+			var err error
+			if tps[i].Error != nil {
+				err = named(tps[i].Error)
+			}
+			return &recs[i], tps[i].Partition, int64(tps[i].Offset), err
+		})
 	}
+}
+
+// report appends the record of one delivery report, found from the header in its value.
+func (p *producer) report(ev kafka.Event, recs []core.Rec, tps []kafka.TopicPartition) ([]core.Rec,
+	[]kafka.TopicPartition) {
+	m, ok := ev.(*kafka.Message)
+	if !ok {
+		return recs, tps
+	}
+	t, _, seq, ok := core.ParseHeader(m.Value)
+	if !ok {
+		return recs, tps
+	}
+	r := core.Rec{Value: m.Value, Seq: seq, Intended: t, Sent: t}
+	if p.sent != nil {
+		r.Sent = p.sent[seq&p.mask].Load()
+	}
+	return append(recs, r), append(tps, m.TopicPartition)
 }
 
 func (p *producer) Send(r core.Rec) error {

@@ -78,9 +78,10 @@ func newProducer(s *core.Spec, a *core.Acker) (core.Producer, error) {
 	}
 	p := &producer{w: writer(s), a: a, sem: make(chan struct{}, maxOutstanding)}
 	p.w.Completion = func(msgs []kafka.Message, err error) {
-		a.AckBatch(len(msgs), func(i int) (*core.Rec, int32, int64) {
-			return msgs[i].WriterData.(*core.Rec), int32(msgs[i].Partition), msgs[i].Offset
-		}, named(err))
+		err = named(err)
+		a.AckBatch(len(msgs), func(i int) (*core.Rec, int32, int64, error) {
+			return msgs[i].WriterData.(*core.Rec), int32(msgs[i].Partition), msgs[i].Offset, err
+		})
 		for range msgs {
 			<-p.sem
 		}

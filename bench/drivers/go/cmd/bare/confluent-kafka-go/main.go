@@ -25,11 +25,11 @@ func main() {
 			}
 		}
 	}()
-	value := barecore.Value(a.Size)
+	values := barecore.NewValues(a.Size)
 	tp := kafka.TopicPartition{Topic: &a.Topic, Partition: kafka.PartitionAny}
 	var sent int64
 	for !c.Done() {
-		err := p.Produce(&kafka.Message{TopicPartition: tp, Value: value}, nil)
+		err := p.Produce(&kafka.Message{TopicPartition: tp, Value: values.Next()}, nil)
 		if err != nil {
 			time.Sleep(time.Millisecond) // queue full
 			continue

@@ -20,12 +20,12 @@ func main() {
 	if err != nil {
 		panic(err)
 	}
-	value := barecore.Value(a.Size)
+	values := barecore.NewValues(a.Size)
 	c := barecore.NewCounter(a)
 	promise := func(_ *kgo.Record, err error) { c.Ack(err) }
 	var sent int64
 	for !c.Done() {
-		cl.Produce(context.Background(), &kgo.Record{Value: value}, promise)
+		cl.Produce(context.Background(), &kgo.Record{Value: values.Next()}, promise)
 		sent++
 	}
 	_ = cl.Flush(context.Background())

@@ -23,11 +23,11 @@ func main() {
 				<-sem
 			}
 		}}
-	value := barecore.Value(a.Size)
+	values := barecore.NewValues(a.Size)
 	var sent int64
 	for !c.Done() {
 		sem <- struct{}{}
-		if err := w.WriteMessages(context.Background(), kafka.Message{Value: value}); err != nil {
+		if err := w.WriteMessages(context.Background(), kafka.Message{Value: values.Next()}); err != nil {
 			<-sem
 			c.Ack(err)
 		}

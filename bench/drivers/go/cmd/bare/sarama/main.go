@@ -34,10 +34,10 @@ func main() {
 			c.Ack(e.Err)
 		}
 	}()
-	value := sarama.ByteEncoder(barecore.Value(a.Size))
+	values := barecore.NewValues(a.Size)
 	var sent int64
 	for !c.Done() {
-		p.Input() <- &sarama.ProducerMessage{Topic: a.Topic, Value: value}
+		p.Input() <- &sarama.ProducerMessage{Topic: a.Topic, Value: sarama.ByteEncoder(values.Next())}
 		sent++
 	}
 	p.AsyncClose()
