@@ -33,7 +33,14 @@ from confluent_kafka.admin import (
 
 from bench.errors import AuthenticationError, BrokerUnreachableError
 from bench.kafka.codec import decode_api_versions, encode_api_versions_request, encode_request
-from bench.kafka.protocol import ApiVersionsResult, KafkaConnection, api_versions, authenticate, parse_bootstrap
+from bench.kafka.protocol import (
+    ApiVersionsResult,
+    KafkaConnection,
+    ProtocolError,
+    api_versions,
+    authenticate,
+    parse_bootstrap,
+)
 from bench.kafka.security import SecurityConfig
 from conformance.verdicts import CheckContext, NotApplicable
 
@@ -124,8 +131,8 @@ class SecuredBroker:
         check.require_api(DESCRIBE_SCRAM, 0, "SCRAM users")
         check.require_api(ALTER_SCRAM, 0, "SCRAM users")
         mine = self.conf.get("sasl.mechanism", self.conf.get("sasl.mechanisms", "")).upper()
-        usable = [m for m in self.mechanisms if m in SCRAM]
-        if not usable or mine not in SCRAM:
+        session = self.probe.sasl.mechanism if self.probe and self.probe.sasl else ""
+        if mine not in SCRAM or (mine not in self.mechanisms and session != mine):
             raise NotApplicable(f"N/A: no SCRAM mechanism to make principals with (the listener enables "
                                 f"{', '.join(self.mechanisms) or 'none'}; the run uses {mine or 'none'})")
         return mine
@@ -137,14 +144,14 @@ class SecuredBroker:
             conf["sasl.mechanism"] = mechanism
         return conf
 
-    def authenticates(self, conf: Mapping[str, str]) -> bool | str:
+    def authenticates(self, conf: Mapping[str, str], timeout: float = 8.0) -> bool | str:
         """True when a new connection authenticates with ``conf``; else the error's text (no secrets)."""
         try:
-            api_versions(self.bootstrap, timeout=8, security=conf)
+            api_versions(self.bootstrap, timeout=timeout, security=conf)
         except AuthenticationError as exc:
             return str(exc)
-        except BrokerUnreachableError as exc:
-            return f"unreachable: {exc}"
+        except (BrokerUnreachableError, ProtocolError) as exc:
+            return f"no SASL error, the connection failed: {exc}"
         return True
 
     def upsert_user(self, name: str, password: str, mechanism: str) -> None:
