@@ -41,8 +41,9 @@ def _options(args: argparse.Namespace) -> dict[str, str]:
     """--option KEY=VALUE pairs, plus --image (the docker runtime's ``image`` option)."""
     options = parse_kv(args.option, "--option")
     if args.security:
-        if args.kind != "kafka":
-            raise ConfigError(f"--security applies to kafka (the {args.kind} kind has no secured mode yet)")
+        if args.kind != "kafka" or args.runtime not in (None, "process"):
+            raise ConfigError(f"--security applies to kafka run as processes (not {args.kind}"
+                              f"{'' if args.runtime in (None, 'process') else ' --runtime ' + args.runtime})")
         options["security"] = args.security
     if args.image:
         if args.runtime != "docker":
