@@ -93,6 +93,14 @@ def _free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when kbench dies (PR_SET_PDEATHSIG), so a crashed run leaves no proxy."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 15)   # PR_SET_PDEATHSIG, SIGTERM
+
+
 def proxy_processes() -> list[int]:
     """Pids of running toxiproxy servers started from kbench's cache (what a test checks is gone)."""
     import psutil
@@ -124,7 +132,8 @@ class ClientProxy:
         port = _free_port("127.0.0.1")
         try:
             proc = subprocess.Popen([str(binary), "-host", "127.0.0.1", "-port", str(port)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    preexec_fn=_die_with_parent)
         except OSError as exc:
             raise ProxyError(f"cannot start {binary}: {exc}") from exc
         self = cls(api=f"http://127.0.0.1:{port}", process=proc, listen={})

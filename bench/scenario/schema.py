@@ -21,7 +21,16 @@ from typing import Any
 from bench.brokers import KINDS
 from bench.capacity.spec import METRICS, SEARCH_KEYS
 from bench.drivers.registry import CLIENTS
-from bench.faults.plan import ACTIONS, FAULT_KEYS, MAX_FAULT_S, MAX_NODE_ID
+from bench.faults.plan import (
+    ACTIONS,
+    FAULT_KEYS,
+    MAX_FAULT_S,
+    MAX_LATENCY_S,
+    MAX_NODE_ID,
+    MAX_RATE_KBS,
+    NODE_ACTIONS,
+    PROXY_ACTIONS,
+)
 from bench.scenario.model import (
     MAX_MESSAGE_SIZE,
     MAX_RATE,
@@ -194,18 +203,32 @@ _FAULTS: dict[str, Any] = _nullable({
     "description": "fault actions during the load (needs an embedded broker); see docs/faults.md",
     "items": _obj(FAULT_KEYS, {
         "action": {"enum": list(ACTIONS)},
-        "node": {"anyOf": [{"const": "leader"}, _int(1, MAX_NODE_ID)],
-                 "description": "a node id, or 'leader' (of `partition`)"},
+        "node": {"anyOf": [{"enum": ["leader", "all"]}, _int(1, MAX_NODE_ID)],
+                 "description": "a node id, or 'leader' (of `partition`); network actions: also 'all' (default)"},
         "partition": _int(0, 10_000, "node leader: whose leader (default 0)"),
         "at": _duration(positive=False, maximum=MAX_FAULT_S, description="from load start (default: `every`):"),
         "every": _duration(positive=True, maximum=MAX_FAULT_S, description="repeat (at least 1 s):"),
         "until": _duration(positive=True, maximum=MAX_FAULT_S, description="with `every`: last time:"),
-        "duration": _duration(positive=True, maximum=MAX_FAULT_S, description="how long the node stays down:"),
-    }, required=["action", "node"],
+        "duration": _duration(positive=True, maximum=MAX_FAULT_S, description="how long the node stays down "
+                              "(network actions: how long the toxic stays on; absent: until the end of load):"),
+        "latency": _duration(positive=True, maximum=MAX_LATENCY_S, description="action latency: added per round "
+                             "trip (at least 1 ms):"),
+        "jitter": _duration(positive=False, maximum=MAX_LATENCY_S, description="action latency: ± (at most "
+                            "`latency`):"),
+        "rate": _int(1, MAX_RATE_KBS, "action bandwidth: the limit in KB/s, each direction"),
+    }, required=["action"],
        anyOf=[{"required": ["at"]}, {"required": ["every"]}],
        dependentRequired={"until": ["every"]},
        dependentSchemas={"partition": {"properties": {"node": {"const": "leader"}}}},
-       allOf=[{"if": {"properties": {"action": {"const": "pause"}}}, "then": {"required": ["duration"]}}]),
+       allOf=[{"if": {"properties": {"action": {"const": "pause"}}}, "then": {"required": ["duration"]}},
+              {"if": {"properties": {"action": {"enum": list(NODE_ACTIONS)}}},
+               "then": {"required": ["node"], "properties": {"node": {"not": {"const": "all"}}}}},
+              {"if": {"properties": {"action": {"const": "latency"}}}, "then": {"required": ["latency"]},
+               "else": {"properties": {"latency": False, "jitter": False}}},
+              {"if": {"properties": {"action": {"const": "bandwidth"}}}, "then": {"required": ["rate"]},
+               "else": {"properties": {"rate": False}}},
+              {"if": {"properties": {"action": {"enum": list(PROXY_ACTIONS)}}, "required": ["every"]},
+               "then": {"required": ["duration"]}}]),
 })
 
 _SEARCH_RATE = _num(1, MAX_RATE, description="messages/s")

@@ -1,0 +1,277 @@
+"""Network faults (issue 16): the schema of the proxy actions, the toxiproxy client proxy (a measured latency
+shift on a socket and on a real Kafka, removed afterwards), the injector driving it, and cleanup: no proxy
+process after a normal end, after a Ctrl-C'd run and after a SIGKILLed owner."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bench.errors import ScenarioError
+from bench.faults.inject import FaultInjector, partition_state, toxic_of
+from bench.faults.plan import FaultPlan, validate
+from bench.faults.proxy import PROXY_HOST, ClientProxy, ensure_toxiproxy, proxy_processes
+from bench.scenario.model import load_scenario, load_scenario_text
+
+REPO = Path(__file__).resolve().parent.parent
+BASE = """\
+name: n
+topic: {partitions: 3, replication_factor: 3}
+workload: {rate: 100, warmup: 5s, duration: 55s}
+faults:
+"""
+LAT_MS = 50
+TOL_MS = 15          # a shared 2-core box: scheduling noise on top of the toxic
+
+
+def _plan(faults: str) -> FaultPlan:
+    plan = validate(load_scenario_text(BASE + faults, filename="n.yaml"), filename="n.yaml")
+    assert plan is not None
+    return plan
+
+
+# ------------------------------------------------------------------------------------------- schema
+def test_network_actions_parse_with_their_attributes() -> None:
+    plan = _plan("  - {action: latency, latency: 50ms, jitter: 10ms, at: 20s, duration: 10s}\n"
+                 "  - {action: bandwidth, rate: 100, node: 2, every: 10s, duration: 2s}\n"
+                 "  - {action: timeout, node: leader, at: 30s, duration: 1s}\n"
+                 "  - {action: reset_peer, at: 40s, duration: 500ms}\n"
+                 "  - {action: latency, latency: 0.2, at: 0s}\n")
+    lat, bw, to, rp, whole = plan.actions
+    assert plan.needs_proxy and lat.on_proxy and lat.node == "all" and dict(lat.params) == {
+        "latency_ms": 50, "jitter_ms": 10}
+    assert toxic_of(lat) == ({"latency": 50, "jitter": 10}, ("downstream",))
+    assert toxic_of(bw) == ({"rate": 100}, ("downstream", "upstream")) and bw.node == 2
+    assert toxic_of(to)[0] == {"timeout": 0} and to.node == "leader" and rp.duration_s == 0.5
+    assert whole.duration_s is None and dict(whole.params)["latency_ms"] == 200   # on until the end of load
+    assert lat.to_dict()["latency_ms"] == 50
+    assert not _plan("  - {action: kill, node: 1, at: 5s}\n").needs_proxy
+
+
+BAD = [
+    ("  - {action: latency, at: 1s}\n", "faults[0].latency", "required for latency"),
+    ("  - {action: latency, latency: 10ms, jitter: 20ms, at: 1s}\n", "faults[0].jitter", "at most `latency`"),
+    ("  - {action: latency, latency: 0.1ms, at: 1s}\n", "faults[0].latency", "at least 1ms"),
+    ("  - {action: latency, latency: 2m, at: 1s}\n", "faults[0].latency", "at most 60s"),
+    ("  - {action: bandwidth, at: 1s}\n", "faults[0].rate", "required for bandwidth"),
+    ("  - {action: bandwidth, rate: 0, at: 1s}\n", "faults[0].rate", "KB/s"),
+    ("  - {action: timeout, rate: 5, at: 1s}\n", "faults[0].rate", "only with action: bandwidth"),
+    ("  - {action: kill, node: 1, latency: 5ms, at: 1s}\n", "faults[0].latency", "only with action: latency"),
+    ("  - {action: kill, node: all, at: 1s}\n", "faults[0].node", "'leader'"),
+    ("  - {action: reset_peer, every: 5s}\n", "faults[0].duration", "required for a repeated reset_peer"),
+    ("  - {action: latency, latency: 5ms, every: 5s, duration: 5s}\n", "faults[0].duration", "overlap"),
+    ("  - {action: timeout, node: nobody, at: 1s}\n", "faults[0].node", "'all'"),
+]
+
+
+@pytest.mark.parametrize(("faults", "key", "text"), BAD, ids=[b[1] + ":" + b[2] for b in BAD])
+def test_bad_network_faults_name_file_line_and_key(tmp_path: Path, faults: str, key: str, text: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(BASE + faults)
+    with pytest.raises(ScenarioError) as info:
+        validate(load_scenario(path), filename="bad.yaml")
+    err = info.value
+    assert err.file == "bad.yaml" and err.key == key and text in str(err), str(err)
+    assert err.line is not None and err.line >= 4, str(err)
+
+
+def test_shipped_scenario_validates() -> None:
+    plan = validate(load_scenario(REPO / "scenarios" / "faults-slow-network.yaml"))
+    assert plan is not None and plan.needs_proxy
+    (a,) = plan.actions
+    assert dict(a.params) == {"latency_ms": 50, "jitter_ms": 10} and a.at_s == 25.0
+
+
+# ------------------------------------------------------------------------------------ the proxy itself
+@pytest.fixture
+def echo() -> Iterator[tuple[socket.socket, int]]:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    yield srv, int(srv.getsockname()[1])
+    srv.close()
+
+
+def _rtts(client: socket.socket, server: socket.socket, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t = time.monotonic()
+        client.sendall(b"q")
+        server.recv(1)
+        server.sendall(b"a")
+        client.recv(1)
+        out.append((time.monotonic() - t) * 1e3)
+    return out
+
+
+def test_proxy_adds_latency_per_round_trip_and_removes_it(echo: tuple[socket.socket, int]) -> None:
+    srv, port = echo
+    ensure_toxiproxy()
+    before = set(proxy_processes())
+    with ClientProxy.start([(1, port)]) as proxy:
+        assert proxy.bootstrap == f"{PROXY_HOST}:{port}" and proxy.process.pid in proxy_processes()
+        client = socket.create_connection((PROXY_HOST, port), timeout=5)
+        server, _ = srv.accept()
+        base = statistics.median(_rtts(client, server, 10))
+        assert proxy.add("lat", "latency", {"latency": LAT_MS, "jitter": 0}) == ["node1"]
+        assert proxy.active() == {"node1": ["lat-downstream"]}
+        slow = statistics.median(_rtts(client, server, 10))          # the open connection is slowed too
+        proxy.remove("lat")
+        assert proxy.active() == {"node1": []}
+        after = statistics.median(_rtts(client, server, 10))
+        client.close()
+        server.close()
+    assert abs(slow - base - LAT_MS) < TOL_MS, (base, slow)
+    assert after < base + 5, (base, after)
+    assert set(proxy_processes()) == before
+    with pytest.raises(OSError):
+        socket.create_connection((PROXY_HOST, port), timeout=1).close()
+
+
+def test_timeout_toxic_stalls_and_reset_peer_refuses(echo: tuple[socket.socket, int]) -> None:
+    srv, port = echo
+    with ClientProxy.start([(1, port)]) as proxy:
+        client = socket.create_connection((PROXY_HOST, port), timeout=5)
+        server, _ = srv.accept()
+        server.settimeout(1.0)
+        proxy.add("stall", "timeout", {"timeout": 0}, streams=("upstream",))
+        client.sendall(b"q")
+        with pytest.raises(TimeoutError):
+            server.recv(1)                                            # held by the proxy
+        proxy.remove("stall")
+        proxy.add("rst", "reset_peer", {"timeout": 0}, streams=("upstream",))
+        fresh = socket.create_connection((PROXY_HOST, port), timeout=5)
+        fresh.settimeout(3.0)
+        fresh.sendall(b"q")
+        with pytest.raises((ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+            for _ in range(50):
+                if not fresh.recv(1):
+                    raise ConnectionResetError("closed")
+        fresh.close()
+        client.close()
+        server.close()
+
+
+@dataclass(frozen=True)
+class _Node:
+    node_id: int
+    port: int = 0
+
+
+class _Handle:
+    """The injector's Nodes for a run that only uses the proxy (no node is killed)."""
+
+    def __init__(self, ids: list[int]) -> None:
+        self.nodes = [_Node(i) for i in ids]
+
+    def node_index(self, node_id: int) -> int:
+        return [n.node_id for n in self.nodes].index(node_id)
+
+
+def test_injector_toggles_toxics_on_schedule_and_clears_at_stop(echo: tuple[socket.socket, int]) -> None:
+    _srv, port = echo
+    plan = validate(load_scenario_text(BASE.replace("duration: 55s", "duration: 5s").replace("warmup: 5s", "warmup: 0s")
+                                       + "  - {action: latency, latency: 30ms, at: 0.2s, duration: 0.5s}\n"
+                                         "  - {action: bandwidth, rate: 10, node: 1, at: 0.3s}\n",
+                                       filename="n.yaml"), filename="n.yaml")
+    assert plan is not None
+    with ClientProxy.start([(1, port)]) as proxy:
+        inj = FaultInjector(plan, _Handle([1]), "t", time.monotonic_ns(), 5.0,  # type: ignore[arg-type]
+                            lambda _t, _s: {}, proxy=proxy).start()
+        time.sleep(1.2)
+        on = proxy.active()["node1"]
+        result = inj.stop()
+        assert proxy.active() == {"node1": []}
+    assert sorted(on) == ["kbench-f1-o0-downstream", "kbench-f1-o0-upstream"], on
+    lat, bw = result["actions"]
+    assert lat["action"] == "latency" and 0.2 <= lat["on_s"] < lat["off_s"] and 0.6 < lat["off_s"] < 1.1, lat
+    assert bw["until_end"] and bw["off_s"] >= 1.2 and bw["node"] == 1 and result["errors"] == 0, bw
+
+
+# ------------------------------------------------------------------------------- real broker (Kafka)
+def _produce_rtts(bootstrap: str, topic: str, n: int) -> list[float]:
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "1", "linger.ms": 0, "log_level": 0})
+    out: list[float] = []
+    p.produce(topic, b"warm")
+    p.flush(15)
+    for _ in range(n):
+        t = time.monotonic()
+        p.produce(topic, b"x" * 100)
+        assert p.flush(15) == 0
+        out.append((time.monotonic() - t) * 1e3)
+    return out
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_kafka_behind_the_proxy_gets_the_latency_and_nothing_is_left() -> None:
+    from bench.brokers import probe_cluster
+    from bench.run.target import open_target
+
+    before = set(proxy_processes())
+    with open_target(None, "kafka", nodes=1, proxy=True) as target:
+        assert target.proxy is not None and target.bootstrap.startswith(PROXY_HOST)
+        advertised = probe_cluster(target.bootstrap)["brokers"]
+        assert all(str(a).startswith(PROXY_HOST) for a in advertised.values()), advertised  # type: ignore[union-attr]
+        plan = validate(load_scenario_text(BASE.replace("replication_factor: 3", "replication_factor: 1")
+                                           + f"  - {{action: latency, latency: {LAT_MS}ms, at: 0s}}\n",
+                                           filename="n.yaml"), filename="n.yaml")
+        assert plan is not None and target.handle is not None
+        base = statistics.median(_produce_rtts(target.bootstrap, "net", 20))
+        inj = FaultInjector(plan, target.handle, "net", time.monotonic_ns(), 60.0,
+                            partition_state(target.bootstrap), proxy=target.proxy).start()
+        time.sleep(0.5)
+        slow = statistics.median(_produce_rtts(target.bootstrap, "net", 20))
+        log = inj.stop()
+        after = statistics.median(_produce_rtts(target.bootstrap, "net", 20))
+        assert target.proxy.active() == {"node1": []}
+    assert abs(slow - base - LAT_MS) < TOL_MS, (base, slow, after)
+    assert after < base + 10, (base, after)
+    assert log["errors"] == 0 and log["actions"][0]["off_s"] > log["actions"][0]["on_s"]
+    assert set(proxy_processes()) == before
+
+
+# ------------------------------------------------------------------------------------------- cleanup
+_OWNER = textwrap.dedent("""
+    import sys, time
+    from bench.faults.proxy import ClientProxy
+    with ClientProxy.start([(1, int(sys.argv[1]))]) as p:
+        print(p.process.pid, flush=True)
+        time.sleep(60)
+""")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "crash"])
+def test_no_proxy_left_after_an_interrupted_or_killed_owner(echo: tuple[socket.socket, int],
+                                                            sig: signal.Signals) -> None:
+    _srv, port = echo
+    ensure_toxiproxy()
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER, str(port)], stdout=subprocess.PIPE, text=True,
+                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert owner.stdout is not None
+        pid = int(owner.stdout.readline())
+        assert pid in proxy_processes()
+        owner.send_signal(sig)
+        owner.wait(timeout=20)
+        deadline = time.monotonic() + 10
+        while pid in proxy_processes() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pid not in proxy_processes()
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait(timeout=10)
