@@ -5,6 +5,7 @@ process after a normal end, after a Ctrl-C'd run and after a SIGKILLed owner."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -19,7 +20,9 @@ from pathlib import Path
 import pytest
 
 from bench.errors import ScenarioError
+from bench.faults import netns
 from bench.faults.inject import FaultInjector, partition_state, toxic_of
+from bench.faults.network import TABLE, Cut, Network, bridge, isolate, one_way, split
 from bench.faults.plan import FaultPlan, validate
 from bench.faults.proxy import PROXY_HOST, ClientProxy, ensure_toxiproxy, proxy_processes
 from bench.scenario.model import load_scenario, load_scenario_text
@@ -271,6 +274,111 @@ def test_no_proxy_left_after_an_interrupted_or_killed_owner(echo: tuple[socket.s
         while pid in proxy_processes() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert pid not in proxy_processes()
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait(timeout=10)
+
+
+# ---------------------------------------------------------------------- partitions and tbf (netns + nft)
+_NO_NETNS = netns.unavailable_reason() or (None if shutil.which("nft") and shutil.which("tc") else "needs nft and tc")
+needs_netns = pytest.mark.skipif(_NO_NETNS is not None, reason=_NO_NETNS or "")
+_SERVE = ("import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+          "s.bind(('0.0.0.0',7000))\ns.listen(64)\nwhile True:\n c,_=s.accept()\n c.sendall(b'x'*int(c.recv(16)))\n"
+          " c.close()")
+
+
+def _connect(topo: netns.Topology, src: str, dst: str, timeout: float = 1.0, nbytes: int = 1) -> str:
+    """'ok <seconds>' or the exception's name, connecting from ``src`` to ``dst``:7000 (and reading nbytes)."""
+    code = (f"import socket,time\nt=time.monotonic()\ntry:\n c=socket.create_connection(('{topo.address(dst)}',7000),"
+            f"timeout={timeout})\n c.settimeout(30)\n c.sendall(b'{nbytes}')\n n=0\n"
+            f" while n<{nbytes}:\n  b=c.recv(65536)\n  n+=len(b)\n  assert b\n"
+            f" print('ok',time.monotonic()-t)\nexcept Exception as e: print(type(e).__name__)")
+    return topo.run_in(src, [sys.executable, "-c", code], check=False, timeout=60).stdout.strip()
+
+
+@pytest.fixture
+def topo() -> Iterator[netns.Topology]:
+    with netns.Topology.create(["n1", "n2", "n3"], attach_host=True) as t:
+        for n in ("n1", "n2", "n3"):
+            t.popen_in(n, [sys.executable, "-c", _SERVE])
+        deadline = time.monotonic() + 10
+        while not all(_connect(t, "n1", n).startswith("ok") for n in ("n2", "n3")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        yield t
+    assert netns.list_leftovers(t.prefix).empty
+
+
+@needs_netns
+def test_isolation_times_connects_out_and_heal_restores(topo: netns.Topology) -> None:
+    net = Network(topo)
+    net.partition(isolate("n2", ["n1", "n3", "host"]))
+    t = time.monotonic()
+    assert _connect(topo, "n1", "n2") == _connect(topo, "n3", "n2") == "TimeoutError"
+    assert time.monotonic() - t > 1.8                           # timed out, not refused
+    assert _connect(topo, "n1", "n3").startswith("ok")          # the others still see each other
+    assert net.tables() == [TABLE]
+    net.heal()
+    assert net.tables() == [] and not net.cuts
+    assert _connect(topo, "n1", "n2").startswith("ok") and _connect(topo, "n3", "n2").startswith("ok")
+
+
+@needs_netns
+def test_reject_refuses_split_and_one_way(topo: netns.Topology) -> None:
+    net = Network(topo)
+    net.partition(isolate("n2", ["n1", "n3"]), mode="reject")
+    assert _connect(topo, "n1", "n2") == "ConnectionRefusedError" and net.tables("n2") == [TABLE]
+    net.partition(split([["n1"], ["n2", "n3"]]))                 # minority n1 | majority n2, n3
+    assert net.tables("n2") == [] and net.tables() == [TABLE]
+    assert _connect(topo, "n1", "n3") == "TimeoutError" and _connect(topo, "n2", "n3").startswith("ok")
+    net.partition(one_way(["n1"], ["n2"]))
+    assert net.cuts == {Cut("n1", "n2")}
+    assert _connect(topo, "n1", "n2") == "TimeoutError" and _connect(topo, "n3", "n2").startswith("ok")
+    net.partition(bridge(["n1"], ["n3"], via="n2"))
+    assert _connect(topo, "n1", "n3") == "TimeoutError"
+    assert _connect(topo, "n1", "n2").startswith("ok") and _connect(topo, "n3", "n2").startswith("ok")
+    net.restore()
+    assert _connect(topo, "n1", "n3").startswith("ok") and net.tables() == []
+
+
+@needs_netns
+def test_tbf_limits_a_nodes_egress_and_is_removed(topo: netns.Topology) -> None:
+    net = Network(topo)
+    fast = float(_connect(topo, "n1", "n2", nbytes=200_000).split()[1])
+    net.limit("n2", rate_kbit=800)                               # 100 KB/s: 200 KB take about 2 s
+    assert "tbf" in net.qdisc("n2")
+    slow = float(_connect(topo, "n1", "n2", nbytes=200_000).split()[1])
+    net.restore()
+    assert "tbf" not in net.qdisc("n2") and not net.limits
+    assert fast < 0.5 and 1.2 < slow < 4.0, (fast, slow)
+
+
+_CRASH = textwrap.dedent("""
+    import time
+    from bench.faults import netns
+    from bench.faults.network import Network, isolate
+    topo = netns.Topology.create(["a", "b"], attach_host=True)
+    net = Network(topo)
+    net.partition(isolate("a", ["b"]))
+    net.limit("b", 800)
+    print(topo.prefix, flush=True)
+    time.sleep(60)
+""")
+
+
+@needs_netns
+def test_crashed_owner_leaves_only_what_cleanup_removes() -> None:
+    owner = subprocess.Popen([sys.executable, "-c", _CRASH], stdout=subprocess.PIPE, text=True, cwd=REPO,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert owner.stdout is not None
+        prefix = owner.stdout.readline().strip()
+        assert prefix.startswith(netns.PREFIX_ROOT)
+        owner.kill()
+        owner.wait(timeout=10)
+        assert not netns.list_leftovers(prefix).empty               # namespaces (with table and qdisc) remain
+        netns.cleanup_leftovers(prefix, orphans_only=True)
+        assert netns.list_leftovers(prefix).empty
     finally:
         if owner.poll() is None:
             owner.kill()
