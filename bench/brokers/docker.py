@@ -144,7 +144,7 @@ class DockerRuntime:
             return f"{kind}: image {built.tag} ({built.size / 1e6:.0f} MB{', built' if built.built else ''})"
         pkind = self._kind(kind)
         line = pkind.fetch(request)
-        built = host_jre_image(client, request.progress)
+        built = OWN_IMAGES.get(kind, (host_jre_image, ""))[0](client, request.progress)
         return f"{line}; image {built.tag} ({built.size / 1e6:.0f} MB{', built' if built.built else ''})"
 
     def _kind(self, kind: str) -> ProcessKind:
