@@ -4,7 +4,7 @@ Two ways a kind runs in a container (one container per node, host networking on 
 so SIGTERM reaches the broker):
 
 * **process kinds** (``kafka``, ``kafka-zk``, ``kfake``): the command the process runtime would run, in
-  a locally built image (:mod:`bench.brokers.images`): ``kfake`` in the 9 MB ``kbench/kfake`` image
+  a locally built image (:mod:`bench.brokers.images`): ``kfake`` in the 10 MB ``kbench/kfake`` image
   (``FROM scratch`` + the static binary), the others unchanged in ``kbench/host-jre``, with the broker's
   state directory (rw) and the kbench cache (ro: jars) bind-mounted at the host's paths.
 * **image kinds** (:data:`IMAGE_KINDS`): an image with its own entrypoint, pinned as docker-compose.yml

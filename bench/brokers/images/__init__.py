@@ -6,7 +6,7 @@ can cache what goes into it (the kfake binary, keyed by its sources' hash, in th
 ``kbench/kfake:<hash>``
     ``FROM scratch`` plus the static ``kbench-kfake`` binary (``CGO_ENABLED=0``) that
     :func:`bench.brokers.kfake.build_kfake` builds from ``bench/brokers/kfake/main.go``, as
-    ``/kbench-kfake``. About 9 MB.
+    ``/kbench-kfake``. About 10 MB.
 ``kbench/host-jre:<hash>``
     The host's Java runtime (``$JAVA_HOME`` or the ``java`` on PATH, without jmods/src/man) plus every
     shared library ``ldd`` lists for it, at the host's paths; ``/usr/bin/java`` links to it. Commands
