@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from bench.cli.options import add_scenario_run_args, err, out, prepare_from_args, progress_line, report_thresholds
+from bench.cli.options import (
+    add_scenario_run_args,
+    err,
+    out,
+    prepare_from_args,
+    print_outcome,
+    progress_line,
+    report_thresholds,
+)
 from bench.errors import ConfigError
 
 __all__ = ["cmd_locust", "register"]
@@ -34,9 +42,7 @@ def cmd_locust(args: argparse.Namespace) -> int:
     doc = outcome.document
     if doc["cells"]:
         print_summary(doc, out)
-    out.print(f"result: {outcome.run_dir / 'result.json'}")
-    if not outcome.complete:
-        err.print(f"[yellow]incomplete:[/yellow] {doc.get('incomplete_reason')}")
+    print_outcome(outcome)
     return report_thresholds(outcome, scenario.thresholds) or (0 if outcome.complete else 1)
 
 

@@ -12,6 +12,7 @@ from bench.cli.options import (
     err,
     out,
     prepare_from_args,
+    print_outcome,
     progress_line,
     report_thresholds,
 )
@@ -44,9 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     print_summary(outcome.document, out)
-    out.print(f"result: {outcome.run_dir / 'result.json'}")
-    if not outcome.complete:
-        err.print(f"[yellow]incomplete:[/yellow] {outcome.document.get('incomplete_reason')}")
+    print_outcome(outcome)
     return report_thresholds(outcome, prepared.scenario.thresholds) or (0 if outcome.complete else 1)
 
 

@@ -92,6 +92,13 @@ def prepare_from_args(command: Command, args: argparse.Namespace, **extra: Any) 
                                   client_config=client_config_from_args(args), bootstrap=args.bootstrap, **extra))
 
 
+def print_outcome(outcome: RunOutcome) -> None:
+    """Where the result is, and why it is incomplete if it is (after the command's own summary)."""
+    out.print(f"result: {outcome.run_dir / 'result.json'}")
+    if not outcome.complete:
+        err.print(f"[yellow]incomplete:[/yellow] {outcome.document.get('incomplete_reason')}")
+
+
 def report_thresholds(outcome: RunOutcome, thresholds: Sequence[Threshold]) -> int:
     """Judge ``thresholds`` in every cell of a finished run, keep the verdicts in its result document
     (``thresholds``, rewritten atomically) and print the misses: 1 when any missed, else 0."""

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bench.cli.options import add_scenario_run_args, err, out, prepare_from_args, progress_line
+from bench.cli.options import add_scenario_run_args, err, out, prepare_from_args, print_outcome, progress_line
 from bench.results.model import RunDocument
 
 __all__ = ["cmd_plan", "cmd_search", "register"]
@@ -89,9 +89,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         finally:
             progress.close()
     _print_search(outcome.document, out)
-    out.print(f"result: {outcome.run_dir / 'result.json'}")
-    if not outcome.complete:
-        err.print(f"[yellow]incomplete:[/yellow] {outcome.document.get('incomplete_reason')}")
+    print_outcome(outcome)
     status = (outcome.document.get("search") or {}).get("status")
     return 0 if outcome.complete and status in ("converged", "above max_rate") else 1
 
