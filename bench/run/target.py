@@ -63,8 +63,10 @@ def open_target(bootstrap: str | None, broker: str | None, *, nodes: int = 1,
         yield Target(bootstrap, info)
         return
     if not broker:
-        raise ConfigError("no broker to run against: pass --bootstrap HOST:PORT or --broker kafka|tansu "
-                          "(or set `broker:` in the scenario)")
+        from bench.brokers import KINDS
+
+        raise ConfigError("no broker to run against: pass --bootstrap HOST:PORT or --broker "
+                          f"{'|'.join(KINDS)} (or set `broker:` in the scenario)")
     if progress:
         progress(f"starting embedded {broker} ({nodes} node{'s' if nodes > 1 else ''})…")
     if proxy:
