@@ -383,3 +383,87 @@ def test_crashed_owner_leaves_only_what_cleanup_removes() -> None:
         if owner.poll() is None:
             owner.kill()
             owner.wait(timeout=10)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_interrupted_run_leaves_no_proxy_and_no_broker(tmp_path: Path) -> None:
+    """Ctrl-C during the load of a run with a network fault: the toxic, the proxy and the broker all go."""
+    import psutil
+
+    before = set(proxy_processes())
+    kbench = Path(sys.executable).with_name("kbench")
+    proc = subprocess.Popen([str(kbench), "run", str(REPO / "scenarios" / "faults-slow-network.yaml"), "--broker",
+                             "kafka", "--prime", "0", "--no-progress", "--out", str(tmp_path / "run"),
+                             "--set", "workload.warmup=2s", "--set", "workload.duration=60s",
+                             "--set", "faults=[{action: latency, latency: 20ms, at: 1s}]"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not set(proxy_processes()) - before:
+            time.sleep(0.5)
+        assert set(proxy_processes()) - before, "no proxy started"
+        time.sleep(25)                                 # broker up, load running, toxic on
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=20)
+    assert set(proxy_processes()) == before
+    name = f"run-{proc.pid}"
+    left = [p.pid for p in psutil.process_iter(["cmdline"]) if any(name in a for a in p.info.get("cmdline") or [])]
+    assert left == [], left
+
+
+def test_partition_action_parses_and_needs_namespaces() -> None:
+    plan = _plan("  - {action: partition, node: leader, every: 20s, duration: 10s}\n"
+                 "  - {action: partition, node: 2, shape: outbound, mode: reject, clients: true, at: 3s}\n")
+    leader, out = plan.actions
+    assert plan.needs_netns and not plan.needs_proxy
+    assert leader.cut == ("isolate", "drop", False) and leader.times(60.0) == [20.0, 40.0]
+    assert out.cut == ("outbound", "reject", True) and out.duration_s is None
+    assert leader.to_dict()["shape"] == "isolate"
+    from bench.run.extensions import run_events
+
+    with pytest.raises(Exception, match="network namespaces"):
+        run_events(plan, handle=_Handle([1, 2, 3]), bootstrap="127.0.0.1:1")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("faults", "key", "text"), [
+    ("  - {action: partition, at: 1s}\n", "faults[0].node", "required"),
+    ("  - {action: partition, node: 1, shape: ring, at: 1s}\n", "faults[0].shape", "isolate, outbound, inbound"),
+    ("  - {action: partition, node: 1, mode: silent, at: 1s}\n", "faults[0].mode", "drop, reject"),
+    ("  - {action: partition, node: 1, clients: 1, at: 1s}\n", "faults[0].clients", "true or false"),
+    ("  - {action: kill, node: 1, shape: isolate, at: 1s}\n", "faults[0].shape", "only with action: partition"),
+    ("  - {action: partition, node: 1, every: 10s}\n", "faults[0].duration", "required for a repeated partition"),
+])
+def test_bad_partition_faults(tmp_path: Path, faults: str, key: str, text: str) -> None:
+    test_bad_network_faults_name_file_line_and_key(tmp_path, faults, key, text)
+
+
+@needs_netns
+def test_injector_partitions_the_leader_and_heals(topo: netns.Topology) -> None:
+    from bench.faults.network import NodeNetwork
+
+    plan = validate(load_scenario_text(BASE.replace("duration: 55s", "duration: 5s").replace("warmup: 5s", "warmup: 0s")
+                                       + "  - {action: partition, node: leader, at: 0.2s, duration: 2.5s}\n"
+                                         "  - {action: partition, node: 3, at: 0.5s, duration: 1s}\n",
+                                       filename="n.yaml"), filename="n.yaml")
+    assert plan is not None
+    net = NodeNetwork(Network(topo), {1: "n1", 2: "n2", 3: "n3"})
+    state = {0: (2, [1, 2, 3], [1, 2, 3])}
+    inj = FaultInjector(plan, _Handle([1, 2, 3]), "t", time.monotonic_ns(), 5.0,  # type: ignore[arg-type]
+                        lambda _t, _s: state, network=net).start()
+    time.sleep(0.9)
+    during = (_connect(topo, "n1", "n2"), _connect(topo, "n3", "n2"), _connect(topo, "n1", "n3")[:2])
+    time.sleep(2.3)
+    after = _connect(topo, "n1", "n2")
+    result = inj.stop()
+    assert during == ("TimeoutError", "TimeoutError", "ok"), during    # the others still see each other
+    assert after.startswith("ok"), after
+    first, second = result["actions"]
+    assert first["node"] == 2 and first["leader"] == 2 and "n2->n1" in first["cuts"] and "n1->n2" in first["cuts"]
+    assert 0.2 <= first["on_s"] < first["off_s"] and 2.6 < first["off_s"] < 3.5, first
+    assert "another partition" in second["error"] and result["errors"] == 1
+    assert Network(topo).tables() == []

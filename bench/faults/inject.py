@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from bench.errors import BrokerError, ConfigError
+from bench.errors import BrokerError, ConfigError, NetnsError
 from bench.faults.plan import (
     IN_SYNC_MAX_S,
     LATE_S,
@@ -21,7 +21,7 @@ from bench.faults.plan import (
     FaultPlan,
 )
 
-__all__ = ["FaultInjector", "Lookup", "Nodes", "Toxics", "partition_state", "toxic_of"]
+__all__ = ["FaultInjector", "Lookup", "Nodes", "Partitions", "Toxics", "partition_state", "toxic_of"]
 
 
 class Nodes(Protocol):
@@ -44,6 +44,13 @@ class Toxics(Protocol):
     def add(self, name: str, toxic: str, attributes: Mapping[str, int], *, nodes: Sequence[int] | None = None,
             streams: Sequence[str] = ...) -> list[str]: ...
     def remove(self, name: str) -> None: ...
+
+
+class Partitions(Protocol):
+    """What the injector needs to cut nodes apart (:class:`bench.faults.network.NodeNetwork` has it)."""
+
+    def cut(self, node_id: int, shape: str, mode: str, clients: bool) -> list[str]: ...
+    def heal(self) -> None: ...
 
 
 Lookup = Callable[[str, float], dict[int, tuple[int, list[int], list[int]]]]
@@ -96,14 +103,16 @@ class FaultInjector:
 
     def __init__(self, plan: FaultPlan, handle: Nodes, topic: str, t0_ns: int, load_s: float, lookup: Lookup,
                  *, restart_timeout_s: float = RESTART_TIMEOUT_S,
-                 node_answers: Callable[[int, float], bool] = _node_answers, proxy: Toxics | None = None) -> None:
+                 node_answers: Callable[[int, float], bool] = _node_answers, proxy: Toxics | None = None,
+                 network: Partitions | None = None) -> None:
         self.plan, self.handle, self.topic, self.t0_ns, self.load_s = plan, handle, topic, t0_ns, load_s
         self.lookup, self.restart_timeout_s, self.node_answers = lookup, restart_timeout_s, node_answers
         self.log: list[dict[str, Any]] = []
         self.restored: list[dict[str, Any]] = []
         self.skipped: list[dict[str, Any]] = []
         self._down: dict[int, str] = {}   # node index -> "killed" | "paused" | "stopped"
-        self.proxy = proxy
+        self.proxy, self.network = proxy, network
+        self._cut: dict[str, Any] | None = None        # the log entry of the partition in force
         self._toxics: dict[str, dict[str, Any]] = {}   # toxic name -> its log entry, while on
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -145,7 +154,7 @@ class FaultInjector:
                                      "scheduled_s": t, "started_s": self.rel()}
             try:
                 self._occurrence(a, entry, times)
-            except (BrokerError, ConfigError, OSError) as exc:
+            except (BrokerError, ConfigError, NetnsError, OSError) as exc:
                 entry["error"] = f"{type(exc).__name__}: {exc}"
             with self._lock:
                 self.log.append(entry)
@@ -170,6 +179,9 @@ class FaultInjector:
             node_id = int(a.node)
         if a.on_proxy:
             self._toxic(a, entry, node_id)
+            return
+        if a.cut is not None:
+            self._partition(a, entry, node_id)
             return
         idx = self.handle.node_index(node_id)
         entry["node"] = node_id
@@ -221,6 +233,39 @@ class FaultInjector:
             return  # removed by stop()
         self._stopping.wait(a.duration_s)
         self._toxic_off(name)
+
+    def _partition(self, a: FaultAction, entry: dict[str, Any], node_id: int) -> None:
+        """Cut ``node_id`` off (one partition at a time), heal after the duration (none: at stop)."""
+        if self.network is None or a.cut is None:
+            raise ConfigError("partition needs the broker's nodes in network namespaces, and this run has none")
+        entry["node"] = node_id
+        shape, mode, clients = a.cut
+        entry.update({"shape": shape, "mode": mode, "clients": clients})
+        with self._lock:
+            if self._cut is not None:
+                entry["error"] = f"another partition (fault {self._cut['fault']}) is in force; nothing done"
+                return
+            self._cut = entry
+        try:
+            entry["cuts"] = self.network.cut(node_id, shape, mode, clients)
+        except BaseException:
+            self._heal()
+            raise
+        entry["on_s"] = self.rel()
+        if a.duration_s is None:
+            entry["until_end"] = True
+            return  # healed by stop()
+        self._stopping.wait(a.duration_s)
+        self._heal()
+
+    def _heal(self) -> None:
+        with self._lock:
+            entry, self._cut = self._cut, None
+        if entry is not None and self.network is not None:
+            try:
+                self.network.heal()
+            finally:
+                entry["off_s"] = self.rel()
 
     def _toxic_off(self, name: str) -> None:
         with self._lock:
@@ -274,6 +319,10 @@ class FaultInjector:
         hung = [t.name for t in self._threads if t.is_alive()]
         with self._lock:
             toxics = list(self._toxics)
+        try:
+            self._heal()   # a partition still in force
+        except (BrokerError, NetnsError, OSError) as exc:
+            self.restored.append({"partition": "heal", "error": f"{type(exc).__name__}: {exc}"})
         for name in toxics:   # network faults still on (whole-run ones, or cut short by the stop)
             try:
                 self._toxic_off(name)

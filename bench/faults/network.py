@@ -26,13 +26,14 @@ Addresses are the nodes' (``"host"``: the root namespace's veth, with ``attach_h
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bench.errors import NetnsError
 from bench.faults.netns import NODE_IF, SWITCH, Topology
 
-__all__ = ["MODES", "TABLE", "Cut", "Network", "bridge", "isolate", "one_way", "reject_rulesets", "ruleset", "split"]
+__all__ = ["MODES", "TABLE", "Cut", "Network", "NodeNetwork", "bridge", "isolate", "one_way", "reject_rulesets",
+           "ruleset", "split"]
 
 TABLE = "kbench_partition"
 MODES = ("drop", "reject")
@@ -161,3 +162,31 @@ class Network:
             self.heal()
         for node in list(self.limits):
             self.unlimit(node)
+
+
+class NodeNetwork:
+    """What the fault injector drives: broker node ids as the topology's node names (``names``)."""
+
+    def __init__(self, network: Network, names: Mapping[int, str]) -> None:
+        self.network, self.names = network, dict(names)
+
+    def cut(self, node_id: int, shape: str, mode: str, clients: bool) -> list[str]:
+        """Partition node ``node_id`` from the other nodes (and the host, with ``clients``): ``isolate`` both
+        ways, ``outbound`` its packets only, ``inbound`` theirs only; returns the cuts as ``"a->b"``."""
+        if node_id not in self.names:
+            raise NetnsError(f"node {node_id} is not in the topology (nodes: {sorted(self.names)})")
+        me = self.names[node_id]
+        others = [n for i, n in sorted(self.names.items()) if i != node_id] + (["host"] if clients else [])
+        if shape == "isolate":
+            cuts = isolate(me, others)
+        elif shape == "outbound":
+            cuts = one_way([me], others)
+        elif shape == "inbound":
+            cuts = one_way(others, [me])
+        else:
+            raise NetnsError(f"partition shape {shape!r}: expected isolate, outbound or inbound")
+        self.network.partition(cuts, mode)
+        return [f"{c.src}->{c.dst}" for c in sorted(cuts)]
+
+    def heal(self) -> None:
+        self.network.heal()

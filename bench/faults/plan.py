@@ -36,14 +36,18 @@ from bench.errors import ScenarioError
 from bench.scenario import source as _yaml
 from bench.scenario.model import Scenario, to_plain
 
-__all__ = ["ACTIONS", "FAULT_KEYS", "NODE_ACTIONS", "PROXY_ACTIONS", "FaultAction", "FaultPlan", "parse_faults",
-           "validate"]
+__all__ = ["ACTIONS", "FAULT_KEYS", "MODES", "NET_ACTIONS", "NODE_ACTIONS", "PROXY_ACTIONS", "SHAPES",
+           "FaultAction", "FaultPlan", "parse_faults", "validate"]
 
 NODE_ACTIONS = ("kill", "pause", "restart")                        # on a broker process
 PROXY_ACTIONS = ("latency", "bandwidth", "timeout", "reset_peer")  # toxics on the client proxy
-ACTIONS = (*NODE_ACTIONS, *PROXY_ACTIONS)
+NET_ACTIONS = ("partition",)                                       # nft rules between nodes in namespaces
+ACTIONS = (*NODE_ACTIONS, *PROXY_ACTIONS, *NET_ACTIONS)
 PROXY_KEYS = {"latency": ("latency", "jitter"), "bandwidth": ("rate",), "timeout": (), "reset_peer": ()}
-FAULT_KEYS = ("action", "node", "partition", "at", "every", "until", "duration", "latency", "jitter", "rate")
+SHAPES = ("isolate", "outbound", "inbound")   # both ways | the node's packets to the others | theirs to it
+MODES = ("drop", "reject")                    # connects time out | refused (TCP reset)
+FAULT_KEYS = ("action", "node", "partition", "at", "every", "until", "duration", "latency", "jitter", "rate",
+              "shape", "mode", "clients")
 MAX_LATENCY_S = 60.0
 MAX_RATE_KBS = 10_000_000
 MAX_NODE_ID = 64
@@ -74,6 +78,7 @@ class FaultAction:
     file: str
     line: int | None
     params: tuple[tuple[str, int], ...] = ()   # proxy actions: toxic attributes (latency/jitter ms, rate KB/s)
+    cut: tuple[str, str, bool] | None = None   # partition: (shape, mode, clients cut too)
 
     @property
     def on_proxy(self) -> bool:
@@ -93,7 +98,8 @@ class FaultAction:
 
     def to_dict(self) -> dict[str, Any]:
         return {"action": self.action, "node": self.node, "partition": self.partition, "at_s": self.at_s,
-                "every_s": self.every_s, "until_s": self.until_s, "duration_s": self.duration_s, **dict(self.params)}
+                "every_s": self.every_s, "until_s": self.until_s, "duration_s": self.duration_s, **dict(self.params),
+                **({"shape": self.cut[0], "mode": self.cut[1], "clients": self.cut[2]} if self.cut else {})}
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,11 @@ class FaultPlan:
     def needs_proxy(self) -> bool:
         """Some action is a toxic: the run puts the client proxy in front of the broker."""
         return any(a.on_proxy for a in self.actions)
+
+    @property
+    def needs_netns(self) -> bool:
+        """Some action is a partition: the broker's nodes must be hosts in network namespaces."""
+        return any(a.action in NET_ACTIONS for a in self.actions)
 
     def check_nodes(self, node_ids: list[int]) -> None:
         """ScenarioError when a fault names a node the broker does not have."""
@@ -181,6 +192,7 @@ def _parse_one(ctx: _yaml.Ctx, item: object, i: int, load_s: float, partitions: 
     action = ctx.choice(d.get("action"), (*path, "action"), ACTIONS)
     node = _node(ctx, d, path, action in PROXY_ACTIONS)
     params = _proxy_params(ctx, d, path, action)
+    cut = _cut(ctx, d, path, action)
     partition = 0
     if "partition" in d:
         if node != "leader":
@@ -212,7 +224,7 @@ def _parse_one(ctx: _yaml.Ctx, item: object, i: int, load_s: float, partitions: 
     duration = dur("duration", action != "kill" and action != "restart")
     if action == "pause" and duration is None:
         raise ctx.error((*path, "duration"), "required for pause: how long the node stays stopped")
-    if action in PROXY_ACTIONS and every is not None and duration is None:
+    if action not in NODE_ACTIONS and every is not None and duration is None:
         raise ctx.error((*path, "duration"), f"required for a repeated {action}: how long each stays on "
                                              "(without `every`, no duration means on until the end of load)")
     if every is not None and duration is not None and duration >= every:
@@ -222,13 +234,29 @@ def _parse_one(ctx: _yaml.Ctx, item: object, i: int, load_s: float, partitions: 
         raise ctx.error((*path, "at"), f"{at:g}s is not before the end of load ({load_s:g}s = warm-up + "
                                        "duration), so the fault would never fire")
     origin = None
-    for cut in (path, ("faults",), ()):
-        origin = ctx.origins.get(cut)
+    for prefix in (path, ("faults",), ()):
+        origin = ctx.origins.get(prefix)
         if origin is not None:
             break
     return FaultAction(i, action, node, partition, at, every, until, duration, key=_yaml.format_path(path),
                        file=origin.file if origin else ctx.filename, line=origin.line if origin else None,
-                       params=params)
+                       params=params, cut=cut)
+
+
+def _cut(ctx: _yaml.Ctx, d: dict[str, object], path: _yaml.KeyPath, action: str) -> tuple[str, str, bool] | None:
+    """partition: ``shape`` (default isolate), ``mode`` (default drop), ``clients`` (default false: only the
+    traffic between broker nodes is cut, clients still reach the node)."""
+    if action not in NET_ACTIONS:
+        for key in ("shape", "mode", "clients"):
+            if key in d:
+                raise ctx.error((*path, key), "only with action: partition")
+        return None
+    shape = ctx.choice(d["shape"], (*path, "shape"), SHAPES) if "shape" in d else "isolate"
+    mode = ctx.choice(d["mode"], (*path, "mode"), MODES) if "mode" in d else "drop"
+    clients = d.get("clients", False)
+    if not isinstance(clients, bool):
+        raise ctx.error((*path, "clients"), f"expected true or false, got {_yaml.show(clients)}")
+    return shape, mode, clients
 
 
 def _node(ctx: _yaml.Ctx, d: dict[str, object], path: _yaml.KeyPath, on_proxy: bool) -> int | str:
