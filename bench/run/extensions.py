@@ -86,6 +86,9 @@ def run_events(plan: FaultPlan | None, *, handle: Nodes | None, bootstrap: str,
         if handle is None:
             raise ConfigError("the scenario has faults:, which need an embedded broker to kill and restart "
                               "(--broker kafka --nodes 3); an external --bootstrap cannot be faulted")
+        if plan.needs_netns:
+            raise ConfigError("the scenario has action: partition, which needs the broker's nodes in network "
+                              "namespaces; kbench does not start brokers that way yet (see docs/faults.md)")
         faults = FaultExtension(plan, handle, lookup or partition_state(bootstrap, conf), proxy)
         extensions.append(faults)
     if verify:
