@@ -15,6 +15,10 @@ A fault is one action on one node at given times (seconds from load start, ``t0`
         latency: 50ms         #   latency (+ jitter) | bandwidth (rate: KB/s) | timeout (connections stall)
         jitter: 10ms          #   | reset_peer (connections reset); node: all (default) | ID | leader;
         at: 20s               #   duration absent: on until the end of load (a whole-run slow network)
+      - action: partition     # nft cuts between nodes in namespaces (bench.faults.network): node ID|leader,
+        node: leader          #   shape isolate|outbound|inbound, mode drop (time out)|reject (refuse),
+        every: 20s            #   clients: true to cut the host too; healed after duration (or at stop)
+        duration: 10s
 
 :func:`validate` checks the section strictly (file, line and ``faults[i].key`` in every error).
 :class:`FaultInjector` runs it: one thread per fault entry, every step bounded by a deadline, times
