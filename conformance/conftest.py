@@ -41,6 +41,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--check-timeout", default=60.0, type=float, help="per-check time limit, s (default 60)")
     g.addoption("--client-config-file", default=None,
                 help="librdkafka key=value lines (SASL/TLS) for every client, admin and probe of the suite")
+    g.addoption("--client", "--clients", dest="client", action="append", default=None, metavar="NAME[,NAME]",
+                help="also run the through-client checks (conformance/test_client_checks.py) with this "
+                     "client's driver (repeatable)")
 
 
 #: environment variable naming the client-properties file, for child-process members (conformance._member)
@@ -62,6 +65,7 @@ def _security_conf(config: pytest.Config) -> dict[str, str]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "check(id, title): conformance check ID and semantic")
+    config.addinivalue_line("markers", "through_client: runs through --client drivers (deselected without one)")
     if not config.pluginmanager.has_plugin(PLUGIN_NAME):
         config.pluginmanager.register(ConformancePlugin(config), PLUGIN_NAME)
     _security_conf(config)

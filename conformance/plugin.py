@@ -22,7 +22,14 @@ from typing import Any
 import pytest
 
 from bench.kafka.protocol import ApiVersionsResult
-from conformance.report import CheckResult, build_doc, count_verdicts, new_run_dir, write_report
+from conformance.report import (
+    DEFAULT_CLIENT,
+    CheckResult,
+    build_doc,
+    count_verdicts,
+    new_run_dir,
+    write_report,
+)
 from conformance.timings import Timings
 from conformance.verdicts import (
     CheckContext,
@@ -70,6 +77,21 @@ def _first(version: Any) -> str:
 
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _client_case(item: pytest.Item) -> tuple[str, str]:
+    """(client, case): a through-client check's ``client`` parameter is its client, not part of its case."""
+    callspec = getattr(item, "callspec", None)
+    case = str(getattr(callspec, "id", ""))
+    client = callspec.params.get("client") if callspec is not None else None
+    if not isinstance(client, str):
+        return DEFAULT_CLIENT, case
+    parts = case.split("-")
+    drop = client.split("-")
+    for k in range(len(parts) - len(drop) + 1):   # the id is "<client>" or "<client>-<case>" or "<case>-<client>"
+        if parts[k:k + len(drop)] == drop:
+            return client, "-".join(parts[:k] + parts[k + len(drop):])
+    return client, case
 
 
 def _failure_verdict(call: pytest.CallInfo[None]) -> Verdict:
@@ -165,6 +187,11 @@ class ConformancePlugin:
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         default_timeout = float(self.config.getoption("check_timeout"))
         missing = []
+        if not self.config.getoption("client", None):  # through-client checks need a --client
+            dropped = [i for i in items if i.get_closest_marker("through_client") is not None]
+            if dropped:
+                items[:] = [i for i in items if i.get_closest_marker("through_client") is None]
+                self.config.hook.pytest_deselected(items=dropped)
         for item in items:
             if CONFORMANCE_DIR not in Path(str(item.path)).resolve().parents:
                 continue
@@ -188,9 +215,9 @@ class ConformancePlugin:
             return
         res = self.results.get(item.nodeid)
         if res is None:
-            case = getattr(getattr(item, "callspec", None), "id", "")
+            client, case = _client_case(item)
             res = CheckResult(id=str(marker.args[0]), title=str(marker.args[1]), verdict="",
-                              case=case, nodeid=item.nodeid)
+                              case=case, nodeid=item.nodeid, client=client)
             self.results[item.nodeid] = res
         res.duration_s += rep.duration
         ctx = item.stash.get(CTX_KEY, None)

@@ -9,7 +9,8 @@ A run directory holds ``report.json`` (schema below), ``report.md``, ``junit.xml
                 "controller_id", "brokers": [{"id", "host", "port"}], "api_versions": {...}},
      "client": {"kbench", "confluent_kafka", "librdkafka", "python"}, "host": {...},
      "counts": {"PASS": n, "FAIL": n, "ERROR": n, "N/A": n, "RECORD": n},
-     "checks": [{"id", "title", "case", "nodeid", "verdict", "detail", "observed", "duration_s"}],
+     "checks": [{"id", "title", "case", "nodeid", "verdict", "detail", "observed", "duration_s",
+                 "client"}],
      "timings": {"<op>": {"count", "min_us", "p50_us", "p90_us", "p99_us", "max_us", "hdr", "hgrm"}}}
 """
 
@@ -42,7 +43,9 @@ SCHEMA_VERSION = 1
 #: ERROR (kbench/the client/a precondition failed, not the broker) was added to schema 1 without a
 #: version bump: older reports simply have no ERROR count (read as 0)
 VERDICTS = ("PASS", "FAIL", "ERROR", "N/A", "RECORD")
-AREA_ORDER = "PKGOTARE"
+AREA_ORDER = "PKGOTAREC"
+#: the client of the suite's own checks (confluent-kafka-python)
+DEFAULT_CLIENT = "librdkafka"
 
 
 @dataclass
@@ -57,10 +60,14 @@ class CheckResult:
     nodeid: str = ""
     duration_s: float = 0.0
     observed: dict[str, Any] = field(default_factory=dict)
+    #: the client that produced the verdict: librdkafka for the suite's own checks, the ``--client``
+    #: for the through-client checks (reports before this field: librdkafka)
+    client: str = DEFAULT_CLIENT
 
     @property
     def label(self) -> str:
-        return f"{self.id}[{self.case}]" if self.case else self.id
+        base = f"{self.id}[{self.case}]" if self.case else self.id
+        return base if self.client == DEFAULT_CLIENT else f"{base}@{self.client}"
 
 
 def check_sort_key(check_id: str, case: str = "") -> tuple[int, str, int, str]:
@@ -114,6 +121,8 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
     ]
     for c in doc.get("checks", []):
         label = f"{c['id']} ({c['case']})" if c.get("case") else c["id"]
+        if c.get("client", DEFAULT_CLIENT) != DEFAULT_CLIENT:
+            label += f" · {c['client']}"
         lines.append(f"| {label} | {_cell(c.get('title', ''), 80)} | {c['verdict']} | "
                      f"{_cell(c.get('detail', ''))} |")
     timings = doc.get("timings") or {}
@@ -200,27 +209,38 @@ def _column_label(doc: Mapping[str, Any], used: set[str]) -> str:
     return label
 
 
+def _clients(doc: Mapping[str, Any]) -> list[str]:
+    """The clients of a report's verdicts: librdkafka first, then the others in name order."""
+    found = {str(c.get("client", DEFAULT_CLIENT)) for c in doc.get("checks", [])} or {DEFAULT_CLIENT}
+    return sorted(found, key=lambda n: (n != DEFAULT_CLIENT, n))
+
+
 def matrix(report_paths: Sequence[Path]) -> str:
-    """One markdown table: rows = checks (ID, semantic), columns = brokers, cells = verdicts."""
+    """One markdown table: rows = checks (ID, semantic, case), columns = broker × client, cells = verdicts;
+    the last rows count each column's verdicts ("—": that client did not run the check)."""
     docs = [load_report(Path(p)) for p in report_paths]
     if not docs:
         raise ResultError("matrix: no report given")
     used: set[str] = set()
-    labels = [_column_label(d, used) for d in docs]
+    columns: list[tuple[int, str, str]] = []            # (doc index, client, label)
+    per_client = any(_clients(d) != [DEFAULT_CLIENT] for d in docs)   # else one column per broker
+    for i, d in enumerate(docs):
+        broker = _column_label(d, used)
+        columns += [(i, c, f"{broker} · {c}" if per_client else broker) for c in _clients(d)]
     rows: dict[tuple[str, str], str] = {}
-    cells: dict[tuple[str, str], dict[int, str]] = {}
+    cells: dict[tuple[str, str], dict[tuple[int, str], str]] = {}
     for i, doc in enumerate(docs):
         for c in doc.get("checks", []):
             key = (c["id"], c.get("case", ""))
             rows.setdefault(key, c.get("title", ""))
-            cells.setdefault(key, {})[i] = c["verdict"]
-    lines = ["| ID | semantic | " + " | ".join(labels) + " |",
-             "|---|---|" + "---|" * len(labels)]
+            cells.setdefault(key, {})[(i, str(c.get("client", DEFAULT_CLIENT)))] = c["verdict"]
+    lines = ["| ID | semantic | " + " | ".join(label for _i, _c, label in columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
     for key in sorted(rows, key=lambda k: check_sort_key(*k)):
         label = f"{key[0]} ({key[1]})" if key[1] else key[0]
-        verdicts = [cells[key].get(i, "—") for i in range(len(docs))]
+        verdicts = [cells[key].get((i, c), "—") for i, c, _l in columns]
         lines.append(f"| {label} | {_cell(rows[key], 60)} | " + " | ".join(verdicts) + " |")
     for verdict in VERDICTS:
-        lines.append(f"| **{verdict}** | | " + " | ".join(
-            str(d.get("counts", {}).get(verdict, 0)) for d in docs) + " |")
+        counts = [sum(1 for k in rows if cells[k].get((i, c)) == verdict) for i, c, _l in columns]
+        lines.append(f"| **{verdict}** | | " + " | ".join(str(n) for n in counts) + " |")
     return "\n".join(lines) + "\n"

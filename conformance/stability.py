@@ -36,7 +36,8 @@ def summarize(docs: Sequence[Mapping[str, Any]], run_dirs: Sequence[str] = (),
     problems: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for i, doc in enumerate(docs):
         for c in doc.get("checks", []):
-            key = (str(c["id"]), str(c.get("case", "")))
+            client = str(c.get("client", "librdkafka"))   # a through-client verdict is its own row
+            key = (str(c["id"]), str(c.get("case", "")) + ("" if client == "librdkafka" else f"@{client}"))
             titles.setdefault(key, str(c.get("title", "")))
             cells.setdefault(key, {})[i] = str(c["verdict"])
             if c["verdict"] in ("FAIL", "ERROR"):

@@ -99,6 +99,8 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         extra = ["--client-config-file", str(Path(args.client_config_file).resolve()), *extra]
     if args.k:
         extra = ["-k", args.k, *extra]
+    for name in _conformance_clients(args):  # the through-client checks (conformance/test_client_checks.py)
+        extra = [*extra, "--client", name]
     if args.broker_name:
         extra = ["--broker-name", args.broker_name, *extra]
     report_dir = Path(args.report_dir) if args.report_dir else None
@@ -119,6 +121,16 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     return {0: 0, 1: 1, 3: 3}.get(code, 2)
 
 
+def _conformance_clients(args: argparse.Namespace) -> list[str]:
+    from bench.drivers.registry import CLIENTS
+
+    names = [n.strip() for opt in (args.client or []) for n in opt.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CLIENTS]
+    if unknown:
+        raise ConfigError(f"kbench conformance --client {', '.join(unknown)}: expected one of {', '.join(CLIENTS)}")
+    return list(dict.fromkeys(names))
+
+
 def _add_conformance(sub: argparse._SubParsersAction) -> None:
     from bench.brokers import kind_names
 
@@ -135,6 +147,9 @@ def _add_conformance(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-k", help="pytest -k expression selecting checks, e.g. 'P1 or G3'")
     p.add_argument("--client-config-file", help="librdkafka key=value lines (SASL/TLS) for every client of the "
                                                 "suite, its admin and ApiVersions probe")
+    p.add_argument("--client", "--clients", dest="client", action="append", metavar="NAME[,NAME]",
+                   help="also run the through-client checks (C1-C7) with this client's driver: librdkafka, java, "
+                        "franz-go, sarama, kafka-go, confluent-kafka-go (repeatable, or comma-separated)")
     p.add_argument("--repeat", type=int, metavar="N",
                    help="run the suite N times (run-01..run-NN under --report-dir) and print/write each "
                         "check's verdict stability (stability.md, stability.json)")
