@@ -134,6 +134,13 @@ def _spec(w: Worker, bootstrap: str, producers: int, security: Mapping[str, str]
         flush_timeout_s=15.0, latency_sample=1, extra={"producers": producers})
 
 
+def _own_client(client: str) -> dict[str, str]:
+    """The ``client`` field an in-process librdkafka worker does not send itself."""
+    import confluent_kafka
+
+    return {"name": client, "version": str(confluent_kafka.libversion()[0])}
+
+
 class _Collector:
     """The pool's queue turned into ready counts, per-worker totals, results and errors."""
 
@@ -155,7 +162,9 @@ class _Collector:
             elif kind == "stat":
                 self.totals[(role, index)] = int(msg[6])
             elif kind == "result":
-                (self.run.producers if role == "producer" else self.run.consumers)[index] = dict(msg[3])
+                result = dict(msg[3])
+                result.setdefault("client", _own_client(self.run.client))
+                (self.run.producers if role == "producer" else self.run.consumers)[index] = result
             elif kind == "error":
                 self.run.errors.append(f"{role} {index}: {msg[3]}")
 
