@@ -77,7 +77,7 @@ _IDEMPOTENT: dict[str, dict[str, str]] = {
     "confluent-kafka-go": {"acks": "all", "enable.idempotence": "true",
                            "max.in.flight.requests.per.connection": "5"},
     "java": {"acks": "all", "enable.idempotence": "true", "max.in.flight.requests.per.connection": "5"},
-    "franz-go": {"acks": "all", "enable.idempotence": "true", "max.in.flight": "5"},
+    "franz-go": {"acks": "all", "enable.idempotence": "true"},   # kgo refuses an in-flight knob with it
     "sarama": {"acks": "all", "enable.idempotence": "true", "max.in.flight": "1"},  # sarama needs 1
 }
 
@@ -163,14 +163,18 @@ class _Collector:
                 self.totals[(role, index)] = int(msg[6])
             elif kind == "result":
                 result = dict(msg[3])
-                result.setdefault("client", _own_client(self.run.client))
+                if not (result.get("client") or {}).get("version"):
+                    result["client"] = _own_client(self.run.client)
                 (self.run.producers if role == "producer" else self.run.consumers)[index] = result
             elif kind == "error":
                 self.run.errors.append(f"{role} {index}: {msg[3]}")
 
     def wait(self, cond: Any, timeout: float, what: str) -> bool:
         deadline = time.monotonic() + timeout
+        errors = len(self.run.errors)
         while not cond():
+            if len(self.run.errors) > errors and what.endswith(("join", "start")):
+                return False             # a worker failed to start: no point waiting for it
             if time.monotonic() >= deadline:
                 self.run.errors.append(f"timed out after {timeout:g} s waiting for {what}")
                 return False
@@ -224,6 +228,10 @@ def run_workers(client: str, bootstrap: str, workers: Sequence[Worker], *,
         with contextlib.suppress(OSError):
             pool.reap()
         run.elapsed_s = time.monotonic() - started
+    refused = [k for k, code in pool.exit_codes().items() if code == 2]
+    if refused:   # exit 2: the driver refused the spec or client_config the check gave it (docs/drivers.md)
+        raise HarnessError(f"the {client} driver refused the check's spec/config ({refused[0][0]} "
+                           f"{refused[0][1]}): {'; '.join(run.errors)[:400]}")
     return run
 
 
