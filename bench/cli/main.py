@@ -78,6 +78,10 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         if missing:
             raise ConfigError(f"no such report directory: {', '.join(missing)}")
         print(matrix([Path(d) for d in args.dirs]))
+        if args.html:
+            from conformance.matrix_html import matrix_html
+
+            Path(args.html).write_text(matrix_html([Path(d) for d in args.dirs]))
         return 0
     if args.action is not None or args.dirs:
         raise ConfigError(f"unknown conformance action {args.action!r} (expected: matrix, or options only)")
@@ -139,6 +143,7 @@ def _add_conformance(sub: argparse._SubParsersAction) -> None:
                                    "several reports into one broker x check table).")
     p.add_argument("action", nargs="?", help="'matrix' to combine reports")
     p.add_argument("dirs", nargs="*", help="report directories (with 'matrix')")
+    p.add_argument("--html", metavar="FILE", help="with 'matrix': also write it as a self-contained HTML page")
     target = p.add_mutually_exclusive_group()
     target.add_argument("--bootstrap", help="HOST:PORT of the broker to check")
     target.add_argument("--broker", choices=list(kind_names()), help="start an embedded broker to check")
