@@ -138,7 +138,7 @@ def test_matrix_html_is_self_contained(tmp_path: Path) -> None:
     write_report(tmp_path / "k", _doc("kafka", [CheckResult("C1", "a | b", "PASS", client="java"),
                                                 CheckResult("C7", "c7", "N/A", case="G1", client="java")]))
     out = tmp_path / "m.html"
-    assert main(["conformance", "matrix", "--html", str(out), str(tmp_path / "k")]) == 0
+    assert main(["conformance", "matrix", str(tmp_path / "k"), "--html", str(out)]) == 0
     page = out.read_text()
     assert "<th>kafka 4.3 · java</th>" in page and "<td>a | b</td>" in page
     assert "background:#cfe8cf'>PASS" in page and "background:#e4e4e4'>N/A" in page

@@ -72,6 +72,10 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     from conformance.runner import matrix, run
 
     if args.action == "matrix":
+        rest = list(args.pytest_args or [])
+        if rest[:1] == ["--html"] and len(rest) > 1:   # `matrix DIR... --html FILE`: argparse's remainder took it
+            args.html, rest = rest[1], rest[2:]
+        args.dirs = [*args.dirs, *rest]
         if not args.dirs:
             raise ConfigError("kbench conformance matrix DIR...: name one or more conformance report directories")
         missing = [d for d in args.dirs if not Path(d).exists()]
