@@ -1,15 +1,18 @@
 """The reference for the differential tests: bench/report/stats.py as it was before scipy (numpy and math
-only), kept verbatim apart from returning a tuple. Used by tests/test_stats.py (p-values) and
-tests/test_compare.py (verdicts on the fixtures)."""
+only), kept verbatim apart from returning a tuple and from its exact distribution. That counting is the one
+stats.py kept by hand (``_exact_tied_p``), so it is called here rather than copied: a copy would test
+nothing. tests/test_stats.py checks it against full enumeration instead. Used by tests/test_stats.py
+(p-values) and tests/test_compare.py (verdicts on the fixtures)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 
-from bench.report.stats import MannWhitney
+from bench.report.stats import Alternative, MannWhitney, _exact_tied_p
 
 
 def _old_ranks(values: np.ndarray) -> np.ndarray:
@@ -26,25 +29,6 @@ def _old_ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def _old_exact_p(doubled_ranks: np.ndarray, n1: int, observed: int, alternative: str) -> float:
-    weights = [int(w) for w in doubled_ranks]
-    total = sum(weights)
-    dp = np.zeros((n1 + 1, total + 1), dtype=np.float64)
-    dp[0, 0] = 1.0
-    for i, w in enumerate(weights):
-        for k in range(min(i + 1, n1), 0, -1):
-            dp[k, w:] += dp[k - 1, : total + 1 - w]
-    dist = dp[n1] / dp[n1].sum()
-    sums = np.arange(total + 1, dtype=np.float64)
-    if alternative == "greater":
-        return min(1.0, float(dist[sums >= observed - 1e-9].sum()))
-    if alternative == "less":
-        return min(1.0, float(dist[sums <= observed + 1e-9].sum()))
-    center = n1 * total / len(weights)
-    dev = abs(observed - center)
-    return min(1.0, float(dist[np.abs(sums - center) >= dev - 1e-9].sum()))
-
-
 def old_mann_whitney(x: list[float], y: list[float], method: str = "auto",
                      alternative: str = "two-sided") -> tuple[float, float, str]:
     """(U of x, p, method) exactly as the hand-written implementation computed them."""
@@ -56,7 +40,7 @@ def old_mann_whitney(x: list[float], y: list[float], method: str = "auto",
     n = n1 + n2
     if method == "exact" or (method == "auto" and n <= 60):
         doubled = np.rint(ranks * 2).astype(np.int64)
-        return u1, _old_exact_p(doubled, n1, int(doubled[:n1].sum()), alternative), "exact"
+        return u1, _exact_tied_p(doubled, n1, int(doubled[:n1].sum()), cast(Alternative, alternative)), "exact"
     _, tie_counts = np.unique(both, return_counts=True)
     tie_term = float(((tie_counts.astype(np.float64) ** 3) - tie_counts).sum())
     var = n1 * n2 / 12.0 * ((n + 1) - tie_term / (n * (n - 1)))

@@ -1,6 +1,6 @@
 """bench/report/stats.py (scipy's Mann-Whitney plus the kept exact tied distribution) against the
-hand-written implementation it replaced (kept verbatim in tests/stats_reference.py), full enumeration,
-and scipy itself."""
+hand-written implementation it replaced (tests/stats_reference.py, which calls the kept exact counting
+rather than copying it), full enumeration (the kept counting's independent check), and scipy itself."""
 
 from __future__ import annotations
 
@@ -63,6 +63,19 @@ def test_same_u_p_and_method_as_the_hand_written_implementation(method: str, alt
         assert (new.n1, new.n2) == (len(x), len(y))
         compared += 1
     assert compared >= 140
+
+
+@pytest.mark.parametrize("alternative", ALTERNATIVES)
+def test_exact_matches_enumeration_on_the_grid(alternative: str) -> None:
+    """Every grid case full enumeration can afford (up to 16 values), tied or not: the kept counting
+    against an independent computation (the differential test above shares that counting)."""
+    checked = 0
+    for x, y in _grid():
+        if len(x) + len(y) <= 16:
+            got = mann_whitney_u(x, y, "exact", alternative).p_value
+            assert got == pytest.approx(_brute_force(x, y, alternative), abs=1e-9), (x, y)
+            checked += 1
+    assert checked >= 130
 
 
 @settings(max_examples=80, deadline=None)
