@@ -241,7 +241,7 @@ def test_kafka_behind_the_proxy_gets_the_latency_and_nothing_is_left() -> None:
         log = inj.stop()
         after = statistics.median(_produce_rtts(target.bootstrap, "net", 20))
         assert target.proxy.active() == {"node1": []}
-    print(f"sync produce median: {base:.2f} ms direct through the proxy, {slow:.2f} ms with +{LAT_MS} ms, "
+    print(f"sync produce median: {base:.2f} ms through the proxy, {slow:.2f} ms with +{LAT_MS} ms, "
           f"{after:.2f} ms after")
     assert abs(slow - base - LAT_MS) < TOL_MS, (base, slow, after)
     assert after < base + 10, (base, after)
