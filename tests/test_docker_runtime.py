@@ -278,3 +278,36 @@ def test_image_kind_and_image_flag_run_a_local_image(cli: Cli, monkeypatch: pyte
     assert len(_round_trip(broker.bootstrap, 50)) == 50
     assert cli("broker", "down", "dk-flag")[0] == 0
     assert _containers("dk-image") == [] and _containers("dk-flag") == []
+
+
+@pytest.mark.integration
+@needs_root
+def test_faults_schedule_drives_containers(cli: Cli) -> None:
+    """The faults: injector (kill with restart, pause, restart) on a docker broker, through the container API."""
+    from bench.brokers import get_broker
+    from bench.faults.inject import FaultInjector, partition_state
+    from bench.faults.plan import FaultAction, FaultPlan
+
+    code, _, err = cli("broker", "up", "kfake", "--runtime", "docker", "--port", "0", "--name", "dk-faults")
+    assert code == 0, err
+    broker = get_broker("dk-faults")
+    assert broker is not None
+    node = broker.nodes[0].node_id
+
+    def action(i: int, what: str, at: float, duration: float) -> FaultAction:
+        return FaultAction(i, what, node, 0, at, None, None, duration, key=f"faults[{i}]", file="test", line=None)
+
+    plan = FaultPlan((action(0, "kill", 0.2, 1.0), action(1, "pause", 3.0, 1.0), action(2, "restart", 5.0, 0.5)))
+    injector = FaultInjector(plan, broker, "t", time.monotonic_ns(), 7.0, partition_state(broker.bootstrap),
+                             restart_timeout_s=30).start()
+    statuses: set[str] = set()
+    deadline = time.monotonic() + 7.0
+    while time.monotonic() < deadline:
+        statuses.add(broker._status(broker.nodes[0]))     # type: ignore[attr-defined]
+        time.sleep(0.05)
+    result = injector.stop()
+    assert result["errors"] == 0, result
+    assert [a["action"] for a in result["actions"]] == ["kill", "pause", "restart"]
+    assert {"exited", "paused", "running"} <= statuses
+    assert broker.is_alive() and len(_round_trip(broker.bootstrap, 20)) == 20
+    assert cli("broker", "down", "dk-faults")[0] == 0
