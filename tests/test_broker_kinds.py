@@ -154,9 +154,20 @@ def test_kfake_bad_as_version_is_a_start_error(tmp_path: Path) -> None:
 
 # -- real brokers ------------------------------------------------------------------------------------
 @pytest.mark.integration
-def test_kfake_up_group_round_trip_down() -> None:
-    out = _up_round_trip_down("it-kfake", "kfake", "--nodes", "3")
-    assert "3 broker(s)" in out
+@pytest.mark.parametrize(("name", "args", "expected"), [
+    pytest.param("it-kfake", ("kfake", "--nodes", "3"), ("3 broker(s)",), id="kfake"),
+    pytest.param("it-kafka-zk", ("kafka-zk",), ("kafka-zk 3.9.2 up", "zookeeper 0"), id="kafka-zk"),
+    pytest.param("it-kafka-372", ("kafka", "--version", "3.7.2"), ("kafka 3.7.2 up",), id="kafka-3.7.2"),
+    pytest.param("it-kafka-440", ("kafka", "--version", "4.4.0"), ("kafka 4.4.0 up",), id="kafka-4.4.0",
+                 marks=pytest.mark.slow),
+    # the oldest release: 2.8.2 (ZooKeeper 3.5.9) runs on Java 17 from the same code path
+    pytest.param("it-kafka-zk-282", ("kafka-zk", "--version", "2.8.2"), ("kafka-zk 2.8.2 up",),
+                 id="kafka-zk-2.8.2", marks=pytest.mark.slow),
+])
+def test_up_group_round_trip_down(name: str, args: tuple[str, ...], expected: tuple[str, ...]) -> None:
+    out = _up_round_trip_down(name, *args)
+    for text in expected:
+        assert text in out
 
 
 @pytest.mark.integration
@@ -185,33 +196,6 @@ def test_kfake_options_and_single_broker_control(tmp_path: Path) -> None:
     finally:
         h.stop()
     assert h.alive_nodes() == []
-
-
-@pytest.mark.integration
-def test_kafka_zk_up_group_round_trip_down() -> None:
-    out = _up_round_trip_down("it-kafka-zk", "kafka-zk")
-    assert "kafka-zk 3.9.2 up" in out and "zookeeper 0" in out
-
-
-@pytest.mark.integration
-def test_kafka_372_up_group_round_trip_down() -> None:
-    out = _up_round_trip_down("it-kafka-372", "kafka", "--version", "3.7.2")
-    assert "kafka 3.7.2 up" in out
-
-
-@pytest.mark.integration
-@pytest.mark.slow
-def test_kafka_440_up_group_round_trip_down() -> None:
-    out = _up_round_trip_down("it-kafka-440", "kafka", "--version", "4.4.0")
-    assert "kafka 4.4.0 up" in out
-
-
-@pytest.mark.integration
-@pytest.mark.slow
-def test_kafka_zk_oldest_release() -> None:
-    """2.8.2 (ZooKeeper 3.5.9) runs on Java 17 from the same code path."""
-    out = _up_round_trip_down("it-kafka-zk-282", "kafka-zk", "--version", "2.8.2")
-    assert "kafka-zk 2.8.2 up" in out
 
 
 @pytest.mark.integration

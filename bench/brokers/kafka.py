@@ -68,6 +68,28 @@ def java_major(java: str) -> int:
     return int(m.group(2) or 0) if major == 1 else major
 
 
+def log_properties(data: Path, nodes: int) -> dict[str, str]:
+    """The broker properties both Kafka modes (KRaft here, ZooKeeper in kafka_zk.py) share: the log
+    directory under ``data``, single-partition unreplicated topics by default, and the internal topics
+    (offsets, transaction state) replicated over up to 3 of ``nodes``."""
+    rf = min(3, nodes)
+    return {
+        "log.dirs": str(data / "log"),
+        "num.partitions": "1",
+        "default.replication.factor": "1",
+        "offsets.topic.replication.factor": str(rf),
+        "offsets.topic.num.partitions": "10",
+        "transaction.state.log.replication.factor": str(rf),
+        "transaction.state.log.min.isr": str(min(2, rf)),
+        "transaction.state.log.num.partitions": "10",
+    }
+
+
+#: housekeeping every second instead of every 5 min / 15 s: retention and compaction become observable
+#: within a test's time budget (the conformance suite's R1/R3); negligible cost for benchmarks
+HOUSEKEEPING = {"log.retention.check.interval.ms": "1000", "log.cleaner.backoff.ms": "1000"}
+
+
 def _server_properties(node_id: int, nodes: int, port: int, data: Path, overrides: Mapping[str, str],
                        bind: str = "127.0.0.1", advertise: str = "127.0.0.1") -> str:
     voters = ",".join(f"{i + 1}@127.0.0.1:{port + CONTROLLER_OFFSET + i}" for i in range(nodes))
@@ -82,22 +104,12 @@ def _server_properties(node_id: int, nodes: int, port: int, data: Path, override
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "log.dirs": str(data / "log"),
-        "num.partitions": "1",
-        "default.replication.factor": "1",
-        "offsets.topic.replication.factor": str(rf),
-        "offsets.topic.num.partitions": "10",
-        "transaction.state.log.replication.factor": str(rf),
-        "transaction.state.log.min.isr": str(min(2, rf)),
-        "transaction.state.log.num.partitions": "10",
+        **log_properties(data, nodes),
         "share.coordinator.state.topic.replication.factor": str(rf),
         "share.coordinator.state.topic.min.isr": str(min(2, rf)),
         "group.initial.rebalance.delay.ms": "0",
         "auto.create.topics.enable": "true",
-        # housekeeping every second instead of every 5 min / 15 s: retention and compaction become observable
-        # within a test's time budget (the conformance suite's R1/R3); negligible cost for benchmarks
-        "log.retention.check.interval.ms": "1000",
-        "log.cleaner.backoff.ms": "1000",
+        **HOUSEKEEPING,
     }
     props.update(overrides)
     return "".join(f"{k}={v}\n" for k, v in props.items())

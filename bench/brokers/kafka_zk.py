@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.brokers.artifacts import check_kafka_version, kafka_lib_dir
 from bench.brokers.base import BrokerState, NodeState, probe_cluster, tail
-from bench.brokers.kafka import checked_java, jvm_command
+from bench.brokers.kafka import HOUSEKEEPING, checked_java, jvm_command, log_properties
 from bench.brokers.process import ProcessBroker, ProcessKind, alive
 from bench.brokers.service import FetchRequest, Prepared, StartRequest
 from bench.errors import BrokerError, BrokerStartError, ConfigError
@@ -40,27 +40,17 @@ def _zoo_cfg(data: Path, port: int) -> str:
 
 def _server_properties(broker_id: int, nodes: int, port: int, zk_port: int, data: Path,
                        overrides: Mapping[str, str], bind: str, advertise: str) -> str:
-    rf = min(3, nodes)
     props: dict[str, str] = {
         "broker.id": str(broker_id),
         "zookeeper.connect": f"127.0.0.1:{zk_port}",
         "zookeeper.session.timeout.ms": str(ZK_SESSION_MS),
         "listeners": f"PLAINTEXT://{bind}:{port + broker_id - 1}",
         "advertised.listeners": f"PLAINTEXT://{advertise}:{port + broker_id - 1}",
-        "log.dirs": str(data / "log"),
-        "num.partitions": "1",
-        "default.replication.factor": "1",
-        "offsets.topic.replication.factor": str(rf),
-        "offsets.topic.num.partitions": "10",
-        "transaction.state.log.replication.factor": str(rf),
-        "transaction.state.log.min.isr": str(min(2, rf)),
-        "transaction.state.log.num.partitions": "10",
+        **log_properties(data, nodes),
         "group.initial.rebalance.delay.ms": "0",
         "auto.create.topics.enable": "true",
         "delete.topic.enable": "true",
-        # housekeeping every second (retention/compaction observable within a conformance check)
-        "log.retention.check.interval.ms": "1000",
-        "log.cleaner.backoff.ms": "1000",
+        **HOUSEKEEPING,
     }
     props.update(overrides)
     return "".join(f"{k}={v}\n" for k, v in props.items())
