@@ -62,48 +62,15 @@ def import_graph(modules: Mapping[str, Path]) -> dict[str, set[str]]:
 
 
 def cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
-    """Strongly connected components of more than one node, and self-loops (Tarjan, iterative)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[list[str]] = []
-    counter = 0
-    for start in sorted(graph):
-        if start in index:
-            continue
-        work: list[tuple[str, list[str]]] = [(start, sorted(graph.get(start, ())))]
-        index[start] = low[start] = counter
-        counter += 1
-        stack.append(start)
-        on_stack.add(start)
-        while work:
-            node, todo = work[-1]
-            if todo:
-                nxt = todo.pop(0)
-                if nxt not in index:
-                    index[nxt] = low[nxt] = counter
-                    counter += 1
-                    stack.append(nxt)
-                    on_stack.add(nxt)
-                    work.append((nxt, sorted(graph.get(nxt, ()))))
-                elif nxt in on_stack:
-                    low[node] = min(low[node], index[nxt])
-                continue
-            work.pop()
-            if work:
-                low[work[-1][0]] = min(low[work[-1][0]], low[node])
-            if low[node] == index[node]:
-                comp: list[str] = []
-                while True:
-                    top = stack.pop()
-                    on_stack.discard(top)
-                    comp.append(top)
-                    if top == node:
-                        break
-                if len(comp) > 1 or node in graph.get(node, ()):
-                    found.append(sorted(comp))
-    return sorted(found)
+    """Strongly connected components of more than one node, and self-loops; each and the list sorted.
+
+    The components come from the history checker's Tarjan (:func:`bench.verify.cycles.strongly_connected`),
+    which leaves single vertices out: a module importing itself is added here."""
+    from bench.verify.cycles import strongly_connected
+
+    comps = [sorted(c) for c in strongly_connected(sorted(graph), graph)]
+    in_comp = {m for c in comps for m in c}
+    return sorted(comps + [[m] for m in graph if m in graph[m] and m not in in_comp])
 
 
 def _describe(comp: list[str], graph: Mapping[str, Iterable[str]]) -> str:

@@ -26,7 +26,7 @@ One anomaly per strongly connected component: per component of the ww graph, its
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from bench.verify.model import Anomaly, AnomalyKind, Dep, HistoryReport, Value
 from bench.verify.txn import TxnIndex, VersionOrder, norm
@@ -81,8 +81,10 @@ def dependencies(index: TxnIndex, vo: VersionOrder) -> list[Dep]:
     return list(edges.values())
 
 
-def strongly_connected(nodes: Iterable[str], adj: Adjacency) -> list[list[str]]:
-    """Tarjan's algorithm, iterative; components of more than one vertex, in discovery order."""
+def strongly_connected(nodes: Iterable[str], adj: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """Tarjan's algorithm, iterative; components of more than one vertex, in discovery order.
+
+    ``adj``: vertex -> its successors (an :data:`Adjacency`, or any graph: tests/test_imports.py's)."""
     order: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -95,7 +97,7 @@ def strongly_connected(nodes: Iterable[str], adj: Adjacency) -> list[list[str]]:
         order[root] = low[root] = len(order)
         stack.append(root)
         on_stack.add(root)
-        work.append((root, iter(adj.get(root, {}))))
+        work.append((root, iter(adj.get(root, ()))))
         while work:
             v, it = work[-1]
             nxt = next(it, None)
@@ -104,7 +106,7 @@ def strongly_connected(nodes: Iterable[str], adj: Adjacency) -> list[list[str]]:
                     order[nxt] = low[nxt] = len(order)
                     stack.append(nxt)
                     on_stack.add(nxt)
-                    work.append((nxt, iter(adj.get(nxt, {}))))
+                    work.append((nxt, iter(adj.get(nxt, ()))))
                 elif nxt in on_stack:
                     low[v] = min(low[v], order[nxt])
                 continue
