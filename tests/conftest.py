@@ -31,7 +31,12 @@ def _kbench_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["KBENCH_HOME"] = old
 
 
-def _embedded(kind: str) -> Iterator[str]:
+def _bootstrap(env: str, kind: str) -> Iterator[str]:
+    """The broker named by ``$env``, else an embedded broker of ``kind``, stopped when the session ends."""
+    external = os.environ.get(env)
+    if external:
+        yield external
+        return
     from bench.brokers import start_broker
 
     handle = start_broker(kind, port=0, name=f"test-{kind}-{os.getpid()}")
@@ -43,20 +48,12 @@ def _embedded(kind: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(_kbench_home: Path) -> Iterator[str]:
-    external = os.environ.get("KBENCH_BOOTSTRAP")
-    if external:
-        yield external
-        return
-    yield from _embedded("kafka")
+    yield from _bootstrap("KBENCH_BOOTSTRAP", "kafka")
 
 
 @pytest.fixture(scope="session")
 def tansu_bootstrap(_kbench_home: Path) -> Iterator[str]:
-    external = os.environ.get("KBENCH_TANSU_BOOTSTRAP")
-    if external:
-        yield external
-        return
-    yield from _embedded("tansu")
+    yield from _bootstrap("KBENCH_TANSU_BOOTSTRAP", "tansu")
 
 
 def run_kbench(*args: str, env: dict[str, str] | None = None, timeout: float = 180,
