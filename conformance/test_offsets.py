@@ -61,6 +61,14 @@ def _offsets(member: Member) -> list[int]:
     return [int(m.offset() or 0) for m in member.records]
 
 
+def _member_read_all(clients: Clients, group: str, topic: str, n: int) -> Member:
+    """Member ``m`` of ``group`` once it has read the ``n`` records of ``topic`` (FAIL if not within 15 s)."""
+    m = _member(clients, "m", group, topic)
+    res = pump([m], lambda: len(m.records) >= n, 15)
+    expect(res.ok, "records read", len(m.records), str(n))
+    return m
+
+
 @pytest.mark.check("O1", "commit offset+1 convention")
 def test_o1_commit_next_offset(check: CheckContext, clients: Clients, names: Names,
                                timings: Timings) -> None:
@@ -164,9 +172,7 @@ def test_o5_clean_shutdown(check: CheckContext, clients: Clients, names: Names,
     topic = clients.create_topic(2)
     _produce(clients, topic, 12, partitions=2)
     group = names.group("o5")
-    m = _member(clients, "m", group, topic)
-    res = pump([m], lambda: len(m.records) >= 12, 15)
-    expect(res.ok, "records read", len(m.records), "12")
+    m = _member_read_all(clients, group, topic, 12)
     for msg in m.records:
         with timings.time("commit"):
             m.consumer.commit(message=msg, asynchronous=False)
@@ -247,14 +253,12 @@ def test_o8_commits_durable(check: CheckContext, clients: Clients, names: Names,
     _produce(clients, topic, 20, partitions=2)
     group = names.group("o8")
     want = {0: 3, 1: 7}
-    m = _member(clients, "m", group, topic)
-    res = pump([m], lambda: len(m.records) >= 20, 15)
-    expect(res.ok, "records read", len(m.records), "20")
+    m = _member_read_all(clients, group, topic, 20)
     m.consumer.commit(offsets=[TopicPartition(topic, p, o, "o8") for p, o in want.items()],
                       asynchronous=False)
     m.close()  # the group is now empty
     again = _member(clients, "again", group, topic)
-    res = pump([again], lambda: {int(r.partition() or 0) for r in again.records} == {0, 1}, 15)
+    pump([again], lambda: {int(r.partition() or 0) for r in again.records} == {0, 1}, 15)
     starts: dict[int, int] = {}
     for r in again.records:
         starts.setdefault(int(r.partition() or 0), int(r.offset() or 0))

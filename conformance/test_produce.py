@@ -75,11 +75,12 @@ def test_p1_order_dense_offsets(check: CheckContext, clients: Clients) -> None:
 
 
 # ------------------------------------------------------------------------------------ P2 / P3
-def _produce_with_cuts(clients: Clients, topic: str, parts: int, conf: Mapping[str, Any],
+def _produce_with_cuts(clients: Clients, topic: str, parts: int, *, idempotence: bool,
                        seconds: float = 4.0, rate: float = 2000.0, enough_cuts: int = 8,
                        min_seconds: float = 1.5) -> tuple[list[Delivery], int]:
     """Paced produce for ``seconds`` (or, sooner, once ``enough_cuts`` cuts were made and
-    ``min_seconds`` passed), cutting the producer's connections mid-stream.
+    ``min_seconds`` passed), cutting the producer's connections mid-stream; the producer idempotent
+    or not, with up to 5 requests in flight either way.
 
     A cut happens at most every 0.15 s and only after >= 100 more deliveries since the previous
     one, so every cut hits a connection that is carrying produce traffic (in-flight requests are
@@ -93,7 +94,8 @@ def _produce_with_cuts(clients: Clients, topic: str, parts: int, conf: Mapping[s
         "acks": "all", "linger.ms": 2, "batch.num.messages": 50, "retries": 1_000_000,
         "retry.backoff.ms": 20, "retry.backoff.max.ms": 200, "reconnect.backoff.ms": 10,
         "reconnect.backoff.max.ms": 100, "message.timeout.ms": 30_000,
-        "metadata.recovery.strategy": "none", **conf})
+        "metadata.recovery.strategy": "none", "enable.idempotence": idempotence,
+        "max.in.flight.requests.per.connection": 5})
     reports: list[Delivery] = []
     start = time.monotonic()
     next_cut, delivered_at_cut = start + 0.15, 0
@@ -119,9 +121,7 @@ def _produce_with_cuts(clients: Clients, topic: str, parts: int, conf: Mapping[s
 def test_p2_idempotent_under_connection_cuts(check: CheckContext, clients: Clients) -> None:
     parts = 2
     topic = clients.create_topic(parts)
-    reports, cuts = _produce_with_cuts(clients, topic, parts,
-                                       {"enable.idempotence": True,
-                                        "max.in.flight.requests.per.connection": 5})
+    reports, cuts = _produce_with_cuts(clients, topic, parts, idempotence=True)
     check.note(f"{len(reports)} sends, {cuts} connection cuts (in-process socket shutdown)")
     require_effective(cuts >= 5, "connections cut while producing", cuts, ">= 5")
     expect_eq(_errors(reports), [], "delivery errors of the idempotent producer")
@@ -139,9 +139,7 @@ def test_p2_idempotent_under_connection_cuts(check: CheckContext, clients: Clien
 def test_p3_non_idempotent_retries(check: CheckContext, clients: Clients) -> None:
     parts = 2
     topic = clients.create_topic(parts)
-    reports, cuts = _produce_with_cuts(clients, topic, parts,
-                                       {"enable.idempotence": False,
-                                        "max.in.flight.requests.per.connection": 5})
+    reports, cuts = _produce_with_cuts(clients, topic, parts, idempotence=False)
     require_effective(cuts >= 5, "connections cut while producing", cuts, ">= 5")
     reads = clients.read_all(topic, parts, timeout=20, acked=reports)
     hist = check_history(_sends(reports), final_reads=_final(reads), expect_order=False,
