@@ -292,6 +292,13 @@ def _scan_reads(
     return first_read, extra_pos, high
 
 
+def _read_anomaly(kind: AnomalyKind, what: str, v: Any, fr: tuple[int, int, str, int], **more: Any) -> Anomaly:
+    """An anomaly of ``kind`` about value ``v`` and its first read ``fr`` (p, o, consumer, poll index):
+    "``what`` was read at p/o by consumer poll N"; ``more``: further :class:`Anomaly` fields."""
+    return Anomaly(kind, f"{what} was read at p{fr[0]}/o{fr[1]} by {fr[2]} poll {fr[3]}", value=v,
+                   partition=fr[0], offsets=(fr[1],), consumer=fr[2], poll_index=fr[3], **more)
+
+
 def _judge_values(
     by_value: dict[Any, Send], first_read: dict[Any, tuple[int, int, str, int]],
     extra_pos: dict[Any, set[Pos]], high: dict[int, int], low: dict[int, int],
@@ -318,21 +325,16 @@ def _judge_values(
                 continue
             report.aborted_reads += 1
             if report._want(AnomalyKind.ABORTED_READ):
-                report.anomalies.append(Anomaly(
-                    AnomalyKind.ABORTED_READ,
-                    f"{v!r} whose send failed (producer {s.producer} seq {s.seq}) was read at "
-                    f"p{fr[0]}/o{fr[1]} by {fr[2]} poll {fr[3]}",
-                    value=v, partition=fr[0], offsets=(fr[1],), producer=s.producer, seq=s.seq,
-                    consumer=fr[2], poll_index=fr[3], t_ns=s.t_ns))
+                report.anomalies.append(_read_anomaly(
+                    AnomalyKind.ABORTED_READ, f"{v!r} whose send failed (producer {s.producer} seq {s.seq})", v,
+                    fr, producer=s.producer, seq=s.seq, t_ns=s.t_ns))
     for v, fr in first_read.items():
         if v in by_value:
             continue
         report.unexpected += 1
         if report._want(AnomalyKind.UNEXPECTED_READ):
-            report.anomalies.append(Anomaly(
-                AnomalyKind.UNEXPECTED_READ,
-                f"{v!r}, which no send produced, was read at p{fr[0]}/o{fr[1]} by {fr[2]} poll {fr[3]}",
-                value=v, partition=fr[0], offsets=(fr[1],), consumer=fr[2], poll_index=fr[3]))
+            report.anomalies.append(_read_anomaly(AnomalyKind.UNEXPECTED_READ, f"{v!r}, which no send produced",
+                                                  v, fr))
     dup = AnomalyKind.DUPLICATE
     for v, more in extra_pos.items():
         fr = first_read[v]  # every value in extra_pos was read
