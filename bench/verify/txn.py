@@ -38,6 +38,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from bench.verify.model import (
     FINAL_READER,
@@ -57,6 +58,7 @@ __all__ = [
 ]
 
 K = AnomalyKind
+_E = TypeVar("_E")
 
 
 def norm(v: Value | None) -> str | None:
@@ -220,8 +222,20 @@ def check_internal(index: TxnIndex, vo: VersionOrder, report: HistoryReport) -> 
         _internal_sends(t, vo, report)
 
 
+def _step(last: dict[int, tuple[int, _E]], p: int, i: int, entry: _E, skip: AnomalyKind, back: AnomalyKind
+          ) -> tuple[AnomalyKind, int, _E] | None:
+    """Record ``entry``, at version index ``i``, as partition ``p``'s latest in ``last``. None when it directly
+    follows the previous one (or is the first); else (``skip`` if visible records lie between them, ``back``
+    if it is at or before the previous one; how many visible records lie between; the previous entry)."""
+    before = last.get(p)
+    last[p] = (i, entry)
+    if before is None or i == before[0] + 1:
+        return None
+    return (skip if i > before[0] + 1 else back), i - before[0] - 1, before[1]
+
+
 def _internal_polls(t: Txn, vo: VersionOrder, report: HistoryReport) -> None:
-    last: dict[int, tuple[int, int, str | None, int]] = {}  # p -> (index, offset, value, poll index)
+    last: dict[int, tuple[int, tuple[int, str | None, int]]] = {}  # p -> (index, (offset, value, poll index))
     prev: Poll | None = None
     for q in sorted(t.polls, key=lambda q: (q.consumer, q.index)):
         if prev is not None and (q.consumer != prev.consumer or q.rebalance_before
@@ -233,19 +247,17 @@ def _internal_polls(t: Txn, vo: VersionOrder, report: HistoryReport) -> None:
             if i is None:
                 continue
             v = norm(raw)
-            before = last.get(p)
-            last[p] = (i, o, v, q.index)
-            if before is None or i == before[0] + 1:
+            step = _step(last, p, i, (o, v, q.index), K.INT_POLL_SKIP, K.INT_NONMONOTONIC_POLL)
+            if step is None or not report._want(step[0]):
                 continue
-            kind = K.INT_POLL_SKIP if i > before[0] + 1 else K.INT_NONMONOTONIC_POLL
-            if report._want(kind):
-                what = (f"skipping {i - before[0] - 1} visible record(s)" if kind == K.INT_POLL_SKIP
-                        else "at or before it in the log")
-                report.anomalies.append(Anomaly(
-                    kind, f"transaction {t.id}: {q.consumer} poll {q.index} read p{p}/o{o} after "
-                    f"o{before[1]} (poll {before[3]}) in the same transaction, {what}",
-                    txn=t.id, consumer=q.consumer, partition=p, poll_index=q.index,
-                    prev_poll_index=before[3], offsets=(before[1], o), values=(before[2], v), value=v))
+            kind, between, (b_offset, b_value, b_poll) = step
+            what = (f"skipping {between} visible record(s)" if kind == K.INT_POLL_SKIP
+                    else "at or before it in the log")
+            report.anomalies.append(Anomaly(
+                kind, f"transaction {t.id}: {q.consumer} poll {q.index} read p{p}/o{o} after "
+                f"o{b_offset} (poll {b_poll}) in the same transaction, {what}",
+                txn=t.id, consumer=q.consumer, partition=p, poll_index=q.index,
+                prev_poll_index=b_poll, offsets=(b_offset, o), values=(b_value, v), value=v))
 
 
 def _internal_sends(t: Txn, vo: VersionOrder, report: HistoryReport) -> None:
@@ -257,18 +269,14 @@ def _internal_sends(t: Txn, vo: VersionOrder, report: HistoryReport) -> None:
         i = vo.idx(p, o)
         if i is None:
             continue
-        before = last.get(p)
-        last[p] = (i, s)
-        if before is None or i == before[0] + 1:
+        step = _step(last, p, i, s, K.INT_SEND_SKIP, K.INT_NONMONOTONIC_SEND)
+        if step is None or not report._want(step[0]):
             continue
-        b = before[1]
-        kind = K.INT_SEND_SKIP if i > before[0] + 1 else K.INT_NONMONOTONIC_SEND
-        if report._want(kind):
-            what = (f"{i - before[0] - 1} visible record(s) between them" if kind == K.INT_SEND_SKIP
-                    else "at or before it")
-            report.anomalies.append(Anomaly(
-                kind, f"transaction {t.id}: send seq {s.seq} ({norm(s.value)!r}) landed at p{p}/o{o}, "
-                f"after send seq {b.seq} at o{b.offset}: {what}",
-                txn=t.id, producer=s.producer, partition=p, seq=s.seq, prev_seq=b.seq,
-                offsets=(b.offset if b.offset is not None else -1, o), values=(norm(b.value), norm(s.value)),
-                value=norm(s.value)))
+        kind, between, b = step
+        what = f"{between} visible record(s) between them" if kind == K.INT_SEND_SKIP else "at or before it"
+        report.anomalies.append(Anomaly(
+            kind, f"transaction {t.id}: send seq {s.seq} ({norm(s.value)!r}) landed at p{p}/o{o}, "
+            f"after send seq {b.seq} at o{b.offset}: {what}",
+            txn=t.id, producer=s.producer, partition=p, seq=s.seq, prev_seq=b.seq,
+            offsets=(b.offset if b.offset is not None else -1, o), values=(norm(b.value), norm(s.value)),
+            value=norm(s.value)))
