@@ -61,12 +61,16 @@ def _offsets(member: Member) -> list[int]:
     return [int(m.offset() or 0) for m in member.records]
 
 
-def _member_read_all(clients: Clients, group: str, topic: str, n: int) -> Member:
-    """Member ``m`` of ``group`` once it has read the ``n`` records of ``topic`` (FAIL if not within 15 s)."""
+def _member_read_all(clients: Clients, names: Names, tag: str, n: int) -> tuple[str, str, Member]:
+    """A fresh 2-partition topic holding ``n`` records, a group named after ``tag``, and its member ``m``
+    once it has read them all (FAIL if not within 15 s): (topic, group, m)."""
+    topic = clients.create_topic(2)
+    _produce(clients, topic, n, partitions=2)
+    group = names.group(tag)
     m = _member(clients, "m", group, topic)
     res = pump([m], lambda: len(m.records) >= n, 15)
     expect(res.ok, "records read", len(m.records), str(n))
-    return m
+    return topic, group, m
 
 
 @pytest.mark.check("O1", "commit offset+1 convention")
@@ -169,10 +173,7 @@ def test_o4_redelivery_after_crash(check: CheckContext, clients: Clients, names:
 @pytest.mark.check("O5", "clean shutdown")
 def test_o5_clean_shutdown(check: CheckContext, clients: Clients, names: Names,
                            timings: Timings) -> None:
-    topic = clients.create_topic(2)
-    _produce(clients, topic, 12, partitions=2)
-    group = names.group("o5")
-    m = _member_read_all(clients, group, topic, 12)
+    topic, group, m = _member_read_all(clients, names, "o5", 12)
     for msg in m.records:
         with timings.time("commit"):
             m.consumer.commit(message=msg, asynchronous=False)
@@ -249,11 +250,8 @@ def test_o7_auto_offset_reset(check: CheckContext, clients: Clients, names: Name
 @pytest.mark.check("O8", "commits are durable")
 def test_o8_commits_durable(check: CheckContext, clients: Clients, names: Names,
                             broker_control: Any) -> None:
-    topic = clients.create_topic(2)
-    _produce(clients, topic, 20, partitions=2)
-    group = names.group("o8")
     want = {0: 3, 1: 7}
-    m = _member_read_all(clients, group, topic, 20)
+    topic, group, m = _member_read_all(clients, names, "o8", 20)
     m.consumer.commit(offsets=[TopicPartition(topic, p, o, "o8") for p, o in want.items()],
                       asynchronous=False)
     m.close()  # the group is now empty
