@@ -75,18 +75,20 @@ def test_p1_order_dense_offsets(check: CheckContext, clients: Clients) -> None:
 
 
 # ------------------------------------------------------------------------------------ P2 / P3
-def _produce_with_cuts(clients: Clients, topic: str, parts: int, *, idempotence: bool,
+def _produce_with_cuts(clients: Clients, parts: int, *, idempotence: bool,
                        seconds: float = 4.0, rate: float = 2000.0, enough_cuts: int = 8,
-                       min_seconds: float = 1.5) -> tuple[list[Delivery], int]:
-    """Paced produce for ``seconds`` (or, sooner, once ``enough_cuts`` cuts were made and
-    ``min_seconds`` passed), cutting the producer's connections mid-stream; the producer idempotent
-    or not, with up to 5 requests in flight either way.
+                       min_seconds: float = 1.5) -> tuple[str, list[Delivery], int]:
+    """Paced produce to a fresh topic of ``parts`` partitions for ``seconds`` (or, sooner, once
+    ``enough_cuts`` cuts were made and ``min_seconds`` passed), cutting the producer's connections
+    mid-stream; the producer idempotent or not, with up to 5 requests in flight either way.
+    Returns (topic, deliveries in send order, cuts).
 
     A cut happens at most every 0.15 s and only after >= 100 more deliveries since the previous
     one, so every cut hits a connection that is carrying produce traffic (in-flight requests are
     lost with it and retried). ``metadata.recovery.strategy=none`` keeps librdkafka from
     re-bootstrapping (a ~1 s stall) each time the only broker connection drops.
     """
+    topic = clients.create_topic(parts)
     host, port = parse_bootstrap(clients.bootstrap)
     cutter = ConnectionCutter(host, port)
     cutter.arm()
@@ -113,15 +115,14 @@ def _produce_with_cuts(clients: Clients, topic: str, parts: int, *, idempotence:
                 delivered_at_cut = len(reports)
             next_cut = now + 0.15
     flush_all([producer], reports, i, 40.0)
-    return sorted(reports, key=lambda d: d.index), cutter.cuts
+    return topic, sorted(reports, key=lambda d: d.index), cutter.cuts
 
 
 @pytest.mark.timeout(120)
 @pytest.mark.check("P2", "idempotent producer keeps order and has no duplicates under retries")
 def test_p2_idempotent_under_connection_cuts(check: CheckContext, clients: Clients) -> None:
     parts = 2
-    topic = clients.create_topic(parts)
-    reports, cuts = _produce_with_cuts(clients, topic, parts, idempotence=True)
+    topic, reports, cuts = _produce_with_cuts(clients, parts, idempotence=True)
     check.note(f"{len(reports)} sends, {cuts} connection cuts (in-process socket shutdown)")
     require_effective(cuts >= 5, "connections cut while producing", cuts, ">= 5")
     expect_eq(_errors(reports), [], "delivery errors of the idempotent producer")
@@ -138,8 +139,7 @@ def test_p2_idempotent_under_connection_cuts(check: CheckContext, clients: Clien
 @pytest.mark.check("P3", "non-idempotent retries (RECORD)")
 def test_p3_non_idempotent_retries(check: CheckContext, clients: Clients) -> None:
     parts = 2
-    topic = clients.create_topic(parts)
-    reports, cuts = _produce_with_cuts(clients, topic, parts, idempotence=False)
+    topic, reports, cuts = _produce_with_cuts(clients, parts, idempotence=False)
     require_effective(cuts >= 5, "connections cut while producing", cuts, ">= 5")
     reads = clients.read_all(topic, parts, timeout=20, acked=reports)
     hist = check_history(_sends(reports), final_reads=_final(reads), expect_order=False,
