@@ -97,7 +97,11 @@ def run(bootstrap: str | None, broker: str | None, report_dir: Path | None,
         return _run_children(bootstrap, broker, report_dir, args)
     finally:
         if handle is not None:
-            handle.stop()
+            from bench.brokers import get_broker
+
+            # the suite's children restart nodes (O8) through their own handle, which records the new
+            # pids in the broker's state file: stop what the state says now, not what it said at start
+            (get_broker(handle.name) or handle).stop()
 
 
 def _run_children(bootstrap: str | None, broker: str | None, report_dir: Path | None,
