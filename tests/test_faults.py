@@ -75,6 +75,26 @@ BAD = [
     ("  {action: kill}\n", "faults", "expected a list"),
     ("  - {action: kill, node: 1, at: 5s, duration: null}\n", "faults[0].duration", "got null"),
     ("  - {action: [kill], node: 1, at: 5s}\n", "faults[0].action", "expected one of"),
+    # network actions (the client proxy)
+    ("  - {action: latency, at: 1s}\n", "faults[0].latency", "required for latency"),
+    ("  - {action: latency, latency: 10ms, jitter: 20ms, at: 1s}\n", "faults[0].jitter", "at most `latency`"),
+    ("  - {action: latency, latency: 0.1ms, at: 1s}\n", "faults[0].latency", "at least 1ms"),
+    ("  - {action: latency, latency: 2m, at: 1s}\n", "faults[0].latency", "at most 60s"),
+    ("  - {action: bandwidth, at: 1s}\n", "faults[0].rate", "required for bandwidth"),
+    ("  - {action: bandwidth, rate: 0, at: 1s}\n", "faults[0].rate", "KB/s"),
+    ("  - {action: timeout, rate: 5, at: 1s}\n", "faults[0].rate", "only with action: bandwidth"),
+    ("  - {action: kill, node: 1, latency: 5ms, at: 1s}\n", "faults[0].latency", "only with action: latency"),
+    ("  - {action: kill, node: all, at: 1s}\n", "faults[0].node", "'leader'"),
+    ("  - {action: reset_peer, every: 5s}\n", "faults[0].duration", "required for a repeated reset_peer"),
+    ("  - {action: latency, latency: 5ms, every: 5s, duration: 5s}\n", "faults[0].duration", "overlap"),
+    ("  - {action: timeout, node: nobody, at: 1s}\n", "faults[0].node", "'all'"),
+    # network partitions
+    ("  - {action: partition, at: 1s}\n", "faults[0].node", "required"),
+    ("  - {action: partition, node: 1, shape: ring, at: 1s}\n", "faults[0].shape", "isolate, outbound, inbound"),
+    ("  - {action: partition, node: 1, mode: silent, at: 1s}\n", "faults[0].mode", "drop, reject"),
+    ("  - {action: partition, node: 1, clients: 1, at: 1s}\n", "faults[0].clients", "true or false"),
+    ("  - {action: kill, node: 1, shape: isolate, at: 1s}\n", "faults[0].shape", "only with action: partition"),
+    ("  - {action: partition, node: 1, every: 10s}\n", "faults[0].duration", "required for a repeated partition"),
 ]
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import ScenarioError
 from bench.faults import netns
 from bench.faults.inject import FaultInjector, partition_state, toxic_of
 from bench.faults.network import TABLE, Cut, Network, bridge, isolate, one_way, split
@@ -60,33 +59,6 @@ def test_network_actions_parse_with_their_attributes() -> None:
     assert whole.duration_s is None and dict(whole.params)["latency_ms"] == 200   # on until the end of load
     assert lat.to_dict()["latency_ms"] == 50
     assert not _plan("  - {action: kill, node: 1, at: 5s}\n").needs_proxy
-
-
-BAD = [
-    ("  - {action: latency, at: 1s}\n", "faults[0].latency", "required for latency"),
-    ("  - {action: latency, latency: 10ms, jitter: 20ms, at: 1s}\n", "faults[0].jitter", "at most `latency`"),
-    ("  - {action: latency, latency: 0.1ms, at: 1s}\n", "faults[0].latency", "at least 1ms"),
-    ("  - {action: latency, latency: 2m, at: 1s}\n", "faults[0].latency", "at most 60s"),
-    ("  - {action: bandwidth, at: 1s}\n", "faults[0].rate", "required for bandwidth"),
-    ("  - {action: bandwidth, rate: 0, at: 1s}\n", "faults[0].rate", "KB/s"),
-    ("  - {action: timeout, rate: 5, at: 1s}\n", "faults[0].rate", "only with action: bandwidth"),
-    ("  - {action: kill, node: 1, latency: 5ms, at: 1s}\n", "faults[0].latency", "only with action: latency"),
-    ("  - {action: kill, node: all, at: 1s}\n", "faults[0].node", "'leader'"),
-    ("  - {action: reset_peer, every: 5s}\n", "faults[0].duration", "required for a repeated reset_peer"),
-    ("  - {action: latency, latency: 5ms, every: 5s, duration: 5s}\n", "faults[0].duration", "overlap"),
-    ("  - {action: timeout, node: nobody, at: 1s}\n", "faults[0].node", "'all'"),
-]
-
-
-@pytest.mark.parametrize(("faults", "key", "text"), BAD, ids=[b[1] + ":" + b[2] for b in BAD])
-def test_bad_network_faults_name_file_line_and_key(tmp_path: Path, faults: str, key: str, text: str) -> None:
-    path = tmp_path / "bad.yaml"
-    path.write_text(BASE + faults)
-    with pytest.raises(ScenarioError) as info:
-        validate(load_scenario(path), filename="bad.yaml")
-    err = info.value
-    assert err.file == "bad.yaml" and err.key == key and text in str(err), str(err)
-    assert err.line is not None and err.line >= 4, str(err)
 
 
 def test_shipped_scenario_validates() -> None:
@@ -430,18 +402,6 @@ def test_partition_action_parses_and_needs_namespaces() -> None:
 
     with pytest.raises(Exception, match="network namespaces"):
         run_events(plan, handle=_Handle([1, 2, 3]), bootstrap="127.0.0.1:1")  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(("faults", "key", "text"), [
-    ("  - {action: partition, at: 1s}\n", "faults[0].node", "required"),
-    ("  - {action: partition, node: 1, shape: ring, at: 1s}\n", "faults[0].shape", "isolate, outbound, inbound"),
-    ("  - {action: partition, node: 1, mode: silent, at: 1s}\n", "faults[0].mode", "drop, reject"),
-    ("  - {action: partition, node: 1, clients: 1, at: 1s}\n", "faults[0].clients", "true or false"),
-    ("  - {action: kill, node: 1, shape: isolate, at: 1s}\n", "faults[0].shape", "only with action: partition"),
-    ("  - {action: partition, node: 1, every: 10s}\n", "faults[0].duration", "required for a repeated partition"),
-])
-def test_bad_partition_faults(tmp_path: Path, faults: str, key: str, text: str) -> None:
-    test_bad_network_faults_name_file_line_and_key(tmp_path, faults, key, text)
 
 
 @needs_netns
