@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from bench.load.payload import PayloadPool, decode_header
-from bench.load.producer import ChunkBuilder, _SizeFifo, auto_latency_sample, send_chunk
+from bench.load.producer import ChunkBuilder, auto_latency_sample, send_chunk
 from bench.scenario.model import MessageSize
 
 
@@ -89,16 +89,6 @@ def test_chunk_values_carry_intended_time_producer_and_sequence(size: MessageSiz
         else:
             assert min(chunks.last_lens) >= 20 and max(chunks.last_lens) <= 300
         assert len(set(values)) == 512   # distinct bodies: compression sees a real stream, not one message
-
-
-def test_size_fifo_takes_in_send_order() -> None:
-    fifo = _SizeFifo()
-    fifo.push(np.array([1, 2, 3]))
-    fifo.push(np.array([10, 20]))
-    assert fifo.take(2) == 3
-    assert fifo.take(2) == 13
-    assert fifo.take(5) == 20      # only what is there
-    assert fifo.take(1) == 0
 
 
 @pytest.mark.parametrize(("rate", "n"), [(0, 1), (39_000, 1), (40_000, 2), (500_000, 16), (1_000_000, 32),

@@ -27,12 +27,11 @@ from bench.load.acks import DeliverySink
 from bench.load.chunks import ChunkBuilder, chunk_max, send_chunk
 from bench.load.core import OpenLoopProducer, ProducerSettings
 from bench.load.payload import HEADER_SIZE, KeyStream
-from bench.load.schedule import MONOTONIC, Clock, Sampling, SizeFifo, Window, auto_latency_sample
+from bench.load.schedule import MONOTONIC, Clock, Sampling, Window, auto_latency_sample
 from bench.load.worker import Control, WorkerSpec, run_worker
 
 __all__ = ["ChunkBuilder", "auto_latency_sample", "run_producer", "send_chunk"]
 
-_SizeFifo = SizeFifo   # the old private name (tests)
 _MAX_IDLE_S = 0.001    # rate-limited: block in poll at most this long between due messages
 _STOPPED_FLUSH_S = 3.0  # stopped early (Ctrl-C, dead broker): don't wait long for acks that may never come
 
