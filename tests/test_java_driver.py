@@ -22,6 +22,7 @@ from bench.drivers.javabuild import JavaDriver, build_java_driver, check_java_co
 from bench.errors import ConfigError
 from bench.load.payload import decode_header, encode_header
 from bench.metrics.hdr import decode_histogram
+from tests.driver_process import DriverStdin
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not shutil.which("javac"), reason="needs a JDK (javac)")]
@@ -36,7 +37,7 @@ def driver() -> JavaDriver:
 
 
 @dataclass
-class DriverRun:
+class DriverRun(DriverStdin):
     """One driver process, spoken to over its pipes: ``lines`` gets every stdout line, parsed."""
 
     proc: subprocess.Popen[str]
@@ -45,15 +46,6 @@ class DriverRun:
     before_ns: int = 0
     hello: dict[str, Any] = field(default_factory=dict)
     after_ns: int = 0
-
-    def send(self, message: dict[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(message) + "\n")
-        self.proc.stdin.flush()
-
-    def close_stdin(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
 
     def next(self, timeout: float = 30.0) -> dict[str, Any]:
         line = self.lines.get(timeout=timeout)
