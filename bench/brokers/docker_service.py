@@ -9,15 +9,15 @@ The container id, image and engine address of each node are in ``NodeState.extra
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.brokers.base import BrokerState, NodeState, wait_ready
+from bench.brokers.base import BrokerState, NodeState
 from bench.brokers.docker_engine import docker_client
+from bench.brokers.nodeset import NodeSetBroker
 from bench.brokers.service import NodeLog
-from bench.errors import BrokerError, BrokerStartError, ConfigError
+from bench.errors import BrokerError, BrokerStartError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -30,40 +30,13 @@ __all__ = ["LABEL", "DockerBroker", "wait_containers_gone"]
 LABEL = "kbench.broker"
 
 
-class DockerBroker:
-    """A broker made of containers: implements :class:`bench.brokers.service.Service`."""
+class DockerBroker(NodeSetBroker):
+    """A broker made of containers: implements :class:`bench.brokers.service.Service` (what is not
+    container-specific is in :class:`~bench.brokers.nodeset.NodeSetBroker`)."""
 
     def __init__(self, state: BrokerState) -> None:
-        self.state = state
+        super().__init__(state)
         self._client: DockerClient | None = None
-
-    # -- identity -------------------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self.state.name
-
-    @property
-    def kind(self) -> str:
-        return self.state.kind
-
-    @property
-    def version(self) -> str:
-        return self.state.version
-
-    @property
-    def bootstrap(self) -> str:
-        return self.state.bootstrap
-
-    @property
-    def nodes(self) -> list[NodeState]:
-        return self.state.nodes
-
-    def node_index(self, node_id: int) -> int:
-        for i, n in enumerate(self.state.nodes):
-            if n.node_id == node_id:
-                return i
-        raise ConfigError(f"broker {self.name!r} has no node with id {node_id} "
-                          f"(nodes: {', '.join(str(n.node_id) for n in self.state.nodes)})")
 
     # -- containers -----------------------------------------------------------------------------
     @property
@@ -100,7 +73,7 @@ class DockerBroker:
         except DockerException as exc:
             raise BrokerError(f"{self.name}: {what} of {node.role} {node.node_id} failed: {exc}") from exc
 
-    def _start(self, node: NodeState) -> None:
+    def _spawn(self, node: NodeState) -> None:
         """Start the container; record its init's host pid (so pid-based checks of a kind, e.g. kafka-zk's
         wait for ZooKeeper, and ``broker up``'s listing work as for processes)."""
         import psutil
@@ -114,12 +87,17 @@ class DockerBroker:
                 node.create_time = psutil.Process(pid).create_time()
         self.state.save()
 
-    def _stop(self, node: NodeState, timeout: float) -> None:
+    def _stop_process(self, node: NodeState, timeout: float) -> None:
+        """``docker stop``: SIGTERM, then SIGKILL after ``timeout`` seconds (a paused container is thawed first)."""
         status = self._status(node)
         if status == "paused":
             self._api("unpause", node, lambda c: c.unpause())
         if status in ("running", "paused", "restarting"):
             self._api("stop", node, lambda c: c.stop(timeout=max(1, int(timeout))))
+
+    def _runs(self, node: NodeState) -> bool:
+        """The container runs (a paused one counts, like a SIGSTOPped process)."""
+        return self._status(node) in ("running", "paused")
 
     def _died(self, node: NodeState) -> str | None:
         c = self._container(node)
@@ -144,38 +122,34 @@ class DockerBroker:
         except DockerException as exc:
             return f"(logs unavailable: {exc})"
 
-    # -- Service --------------------------------------------------------------------------------
-    def start(self, timeout: float = 90.0, wait_aux: Callable[[NodeState, float], None] | None = None) -> None:
-        """Start every container, auxiliary ones first (waiting for each with ``wait_aux``), and wait until
-        all nodes answer metadata."""
-        deadline = time.monotonic() + timeout
-        for node in self.state.aux:
-            self._start(node)
-            if wait_aux is not None:
-                wait_aux(node, max(1.0, deadline - time.monotonic()))
-        for node in self.state.nodes:
-            self._start(node)
-        self.wait_ready(max(1.0, deadline - time.monotonic()))
+    def _log(self, node: NodeState, lines: int) -> NodeLog:
+        where = f"docker:{(node.extra or {}).get('container', '?')[:12]}"
+        return NodeLog(node.node_id, node.role, where, self._tail(node, lines))
 
-    def dead_node_reason(self) -> str | None:
-        for node in [*self.state.aux, *self.state.nodes]:
-            reason = self._died(node)
-            if reason:
-                return reason
-        return None
+    def _stop_all(self, timeout: float) -> None:
+        """Stop every container (nodes, then auxiliaries), keep each one's log in its ``log_file`` and
+        remove the containers."""
+        from docker.errors import DockerException
 
-    def wait_ready(self, timeout: float = 90.0) -> dict[str, object]:
-        expected = self.state.brokers or len(self.state.nodes)
-        return wait_ready(self.bootstrap, expected, timeout, self.dead_node_reason)
+        procs = [*self.state.nodes, *reversed(self.state.aux)]
+        for node in procs:
+            with contextlib.suppress(BrokerError):
+                self._stop_process(node, timeout)
+        for node in procs:
+            c = self._container(node)
+            if c is None:
+                continue
+            with contextlib.suppress(DockerException, OSError):
+                Path(node.log_file).parent.mkdir(parents=True, exist_ok=True)
+                Path(node.log_file).write_bytes(bytes(c.logs()))
+            with contextlib.suppress(DockerException):
+                c.remove(force=True)
 
-    def alive_nodes(self) -> list[int]:
-        """Nodes whose container runs (a paused one counts, like a SIGSTOPped process)."""
-        return [n.node_id for n in self.state.nodes if self._status(n) in ("running", "paused")]
+    def node_address(self, node: NodeState) -> str:
+        """Containers run on the host network, published on 127.0.0.1."""
+        return f"127.0.0.1:{node.port}"
 
-    def is_alive(self) -> bool:
-        procs = [*self.state.aux, *self.state.nodes]
-        return bool(self.state.nodes) and all(self._status(n) in ("running", "paused") for n in procs)
-
+    # -- Service: node faults -------------------------------------------------------------------
     def kill_node(self, index: int) -> None:
         """SIGKILL the node's container (a crash, no clean shutdown) and wait until it has exited."""
         node = self.state.nodes[index]
@@ -193,66 +167,25 @@ class DockerBroker:
         if self._status(node) == "paused":
             self._api("unpause", node, lambda c: c.unpause())
 
-    def stop_node(self, index: int, timeout: float = 20.0) -> None:
-        """SIGTERM (clean shutdown), then SIGKILL after ``timeout`` seconds (``docker stop``)."""
-        self._stop(self.state.nodes[index], timeout)
-
     def restart_node(self, index: int, timeout: float = 90.0) -> None:
         """Start the node's container again (same container: data intact) and wait until it answers on its
         own listener with every broker registered. A container that exits meanwhile is started again
         until ``timeout`` (a Kafka broker restarted before ZooKeeper expired its old session exits with
         NodeExists)."""
         node = self.state.nodes[index]
-        if self._status(node) in ("running", "paused"):
-            self._stop(node, 20.0)
+        if self._runs(node):
+            self._stop_process(node, 20.0)
         deadline = time.monotonic() + timeout
-        expected = self.state.brokers or len(self.state.nodes)
         while True:
-            self._start(node)
+            self._spawn(node)
             try:
-                wait_ready(f"127.0.0.1:{node.port}", expected, max(1.0, deadline - time.monotonic()),
-                           lambda: self._died(node))
+                self.wait_node(node, max(1.0, deadline - time.monotonic()))
                 break
             except BrokerStartError:
                 if time.monotonic() + 2.0 > deadline:
                     raise
                 time.sleep(1.0)
         self.wait_ready(max(1.0, deadline - time.monotonic()))
-
-    def logs(self, lines: int = 50) -> list[NodeLog]:
-        return [NodeLog(n.node_id, n.role, f"docker:{(n.extra or {}).get('container', '?')[:12]}",
-                        self._tail(n, lines)) for n in [*self.state.aux, *self.state.nodes]]
-
-    def stop(self, *, keep_data: bool = False, timeout: float = 20.0) -> None:
-        """Stop every container (nodes, then auxiliaries), keep each one's log in its ``log_file``, remove
-        the containers, and delete the state directory unless ``keep_data``."""
-        from docker.errors import DockerException
-
-        procs = [*self.state.nodes, *reversed(self.state.aux)]
-        for node in procs:
-            with contextlib.suppress(BrokerError):
-                self._stop(node, timeout)
-        for node in procs:
-            c = self._container(node)
-            if c is None:
-                continue
-            with contextlib.suppress(DockerException, OSError):
-                Path(node.log_file).parent.mkdir(parents=True, exist_ok=True)
-                Path(node.log_file).write_bytes(bytes(c.logs()))
-            with contextlib.suppress(DockerException):
-                c.remove(force=True)
-        base = Path(self.state.base_dir)
-        if keep_data:
-            with contextlib.suppress(FileNotFoundError):
-                (base / "state.json").unlink()
-        else:
-            shutil.rmtree(base, ignore_errors=True)
-
-    def __enter__(self) -> DockerBroker:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
 
 
 def wait_containers_gone(client: DockerClient, name: str, timeout: float = 10.0) -> list[str]:

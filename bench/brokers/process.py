@@ -13,13 +13,14 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
 
-from bench.brokers.base import BrokerState, NodeState, check_ports, tail, wait_ready
+from bench.brokers.base import BrokerState, NodeState, check_ports, tail
+from bench.brokers.nodeset import NodeSetBroker
 from bench.brokers.service import FetchRequest, NodeLog, Prepared, StartRequest
 from bench.errors import BrokerStartError, ConfigError
 
@@ -39,40 +40,13 @@ def alive(node: NodeState) -> bool:
         return False
 
 
-class ProcessBroker:
-    """A broker made of local processes: implements :class:`bench.brokers.service.Service`."""
+class ProcessBroker(NodeSetBroker):
+    """A broker made of local processes: implements :class:`bench.brokers.service.Service` (what is not
+    process-specific is in :class:`~bench.brokers.nodeset.NodeSetBroker`)."""
 
     def __init__(self, state: BrokerState) -> None:
-        self.state = state
+        super().__init__(state)
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    # -- identity -------------------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self.state.name
-
-    @property
-    def kind(self) -> str:
-        return self.state.kind
-
-    @property
-    def version(self) -> str:
-        return self.state.version
-
-    @property
-    def bootstrap(self) -> str:
-        return self.state.bootstrap
-
-    @property
-    def nodes(self) -> list[NodeState]:
-        return self.state.nodes
-
-    def node_index(self, node_id: int) -> int:
-        for i, n in enumerate(self.state.nodes):
-            if n.node_id == node_id:
-                return i
-        raise ConfigError(f"broker {self.name!r} has no node with id {node_id} "
-                          f"(nodes: {', '.join(str(n.node_id) for n in self.state.nodes)})")
 
     # -- processes ------------------------------------------------------------------------------
     @staticmethod
@@ -129,6 +103,13 @@ class ProcessBroker:
             self._signal(node, signal.SIGKILL)
             self._reap(node, 10.0)
 
+    def _stop_all(self, timeout: float) -> None:
+        for node in [*self.state.nodes, *reversed(self.state.aux)]:
+            self._stop_process(node, timeout)
+
+    def _runs(self, node: NodeState) -> bool:
+        return alive(node)
+
     def _died(self, node: NodeState) -> str | None:
         proc = self._procs.get(self._key(node))
         code = proc.poll() if proc is not None else None
@@ -138,42 +119,10 @@ class ProcessBroker:
                 f"{f' (exit code {code})' if code is not None else ''}; last log lines "
                 f"({node.log_file}):\n{tail(node.log_file, 25)}")
 
-    # -- Service --------------------------------------------------------------------------------
-    def start(self, timeout: float = 90.0, wait_aux: Callable[[NodeState, float], None] | None = None) -> None:
-        """Spawn auxiliary processes (waiting for each with ``wait_aux``), then the nodes; wait ready."""
-        deadline = time.monotonic() + timeout
-        for node in self.state.aux:
-            self._spawn(node)
-            if wait_aux is not None:
-                wait_aux(node, max(1.0, deadline - time.monotonic()))
-        for node in self.state.nodes:
-            self._spawn(node)
-        self.wait_ready(max(1.0, deadline - time.monotonic()))
+    def _log(self, node: NodeState, lines: int) -> NodeLog:
+        return NodeLog(node.node_id, node.role, node.log_file, tail(node.log_file, lines))
 
-    def dead_node_reason(self) -> str | None:
-        for node in [*self.state.aux, *self.state.nodes]:
-            reason = self._died(node)
-            if reason:
-                return reason
-        return None
-
-    def wait_ready(self, timeout: float = 90.0) -> dict[str, object]:
-        expected = self.state.brokers or len(self.state.nodes)
-        return wait_ready(self.bootstrap, expected, timeout, self.dead_node_reason, self.probe_config())
-
-    def probe_config(self) -> dict[str, str] | None:
-        """Client properties a probe needs (a broker started with ``--security``), else None."""
-        from bench.brokers.security import probe_config
-
-        return probe_config(self.state.base_dir, self.state.options)
-
-    def alive_nodes(self) -> list[int]:
-        return [n.node_id for n in self.state.nodes if alive(n)]
-
-    def is_alive(self) -> bool:
-        procs = [*self.state.aux, *self.state.nodes]
-        return bool(self.state.nodes) and all(alive(n) for n in procs)
-
+    # -- Service: node faults -------------------------------------------------------------------
     def signal_node(self, index: int, sig: int) -> None:
         self._signal(self.state.nodes[index], sig)
 
@@ -189,49 +138,14 @@ class ProcessBroker:
     def resume_node(self, index: int) -> None:
         self.signal_node(index, signal.SIGCONT)
 
-    def stop_node(self, index: int, timeout: float = 20.0) -> None:
-        """SIGTERM (clean shutdown), then SIGKILL after ``timeout`` seconds."""
-        self._stop_process(self.state.nodes[index], timeout)
-
     def restart_node(self, index: int, timeout: float = 90.0) -> None:
-        """Start a stopped or killed node again with its data intact, and wait until it is registered.
-
-        Readiness is asked of the node's own listener: the other nodes' metadata may still list the dead
-        process (a KRaft broker stays registered until its session times out)."""
+        """Start a stopped or killed node again with its data intact, and wait until it is registered
+        (asked of the node's own listener: :meth:`wait_node`)."""
         node = self.state.nodes[index]
         if alive(node):
             self._stop_process(node, 20.0)
         self._spawn(node)
         self.wait_node(node, timeout)
-
-    def wait_node(self, node: NodeState, timeout: float) -> dict[str, object]:
-        """Wait until ``node``'s own listener answers metadata listing every broker (or it dies)."""
-        host = self.bootstrap.split(",")[0].rsplit(":", 1)[0]
-        return wait_ready(f"{host}:{node.port}", self.state.brokers or len(self.state.nodes), timeout,
-                          lambda: self._died(node), self.probe_config())
-
-    def logs(self, lines: int = 50) -> list[NodeLog]:
-        return [NodeLog(n.node_id, n.role, n.log_file, tail(n.log_file, lines))
-                for n in [*self.state.aux, *self.state.nodes]]
-
-    def stop(self, *, keep_data: bool = False, timeout: float = 20.0) -> None:
-        """Stop every node, then the auxiliary processes; remove the directory unless ``keep_data``."""
-        for node in self.state.nodes:
-            self._stop_process(node, timeout)
-        for node in reversed(self.state.aux):
-            self._stop_process(node, timeout)
-        base = Path(self.state.base_dir)
-        if keep_data:
-            with contextlib.suppress(FileNotFoundError):
-                (base / "state.json").unlink()
-        else:
-            shutil.rmtree(base, ignore_errors=True)
-
-    def __enter__(self) -> ProcessBroker:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
 
 
 class ProcessKind:
