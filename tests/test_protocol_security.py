@@ -1,5 +1,6 @@
 """The ApiVersions probe over TLS and SASL, against an embedded Kafka with SASL_PLAINTEXT, SASL_SSL and
-mutual-TLS SSL listeners; test certificates are made with ``openssl`` in a temporary directory.
+mutual-TLS SSL listeners; test certificates are made in a temporary directory by
+:func:`bench.brokers.security.make_certificates` (``openssl``), as for ``kbench broker up --option security=``.
 
 Listeners of the broker (one node, KRaft):
   PLAINTEXT       inter-broker, admin (SCRAM users are added through it)
@@ -14,7 +15,6 @@ import os
 import random
 import shutil
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +24,7 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
 
+from bench.brokers.security import make_certificates, pem_store_configs
 from bench.errors import AuthenticationError, BrokerUnreachableError, ConfigError
 from bench.kafka.protocol import ProtocolError, api_versions
 
@@ -53,27 +54,12 @@ class SecureKafka:
         return "localhost:" + self.ssl.rsplit(":", 1)[1]
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def _cert(cwd: Path, name: str, cn: str, ca: str, ext: str) -> None:
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-             "-subj", f"/CN={cn}", cwd=cwd)
-    (cwd / f"{name}.ext").write_text(ext)
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-             "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=cwd)
-
-
 def make_certs(d: Path) -> Path:
-    """ca.pem (+ other-ca.pem, a CA nobody uses), server.pem (DNS:localhost), client.pem/client.key."""
-    for ca in ("ca", "other-ca"):
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key", "-out", f"{ca}.pem",
-                 "-days", "2", "-subj", f"/CN=kbench test {ca}", cwd=d)
-    _cert(d, "server", "localhost", "ca", "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n")
-    _cert(d, "client", "kbench-client", "ca", "extendedKeyUsage=clientAuth\n")
-    # Kafka's PEM key store: the (unencrypted PKCS#8) key, then the certificate chain
-    (d / "server-keystore.pem").write_text((d / "server.key").read_text() + (d / "server.pem").read_text())
+    """The key material ``kbench broker up --option security=...`` makes (ca.pem, a broker certificate naming
+    DNS:localhost only with its PEM key store, client.pem/client.key), plus other/ca.pem: a CA nobody uses."""
+    make_certificates(d, ["localhost"])
+    (d / "other").mkdir()
+    make_certificates(d / "other", ["localhost"])
     return d
 
 
@@ -110,10 +96,7 @@ def _broker_configs(ports: list[int], certs: Path) -> dict[str, str]:
         "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": f"{SCRAM_LOGIN} required;",
         "listener.name.sasl_ssl.sasl.enabled.mechanisms": "PLAIN",
         "listener.name.sasl_ssl.plain.sasl.jaas.config": jaas_plain,
-        "ssl.keystore.type": "PEM",
-        "ssl.keystore.location": str(certs / "server-keystore.pem"),
-        "ssl.truststore.type": "PEM",
-        "ssl.truststore.location": str(certs / "ca.pem"),
+        **pem_store_configs(certs),
         "listener.name.ssl.ssl.client.auth": "required",
     }
 
@@ -216,7 +199,7 @@ def test_hostname_check_and_its_switch(secure_kafka: SecureKafka) -> None:
 
 
 def test_unknown_ca_is_refused(secure_kafka: SecureKafka) -> None:
-    conf = _sasl("PLAIN", PASSWORD, "SASL_SSL", **{"ssl.ca.location": str(secure_kafka.certs / "other-ca.pem")})
+    conf = _sasl("PLAIN", PASSWORD, "SASL_SSL", **{"ssl.ca.location": str(secure_kafka.certs / "other" / "ca.pem")})
     with pytest.raises(AuthenticationError, match="certificate check failed"):
         api_versions(secure_kafka.sasl_ssl_localhost, timeout=10, security=conf)
     conf["enable.ssl.certificate.verification"] = "false"

@@ -33,7 +33,7 @@ from pathlib import Path
 from bench.errors import BrokerStartError, ConfigError
 
 __all__ = ["BROKER_USER", "MODES", "SUPER_USER", "SecurityPlan", "client_properties_path", "load_properties",
-           "plan_security", "probe_config"]
+           "make_certificates", "pem_store_configs", "plan_security", "probe_config"]
 
 MODES = ("sasl-plain", "sasl-scram", "tls", "mtls")
 SUPER_USER = "kbench"            # kbench's own principal (User:kbench, or User:CN=kbench with a certificate)
@@ -118,6 +118,16 @@ def make_certificates(d: Path, hosts: list[str]) -> None:
         os.umask(old)
 
 
+def pem_store_configs(d: Path) -> dict[str, str]:
+    """Kafka server properties naming the key store and trust store :func:`make_certificates` wrote in ``d``."""
+    return {
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(d / "broker-keystore.pem"),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(d / "ca.pem"),
+    }
+
+
 def _props(values: Mapping[str, str]) -> str:
     # java.util.Properties: a backslash escapes; JAAS values hold none, but be safe
     return "".join(f"{k}={v.replace(chr(92), chr(92) * 2)}\n" for k, v in values.items())
@@ -135,10 +145,7 @@ def _common(sec: Path, super_users: list[str]) -> dict[str, str]:
         "super.users": ";".join(super_users),
         "config.providers": "file",
         "config.providers.file.class": _PROVIDER,
-        "ssl.keystore.type": "PEM",
-        "ssl.keystore.location": str(sec / "broker-keystore.pem"),
-        "ssl.truststore.type": "PEM",
-        "ssl.truststore.location": str(sec / "ca.pem"),
+        **pem_store_configs(sec),
         "ssl.endpoint.identification.algorithm": "https",
     }
 
