@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from bench.brokers.docker_engine import PrivateEngine, install_docker_io
+from bench.brokers.service import Service
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="a private dockerd needs root")
 
@@ -130,6 +131,21 @@ def _containers(name: str) -> list[str]:
     return wait_containers_gone(docker_client(), name, timeout=0.1)
 
 
+def _up(cli: Cli, kind: str, name: str, *flags: str, timed: str = "") -> Service:
+    """``kbench broker up KIND --runtime docker --port 0 --name NAME FLAGS...`` exits 0; the broker it started.
+    ``timed``: say how long the start took, under this label."""
+    from bench.brokers import get_broker
+
+    t0 = time.monotonic()
+    code, _, err = cli("broker", "up", kind, "--runtime", "docker", "--port", "0", "--name", name, *flags)
+    assert code == 0, err
+    if timed:
+        _say(f"{timed} up in {time.monotonic() - t0:.1f} s (image build included)")
+    broker = get_broker(name)
+    assert broker is not None and broker.state.runtime == "docker"
+    return broker
+
+
 def _faults(broker: object, bootstrap: str) -> None:
     """kill + restart and pause + resume through the Service methods the faults: injector calls."""
     from confluent_kafka import Producer
@@ -166,13 +182,7 @@ def test_kfake_up_round_trip_faults_down(cli: Cli) -> None:
 
     run = cli
     name = f"dk-kfake-{os.getpid()}"
-    t0 = time.monotonic()
-    code, out, err = run("broker", "up", "kfake", "--runtime", "docker", "--nodes", "3", "--port", "0",
-                         "--name", name)
-    assert code == 0, err
-    _say(f"kfake (3 brokers, one container) up in {time.monotonic() - t0:.1f} s (image build included)")
-    broker = get_broker(name)
-    assert broker is not None and broker.state.runtime == "docker"
+    broker = _up(cli, "kfake", name, "--nodes", "3", timed="kfake (3 brokers, one container)")
     assert len(broker.bootstrap.split(",")) == 3 and len(_containers(name)) == 1
     assert len(_round_trip(broker.bootstrap)) == 200
     _faults(broker, broker.bootstrap)
@@ -189,16 +199,8 @@ def test_kfake_up_round_trip_faults_down(cli: Cli) -> None:
 @pytest.mark.integration
 @needs_root
 def test_kafka_in_host_jre_keeps_data_across_kill(cli: Cli) -> None:
-    from bench.brokers import get_broker
-
-    run = cli
     name = f"dk-kafka-{os.getpid()}"
-    t0 = time.monotonic()
-    code, _, err = run("broker", "up", "kafka", "--runtime", "docker", "--port", "0", "--name", name)
-    assert code == 0, err
-    _say(f"Apache Kafka in a container up in {time.monotonic() - t0:.1f} s (image build included)")
-    broker = get_broker(name)
-    assert broker is not None
+    broker = _up(cli, "kafka", name, timed="Apache Kafka in a container")
     assert len(_round_trip(broker.bootstrap, group="before")) == 200
     from confluent_kafka import Producer
 
@@ -209,7 +211,7 @@ def test_kafka_in_host_jre_keeps_data_across_kill(cli: Cli) -> None:
     assert p.flush(20) == 0
     _faults(broker, broker.bootstrap)
     assert len(_consume(broker.bootstrap, topic, 100, "after")) == 100    # the log survived the SIGKILL
-    code, _, err = run("broker", "down", name)
+    code, _, err = cli("broker", "down", name)
     assert code == 0, err
     assert _containers(name) == []
 
@@ -253,28 +255,21 @@ def test_image_pins_match_docker_compose() -> None:
 def test_image_kind_and_image_flag_run_a_local_image(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     """The image-kind path (an image's own entrypoint, templated ports) and --image, on the kfake image."""
     from bench.brokers import docker as rt
-    from bench.brokers import get_broker
     from bench.brokers.docker_engine import docker_client
 
     tag = rt.kfake_image(docker_client()).tag
     kind = rt.ImageKind("kfake-image", tag, "local", "kfake as an image kind",
                         ("-ports", "{ports}", "-bind", "0.0.0.0", "-advertise", "127.0.0.1"), node_counts=(1, 3))
     monkeypatch.setitem(rt.IMAGE_KINDS, kind.name, kind)
-    code, _, err = cli("broker", "up", "kfake-image", "--runtime", "docker", "--nodes", "3", "--port", "0",
-                       "--name", "dk-image")
-    assert code == 0, err
-    broker = get_broker("dk-image")
-    assert broker is not None and broker.state.brokers == 3
+    broker = _up(cli, "kfake-image", "dk-image", "--nodes", "3")
+    assert broker.state.brokers == 3
     assert len(_round_trip(broker.bootstrap, 50)) == 50
     broker.kill_node(0)
     broker.restart_node(0)
     assert len(_round_trip(broker.bootstrap, 50)) == 50
     assert cli("broker", "down", "dk-image")[0] == 0
-    code, _, err = cli("broker", "up", "kfake", "--runtime", "docker", "--image", tag, "--port", "0",
-                       "--name", "dk-flag")
-    assert code == 0, err
-    broker = get_broker("dk-flag")
-    assert broker is not None and (broker.nodes[0].extra or {}).get("image") == tag
+    broker = _up(cli, "kfake", "dk-flag", "--image", tag)
+    assert (broker.nodes[0].extra or {}).get("image") == tag
     assert len(_round_trip(broker.bootstrap, 50)) == 50
     assert cli("broker", "down", "dk-flag")[0] == 0
     assert _containers("dk-image") == [] and _containers("dk-flag") == []
@@ -284,14 +279,10 @@ def test_image_kind_and_image_flag_run_a_local_image(cli: Cli, monkeypatch: pyte
 @needs_root
 def test_faults_schedule_drives_containers(cli: Cli) -> None:
     """The faults: injector (kill with restart, pause, restart) on a docker broker, through the container API."""
-    from bench.brokers import get_broker
     from bench.faults.inject import FaultInjector, partition_state
     from bench.faults.plan import FaultAction, FaultPlan
 
-    code, _, err = cli("broker", "up", "kfake", "--runtime", "docker", "--port", "0", "--name", "dk-faults")
-    assert code == 0, err
-    broker = get_broker("dk-faults")
-    assert broker is not None
+    broker = _up(cli, "kfake", "dk-faults")
     node = broker.nodes[0].node_id
 
     def action(i: int, what: str, at: float, duration: float) -> FaultAction:
