@@ -116,7 +116,7 @@ def proxy_processes() -> list[int]:
 
 
 @dataclass
-class ClientProxy:
+class ClientProxy(contextlib.AbstractContextManager["ClientProxy", None]):
     """A running toxiproxy server with one proxy per broker node; ``stop()`` (or ``with``) ends it."""
 
     api: str                                            # "http://127.0.0.1:PORT"
@@ -230,9 +230,6 @@ class ClientProxy:
                 self.process.kill()
                 self.process.wait(timeout=5)
         self.toxics.clear()
-
-    def __enter__(self) -> ClientProxy:
-        return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

@@ -22,6 +22,7 @@ Encoders/decoders live in :mod:`bench.kafka.codec` (re-exported here).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import socket
 import ssl
@@ -79,7 +80,7 @@ def parse_bootstrap(bootstrap: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-class KafkaConnection:
+class KafkaConnection(contextlib.AbstractContextManager["KafkaConnection", None]):
     """One connection to one broker, TLS-wrapped when ``security`` says so: framed requests, one at a time.
 
     ``request`` sends a framed request and returns the response payload (size prefix stripped); every
@@ -162,9 +163,6 @@ class KafkaConnection:
 
     def close(self) -> None:
         self.sock.close()
-
-    def __enter__(self) -> KafkaConnection:
-        return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
