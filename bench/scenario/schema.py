@@ -34,16 +34,8 @@ from bench.faults.plan import (
     PROXY_ACTIONS,
     SHAPES,
 )
-from bench.scenario.model import (
-    MAX_MESSAGE_SIZE,
-    MAX_RATE,
-    MAX_REPEAT,
-    SUB_KEYS,
-    TOP_KEYS,
-    TOPIC_KEYS,
-    WORKLOAD_KEYS,
-)
 from bench.scenario.source import MAX_DURATION_S
+from bench.scenario.types import MAX_MESSAGE_SIZE, MAX_RATE, MAX_REPEAT, SUB_KEYS, TOP_KEYS, TOPIC_KEYS, WORKLOAD_KEYS
 
 __all__ = ["SCENARIO_SCHEMA", "main"]
 
