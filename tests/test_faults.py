@@ -14,37 +14,28 @@ import pytest
 
 from bench.errors import ConfigError, ScenarioError
 from bench.faults.inject import FaultInjector
-from bench.faults.plan import FaultPlan, validate
+from bench.faults.plan import validate
 from bench.run.extensions import FaultExtension, run_events
 from bench.scenario.model import load_scenario, load_scenario_text
 from bench.verify.cell import FinalRead, value_id, verify_cell
+from tests.fault_scenario import BASE, fault_plan, plan_or_none
 
 REPO = Path(__file__).resolve().parent.parent
-BASE = """\
-name: f
-topic: {partitions: 3, replication_factor: 3}
-workload: {rate: 100, warmup: 5s, duration: 55s}
-faults:
-"""
-
-
-def _plan(faults: str, filename: str = "f.yaml") -> FaultPlan | None:
-    return validate(load_scenario_text(BASE + faults, filename=filename), filename=filename)
 
 
 # ------------------------------------------------------------------------------------------- schema
 def test_valid_plan_and_its_times() -> None:
-    plan = _plan("  - {action: kill, node: leader, every: 10s, duration: 3s}\n"
-                 "  - {action: pause, node: 2, at: 12.5, duration: 500ms}\n"
-                 "  - {action: restart, node: 3, at: 5s, every: 20s, until: 46s}\n"
-                 "  - {action: kill, node: leader, partition: 2, at: 59s}\n")
+    plan = plan_or_none("  - {action: kill, node: leader, every: 10s, duration: 3s}\n"
+                        "  - {action: pause, node: 2, at: 12.5, duration: 500ms}\n"
+                        "  - {action: restart, node: 3, at: 5s, every: 20s, until: 46s}\n"
+                        "  - {action: kill, node: leader, partition: 2, at: 59s}\n")
     assert plan is not None
     kill, pause, restart, last = plan.actions
     assert kill.times(60.0) == [10.0, 20.0, 30.0, 40.0, 50.0] and kill.duration_s == 3.0
     assert pause.times(60.0) == [12.5] and pause.duration_s == 0.5 and pause.node == 2
     assert restart.times(60.0) == [5.0, 25.0, 45.0] and restart.duration_s is None
     assert last.partition == 2 and last.times(60.0) == [59.0]
-    assert _plan("  []\n") is None
+    assert plan_or_none("  []\n") is None
     json.dumps(plan.to_dict())
 
 
@@ -112,7 +103,7 @@ def test_bad_faults_name_file_line_and_key(tmp_path: Path, faults: str, key: str
 def test_too_many_occurrences() -> None:
     faults = "".join(f"  - {{action: pause, node: 1, at: {i}s, every: 1s, duration: 0.5}}\n" for i in range(20))
     with pytest.raises(ScenarioError, match="more than 1000 times"):
-        _plan(faults)
+        plan_or_none(faults)
 
 
 def test_override_of_faults_still_names_key(tmp_path: Path) -> None:
@@ -125,7 +116,7 @@ def test_override_of_faults_still_names_key(tmp_path: Path) -> None:
 
 
 def test_node_ids_checked_against_the_broker() -> None:
-    plan = _plan("  - {action: kill, node: 4, at: 5s}\n")
+    plan = plan_or_none("  - {action: kill, node: 4, at: 5s}\n")
     assert plan is not None
     with pytest.raises(ScenarioError, match=r"faults\[0\].node: no node 4"):
         plan.check_nodes([1, 2, 3])
@@ -184,8 +175,7 @@ class FakeCluster:
 
 
 def _injector(faults: str, cluster: FakeCluster, load_s: float = 3.0) -> FaultInjector:
-    plan = validate(load_scenario_text(BASE.replace("55s", f"{load_s - 5}s") + faults))
-    assert plan is not None
+    plan = fault_plan(faults, base=BASE.replace("55s", f"{load_s - 5}s"))
     return FaultInjector(plan, cluster, "t", time.monotonic_ns(), load_s, cluster.lookup,
                          node_answers=lambda port, timeout: True)
 
@@ -255,7 +245,7 @@ def test_same_node_twice_is_logged_not_done() -> None:
 
 def test_broker_alive_ignores_nodes_down_on_purpose() -> None:
     cluster = FakeCluster()
-    plan = validate(load_scenario_text(BASE + "  - {action: kill, node: 2, at: 0.1}\n"))
+    plan = fault_plan("  - {action: kill, node: 2, at: 0.1}\n")
     events = run_events(plan, handle=cluster, bootstrap="127.0.0.1:1", lookup=cluster.lookup, alive=lambda: False)
     (faults,) = events.extensions   # no --verify: the faults extension only
     assert isinstance(faults, FaultExtension)

@@ -22,34 +22,23 @@ import pytest
 from bench.faults import netns
 from bench.faults.inject import FaultInjector, partition_state, toxic_of
 from bench.faults.network import TABLE, Cut, Network, bridge, isolate, one_way, split
-from bench.faults.plan import FaultPlan, validate
+from bench.faults.plan import validate
 from bench.faults.proxy import PROXY_HOST, ClientProxy, ensure_toxiproxy, proxy_processes
-from bench.scenario.model import load_scenario, load_scenario_text
+from bench.scenario.model import load_scenario
+from tests.fault_scenario import BASE, SHORT, fault_plan
 
 REPO = Path(__file__).resolve().parent.parent
-BASE = """\
-name: n
-topic: {partitions: 3, replication_factor: 3}
-workload: {rate: 100, warmup: 5s, duration: 55s}
-faults:
-"""
 LAT_MS = 50
 TOL_MS = 15          # a shared 2-core box: scheduling noise on top of the toxic
 
 
-def _plan(faults: str) -> FaultPlan:
-    plan = validate(load_scenario_text(BASE + faults, filename="n.yaml"), filename="n.yaml")
-    assert plan is not None
-    return plan
-
-
 # ------------------------------------------------------------------------------------------- schema
 def test_network_actions_parse_with_their_attributes() -> None:
-    plan = _plan("  - {action: latency, latency: 50ms, jitter: 10ms, at: 20s, duration: 10s}\n"
-                 "  - {action: bandwidth, rate: 100, node: 2, every: 10s, duration: 2s}\n"
-                 "  - {action: timeout, node: leader, at: 30s, duration: 1s}\n"
-                 "  - {action: reset_peer, at: 40s, duration: 500ms}\n"
-                 "  - {action: latency, latency: 0.2, at: 0s}\n")
+    plan = fault_plan("  - {action: latency, latency: 50ms, jitter: 10ms, at: 20s, duration: 10s}\n"
+                      "  - {action: bandwidth, rate: 100, node: 2, every: 10s, duration: 2s}\n"
+                      "  - {action: timeout, node: leader, at: 30s, duration: 1s}\n"
+                      "  - {action: reset_peer, at: 40s, duration: 500ms}\n"
+                      "  - {action: latency, latency: 0.2, at: 0s}\n")
     lat, bw, to, rp, whole = plan.actions
     assert plan.needs_proxy and lat.on_proxy and lat.node == "all" and dict(lat.params) == {
         "latency_ms": 50, "jitter_ms": 10}
@@ -58,7 +47,7 @@ def test_network_actions_parse_with_their_attributes() -> None:
     assert toxic_of(to)[0] == {"timeout": 0} and to.node == "leader" and rp.duration_s == 0.5
     assert whole.duration_s is None and dict(whole.params)["latency_ms"] == 200   # on until the end of load
     assert lat.to_dict()["latency_ms"] == 50
-    assert not _plan("  - {action: kill, node: 1, at: 5s}\n").needs_proxy
+    assert not fault_plan("  - {action: kill, node: 1, at: 5s}\n").needs_proxy
 
 
 def test_shipped_scenario_validates() -> None:
@@ -156,11 +145,8 @@ class _Handle:
 
 def test_injector_toggles_toxics_on_schedule_and_clears_at_stop(echo: tuple[socket.socket, int]) -> None:
     _srv, port = echo
-    plan = validate(load_scenario_text(BASE.replace("duration: 55s", "duration: 5s").replace("warmup: 5s", "warmup: 0s")
-                                       + "  - {action: latency, latency: 30ms, at: 0.2s, duration: 0.5s}\n"
-                                         "  - {action: bandwidth, rate: 10, node: 1, at: 0.3s}\n",
-                                       filename="n.yaml"), filename="n.yaml")
-    assert plan is not None
+    plan = fault_plan("  - {action: latency, latency: 30ms, at: 0.2s, duration: 0.5s}\n"
+                      "  - {action: bandwidth, rate: 10, node: 1, at: 0.3s}\n", base=SHORT)
     with ClientProxy.start([(1, port)]) as proxy:
         inj = FaultInjector(plan, _Handle([1]), "t", time.monotonic_ns(), 5.0,  # type: ignore[arg-type]
                             lambda _t, _s: {}, proxy=proxy).start()
@@ -201,10 +187,9 @@ def test_kafka_behind_the_proxy_gets_the_latency_and_nothing_is_left() -> None:
         assert target.proxy is not None and target.bootstrap.startswith(PROXY_HOST)
         advertised = probe_cluster(target.bootstrap)["brokers"]
         assert all(str(a).startswith(PROXY_HOST) for a in advertised.values()), advertised  # type: ignore[union-attr]
-        plan = validate(load_scenario_text(BASE.replace("replication_factor: 3", "replication_factor: 1")
-                                           + f"  - {{action: latency, latency: {LAT_MS}ms, at: 0s}}\n",
-                                           filename="n.yaml"), filename="n.yaml")
-        assert plan is not None and target.handle is not None
+        plan = fault_plan(f"  - {{action: latency, latency: {LAT_MS}ms, at: 0s}}\n",
+                          base=BASE.replace("replication_factor: 3", "replication_factor: 1"))
+        assert target.handle is not None
         base = statistics.median(_produce_rtts(target.bootstrap, "net", 20))
         inj = FaultInjector(plan, target.handle, "net", time.monotonic_ns(), 60.0,
                             partition_state(target.bootstrap), proxy=target.proxy).start()
@@ -391,8 +376,8 @@ def test_interrupted_run_leaves_no_proxy_and_no_broker(tmp_path: Path) -> None:
 
 
 def test_partition_action_parses_and_needs_namespaces() -> None:
-    plan = _plan("  - {action: partition, node: leader, every: 20s, duration: 10s}\n"
-                 "  - {action: partition, node: 2, shape: outbound, mode: reject, clients: true, at: 3s}\n")
+    plan = fault_plan("  - {action: partition, node: leader, every: 20s, duration: 10s}\n"
+                      "  - {action: partition, node: 2, shape: outbound, mode: reject, clients: true, at: 3s}\n")
     leader, out = plan.actions
     assert plan.needs_netns and not plan.needs_proxy
     assert leader.cut == ("isolate", "drop", False) and leader.times(60.0) == [20.0, 40.0]
@@ -408,11 +393,8 @@ def test_partition_action_parses_and_needs_namespaces() -> None:
 def test_injector_partitions_the_leader_and_heals(topo: netns.Topology) -> None:
     from bench.faults.network import NodeNetwork
 
-    plan = validate(load_scenario_text(BASE.replace("duration: 55s", "duration: 5s").replace("warmup: 5s", "warmup: 0s")
-                                       + "  - {action: partition, node: leader, at: 0.2s, duration: 2.5s}\n"
-                                         "  - {action: partition, node: 3, at: 0.5s, duration: 1s}\n",
-                                       filename="n.yaml"), filename="n.yaml")
-    assert plan is not None
+    plan = fault_plan("  - {action: partition, node: leader, at: 0.2s, duration: 2.5s}\n"
+                      "  - {action: partition, node: 3, at: 0.5s, duration: 1s}\n", base=SHORT)
     net = NodeNetwork(Network(topo), {1: "n1", 2: "n2", 3: "n3"})
     state = {0: (2, [1, 2, 3], [1, 2, 3])}
     inj = FaultInjector(plan, _Handle([1, 2, 3]), "t", time.monotonic_ns(), 5.0,  # type: ignore[arg-type]
