@@ -13,7 +13,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psutil
 import pytest
@@ -24,17 +24,6 @@ from bench.metrics.hdr import LatencyRecorder
 from bench.results.store import load_result
 from bench.scenario.model import load_scenario_text
 from tests.conftest import REPO
-
-# `kbench` with the locust subcommand registered even before bench/cli/main.py wires it in
-_MAIN = """\
-import argparse, sys
-from bench.cli import main as cli
-from bench.cli.locust import register
-sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-if "locust" not in sub.choices:
-    cli._EXTENSIONS.append(register)
-sys.exit(cli.main(sys.argv[1:]))
-"""
 
 TINY = """\
 name: tiny
@@ -51,13 +40,13 @@ producer: {{acks: all, linger.ms: 2}}
 
 
 def _kbench(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", _MAIN, *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=REPO, env=dict(os.environ), check=False)
+    return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO, env=dict(os.environ), check=False)
 
 
 def _popen_kbench(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", _MAIN, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, cwd=REPO)
+    return subprocess.Popen([sys.executable, "-m", "bench.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=REPO)
 
 
 def _scenario(tmp_path: Path, rate: str = "1500", duration: str = "4s") -> Path:
@@ -99,18 +88,20 @@ def _leftovers(run_dir: Path) -> list[psutil.Process]:
 
 # -- without a broker -----------------------------------------------------------------------------------
 def test_package_import_does_not_import_locust() -> None:
-    code = "import sys, bench.locust, bench.locust.run; print('locust' in sys.modules, 'gevent' in sys.modules)"
+    code = ("import sys, bench.locust, bench.locust.driver, bench.cli.locust; "
+            "print('locust' in sys.modules, 'gevent' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.split() == ["False", "False"]
 
 
 def test_plan_round_trip_and_rate_share() -> None:
     sc = load_scenario_text(TINY.format(rate="3000", duration="2s"))
-    plan = build_plan(sc.cells[0], run_id="r1", bootstrap="127.0.0.1:1", topic="t", client_config={"x": "1"},
-                      producer_users=4, workers=2, results_path=None)
+    plan = build_plan(sc.cells[0], group_prefix="kbench-r1-c0", bootstrap="127.0.0.1:1", topic="t",
+                      client_config={"x": "1"}, producer_users=4, workers=2, results_path=None)
     again = Plan.from_json(plan.to_json())
     assert again == plan
     assert again.user_rate == 750.0 and again.consumer_users == 1
+    assert again.group_id(0) == "kbench-r1-c0-g0"     # the pipeline's CellJob.group_prefix contract
     assert again.message_size_spec() == sc.cells[0].workload.message_size
     assert again.keys_spec() == sc.cells[0].workload.keys and again.payload_spec() == sc.cells[0].workload.payload
     assert again.producer_config == {"x": "1", "acks": "all", "linger.ms": "2"}
@@ -133,7 +124,7 @@ def test_producer_user_fires_one_event_per_batch_and_folds_untimed_batches() -> 
     from bench.locust.clients import ProducerDriver, Window
 
     sc = load_scenario_text(TINY.format(rate="max", duration="2s"))
-    plan = build_plan(sc.cells[0], run_id="r1", bootstrap="127.0.0.1:1", topic="t", client_config={},
+    plan = build_plan(sc.cells[0], group_prefix="g", bootstrap="127.0.0.1:1", topic="t", client_config={},
                       producer_users=1, workers=0, results_path=None)
     fired: list[dict[str, Any]] = []
     driver = ProducerDriver(plan, Window.from_wall(time.time_ns(), 1.0, 2.0), 3, lambda **kw: fired.append(kw))
@@ -175,6 +166,146 @@ def test_bad_options_fail_before_any_broker(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "--cell 3: the scenario has 1 cell(s)" in proc.stderr
     proc = _kbench("locust", str(scen), "--master-host", "10.1.2.3", "--broker", "kafka", timeout=30)
     assert proc.returncode == 2 and "embedded broker" in proc.stderr
+
+
+MATRIX = """\
+name: two
+topic: {name: fixed-topic, partitions: 1}
+matrix: {workload.message_size: [100, 200]}
+workload: {producers: 1, consumer_groups: 0, rate: 1000, warmup: 100ms, duration: 200ms}
+"""
+
+
+def _producer_result(index: int) -> Any:
+    """A real producer result of the open-loop core (fake clock and client; tests/test_load_core.py), rebased
+    as a Locust worker sends it."""
+    from tests.test_load_core import MS, FakeClock, _core, _run
+
+    clock = FakeClock()
+    core, _client = _core(clock, rate=500.0, index=index)
+    _run(core, clock, step_ns=0)
+    return rebase_result(dict(core.result(stopped=True)), 100 * MS)
+
+
+class _FakeLocust:
+    """Stands in for bench.locust.launcher.LocustProcesses: at start() it writes what a master writes (the
+    started file, then two workers' reports with their exact merge, and Locust's stats CSV)."""
+
+    end_reason = "completed"
+    plans: ClassVar[list[Plan]] = []
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+        self.master_log = spec.run_dir / "locust-master.log"
+
+    def start(self) -> None:
+        plan = Plan.from_json(self.spec.plan_path.read_text())
+        type(self).plans.append(plan)
+        (self.spec.run_dir / "locust-started.json").write_text(json.dumps({"t0_wall_ns": time.time_ns()}))
+        reports = {f"w{i}": {"worker_index": i, "errors": [],
+                             "users": [{"role": "producer", "index": 0, "worker": i, "result": _producer_result(i)}]}
+                   for i in range(2)}
+        collected = {"group_prefix": plan.group_prefix, "end_reason": self.end_reason, "missing_workers": [],
+                     "reports": reports, "merge": merge_worker_reports(reports),  # type: ignore[arg-type]
+                     "target_user_classes_count": {"KafkaProducerUser": 2}}
+        (self.spec.run_dir / "locust-results.json").write_text(json.dumps(collected))
+        (self.spec.run_dir / "locust_stats.csv").write_text(
+            "Type,Name,Request Count,Failure Count,Median Response Time,Requests/s\n"
+            "kafka-produce,base,40,0,3,20.0\n,Aggregated,40,0,3,20.0\n")
+
+    def wait(self, timeout_s: float | None) -> int | None:
+        return 0
+
+    def request_stop(self) -> None: ...
+
+    def stop(self, grace_s: float = 10.0) -> None: ...
+
+    def log_tail(self, lines: int = 20) -> str:
+        return ""
+
+    def remote_worker_command(self, master_host: str) -> str:
+        return "locust --worker"
+
+
+def _locust_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, end_reason: str = "completed") -> Any:
+    """`kbench locust`'s pipeline (execute with the Locust driver) on cell 1, users 2, two workers, with
+    the fake Locust processes; no broker (the scenario names its topic: no topic, no offsets to read)."""
+    from bench.locust.driver import LocustDriver, LocustOptions, setup_locust
+    from bench.run.events import LoadStarted, RunEvent, RunEvents
+    from bench.run.execute import RunOptions, execute
+
+    monkeypatch.setattr("bench.locust.driver.LocustProcesses", _FakeLocust)
+    monkeypatch.setattr(_FakeLocust, "end_reason", end_reason)
+    monkeypatch.setattr(_FakeLocust, "plans", [])
+    seen: list[RunEvent] = []
+
+    class Recorder:
+        def on_event(self, event: RunEvent) -> None:
+            seen.append(event)
+
+    scenario, setup = setup_locust(load_scenario_text(MATRIX), LocustOptions(cell=1, users=2, workers=2))
+    opts = RunOptions(bootstrap="127.0.0.1:1", broker={"kind": "external"}, out=tmp_path / "run")
+    try:
+        outcome = execute(scenario, opts, LocustDriver(setup), RunEvents(observers=[Recorder()]))
+    finally:
+        (plan,) = _FakeLocust.plans
+    assert [e.topic for e in seen if isinstance(e, LoadStarted)] == ["fixed-topic"]
+    return outcome, plan
+
+
+def test_setup_narrows_the_scenario_to_the_cell_with_its_producer_users() -> None:
+    from bench.errors import ConfigError
+    from bench.locust.driver import LocustOptions, setup_locust
+
+    sc = load_scenario_text(MATRIX)
+    one, setup = setup_locust(sc, LocustOptions(cell=1, users=4, workers=2))
+    (cell,) = one.cells
+    assert cell.index == 1 and cell.params == sc.cells[1].params and one.repeat == 1
+    assert cell.workload.producers == 4 and cell.workload.message_size == sc.cells[1].workload.message_size
+    assert (setup.producer_users, setup.consumer_users, setup.expect_workers, setup.users) == (4, 0, 2, 4)
+    assert setup.user_rate == 250.0 and setup.spawn_rate == 4.0 and setup.user_classes == ["KafkaProducerUser"]
+    for bad, words in ((LocustOptions(cell=2), "--cell 2: the scenario has 2 cell(s)"),
+                       (LocustOptions(users=0), "nothing to run"),
+                       (LocustOptions(workers=2, expect_workers=1), "--expect-workers >= --workers"),
+                       (LocustOptions(spawn_rate=0), "--spawn-rate must be > 0"),
+                       (LocustOptions(master_host="10.0.0.1", expect_workers=1, embedded=True), "embedded broker"),
+                       (LocustOptions(master_host="10.0.0.1"), "--master-host needs --expect-workers")):
+        with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            setup_locust(sc, bad)
+
+
+def test_locust_goes_through_the_run_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    outcome, plan = _locust_run(tmp_path, monkeypatch)
+    doc = load_result(outcome.run_dir)
+    assert outcome.complete and doc["complete"] is True
+    env = doc["environment"]
+    assert env["driver"] == "locust" and "CLOCK_REALTIME" in env["clock"]
+    assert env["locust"]["workers"] == 2 and env["locust"]["producer_users"] == 2 and env["locust"]["cell"] == 1
+    (cell,) = doc["cells"]
+    assert cell["index"] == 1 and cell["workload"]["producers"] == 2 and cell["topic"]["name"] == "fixed-topic"
+    # the plan is the pipeline's job: its topic, its consumer-group prefix, its bootstrap; the secret file is gone
+    assert plan.topic == "fixed-topic" and plan.group_prefix == f"kbench-{doc['run_id']}-c1"
+    assert plan.bootstrap == "127.0.0.1:1" and plan.user_rate == 500.0
+    assert not Path(plan.results_path or "").with_name("plan.json").exists()
+    merge = cell["check"]["locust_merge"]
+    assert merge["workers"] == 2 and merge["merged_equals_sum"] and merge["messages_equal_sum"]
+    assert cell["produce"]["messages"] == sum(w["produced"] for w in merge["per_worker"].values()) > 0
+    assert cell["latency"]["publish"]["count"] == merge["merged_counts"]["publish"]
+    assert cell["locust"]["end_reason"] == "completed" and cell["locust"]["user_rate"] == 500.0
+    assert cell["locust"]["stats"]["kafka-produce"]["requests"] == 40
+    assert (outcome.run_dir / "cell-01-publish.hgrm").exists()
+
+
+def test_a_test_stopped_early_is_a_partial_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.errors import RunAborted
+
+    with pytest.raises(RunAborted, match="stopped before the end") as info:
+        _locust_run(tmp_path, monkeypatch, end_reason="stopped before the end of the run (web UI stop or Ctrl-C)")
+    assert not info.value.interrupted
+    doc = load_result(tmp_path / "run")
+    (cell,) = doc["cells"]
+    assert doc["complete"] is False and cell["complete"] is False
+    assert "stopped before the end" in cell["incomplete_reason"] and cell["produce"]["messages"] > 0
 
 
 # -- against a real broker -----------------------------------------------------------------------------

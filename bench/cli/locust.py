@@ -1,49 +1,33 @@
-"""The ``kbench locust`` subcommand (registered by :mod:`bench.cli.main` through ``register``)."""
+"""The ``kbench locust`` subcommand (registered by :mod:`bench.cli.main` through ``register``): the run
+pipeline of ``kbench run`` with the Locust driver (:class:`bench.locust.driver.LocustDriver`)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
-from bench.cli.options import (
-    add_scenario_run_args,
-    err,
-    out,
-    prepare_from_args,
-    print_outcome,
-    progress_line,
-    report_thresholds,
-)
+from bench.cli.options import add_scenario_run_args, prepare_from_args, progress_line
 from bench.errors import ConfigError
 
 __all__ = ["cmd_locust", "register"]
 
 
 def cmd_locust(args: argparse.Namespace) -> int:
-    from bench.cli.summary import print_summary
-    from bench.locust.run import LocustOptions, check_options, run_locust
-    from bench.run.target import open_target
+    from bench.cli.pipeline import run_and_report
+    from bench.locust.driver import LocustDriver, LocustOptions, setup_locust
+    from bench.run.session import Session
 
     prepared = prepare_from_args("locust", args, cell=args.cell)  # before any side effect
-    scenario, client_conf = prepared.scenario, dict(prepared.client_config)
     if not 0 < args.web_port < 65536 or args.master_port > 65535:
         raise ConfigError("--web-port / --master-port: expected a TCP port (1..65535)")
-    opts = LocustOptions(
-        bootstrap="", broker={}, cell=args.cell, workers=args.workers, expect_workers=args.expect_workers,
-        headless=not args.web, master_host=args.master_host, master_port=args.master_port, users=args.users,
-        spawn_rate=args.spawn_rate, web_port=args.web_port, reports_root=prepared.reports_root,
-        out=prepared.out, client_config=client_conf, drain_timeout_s=args.drain_timeout,
-        keep_topics=args.keep_topics, embedded=not args.bootstrap, progress=progress_line)
-    check_options(scenario, opts)  # before a broker is started
-    with open_target(args.bootstrap, args.broker or scenario.broker, nodes=args.nodes,
-                     client_config=client_conf, progress=progress_line) as target:
-        err.print(f"[bold]{scenario.name}[/bold] cell {args.cell} through Locust against {target.describe()}")
-        opts.bootstrap, opts.broker, opts.embedded = target.bootstrap, target.info, target.handle is not None
-        outcome = run_locust(scenario, opts)
-    doc = outcome.document
-    if doc["cells"]:
-        print_summary(doc, out)
-    print_outcome(outcome)
-    return report_thresholds(outcome, scenario.thresholds) or (0 if outcome.complete else 1)
+    options = LocustOptions(
+        cell=args.cell, workers=args.workers, expect_workers=args.expect_workers, headless=not args.web,
+        master_host=args.master_host, master_port=args.master_port, users=args.users, spawn_rate=args.spawn_rate,
+        web_port=args.web_port, embedded=not args.bootstrap)
+    scenario, setup = setup_locust(prepared.scenario, options)  # before a broker is started
+    session = Session(bootstrap=args.bootstrap, broker=args.broker, nodes=args.nodes, keep_topics=args.keep_topics,
+                      drain_timeout_s=args.drain_timeout, driver=LocustDriver(setup, say=progress_line))
+    return run_and_report(dataclasses.replace(prepared, scenario=scenario), session, progress=not args.no_progress)
 
 
 def _positive_int(text: str) -> int:
@@ -83,4 +67,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spawn-rate", type=float, default=None, help="users started per second (default: all at once)")
     p.add_argument("--web-port", type=_positive_int, default=8089, help="web UI port with --web (default 8089)")
     p.add_argument("--keep-topics", action="store_true", help="do not delete the topic kbench created")
+    p.add_argument("--no-progress", action="store_true", help="no live progress display")
     p.set_defaults(func=cmd_locust)

@@ -7,15 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from bench import __version__
-from bench.cli.options import (
-    add_scenario_run_args,
-    err,
-    out,
-    prepare_from_args,
-    print_outcome,
-    progress_line,
-    report_thresholds,
-)
+from bench.cli.options import add_scenario_run_args, err, prepare_from_args
 from bench.errors import ConfigError, KbenchError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -30,23 +22,13 @@ def _add_broker(sub: argparse._SubParsersAction) -> None:
 
 # -- run --------------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.cli.progress import RunProgress
-    from bench.cli.summary import print_summary
-    from bench.run.session import Session, run_prepared
+    from bench.cli.pipeline import run_and_report
+    from bench.run.session import Session
 
     prepared = prepare_from_args("run", args, repeat=args.repeat, prime_s=args.prime)  # before any side effect
-    progress = RunProgress(enabled=not args.no_progress)
     session = Session(bootstrap=args.bootstrap, broker=args.broker, nodes=args.nodes, verify=args.verify,
-                      keep_topics=args.keep_topics, drain_timeout_s=args.drain_timeout, prime_s=args.prime,
-                      observers=[progress])
-    try:
-        outcome = run_prepared(prepared, session, say=lambda m: err.print(m, markup=False),
-                               broker_progress=progress_line)
-    finally:
-        progress.close()
-    print_summary(outcome.document, out)
-    print_outcome(outcome)
-    return report_thresholds(outcome, prepared.scenario.thresholds) or (0 if outcome.complete else 1)
+                      keep_topics=args.keep_topics, drain_timeout_s=args.drain_timeout, prime_s=args.prime)
+    return run_and_report(prepared, session, progress=not args.no_progress)
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bench.drivers.results import WorkerResults, empty_results
 
 if TYPE_CHECKING:
+    from bench.results.model import CellRunDocument
     from bench.run.events import RunEvents
     from bench.scenario.model import Cell
 
-__all__ = ["BacklogDoc", "CellAborted", "CellJob", "CellRun", "Driver"]
+__all__ = ["BacklogDoc", "CellAborted", "CellJob", "CellRun", "Driver", "DriverEnvironment"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class CellJob:
     client_config: Mapping[str, str]        # run-wide (SASL/TLS …); the cell's producer/consumer on top
     verify: bool = False
     drain_timeout_s: float = 30.0
+    run_dir: Path | None = None             # the run directory, for a driver's own files (Locust's CSV/HTML)
 
 
 @dataclass
@@ -44,6 +47,10 @@ class BacklogDoc:
     drain_msgs_per_s: float | None
 
 
+def _no_fields() -> CellRunDocument:
+    return {}
+
+
 @dataclass
 class CellRun:
     """What a driver measured: the workers' results, their errors, and the driver's warnings."""
@@ -53,6 +60,8 @@ class CellRun:
     warnings: list[str] = field(default_factory=list)
     backlog: BacklogDoc | None = None
     elapsed_s: float = 0.0
+    checks: dict[str, Any] = field(default_factory=dict)          # the driver's own checks: added to `check`
+    fields: CellRunDocument = field(default_factory=_no_fields)   # the driver's own cell fields (`locust`)
 
 
 class CellAborted(Exception):
@@ -65,7 +74,18 @@ class CellAborted(Exception):
         self.interrupted = interrupted
 
 
+@dataclass(frozen=True)
+class DriverEnvironment:
+    """What a driver adds to the run document's ``environment``: how its workers read time, and its own
+    fields (the Locust driver: ``driver: "locust"`` and ``locust: {...}``)."""
+
+    clock: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
 class Driver(Protocol):
     name: str
+
+    def environment(self) -> DriverEnvironment: ...
 
     def run_cell(self, job: CellJob, events: RunEvents) -> CellRun: ...

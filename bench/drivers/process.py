@@ -18,7 +18,7 @@ import multiprocessing as mp
 import time
 from typing import TYPE_CHECKING
 
-from bench.drivers.base import BacklogDoc, CellAborted, CellJob, CellRun
+from bench.drivers.base import BacklogDoc, CellAborted, CellJob, CellRun, DriverEnvironment
 from bench.drivers.pool import WorkerPool, build_pool
 from bench.drivers.state import CellState
 
@@ -41,6 +41,9 @@ class ProcessDriver:
     def __init__(self, kafka_version: str | None = None) -> None:
         self.kafka_version = kafka_version
         self._ctx = mp.get_context("spawn")
+
+    def environment(self) -> DriverEnvironment:
+        return DriverEnvironment(clock="CLOCK_MONOTONIC; producers and consumers on one host")
 
     def run_cell(self, job: CellJob, events: RunEvents) -> CellRun:
         pool = build_pool(self._ctx, job, kafka_version=self.kafka_version)

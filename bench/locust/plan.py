@@ -1,9 +1,11 @@
 """What every Locust process of a ``kbench locust`` run needs to know, as one JSON-able document, and the
-pure (Locust-free) halves of the result pipeline: merging what the workers send, rebasing their series.
+pure (Locust-free) halves of the result pipeline: merging what the workers send, rebasing their series,
+and the typed shape of what the master writes (:class:`Collected`).
 
-The plan travels like this: ``kbench locust`` writes ``plan.json`` into the run directory and starts the
-master with ``--kbench-plan PATH``; the master reads it at ``init`` and puts its text into its
-``parsed_options``, which Locust forwards to every worker (local or remote) with each ``spawn`` message.
+The plan travels like this: the Locust driver (:mod:`bench.locust.driver`) writes ``plan.json`` into a
+private temporary directory and starts the master with ``--kbench-plan PATH``; the master reads it at
+``init`` and puts its text into its ``parsed_options``, which Locust forwards to every worker (local or
+remote) with each ``spawn`` message.
 So a worker started by hand on another machine needs kbench installed, not the file.
 
 Nothing here imports Locust or gevent: the ``kbench`` process itself must never import Locust, which
@@ -14,12 +16,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
+from bench.drivers.results import ConsumerResult, ProducerResult, Role
 from bench.metrics.hdr import decode_histogram, encode_histogram, merge_encoded
 from bench.scenario.model import Cell, Keys, MessageSize, Payload
 
-__all__ = ["LATENCY_METRICS", "Plan", "build_plan", "merge_worker_reports", "rebase_result"]
+__all__ = ["LATENCY_METRICS", "Collected", "MergeDoc", "Plan", "UserReport", "WorkerReport", "build_plan",
+           "merge_worker_reports", "rebase_result"]
 
 #: latency histograms a user result carries, by role
 LATENCY_METRICS: dict[str, tuple[str, ...]] = {"producer": ("publish", "service", "send_delay"),
@@ -30,7 +34,7 @@ LATENCY_METRICS: dict[str, tuple[str, ...]] = {"producer": ("publish", "service"
 class Plan:
     """One matrix cell turned into Locust users (see the module docstring for how it travels)."""
 
-    run_id: str
+    group_prefix: str                 # consumer group g is f"{group_prefix}-g{g}" (the pipeline's CellJob)
     bootstrap: str
     topic: str
     request_name: str                 # `name` of Locust request events: the cell label
@@ -50,6 +54,7 @@ class Plan:
     drain_timeout_s: float = 30.0
     collect_timeout_s: float = 30.0
     results_path: str | None = None   # where the master writes what the workers sent
+    started_path: str | None = None   # where the master writes the common start t0 when the test starts
     start_delay_s: float = 0.5        # t0 = the master's test start + this (spawn messages travel)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -65,7 +70,7 @@ class Plan:
         return self.rate / self.producer_users
 
     def group_id(self, group: int) -> str:
-        return f"kbench-{self.run_id}-locust-g{group}"
+        return f"{self.group_prefix}-g{group}"
 
     def message_size_spec(self) -> MessageSize:
         d = dict(self.message_size)
@@ -90,13 +95,13 @@ class Plan:
         return cls(**json.loads(text))
 
 
-def build_plan(cell: Cell, *, run_id: str, bootstrap: str, topic: str, client_config: dict[str, str],
-               producer_users: int, workers: int, results_path: str | None, drain_timeout_s: float = 30.0,
-               flush_timeout_s: float = 30.0) -> Plan:
+def build_plan(cell: Cell, *, group_prefix: str, bootstrap: str, topic: str, client_config: dict[str, str],
+               producer_users: int, workers: int, results_path: str | None, started_path: str | None = None,
+               drain_timeout_s: float = 30.0, flush_timeout_s: float = 30.0) -> Plan:
     """The plan of ``cell``: its workload, client configs and message shape; ``producer_users`` share the rate."""
     w = cell.workload
     return Plan(
-        run_id=run_id, bootstrap=bootstrap, topic=topic, request_name=cell.label(),
+        group_prefix=group_prefix, bootstrap=bootstrap, topic=topic, request_name=cell.label(),
         producer_config={**client_config, **dict(cell.producer)},
         consumer_config={**client_config, **dict(cell.consumer)},
         warmup_s=w.warmup_s, duration_s=w.duration_s, rate=w.rate, producer_users=producer_users,
@@ -106,8 +111,49 @@ def build_plan(cell: Cell, *, run_id: str, bootstrap: str, topic: str, client_co
         payload={"kind": w.payload.kind, "compressibility": w.payload.compressibility,
                  "file": str(w.payload.file) if w.payload.file else None},
         keys=asdict(w.keys), flush_timeout_s=flush_timeout_s, drain_timeout_s=drain_timeout_s,
-        results_path=results_path,
+        results_path=results_path, started_path=started_path,
     )
+
+
+class UserReport(TypedDict):
+    """One user's measurements, as a worker sends them (JSON)."""
+
+    role: Role
+    index: int
+    worker: int
+    result: ProducerResult | ConsumerResult        # ``{"failed": reason}`` when it could not measure
+
+
+class WorkerReport(TypedDict, total=False):
+    """What one Locust worker sends the master at the end of the test (``kbench_result``)."""
+
+    worker_index: int
+    users: list[UserReport]
+    errors: list[str]
+    progress: dict[str, Any]
+    anchor_ns: int
+
+
+class MergeDoc(TypedDict):
+    """The master's exact merge of the workers' reports (:func:`merge_worker_reports`)."""
+
+    workers: int
+    per_worker: dict[str, dict[str, int]]           # client id -> histogram and message counts
+    sum: dict[str, int]                             # those counts added over the workers
+    merged: dict[str, dict[str, Any]]               # metric -> {count, hdr}: the workers' histograms merged
+
+
+class Collected(TypedDict, total=False):
+    """``locust-results.json``: what the master received and merged, and how the test ended."""
+
+    group_prefix: str
+    t0_wall_ns: int | None
+    end_reason: str | None
+    elapsed_s: float
+    missing_workers: list[str]
+    reports: dict[str, WorkerReport]
+    merge: MergeDoc
+    target_user_classes_count: dict[str, int]
 
 
 def rebase_result(result: dict[str, Any], t_start_ns: int) -> dict[str, Any]:
@@ -124,7 +170,7 @@ def rebase_result(result: dict[str, Any], t_start_ns: int) -> dict[str, Any]:
     return out
 
 
-def merge_worker_reports(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def merge_worker_reports(reports: dict[str, WorkerReport]) -> MergeDoc:
     """The master's exact merge of the workers' reports (``{client_id: {"users": [...], ...}}``).
 
     Returns per-worker histogram counts and message counts, their sums, and the whole histograms merged
@@ -136,7 +182,7 @@ def merge_worker_reports(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
         counts: dict[str, int] = {m: 0 for m in encoded}
         counts.update(produced=0, acked_total=0, received_measured=0, received_total=0)
         for user in report.get("users", []):
-            result = user["result"]
+            result: dict[str, Any] = dict(user["result"])
             if "failed" in result:
                 continue
             for metric, text in (result.get("hdr") or {}).items():

@@ -20,14 +20,16 @@ import logging
 import signal
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gevent
 from locust.runners import MasterRunner, WorkerRunner
 
+from bench.drivers.results import ConsumerResult, ProducerResult, Role
 from bench.locust.clients import ConsumerDriver, ProducerDriver, Window
-from bench.locust.plan import Plan, merge_worker_reports, rebase_result
+from bench.locust.plan import Collected, Plan, UserReport, WorkerReport, merge_worker_reports, rebase_result
 from bench.locust.users import KafkaConsumerUser
 from bench.results.store import write_json_atomic
 
@@ -50,7 +52,7 @@ class WorkerState:
         self.worker_index = int(getattr(runner, "worker_index", 0) or 0)
         self.producers: list[ProducerDriver] = []
         self.consumers: list[ConsumerDriver] = []
-        self.results: list[dict[str, Any]] = []
+        self.results: list[UserReport] = []
         self.errors: list[str] = []
         self.reported = False
         self._progress: gevent.Greenlet | None = None
@@ -81,13 +83,14 @@ class WorkerState:
         self.consumers.append(driver)
         return driver
 
-    def finish_producer(self, driver: ProducerDriver) -> None:
-        self._finish("producer", driver.producer_id, lambda: driver.result(stopped=True))
+    def finish(self, driver: ProducerDriver | ConsumerDriver) -> None:
+        """A user stops: measure its client (flushed and closed) into the worker's results."""
+        if isinstance(driver, ProducerDriver):
+            self._finish("producer", driver.producer_id, lambda: dict(driver.result(stopped=True)))
+        else:
+            self._finish("consumer", self.consumers.index(driver), lambda: dict(driver.result()))
 
-    def finish_consumer(self, driver: ConsumerDriver) -> None:
-        self._finish("consumer", self.consumers.index(driver), driver.result)
-
-    def _finish(self, role: str, index: int, measure: Any) -> None:
+    def _finish(self, role: Role, index: int, measure: Callable[[], dict[str, Any]]) -> None:
         try:
             result = measure()
         except Exception as exc:  # kept as a failed result: the cell is marked incomplete
@@ -96,7 +99,8 @@ class WorkerState:
             result = {"failed": f"{type(exc).__name__}: {exc}"}
         if "failed" not in result:
             result = rebase_result(result, self.window.t_start_ns)
-        self.results.append({"role": role, "index": index, "worker": self.worker_index, "result": result})
+        self.results.append({"role": role, "index": index, "worker": self.worker_index,
+                             "result": cast("ProducerResult | ConsumerResult", result)})
 
     def progress(self) -> dict[str, Any]:
         received: dict[str, int] = {}
@@ -113,7 +117,7 @@ class WorkerState:
 
         self._progress = gevent.spawn(loop)
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> WorkerReport:
         if self._progress is not None:
             self._progress.kill(block=False)
         self.reported = True
@@ -127,7 +131,7 @@ class Coordinator:
     def __init__(self, environment: Any, plan: Plan) -> None:
         self.environment, self.plan = environment, plan
         self.progress: dict[str, dict[str, Any]] = {}
-        self.reports: dict[str, dict[str, Any]] = {}
+        self.reports: dict[str, WorkerReport] = {}
         self.t0_wall_ns: int | None = None
         self.started_mono: float | None = None
         self.phase = "waiting"
@@ -140,7 +144,7 @@ class Coordinator:
         self.progress[str(msg.node_id)] = msg.data
 
     def on_result(self, environment: Any, msg: Any, **kw: Any) -> None:
-        self.reports[str(msg.node_id)] = msg.data
+        self.reports[str(msg.node_id)] = cast(WorkerReport, msg.data)
 
     # -- run control ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -150,6 +154,8 @@ class Coordinator:
         self.t0_wall_ns = time.time_ns() + int(self.plan.start_delay_s * 1e9)
         self.started_mono = time.monotonic()
         self.environment.parsed_options.kbench_t0_wall_ns = self.t0_wall_ns
+        if self.plan.started_path:   # the kbench process waits for it to emit its load-started event
+            write_json_atomic(Path(self.plan.started_path), {"t0_wall_ns": self.t0_wall_ns})
         self.phase = "running"
         self._control = gevent.spawn(self._run_control)
 
@@ -235,14 +241,14 @@ class Coordinator:
     def write(self) -> None:
         missing = sorted(self._expected_workers() - set(self.reports))
         merge = merge_worker_reports(self.reports)
-        doc: dict[str, Any] = {"run_id": self.plan.run_id, "t0_wall_ns": self.t0_wall_ns, "end_reason": self.end_reason,
-               "elapsed_s": time.monotonic() - self.started_mono if self.started_mono else 0.0,
-               "missing_workers": missing, "reports": self.reports,
-               "merge": merge,
-               "target_user_classes_count": dict(self.environment.runner.target_user_classes_count)}
+        doc: Collected = {
+            "group_prefix": self.plan.group_prefix, "t0_wall_ns": self.t0_wall_ns, "end_reason": self.end_reason,
+            "elapsed_s": time.monotonic() - self.started_mono if self.started_mono else 0.0,
+            "missing_workers": missing, "reports": self.reports, "merge": merge,
+            "target_user_classes_count": dict(self.environment.runner.target_user_classes_count)}
         if self.plan.results_path:
             write_json_atomic(Path(self.plan.results_path), doc)
-        merged: dict[str, Any] = merge["merged"]
+        merged = merge["merged"]
         log.info("kbench: %d worker report(s) merged; publish count %s, e2e count %s", len(self.reports),
                  merged.get("publish", {}).get("count"), merged.get("e2e", {}).get("count"))
 

@@ -35,53 +35,49 @@ def _state(user: User) -> Any:
     return state
 
 
-class KafkaProducerUser(User):
+class _KafkaUser(User):
+    """A user driving one client: ``wait_time`` and the task are the client's; the plugin's worker state
+    makes the client at ``on_start`` (:meth:`_new`) and measures it at ``on_stop``."""
+
+    abstract = True
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        self.driver: ProducerDriver | ConsumerDriver | None = None
+
+    def _new(self, state: Any) -> ProducerDriver | ConsumerDriver:
+        raise NotImplementedError
+
+    def wait_time(self) -> float:
+        return self.driver.wait_s() if self.driver is not None else _NO_PLAN_WAIT_S
+
+    def on_start(self) -> None:
+        self.driver = self._new(_state(self))
+
+    @task
+    def tick(self) -> None:
+        if self.driver is not None:
+            self.driver.tick()
+
+    def on_stop(self) -> None:
+        if self.driver is not None:
+            _state(self).finish(self.driver)
+            self.driver = None
+
+
+class KafkaProducerUser(_KafkaUser):
     """Produces the cell's messages to its topic at ``rate / producer_users`` msgs/s (or as fast as it can)."""
 
     weight = 1
 
-    def __init__(self, environment: Any) -> None:
-        super().__init__(environment)
-        self.driver: ProducerDriver | None = None
-
-    def wait_time(self) -> float:
-        return self.driver.wait_s() if self.driver is not None else _NO_PLAN_WAIT_S
-
-    def on_start(self) -> None:
-        self.driver = _state(self).new_producer()
-
-    @task
-    def produce(self) -> None:
-        if self.driver is not None:
-            self.driver.tick()
-
-    def on_stop(self) -> None:
-        if self.driver is not None:
-            _state(self).finish_producer(self.driver)
-            self.driver = None
+    def _new(self, state: Any) -> ProducerDriver:
+        return state.new_producer()
 
 
-class KafkaConsumerUser(User):
+class KafkaConsumerUser(_KafkaUser):
     """One member of a consumer group of the cell; the plugin sets ``fixed_count`` to the scenario's consumers."""
 
     weight = 1
 
-    def __init__(self, environment: Any) -> None:
-        super().__init__(environment)
-        self.driver: ConsumerDriver | None = None
-
-    def wait_time(self) -> float:
-        return self.driver.wait_s() if self.driver is not None else _NO_PLAN_WAIT_S
-
-    def on_start(self) -> None:
-        self.driver = _state(self).new_consumer()
-
-    @task
-    def consume(self) -> None:
-        if self.driver is not None:
-            self.driver.tick()
-
-    def on_stop(self) -> None:
-        if self.driver is not None:
-            _state(self).finish_consumer(self.driver)
-            self.driver = None
+    def _new(self, state: Any) -> ConsumerDriver:
+        return state.new_consumer()

@@ -74,14 +74,15 @@ def execute(scenario: Scenario, opts: RunOptions, driver: Driver | None = None, 
     merged into the root of the document (and may be mutated by ``next_cell`` as it decides)."""
     run_id = uuid.uuid4().hex[:8]
     run_dir = new_run_dir(opts.reports_root, scenario.name, opts.out)
-    doc = new_run_document(scenario, run_id, opts.broker, clock="CLOCK_MONOTONIC; producers and consumers on one host")
-    doc["repeat"] = scenario.repeat
-    doc.update(extra or {})
-    write_result(run_dir, doc)
     if driver is None:
         from bench.drivers.process import ProcessDriver
 
         driver = ProcessDriver(kafka_version=_broker_version(opts))
+    env = driver.environment()
+    doc = new_run_document(scenario, run_id, opts.broker, clock=env.clock, **env.fields)
+    doc["repeat"] = scenario.repeat
+    doc.update(extra or {})
+    write_result(run_dir, doc)
     events = events or RunEvents()
     total = len(scenario.cells) if next_cell is None else 0
     reason: str | None = None
@@ -185,12 +186,13 @@ def _run_cell(driver: Driver, events: RunEvents, scenario: Scenario, cell: Cell,
         create_topic(opts, cell, topic)
     job = CellJob(cell=cell, topic=topic, group_prefix=f"kbench-{run_id}-c{cell.index}{suffix}",
                   bootstrap=opts.bootstrap, client_config=opts.client_config, verify=opts.verify,
-                  drain_timeout_s=opts.drain_timeout_s)
+                  drain_timeout_s=opts.drain_timeout_s, run_dir=run_dir)
     try:
         run = driver.run_cell(job, events)
     except CellAborted as exc:
         events.cell_aborted(cell, topic)
-        partial = _cell_document(cell, topic, exc.run or CellRun(), opts, run_dir, incomplete_reason=exc.reason)
+        partial = None if exc.run is None else _cell_document(cell, topic, exc.run, opts, run_dir,
+                                                               incomplete_reason=exc.reason)
         raise _Aborted(exc.reason, partial, interrupted=exc.interrupted) from None
     fields = events.cell_finished(cell, topic, run.results)
     offsets = _offsets(opts, topic, run) if created and cell.workload.producers else None
@@ -213,7 +215,11 @@ def _offsets(opts: RunOptions, topic: str, run: CellRun) -> dict[str, Any] | Non
 
 def _cell_document(cell: Cell, topic: str, run: CellRun, opts: RunOptions, run_dir: Path, *,
                    offsets: dict[str, Any] | None = None, incomplete_reason: str | None = None) -> CellDocument:
-    return build_cell_result(cell, topic, run.results, run.errors, opts, offsets=offsets,
-                             backlog=asdict(run.backlog) if run.backlog is not None else None,
-                             elapsed_s=run.elapsed_s, run_dir=run_dir, incomplete_reason=incomplete_reason,
-                             warnings=run.warnings)
+    """The cell's entry from what the driver measured, with the driver's own checks and fields."""
+    doc = build_cell_result(cell, topic, run.results, run.errors, opts, offsets=offsets,
+                            backlog=asdict(run.backlog) if run.backlog is not None else None,
+                            elapsed_s=run.elapsed_s, run_dir=run_dir, incomplete_reason=incomplete_reason,
+                            warnings=run.warnings)
+    doc["check"].update(run.checks)
+    doc.update(run.fields)
+    return doc
