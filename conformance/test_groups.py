@@ -35,6 +35,11 @@ def _view(members: list[Member]) -> dict[str, list[int]]:
     return {m.name: sorted(m.assigned()) for m in members if not m.closed}
 
 
+def _topic_and_group(clients: Clients, names: Names, partitions: int, tag: str) -> tuple[str, str]:
+    """A new topic of ``partitions`` and a new group name tagged ``tag`` (the check's id): one check's own pair."""
+    return clients.create_topic(partitions), names.group(tag)
+
+
 def _name(value: Any) -> str:
     """An enum's name (``ConsumerGroupState.STABLE`` -> ``STABLE``), else its text."""
     return str(getattr(value, "name", value))
@@ -86,8 +91,7 @@ def test_g1_single_owner(check: CheckContext, clients: Clients, names: Names,
 
 @pytest.mark.check("G2", "strategy negotiation")
 def test_g2_strategy_negotiation(check: CheckContext, clients: Clients, names: Names) -> None:
-    topic = clients.create_topic(4)
-    group = names.group("g2")
+    topic, group = _topic_and_group(clients, names, 4, "g2")
     # the first member (the leader) prefers roundrobin; the only strategy both support is range
     a = _member(clients, "a", group, topic, **{"partition.assignment.strategy": "roundrobin,range"})
     pump([a], lambda: settled([a], 4), SETTLE_S)
@@ -108,8 +112,7 @@ def test_g2_strategy_negotiation(check: CheckContext, clients: Clients, names: N
 @pytest.mark.check("G3", "cooperative rebalance is incremental")
 def test_g3_cooperative_incremental(check: CheckContext, clients: Clients, names: Names,
                                     timings: Timings) -> None:
-    topic = clients.create_topic(4)
-    group = names.group("g3")
+    topic, group = _topic_and_group(clients, names, 4, "g3")
     conf = {"partition.assignment.strategy": "cooperative-sticky"}
     a = _member(clients, "a", group, topic, **conf)
     _expect_settled([a], 4, "a alone", timings=timings)
@@ -130,8 +133,7 @@ def test_g3_cooperative_incremental(check: CheckContext, clients: Clients, names
 
 @pytest.mark.check("G4", "static membership rejoin")
 def test_g4_static_rejoin(check: CheckContext, clients: Clients, names: Names) -> None:
-    topic = clients.create_topic(4)
-    group = names.group("g4")
+    topic, group = _topic_and_group(clients, names, 4, "g4")
     b = _member(clients, "b", group, topic, **{"group.instance.id": "b"})
     pump([b], lambda: settled([b], 4), SETTLE_S)  # b joins first: it is the leader, a is not
     a = _member(clients, "a", group, topic, **{"group.instance.id": "a"})
@@ -155,8 +157,7 @@ def test_g4_static_rejoin(check: CheckContext, clients: Clients, names: Names) -
 
 @pytest.mark.check("G5", "static member fencing")
 def test_g5_static_fencing(check: CheckContext, clients: Clients, names: Names) -> None:
-    topic = clients.create_topic(2)
-    group = names.group("g5")
+    topic, group = _topic_and_group(clients, names, 2, "g5")
     old = _member(clients, "old", group, topic, **{"group.instance.id": "same"})
     _expect_settled([old], 2, "first static member")
     new = _member(clients, "new", group, topic, **{"group.instance.id": "same"})
@@ -182,8 +183,7 @@ def test_g5_static_fencing(check: CheckContext, clients: Clients, names: Names) 
 @pytest.mark.check("G6", "session timeout")
 def test_g6_session_timeout(check: CheckContext, clients: Clients, names: Names,
                             broker: BrokerInfo, timings: Timings) -> None:
-    topic = clients.create_topic(2)
-    group = names.group("g6")
+    topic, group = _topic_and_group(clients, names, 2, "g6")
     child = ChildMember(broker.bootstrap, group, topic, conf={"session.timeout.ms": SESSION_MS})
     try:
         child.wait_event(lambda e: e["ev"] == "assign" and e["partitions"], SETTLE_S,
@@ -208,8 +208,7 @@ def test_g6_session_timeout(check: CheckContext, clients: Clients, names: Names,
 
 @pytest.mark.check("G7", "max.poll.interval.ms")
 def test_g7_max_poll_interval(check: CheckContext, clients: Clients, names: Names) -> None:
-    topic = clients.create_topic(2)
-    group = names.group("g7")
+    topic, group = _topic_and_group(clients, names, 2, "g7")
     interval_ms = SESSION_MS  # librdkafka requires max.poll.interval.ms >= session.timeout.ms
     a = _member(clients, "a", group, topic, **{"max.poll.interval.ms": interval_ms})
     b = _member(clients, "b", group, topic)
@@ -248,8 +247,7 @@ def _child_event_while_pumping(child: ChildMember, members: list[Member],
 @pytest.mark.check("G8", "commit with a stale generation")
 def test_g8_stale_generation_commit(check: CheckContext, clients: Clients, names: Names,
                                     broker: BrokerInfo) -> None:
-    topic = clients.create_topic(2)
-    group = names.group("g8")
+    topic, group = _topic_and_group(clients, names, 2, "g8")
     produce_all(clients.producer(), topic, [{"value": b"%d" % i, "partition": i % 2}
                                             for i in range(12)])
     child = ChildMember(broker.bootstrap, group, topic, conf={"session.timeout.ms": SESSION_MS})
@@ -298,8 +296,7 @@ def test_g8_stale_generation_commit(check: CheckContext, clients: Clients, names
 @pytest.mark.check("G9", "churn keeps order and no double processing")
 def test_g9_churn(check: CheckContext, clients: Clients, names: Names) -> None:
     partitions, batch = 4, 30
-    topic = clients.create_topic(partitions)
-    group = names.group("g9")
+    topic, group = _topic_and_group(clients, names, partitions, "g9")
     producer = clients.producer()
     sends: list[Send] = []
     polls: list[Poll] = []
@@ -372,8 +369,7 @@ def test_g10_kip848_consumer_protocol(check: CheckContext, clients: Clients, nam
     # mode, and KRaft without group.version). librdkafka needs v1: against v0 it logs "ConsumerGroupHeartbeat
     # Request not supported by broker" and never joins
     check.require_api(68, 1, "ConsumerGroupHeartbeat, KIP-848 GA")
-    topic = clients.create_topic(4)
-    group = names.group("g10")
+    topic, group = _topic_and_group(clients, names, 4, "g10")
     produce_all(clients.producer(), topic, [{"value": b"%d" % i, "partition": i % 4}
                                             for i in range(8)])
     a = Member.join("a", _kip848_consumer(broker.bootstrap, group), topic)
@@ -399,8 +395,7 @@ def test_g10_kip848_consumer_protocol(check: CheckContext, clients: Clients, nam
 
 @pytest.mark.check("G11", "list/describe groups")
 def test_g11_list_describe(check: CheckContext, clients: Clients, names: Names) -> None:
-    topic = clients.create_topic(3)
-    group = names.group("g11")
+    topic, group = _topic_and_group(clients, names, 3, "g11")
     members = [_member(clients, n, group, topic, **{"partition.assignment.strategy": "range"})
                for n in ("a", "b")]
     _expect_settled(members, 3, "a + b")

@@ -64,6 +64,14 @@ def owned() -> Iterator[list[Producer | Consumer]]:
                 c.flush(1)
 
 
+def _scram_with_acls(sec: SecuredBroker, check: CheckContext) -> str:
+    """For the ACL checks: the SCRAM mechanism to make their principals with; N/A without SCRAM users, the
+    ACL APIs or an authorizer (:meth:`SecuredBroker.require_scram`, then :meth:`SecuredBroker.require_acls`)."""
+    mech = sec.require_scram(check)
+    sec.require_acls(check)
+    return mech
+
+
 def _produce_errors(p: Producer, topic: str, n: int, timeout: float = 15.0) -> list[str]:
     """Send ``n`` records; the delivery error names ('' for delivered), once all are reported."""
     errors: list[str] = []
@@ -183,8 +191,7 @@ def test_s3_tls(check: CheckContext, sec: SecuredBroker, clients: Clients) -> No
 @pytest.mark.check("S4", "topic ACLs: no READ, no consume; no WRITE, no produce, nothing stored")
 def test_s4_topic_acls(check: CheckContext, sec: SecuredBroker, clients: Clients, names: Names,
                        owned: list[Any]) -> None:
-    mech = sec.require_scram(check)
-    sec.require_acls(check)
+    mech = _scram_with_acls(sec, check)
     topic = clients.create_topic()
     with sec.user(names.topic("s4-user"), mech) as u:
         sec.grant(u.principal, ResourceType.TOPIC, topic, AclOperation.DESCRIBE)
@@ -214,8 +221,7 @@ def test_s4_topic_acls(check: CheckContext, sec: SecuredBroker, clients: Clients
 @pytest.mark.check("S5", "group and transactional-id ACLs; idempotent writes under ACLs")
 def test_s5_group_txn_idempotent(check: CheckContext, sec: SecuredBroker, clients: Clients, names: Names,
                                  owned: list[Any]) -> None:
-    mech = sec.require_scram(check)
-    sec.require_acls(check)
+    mech = _scram_with_acls(sec, check)
     topic, group, txn = clients.create_topic(), names.group("s5"), names.txn_id("s5")
     with sec.user(names.topic("s5-user"), mech) as u:
         sec.grant(u.principal, ResourceType.TOPIC, topic, AclOperation.DESCRIBE, AclOperation.READ,
@@ -260,8 +266,7 @@ def test_s5_group_txn_idempotent(check: CheckContext, sec: SecuredBroker, client
 
 @pytest.mark.check("S6", "no metadata leak: a topic without DESCRIBE is absent from Metadata and ListOffsets")
 def test_s6_metadata_leak(check: CheckContext, sec: SecuredBroker, clients: Clients, names: Names) -> None:
-    mech = sec.require_scram(check)
-    sec.require_acls(check)
+    mech = _scram_with_acls(sec, check)
     seen, hidden = clients.create_topic(tag="s6-seen"), clients.create_topic(tag="s6-hidden")
     with sec.user(names.topic("s6-user"), mech) as u:
         sec.grant(u.principal, ResourceType.TOPIC, seen, AclOperation.DESCRIBE)
@@ -302,8 +307,7 @@ def _until_refused(c: Consumer, producer: Producer, topic: str) -> tuple[int, li
 @pytest.mark.check("S7", "CreateAcls / DescribeAcls / DeleteAcls round trip, seen by a running client")
 def test_s7_acl_round_trip(check: CheckContext, sec: SecuredBroker, clients: Clients, names: Names,
                            owned: list[Any]) -> None:
-    mech = sec.require_scram(check)
-    sec.require_acls(check)
+    mech = _scram_with_acls(sec, check)
     topic = clients.create_topic()
     produce_all(clients.producer(), topic, [{"value": b"one", "partition": 0}])
     with sec.user(names.topic("s7-user"), mech) as u:
