@@ -179,6 +179,13 @@ SYNTHETIC = textwrap.dedent('''
 ''')
 
 
+def _checks(imports: str, *checks: tuple[str, str, str]) -> str:
+    """A synthetic check module: ``imports``, then a test ``test_<id>`` a (check id, title, one-line body)."""
+    tests = [f'@pytest.mark.check("{cid}", "{title}")\ndef test_{cid.lower()}(check):\n    {body}\n'
+             for cid, title, body in checks]
+    return "\n\n".join([f"import pytest\n{imports}\n", *tests])
+
+
 def _synthetic_suite(tmp_path: Path, checks: str, module: str = "test_synthetic.py") -> Path:
     """The real conftest with the broker fixture replaced (no network) and ``checks`` as tests."""
     import conformance
@@ -231,18 +238,9 @@ def test_plugin_verdicts_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_plugin_exit_code_3_when_errors_but_no_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                     ) -> None:
-    checks = textwrap.dedent('''
-        import pytest
-        from conformance.verdicts import HarnessError
-
-        @pytest.mark.check("Z1", "passes")
-        def test_z1(check):
-            pass
-
-        @pytest.mark.check("Z2", "harness")
-        def test_z2(check):
-            raise HarnessError("fault injection did nothing")
-    ''')
+    checks = _checks("from conformance.verdicts import HarnessError",
+                     ("Z1", "passes", "pass"),
+                     ("Z2", "harness", 'raise HarnessError("fault injection did nothing")'))
     rc, doc = _run_synthetic(tmp_path, monkeypatch, checks, "test_synthetic_exit_code.py")
     assert rc == 3
     assert doc["counts"]["ERROR"] == 1 and doc["counts"]["FAIL"] == 0
@@ -257,22 +255,10 @@ def test_exit_code_from_counts() -> None:
     assert exit_code({}) == 0
 
 
-CRASHING = textwrap.dedent('''
-    import os, signal
-    import pytest
-
-    @pytest.mark.check("Y1", "before the crash")
-    def test_y1(check):
-        pass
-
-    @pytest.mark.check("Y2", "crashes the process")
-    def test_y2(check):
-        os.kill(os.getpid(), signal.SIGSEGV)
-
-    @pytest.mark.check("Y3", "after the crash")
-    def test_y3(check):
-        check.record(ran=True)
-''')
+CRASHING = _checks("import os, signal",
+                   ("Y1", "before the crash", "pass"),
+                   ("Y2", "crashes the process", "os.kill(os.getpid(), signal.SIGSEGV)"),
+                   ("Y3", "after the crash", "check.record(ran=True)"))
 
 
 def test_runner_survives_a_crashing_check(tmp_path: Path) -> None:
