@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
 import uuid
 from pathlib import Path
+
+from side_by_side import broker, paired
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,40 +73,27 @@ def main() -> None:
     ap.add_argument("--locust-workers", type=int, default=1,
                     help="local Locust worker processes behind a master (0: one local Locust process)")
     args = ap.parse_args()
-    handle = None
-    bootstrap = args.bootstrap
-    if not bootstrap:
-        from bench.brokers import start_broker
-
-        handle = start_broker("kafka", port=0, name=f"bench-locust-{uuid.uuid4().hex[:4]}")
-        bootstrap = handle.bootstrap
     budget = args.warmup + args.duration + 120
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-locust-") as d:
-            tmp = Path(d)
-            scenario = tmp / "scenario.yaml"
-            scenario.write_text(SCENARIO.format(warmup=args.warmup, duration=args.duration))
-            runs: list[float] = []
-            locusts: list[float] = []
-            for r in range(args.rounds):
-                order = ["run", "locust"] if r % 2 == 0 else ["locust", "run"]
-                got = {k: _one(k, scenario, bootstrap, tmp, args.locust_workers, budget) for k in order}
-                (k_rate, k_n), (l_rate, l_n) = got["run"], got["locust"]
-                runs.append(k_rate)
-                locusts.append(l_rate)
-                print(f"round {r + 1} ({' then '.join(order)}): kbench run {k_rate:,.0f} msg/s (1 in {k_n} timed)   "
-                      f"kbench locust {l_rate:,.0f} msg/s (1 in {l_n} timed)   ratio {l_rate / k_rate:.3f}",
-                      flush=True)
-            mk, ml = statistics.median(runs), statistics.median(locusts)
-            paired = statistics.median(lo / k for lo, k in zip(locusts, runs, strict=True))
-            print(f"bench_locust: 100 B, acks=1, 1 producer, max rate, {args.rounds} rounds x "
-                  f"({args.warmup:g} s warm-up + {args.duration:g} s), Locust worker processes: "
-                  f"{args.locust_workers or 'one local process'}: kbench run median {mk:,.0f} msg/s, "
-                  f"kbench locust median {ml:,.0f} msg/s; locust/run: median of the rounds' ratios {paired:.3f}, "
-                  f"ratio of medians {ml / mk:.3f} (goal >= 0.9)")
-    finally:
-        if handle is not None:
-            handle.stop()
+    with broker(args.bootstrap, "bench-locust") as bootstrap, \
+            tempfile.TemporaryDirectory(prefix="bench-locust-") as d:
+        tmp = Path(d)
+        scenario = tmp / "scenario.yaml"
+        scenario.write_text(SCENARIO.format(warmup=args.warmup, duration=args.duration))
+        runs: list[float] = []
+        locusts: list[float] = []
+        for r in range(args.rounds):
+            order = ["run", "locust"] if r % 2 == 0 else ["locust", "run"]
+            got = {k: _one(k, scenario, bootstrap, tmp, args.locust_workers, budget) for k in order}
+            (k_rate, k_n), (l_rate, l_n) = got["run"], got["locust"]
+            runs.append(k_rate)
+            locusts.append(l_rate)
+            print(f"round {r + 1} ({' then '.join(order)}): kbench run {k_rate:,.0f} msg/s (1 in {k_n} timed)   "
+                  f"kbench locust {l_rate:,.0f} msg/s (1 in {l_n} timed)   ratio {l_rate / k_rate:.3f}", flush=True)
+    p = paired(locusts, runs)
+    print(f"bench_locust: 100 B, acks=1, 1 producer, max rate, {args.rounds} rounds x ({args.warmup:g} s warm-up + "
+          f"{args.duration:g} s), Locust worker processes: {args.locust_workers or 'one local process'}: kbench run "
+          f"median {p.median_base:,.0f} msg/s, kbench locust median {p.median_ours:,.0f} msg/s; locust/run: median of "
+          f"the rounds' ratios {p.median_of_ratios:.3f}, ratio of medians {p.ratio_of_medians:.3f} (goal >= 0.9)")
 
 
 if __name__ == "__main__":
