@@ -96,7 +96,11 @@ def _check(scenario: Scenario, opts: LocustOptions) -> None:
     if not 0 <= opts.cell < len(scenario.cells):
         raise ConfigError(f"--cell {opts.cell}: the scenario has {len(scenario.cells)} cell(s) "
                           f"(0..{len(scenario.cells) - 1})")
-    w = scenario.cells[opts.cell].workload
+    cell = scenario.cells[opts.cell]
+    w = cell.workload
+    if cell.client != "librdkafka" or cell.consumer_client != "librdkafka":
+        raise ConfigError(f"cell {cell.index} ({cell.label()}): kbench locust drives confluent-kafka (librdkafka) "
+                          f"users; the cell's clients are {cell.client} / {cell.consumer_client} (use `kbench run`)")
     if w.backlog is not None:
         raise ConfigError("kbench locust does not run backlog phases (workload.backlog); use `kbench run`")
     if opts.workers < 0 or (opts.expect_workers is not None and opts.expect_workers < opts.workers):
