@@ -192,7 +192,7 @@ class _FakeLocust:
     """Stands in for bench.locust.launcher.LocustProcesses: at start() it writes what a master writes (the
     started file, then two workers' reports with their exact merge, and Locust's stats CSV)."""
 
-    end_reason = "completed"
+    end_reason: str | None = "completed"
     plans: ClassVar[list[Plan]] = []
 
     def __init__(self, spec: Any) -> None:
@@ -206,6 +206,8 @@ class _FakeLocust:
         reports = {f"w{i}": {"worker_index": i, "errors": [],
                              "users": [{"role": "producer", "index": 0, "worker": i, "result": _producer_result(i)}]}
                    for i in range(2)}
+        if self.end_reason is None:     # the master quit before it collected anything
+            return
         collected = {"group_prefix": plan.group_prefix, "end_reason": self.end_reason, "missing_workers": [],
                      "reports": reports, "merge": merge_worker_reports(reports),  # type: ignore[arg-type]
                      "target_user_classes_count": {"KafkaProducerUser": 2}}
@@ -228,7 +230,7 @@ class _FakeLocust:
         return "locust --worker"
 
 
-def _locust_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, end_reason: str = "completed") -> Any:
+def _locust_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, end_reason: str | None = "completed") -> Any:
     """`kbench locust`'s pipeline (execute with the Locust driver) on cell 1, users 2, two workers, with
     the fake Locust processes; no broker (the scenario names its topic: no topic, no offsets to read)."""
     from bench.locust.driver import LocustDriver, LocustOptions, setup_locust
@@ -309,6 +311,15 @@ def test_a_test_stopped_early_is_a_partial_cell(tmp_path: Path, monkeypatch: pyt
     (cell,) = doc["cells"]
     assert doc["complete"] is False and cell["complete"] is False
     assert "stopped before the end" in cell["incomplete_reason"] and cell["produce"]["messages"] > 0
+
+
+def test_no_results_from_the_master_is_a_run_without_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.errors import RunAborted
+
+    with pytest.raises(RunAborted, match="Locust ended without kbench results"):
+        _locust_run(tmp_path, monkeypatch, end_reason=None)
+    doc = load_result(tmp_path / "run")
+    assert doc["complete"] is False and doc["cells"] == [] and "locust-master.log" in doc["incomplete_reason"]
 
 
 # -- against a real broker -----------------------------------------------------------------------------
