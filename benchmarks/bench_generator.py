@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import statistics
 import time
 import uuid
 from typing import Any
+
+from side_by_side import broker, paired
 
 CONF = {"acks": "1", "linger.ms": "5", "queue.buffering.max.messages": "500000"}
 SIZE = 100
@@ -77,7 +78,7 @@ def kbench_loop(bootstrap: str, topic: str, seconds: float, q: Any, sample: int 
     elapsed = time.perf_counter() - t0
     proc.join(10)
     res = msg[3]
-    q.put((res["acked_total"], elapsed, res["latency_sample"]))
+    q.put((res["acked_total"], elapsed, res["latency_sample"], res))   # res: the whole result (bench_clients)
 
 
 def kbench_all_loop(bootstrap: str, topic: str, seconds: float, q: Any) -> None:
@@ -106,14 +107,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0, help="per run, > 2 (kbench's warm-up is 2 s of it)")
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    handle = None
-    bootstrap = args.bootstrap
-    if not bootstrap:
-        from bench.brokers import start_broker
-
-        handle = start_broker("kafka", port=0, name=f"bench-gen-{uuid.uuid4().hex[:4]}")
-        bootstrap = handle.bootstrap
-    try:
+    with broker(args.bootstrap, "bench-gen") as bootstrap:
         bare, ours, every = [], [], []
         for r in range(args.rounds):
             b, _ = _run(bare_loop, bootstrap, args.seconds)
@@ -125,16 +119,12 @@ def main() -> None:
             print(f"round {r + 1}: bare {b:,.0f} msg/s   kbench {k:,.0f} msg/s (ratio {k / b:.3f}, 1 in "
                   f"{res[2]} timed)   "
                   f"kbench-all {a:,.0f} msg/s (ratio {a / b:.3f})", flush=True)
-        mb, mk, ma = statistics.median(bare), statistics.median(ours), statistics.median(every)
-        paired = statistics.median(k / b for k, b in zip(ours, bare, strict=True))
-        paired_all = statistics.median(a / b for a, b in zip(every, bare, strict=True))
-        print(f"bench_generator: 100 B, acks=1, 1 producer, max rate, {args.rounds} rounds x {args.seconds:g} s: "
-              f"bare median {mb:,.0f} msg/s, kbench median {mk:,.0f} msg/s; kbench/bare: median of the rounds' "
-              f"ratios {paired:.3f}, ratio of medians {mk / mb:.3f} (target >= 0.95); kbench-all (every message "
-              f"timed) {ma:,.0f} msg/s, ratios {paired_all:.3f} / {ma / mb:.3f}")
-    finally:
-        if handle is not None:
-            handle.stop()
+    gen, every_msg = paired(ours, bare), paired(every, bare)
+    print(f"bench_generator: 100 B, acks=1, 1 producer, max rate, {args.rounds} rounds x {args.seconds:g} s: "
+          f"bare median {gen.median_base:,.0f} msg/s, kbench median {gen.median_ours:,.0f} msg/s; kbench/bare: "
+          f"median of the rounds' ratios {gen.median_of_ratios:.3f}, ratio of medians {gen.ratio_of_medians:.3f} "
+          f"(target >= 0.95); kbench-all (every message timed) {every_msg.median_ours:,.0f} msg/s, ratios "
+          f"{every_msg.median_of_ratios:.3f} / {every_msg.ratio_of_medians:.3f}")
 
 
 if __name__ == "__main__":
