@@ -14,7 +14,7 @@ document is written; the histogram is the one source of truth (``bench.metrics.h
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 __all__ = ["CellDocument", "CellRunDocument", "ClientRecord", "ConsumeSection", "LatencySummary", "PerSecond",
            "ProduceSection", "RunDocument", "ScenarioRecord", "SeriesSection", "TimingSection", "TopicRecord"]
@@ -132,8 +132,8 @@ class ScenarioRecord(TypedDict, total=False):
 
 
 class RunDocument(TypedDict, total=False):
-    schema_version: int
-    kind: str
+    schema_version: Literal[1]          # the schema's consts (bench/results/schema.py)
+    kind: Literal["kbench.run"]
     run_id: str
     complete: bool
     incomplete_reason: str | None

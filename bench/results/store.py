@@ -32,7 +32,7 @@ import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from bench.errors import ConfigError, ResultError
 from bench.results.model import RunDocument
@@ -41,7 +41,7 @@ from bench.results.redact import redact
 __all__ = ["SCHEMA_VERSION", "load_result", "new_run_dir", "result_path", "safe_name", "utc_stamp",
            "write_json_atomic", "write_result", "write_text_atomic"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 RESULT_FILE = "result.json"
 
 
