@@ -5,6 +5,7 @@ bench.drivers.external once that lands."""
 from __future__ import annotations
 
 import json
+import os
 import queue
 import subprocess
 import threading
@@ -12,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.driver_process import DriverStdin
 
 __all__ = ["DriverProc", "spec"]
 
@@ -32,10 +35,12 @@ def spec(role: str, bootstrap: str, topic: str, **over: Any) -> dict[str, Any]:
 
 
 @dataclass
-class DriverProc:
-    """One driver process; ``lines`` keeps every JSON line it wrote, in order."""
+class DriverProc(DriverStdin):
+    """One driver process; ``lines`` keeps every JSON line it wrote, in order (``send`` and
+    ``close_stdin`` from DriverStdin)."""
 
     argv: list[str]
+    env: dict[str, str] | None = None      # added to this process's environment
     proc: subprocess.Popen[str] = field(init=False)
     lines: list[dict[str, Any]] = field(default_factory=list)
     spawned_ns: int = 0
@@ -43,8 +48,9 @@ class DriverProc:
 
     def __post_init__(self) -> None:
         self.spawned_ns = time.monotonic_ns()
+        env = {**os.environ, **self.env} if self.env else None
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, bufsize=1)
+                                     stderr=subprocess.PIPE, text=True, bufsize=1, env=env)
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -52,15 +58,6 @@ class DriverProc:
         for line in self.proc.stdout:
             self._q.put(json.loads(line))
         self._q.put(None)
-
-    def send(self, obj: dict[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(obj) + "\n")
-        self.proc.stdin.flush()
-
-    def close_stdin(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
 
     def wait_for(self, kind: str, timeout: float) -> dict[str, Any]:
         """The next line of type ``kind`` (lines before it are kept in ``lines``)."""
@@ -79,6 +76,21 @@ class DriverProc:
             self.lines.append(msg)
             if msg["type"] == kind:
                 return msg
+
+    def drain(self) -> list[dict[str, Any]]:
+        """The lines written by now and not read yet, without waiting (kept in ``lines`` too)."""
+        got: list[dict[str, Any]] = []
+        while True:
+            try:
+                msg = self._q.get_nowait()
+            except queue.Empty:
+                break
+            if msg is None:          # EOF: left for wait_for to report
+                self._q.put(None)
+                break
+            got.append(msg)
+        self.lines += got
+        return got
 
     def stderr_tail(self) -> str:
         if self.proc.poll() is None or self.proc.stderr is None:

@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -178,17 +178,20 @@ def _produce_with_librdkafka(bootstrap: str, topic: str, n: int) -> None:
     assert p.flush(30) == 0
 
 
-@needs_go
-@pytest.mark.parametrize("client", CLIENTS)
-def test_consumer(client: str, binaries: dict[str, Path], kafka_bootstrap: str, topic: str) -> None:
-    n = 2000
-    d = DriverProc([str(binaries[client])])
+def _consume(binary: Path, bootstrap: str, topic: str, n: int, *, before_consume: Callable[[DriverProc], None]
+             | None = None, **over: Any) -> tuple[int, dict[str, Any]]:
+    """A consumer driver in group ``g-<topic>``, started at t0; librdkafka then writes ``n`` records.
+    ``before_consume`` runs once they are written (with ``wait_for_consume``: it sends ``consume``). The
+    driver is stopped once a stat line counts ``n`` received (or after 30 s); returns t0 and the result."""
+    d = DriverProc([str(binary)])
     try:
-        d.send(spec("consumer", kafka_bootstrap, topic, group=f"g-{topic}", verify=True,
-                    duration_ns=60_000_000_000))
+        d.send(spec("consumer", bootstrap, topic, group=f"g-{topic}", duration_ns=60_000_000_000, **over))
         d.wait_for("ready", 60)
-        d.send({"type": "start", "t0_ns": time.monotonic_ns()})
-        _produce_with_librdkafka(kafka_bootstrap, topic, n)
+        t0 = time.monotonic_ns()
+        d.send({"type": "start", "t0_ns": t0})
+        _produce_with_librdkafka(bootstrap, topic, n)
+        if before_consume is not None:
+            before_consume(d)
         deadline = time.monotonic() + 30
         total = 0
         while total < n and time.monotonic() < deadline:
@@ -198,6 +201,14 @@ def test_consumer(client: str, binaries: dict[str, Path], kafka_bootstrap: str, 
         assert d.finish() == 0
     finally:
         d.kill()
+    return t0, r
+
+
+@needs_go
+@pytest.mark.parametrize("client", CLIENTS)
+def test_consumer(client: str, binaries: dict[str, Path], kafka_bootstrap: str, topic: str) -> None:
+    n = 2000
+    _, r = _consume(binaries[client], kafka_bootstrap, topic, n, verify=True)
     assert "failed" not in r, r
     assert r["received_total"] == r["received_measured"] == n, r
     assert r["errors"] == {}
@@ -298,26 +309,15 @@ def test_consumer_waits_for_consume(client: str, binaries: dict[str, Path], kafk
                                     topic: str) -> None:
     """wait_for_consume: joined (ready) but nothing handed over before ``consume``; then the backlog."""
     n = 500
-    d = DriverProc([str(binaries[client])])
-    try:
-        d.send(spec("consumer", kafka_bootstrap, topic, group=f"g-{topic}", wait_for_consume=True,
-                    duration_ns=60_000_000_000))
-        d.wait_for("ready", 60)
-        t0 = time.monotonic_ns()
-        d.send({"type": "start", "t0_ns": t0})
-        _produce_with_librdkafka(kafka_bootstrap, topic, n)
+    stats_before: list[int] = []
+
+    def release(d: DriverProc) -> None:
         time.sleep(1.5)
-        assert not any(x["type"] == "stat" for x in d.lines)     # no polling before consume
+        stats_before.append(sum(x["type"] == "stat" for x in d.drain()))
         d.send({"type": "consume"})
-        deadline = time.monotonic() + 30
-        total = 0
-        while total < n and time.monotonic() < deadline:
-            total = d.wait_for("stat", 5)["total"]
-        d.send({"type": "stop"})
-        r = d.wait_for("result", 30)
-        assert d.finish() == 0
-    finally:
-        d.kill()
+
+    t0, r = _consume(binaries[client], kafka_bootstrap, topic, n, before_consume=release, wait_for_consume=True)
+    assert stats_before == [0]     # no polling before consume
     assert r["received_total"] == n, r
     assert r["released_s"] >= 1.5
     assert r["first_receive_ns"] >= t0 + int(r["released_s"] * 1e9) - 1_000_000

@@ -3,7 +3,6 @@ package core
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 )
 
@@ -29,9 +28,7 @@ type Consumer interface {
 
 // ConsumerResult is the consumer's result line (docs/drivers.md).
 type ConsumerResult struct {
-	Type        string            `json:"type"`
-	Protocol    int               `json:"protocol"`
-	Client      ClientInfo        `json:"client"`
+	resultHead
 	Role        string            `json:"role"`
 	Index       int               `json:"index"`
 	Group       string            `json:"group"`
@@ -41,7 +38,7 @@ type ConsumerResult struct {
 	Errors      map[string]int64  `json:"errors"`
 	WindowS     float64           `json:"window_s"`
 	WindowEndNs int64             `json:"window_end_ns"`
-	JoinS       *float64          `json:"join_s"`
+	JoinS       float64           `json:"join_s"` // from creation: ready means assigned
 	ReleasedS   float64           `json:"released_s"`
 	FirstNs     *int64            `json:"first_receive_ns"`
 	LastNs      *int64            `json:"last_receive_ns"`
@@ -52,11 +49,8 @@ type ConsumerResult struct {
 }
 
 type receiver struct {
-	mu         sync.Mutex
+	meter      // series: e2e latencies; total: records received
 	start, end int64
-	series     *Series // per-second e2e histograms; the whole-run one is their sum
-	total      int64
-	lastStat   int64
 	errors     map[string]int64
 	first      *int64
 	lastNs     int64
@@ -94,27 +88,19 @@ func (r *receiver) take(recs []Record, now int64) {
 	}
 }
 
-func (r *receiver) stat() (int64, *int64, int64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := r.total - r.lastStat
-	r.lastStat = r.total
-	return n, r.series.LastP99(), r.total
-}
-
 func runConsumer(c *Client, s *Spec, ctl *Control, out *Out, info ClientInfo) error {
 	cons, err := c.NewConsumer(s)
 	if err != nil {
 		return fmt.Errorf("consumer: %v", err)
 	}
-	defer closeConsumerWithin(cons, 5*time.Second)
+	defer closeWithin(cons.Close, 5*time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { <-ctl.Stop; cancel() }()
 	created := Now()
 	if err := cons.Join(ctx, s.WaitForConsume); err != nil {
 		if ctx.Err() != nil {
-			out.Line(failedResult{Type: "result", Protocol: Protocol, Client: info, Failed: "stopped before assignment"})
+			out.Line(failed(info, "stopped before assignment"))
 			return nil
 		}
 		return fmt.Errorf("join: %v", err)
@@ -125,7 +111,7 @@ func runConsumer(c *Client, s *Spec, ctl *Control, out *Out, info ClientInfo) er
 	select {
 	case t0 = <-ctl.Start:
 	case <-ctl.Stop:
-		out.Line(failedResult{Type: "result", Protocol: Protocol, Client: info, Failed: "stopped before start"})
+		out.Line(failed(info, "stopped before start"))
 		return nil
 	}
 	if s.WaitForConsume {
@@ -135,24 +121,22 @@ func runConsumer(c *Client, s *Spec, ctl *Control, out *Out, info ClientInfo) er
 		}
 	}
 	released := Now()
-	rx := &receiver{start: t0 + s.WarmupNs, end: t0 + s.WarmupNs + s.DurationNs, series: NewSeries(t0 + s.WarmupNs), errors: map[string]int64{}}
+	rx := &receiver{meter: meter{series: NewSeries(t0 + s.WarmupNs)}, start: t0 + s.WarmupNs,
+		end: t0 + s.WarmupNs + s.DurationNs, errors: map[string]int64{}}
 	if s.Verify {
 		reads := [][4]int64{}
 		rx.verify = &reads
 	}
 	lag := pollLoop(ctx, cons, rx, t0, out)
 	end := max(rx.start, min(Now(), rx.end))
-	r := ConsumerResult{Type: "result", Protocol: Protocol, Client: info, Role: "consumer", Index: s.Index,
+	r := ConsumerResult{resultHead: head(info), Role: "consumer", Index: s.Index,
 		Group: *s.Group, Errors: rx.errors, WindowS: max(0, float64(end-rx.start)/1e9), WindowEndNs: end,
 		ReleasedS: float64(released-t0) / 1e9, FirstNs: rx.first, Lag: lag, Hdr: map[string]string{"e2e": Encode(rx.series.Merged())},
-		Series: rx.series.Doc(end), RecvTotal: rx.total, Verify: rx.verify}
+		Series: rx.series.Doc(end), RecvTotal: rx.total, Verify: rx.verify, JoinS: float64(joined-created) / 1e9}
 	for i := range r.Series.Count {
 		r.RecvMeas += r.Series.Count[i]
 		r.BytesMeas += r.Series.Bytes[i]
 	}
-	// the group was joined before the release (ready means assigned): join time counts from creation
-	js := float64(joined-created) / 1e9
-	r.JoinS = &js
 	if rx.first != nil {
 		l := rx.lastNs
 		r.LastNs = &l
@@ -181,19 +165,8 @@ func pollLoop(ctx context.Context, cons Consumer, rx *receiver, t0 int64, out *O
 			if l, ok := cons.Lag(); ok {
 				lag = append(lag, [2]any{float64((now-t0)/1_000_000) / 1000, l})
 			}
-			n, p99, total := rx.stat()
-			out.Line(map[string]any{"type": "stat", "t_s": float64(now-t0) / 1e9, "count": n, "p99_us": p99,
-				"total": total})
+			rx.writeStat(out, t0, now)
 		}
 	}
 	return lag
-}
-
-func closeConsumerWithin(c Consumer, d time.Duration) {
-	ch := make(chan struct{})
-	go func() { c.Close(); close(ch) }()
-	select {
-	case <-ch:
-	case <-time.After(d):
-	}
 }

@@ -22,7 +22,6 @@ type Knobs struct {
 
 // KnobSupport says which knobs a client honours and which partitioner names it has.
 type KnobSupport struct {
-	Client       string
 	Partitioners []string
 	Unsupported  map[string]string // key -> why (e.g. "kafka-go has no idempotent producer")
 }
@@ -39,7 +38,7 @@ func positiveInt(key, v string) (*int, error) {
 }
 
 // ParseKnobs checks cfg against the knob table; any other key, or a knob the client lacks, is an error
-// naming the client and the key. A consumer takes the same keys (they configure producers only).
+// naming the key. A consumer takes the same keys (they configure producers only).
 func ParseKnobs(sup KnobSupport, cfg map[string]string) (Knobs, error) {
 	var k Knobs
 	keys := make([]string, 0, len(cfg))
@@ -49,7 +48,7 @@ func ParseKnobs(sup KnobSupport, cfg map[string]string) (Knobs, error) {
 	sort.Strings(keys)
 	for _, key := range keys {
 		if err := k.set(sup, key, strings.TrimSpace(cfg[key])); err != nil {
-			return k, fmt.Errorf("%s: client_config %s", sup.Client, err)
+			return k, fmt.Errorf("client_config %s", err)
 		}
 	}
 	return k, nil

@@ -15,8 +15,12 @@ import (
 type Client struct {
 	Name   string
 	Module string // Go module path, for the version in hello/result
-	// Check refuses a client_config key the client cannot honour (the error names client and key).
-	Check       func(role string, cfg map[string]string) error
+	// Knobs: the client takes the mapped knobs (docs/drivers.md, "Client configuration"); the core
+	// parses spec.client_config into Spec.Knobs and refuses what the client lacks. Nil: native properties.
+	Knobs *KnobSupport
+	// Check, if set, refuses a client_config the client cannot honour, after Knobs (the error names the
+	// key; the core names the client).
+	Check       func(s *Spec) error
 	NewProducer func(s *Spec, a *Acker) (Producer, error)
 	NewConsumer func(s *Spec) (Consumer, error)
 	// SendBlocks: Producer.Send waits for buffer space without telling; the core counts a Send that
@@ -40,11 +44,25 @@ func (c *Client) Info() ClientInfo {
 	return ClientInfo{Name: c.Name, Version: v}
 }
 
-type failedResult struct {
+// resultHead starts every result line (docs/drivers.md).
+type resultHead struct {
 	Type     string     `json:"type"`
 	Protocol int        `json:"protocol"`
 	Client   ClientInfo `json:"client"`
-	Failed   string     `json:"failed"`
+}
+
+func head(info ClientInfo) resultHead {
+	return resultHead{Type: "result", Protocol: Protocol, Client: info}
+}
+
+// failedResult is the result line of a driver that did not run its load.
+type failedResult struct {
+	resultHead
+	Failed string `json:"failed"`
+}
+
+func failed(info ClientInfo, why string) failedResult {
+	return failedResult{resultHead: head(info), Failed: why}
 }
 
 // Main runs one driver process: spec on stdin, JSON lines on stdout; it exits the process.
@@ -54,7 +72,7 @@ func Main(c *Client) {
 	fail := func(code int, format string, args ...any) {
 		msg := fmt.Sprintf(format, args...)
 		out.Error("%s", msg)
-		out.Line(failedResult{Type: "result", Protocol: Protocol, Client: info, Failed: msg})
+		out.Line(failed(info, msg))
 		pprof.StopCPUProfile()
 		os.Exit(code)
 	}
@@ -84,8 +102,8 @@ func Main(c *Client) {
 	if s.ClientConfig == nil {
 		s.ClientConfig = map[string]string{}
 	}
-	if err := c.Check(s.Role, s.ClientConfig); err != nil {
-		fail(2, "%v", err)
+	if err := c.checkConfig(s); err != nil {
+		fail(2, "%s: %v", c.Name, err)
 	}
 	out.Line(map[string]any{"type": "hello", "protocol": Protocol, "now_ns": SysNow(), "client": info,
 		"role": s.Role, "pid": os.Getpid()})
@@ -99,6 +117,21 @@ func Main(c *Client) {
 	}
 	pprof.StopCPUProfile()
 	os.Exit(0)
+}
+
+// checkConfig parses the knobs into s.Knobs (a client that takes them) and runs the client's own check.
+func (c *Client) checkConfig(s *Spec) error {
+	if c.Knobs != nil {
+		k, err := ParseKnobs(*c.Knobs, s.ClientConfig)
+		if err != nil {
+			return err
+		}
+		s.Knobs = k
+	}
+	if c.Check != nil {
+		return c.Check(s)
+	}
+	return nil
 }
 
 func validate(s *Spec) error {
@@ -141,8 +174,8 @@ func FlushTimeout(s *Spec) time.Duration {
 	return time.Duration(s.FlushTimeoutS * float64(time.Second))
 }
 
-// statLoop calls f once a second until done is closed.
-func statLoop(t0 int64, done <-chan struct{}, out *Out, f func() (int64, *int64, int64)) {
+// statLoop writes m's stat line once a second until done is closed.
+func statLoop(t0 int64, done <-chan struct{}, out *Out, m *meter) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -150,9 +183,7 @@ func statLoop(t0 int64, done <-chan struct{}, out *Out, f func() (int64, *int64,
 		case <-done:
 			return
 		case <-tick.C:
-			n, p99, total := f()
-			out.Line(map[string]any{"type": "stat", "t_s": float64(Now()-t0) / 1e9, "count": n, "p99_us": p99,
-				"total": total})
+			m.writeStat(out, t0, Now())
 		}
 	}
 }

@@ -37,9 +37,7 @@ func ErrorName(err error) string {
 
 // ProducerResult is the producer's result line (docs/drivers.md).
 type ProducerResult struct {
-	Type            string             `json:"type"`
-	Protocol        int                `json:"protocol"`
-	Client          ClientInfo         `json:"client"`
+	resultHead
 	Role            string             `json:"role"`
 	Index           int                `json:"index"`
 	SentTotal       int64              `json:"sent_total"`

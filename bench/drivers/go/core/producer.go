@@ -2,7 +2,6 @@ package core
 
 import (
 	"math/rand"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,16 +30,14 @@ type Producer interface {
 
 // Acker receives acks from any goroutine and keeps the producer's counts, histograms and series.
 type Acker struct {
-	mu          sync.Mutex
+	meter       // total: acked records
 	rateLimited bool
 	verify      bool
 	producer    int
 	start, end  int64          // window
 	service     *hdr.Histogram // rate-limited only: at max rate service = publish
 	sendDelay   *hdr.Histogram // rate-limited only
-	series      *Series        // per-second publish histograms; the whole-run one is their sum
 	outOfRange  int64          // of the whole-run histograms
-	ackedTotal  int64
 	ackedMeas   int64
 	bytesMeas   int64
 	done        int64 // acked or failed
@@ -48,12 +45,11 @@ type Acker struct {
 	acks        [][5]int64
 	failed      [][3]any
 	queueFull   atomic.Int64
-	lastStat    int64 // count at the last stat
 }
 
 func newAcker(s *Spec, start, end int64) *Acker {
-	a := &Acker{rateLimited: s.Rate != nil, verify: s.Verify, producer: s.Index, start: start, end: end,
-		series: NewSeries(start), errors: map[string]int64{}}
+	a := &Acker{meter: meter{series: NewSeries(start)}, rateLimited: s.Rate != nil, verify: s.Verify,
+		producer: s.Index, start: start, end: end, errors: map[string]int64{}}
 	if a.rateLimited {
 		a.service, a.sendDelay = NewHist(), NewHist()
 	}
@@ -94,7 +90,7 @@ func (a *Acker) ack(now int64, r *Rec, partition int32, offset int64, err error)
 		}
 		return
 	}
-	a.ackedTotal++
+	a.total++
 	if a.verify {
 		a.acks = append(a.acks, [5]int64{int64(partition), offset, int64(a.producer), r.Seq, now})
 	}
@@ -123,15 +119,6 @@ func (a *Acker) doneCount() int64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.done
-}
-
-// stat returns acks since the last call, the interval's p99 and the total.
-func (a *Acker) stat() (int64, *int64, int64) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	n := a.ackedTotal - a.lastStat
-	a.lastStat = a.ackedTotal
-	return n, a.series.LastP99(), a.ackedTotal
 }
 
 // gen builds message values: the header, then pool bytes. Values are cut from 64 KiB slabs (one

@@ -58,6 +58,7 @@ type Spec struct {
 	Seed           int64             `json:"seed"`
 	Verify         bool              `json:"verify"`
 	FlushTimeoutS  float64           `json:"flush_timeout_s"`
+	Knobs          Knobs             `json:"-"` // client_config parsed (Client.Knobs)
 }
 
 // ClientInfo names the client library in hello and result lines.

@@ -21,8 +21,8 @@ func runProducer(c *Client, s *Spec, ctl *Control, out *Out, info ClientInfo) er
 	select {
 	case t0 = <-ctl.Start:
 	case <-ctl.Stop:
-		closeWithin(p, 3*time.Second)
-		out.Line(failedResult{Type: "result", Protocol: Protocol, Client: info, Failed: "stopped before start"})
+		closeWithin(p.Close, 3*time.Second)
+		out.Line(failed(info, "stopped before start"))
 		return nil
 	}
 	a.mu.Lock()
@@ -31,7 +31,7 @@ func runProducer(c *Client, s *Spec, ctl *Control, out *Out, info ClientInfo) er
 	a.mu.Unlock()
 	l := &sendLoop{s: s, p: p, a: a, g: g, ctl: ctl, blocks: c.SendBlocks}
 	done := make(chan struct{})
-	go statLoop(t0, done, out, a.stat)
+	go statLoop(t0, done, out, &a.meter)
 	sleepUntil(t0, ctl.Stop)
 	var completed bool
 	if s.Rate != nil {
@@ -46,18 +46,9 @@ func runProducer(c *Client, s *Spec, ctl *Control, out *Out, info ClientInfo) er
 	}
 	unacked := l.flush(timeout)
 	close(done)
-	closeWithin(p, 3*time.Second)
+	closeWithin(p.Close, 3*time.Second)
 	out.Line(l.result(info, windowEnd, unacked, !completed))
 	return nil
-}
-
-func closeWithin(p Producer, d time.Duration) {
-	ch := make(chan struct{})
-	go func() { p.Close(); close(ch) }()
-	select {
-	case <-ch:
-	case <-time.After(d):
-	}
 }
 
 func (l *sendLoop) result(info ClientInfo, windowEnd, unacked int64, early bool) ProducerResult {
@@ -73,8 +64,8 @@ func (l *sendLoop) result(info ClientInfo, windowEnd, unacked int64, early bool)
 		hdrs["service"], hdrs["send_delay"] = &svc, &sd
 	}
 	a.series.outOfRange += a.outOfRange
-	r := ProducerResult{Type: "result", Protocol: Protocol, Client: info, Role: "producer", Index: l.s.Index,
-		SentTotal: l.sent, SentMeasured: l.sentMeas, AckedTotal: a.ackedTotal, AckedMeasured: a.ackedMeas,
+	r := ProducerResult{resultHead: head(info), Role: "producer", Index: l.s.Index,
+		SentTotal: l.sent, SentMeasured: l.sentMeas, AckedTotal: a.total, AckedMeasured: a.ackedMeas,
 		BytesMeasured: a.bytesMeas, UnackedAtEnd: unacked, QueueFullEvents: a.queueFull.Load(),
 		Errors: a.errors, WindowS: max(0, float64(windowEnd-a.start)/1e9), StoppedEarly: early,
 		WindowEndNs: windowEnd, LatencySample: 1, Hdr: hdrs, Series: a.series.Doc(windowEnd)}

@@ -20,16 +20,16 @@ var reserved = map[string]string{"bootstrap.servers": "the spec's bootstrap", "g
 	"go.delivery.report.fields": "the driver reads each delivered record's header from its value",
 	"go.delivery.reports":       "the driver needs every delivery report"}
 
-func check(role string, cfg map[string]string) error {
-	for k := range cfg {
+func check(s *core.Spec) error {
+	for k := range s.ClientConfig {
 		if why, ok := reserved[k]; ok {
-			return fmt.Errorf("confluent-kafka-go: client_config %s: set by the driver (%s)", k, why)
+			return fmt.Errorf("client_config %s: set by the driver (%s)", k, why)
 		}
 	}
 	// librdkafka refuses unknown properties and bad values itself: build a client that never connects
-	cm := configMap(cfg)
+	cm := configMap(s.ClientConfig)
 	var err error
-	if role == "producer" {
+	if s.Role == "producer" {
 		var p *kafka.Producer
 		if p, err = kafka.NewProducer(cm); err == nil {
 			p.Close()
@@ -42,7 +42,7 @@ func check(role string, cfg map[string]string) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("confluent-kafka-go: client_config: %v", err)
+		return fmt.Errorf("client_config: %v", err)
 	}
 	return nil
 }
@@ -266,8 +266,8 @@ func (c *consumer) Poll(ctx context.Context) ([]core.Record, error) {
 		_ = c.c.Resume(c.paused)
 	}
 	if len(c.pending) == 0 {
-		c.take(c.c.Poll(100))
-		for n := 0; len(c.pending) > n && len(c.pending) < 10000; {
+		c.take(c.c.Poll(int(core.PollWait.Milliseconds())))
+		for n := 0; len(c.pending) > n && len(c.pending) < core.PollRecords; {
 			n = len(c.pending)
 			c.take(c.c.Poll(0))
 		}

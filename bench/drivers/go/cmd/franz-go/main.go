@@ -14,26 +14,20 @@ import (
 	"kbench/drivers/core"
 )
 
-var support = core.KnobSupport{
-	Client:       "franz-go",
-	Partitioners: []string{"sticky", "uniform-bytes", "round-robin", "hash"},
-	Unsupported:  map[string]string{"batch.num.messages": "kgo batches by bytes only (batch.size)"},
-}
-
-func check(role string, cfg map[string]string) error {
-	k, err := core.ParseKnobs(support, cfg)
-	if err != nil {
-		return err
-	}
-	if k.Idempotence != nil && *k.Idempotence && k.Acks != nil && *k.Acks != -1 {
-		return fmt.Errorf("franz-go: client_config enable.idempotence=true needs acks=all")
-	}
-	return nil
-}
-
 func main() {
 	core.Main(&core.Client{Name: "franz-go", Module: "github.com/twmb/franz-go", Check: check,
+		Knobs: &core.KnobSupport{Partitioners: []string{"sticky", "uniform-bytes", "round-robin", "hash"},
+			Unsupported: map[string]string{"batch.num.messages": "kgo batches by bytes only (batch.size)"}},
 		NewProducer: newProducer, NewConsumer: newConsumer, SendBlocks: true})
+}
+
+// check: kgo's idempotent writes need acks=all.
+func check(s *core.Spec) error {
+	k := s.Knobs
+	if k.Idempotence != nil && *k.Idempotence && k.Acks != nil && *k.Acks != -1 {
+		return fmt.Errorf("client_config enable.idempotence=true needs acks=all")
+	}
+	return nil
 }
 
 func compression(c string) kgo.CompressionCodec {
@@ -51,7 +45,7 @@ func compression(c string) kgo.CompressionCodec {
 }
 
 func producerOpts(s *core.Spec) []kgo.Opt {
-	k, _ := core.ParseKnobs(support, s.ClientConfig) // checked at spec time
+	k := s.Knobs
 	opts := []kgo.Opt{kgo.SeedBrokers(core.Brokers(s)...), kgo.DefaultProduceTopic(s.Topic)}
 	if k.Acks != nil {
 		opts = append(opts, kgo.RequiredAcks(map[int]kgo.Acks{0: kgo.NoAck(), 1: kgo.LeaderAck(), -1: kgo.AllISRAcks()}[*k.Acks]))
@@ -180,19 +174,12 @@ func newConsumer(s *core.Spec) (core.Consumer, error) {
 	return c, nil
 }
 
-func (c *consumer) Join(ctx context.Context, hold bool) error {
-	select {
-	case <-c.assigned:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func (c *consumer) Join(ctx context.Context, hold bool) error { return core.Await(ctx, c.assigned) }
 
 func (c *consumer) Poll(ctx context.Context) ([]core.Record, error) {
-	pctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	pctx, cancel := context.WithTimeout(ctx, core.PollWait)
 	defer cancel()
-	fs := c.cl.PollRecords(pctx, 10000)
+	fs := c.cl.PollRecords(pctx, core.PollRecords)
 	var first error
 	fs.EachError(func(_ string, _ int32, err error) {
 		if first == nil && err != context.DeadlineExceeded && err != context.Canceled {

@@ -14,28 +14,19 @@ import (
 	"kbench/drivers/core"
 )
 
-var support = core.KnobSupport{
-	Client:       "kafka-go",
-	Partitioners: []string{"hash", "roundrobin", "leastbytes", "crc32"},
-	Unsupported: map[string]string{"enable.idempotence=true": "kafka-go has no idempotent producer",
-		"max.in.flight": "kafka-go has no in-flight request limit"},
-}
-
 // maxOutstanding bounds the records in flight: kafka-go's async Writer queues without limit.
 const maxOutstanding = 50000
 
-func check(role string, cfg map[string]string) error {
-	_, err := core.ParseKnobs(support, cfg)
-	return err
-}
-
 func main() {
-	core.Main(&core.Client{Name: "kafka-go", Module: "github.com/segmentio/kafka-go", Check: check,
+	core.Main(&core.Client{Name: "kafka-go", Module: "github.com/segmentio/kafka-go",
+		Knobs: &core.KnobSupport{Partitioners: []string{"hash", "roundrobin", "leastbytes", "crc32"},
+			Unsupported: map[string]string{"enable.idempotence=true": "kafka-go has no idempotent producer",
+				"max.in.flight": "kafka-go has no in-flight request limit"}},
 		NewProducer: newProducer, NewConsumer: newConsumer})
 }
 
 func writer(s *core.Spec) *kafka.Writer {
-	k, _ := core.ParseKnobs(support, s.ClientConfig) // checked at spec time
+	k := s.Knobs
 	w := &kafka.Writer{Addr: kafka.TCP(core.Brokers(s)...), Topic: s.Topic, Async: true}
 	if k.Acks != nil {
 		w.RequiredAcks = map[int]kafka.RequiredAcks{0: kafka.RequireNone, 1: kafka.RequireOne,
@@ -201,31 +192,11 @@ func (c *consumer) Poll(ctx context.Context) ([]core.Record, error) {
 	if c.cancel == nil {
 		c.start()
 	}
-	var out []core.Record
-	add := func(m kafka.Message) {
-		out = append(out, core.Record{Partition: int32(m.Partition), Offset: m.Offset, Value: m.Value})
-	}
-	t := time.NewTimer(100 * time.Millisecond)
-	defer t.Stop()
-	select {
-	case m := <-c.msgs:
-		add(m)
-	case err := <-c.errs:
-		return nil, err
-	case <-t.C:
-		return nil, nil
-	case <-ctx.Done():
-		return nil, nil
-	}
-	for len(out) < 10000 {
-		select {
-		case m := <-c.msgs:
-			add(m)
-		default:
-			return out, nil
-		}
-	}
-	return out, nil
+	return core.PollChan(ctx, c.msgs, c.errs, record)
+}
+
+func record(m kafka.Message) core.Record {
+	return core.Record{Partition: int32(m.Partition), Offset: m.Offset, Value: m.Value}
 }
 
 // Lag: kafka-go's Reader reports lag only without a consumer group.

@@ -13,20 +13,14 @@ import (
 	"kbench/drivers/core"
 )
 
-var support = core.KnobSupport{Client: "sarama", Partitioners: []string{"hash", "random", "roundrobin"}}
-
-func check(role string, cfg map[string]string) error {
-	_, err := core.ParseKnobs(support, cfg)
-	return err
-}
-
 func main() {
-	core.Main(&core.Client{Name: "sarama", Module: "github.com/IBM/sarama", Check: check,
+	core.Main(&core.Client{Name: "sarama", Module: "github.com/IBM/sarama",
+		Knobs:       &core.KnobSupport{Partitioners: []string{"hash", "random", "roundrobin"}},
 		NewProducer: newProducer, NewConsumer: newConsumer})
 }
 
 func config(s *core.Spec) (*sarama.Config, error) {
-	k, _ := core.ParseKnobs(support, s.ClientConfig) // checked at spec time
+	k := s.Knobs
 	c := sarama.NewConfig()
 	c.ClientID = "kbench-sarama"
 	c.Producer.Return.Successes = true
@@ -75,12 +69,17 @@ type producer struct {
 	wg     sync.WaitGroup
 }
 
-func newProducer(s *core.Spec, a *core.Acker) (core.Producer, error) {
+// newClient is a sarama client configured from the spec (one for each producer or consumer).
+func newClient(s *core.Spec) (sarama.Client, error) {
 	cfg, err := config(s)
 	if err != nil {
 		return nil, err
 	}
-	client, err := sarama.NewClient(core.Brokers(s), cfg)
+	return sarama.NewClient(core.Brokers(s), cfg)
+}
+
+func newProducer(s *core.Spec, a *core.Acker) (core.Producer, error) {
+	client, err := newClient(s)
 	if err != nil {
 		return nil, err
 	}
@@ -163,11 +162,7 @@ type consumer struct {
 }
 
 func newConsumer(s *core.Spec) (core.Consumer, error) {
-	cfg, err := config(s)
-	if err != nil {
-		return nil, err
-	}
-	client, err := sarama.NewClient(core.Brokers(s), cfg)
+	client, err := newClient(s)
 	if err != nil {
 		return nil, err
 	}
@@ -211,41 +206,18 @@ func (c *consumer) Join(ctx context.Context, hold bool) error {
 			}
 		}
 	}()
-	select {
-	case <-c.assigned:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return core.Await(ctx, c.assigned)
 }
 
 func (c *consumer) Poll(ctx context.Context) ([]core.Record, error) {
-	var out []core.Record
-	add := func(m *sarama.ConsumerMessage) {
-		out = append(out, core.Record{Partition: m.Partition, Offset: m.Offset, Value: m.Value})
-		c.next[m.Partition] = m.Offset + 1
-	}
-	t := time.NewTimer(100 * time.Millisecond)
-	defer t.Stop()
-	select {
-	case m := <-c.msgs:
-		add(m)
-	case err := <-c.group.Errors():
-		return nil, named(err)
-	case <-t.C:
-		return nil, nil
-	case <-ctx.Done():
-		return nil, nil
-	}
-	for len(out) < 10000 {
-		select {
-		case m := <-c.msgs:
-			add(m)
-		default:
-			return out, nil
-		}
-	}
-	return out, nil
+	recs, err := core.PollChan(ctx, c.msgs, c.group.Errors(), c.record)
+	return recs, named(err)
+}
+
+// record converts m and notes the next offset of its partition (for Lag).
+func (c *consumer) record(m *sarama.ConsumerMessage) core.Record {
+	c.next[m.Partition] = m.Offset + 1
+	return core.Record{Partition: m.Partition, Offset: m.Offset, Value: m.Value}
 }
 
 func (c *consumer) Lag() (int64, bool) {
