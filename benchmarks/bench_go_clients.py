@@ -4,13 +4,15 @@ For each Go client (franz-go, sarama, kafka-go, confluent-kafka-go) at 100 B, ac
 broker, rounds alternate (driver then bare, bare then driver, ...), each on a fresh 3-partition topic:
 
 * **driver**: ``bench/drivers/go/cmd/<client>`` through protocol v1 (spec, start, result), 1 s warm-up;
-* **bare**: ``bench/drivers/go/cmd/bare/<client>``: one reused value produced as fast as the client
-  accepts, acks counted, nothing else (kafka-go's: in flight bounded at 50,000 as in the driver, since
-  its async Writer queues without limit).
+* **bare**: ``bench/drivers/go/cmd/bare/<client>``: random values sliced from a pool, produced as fast as
+  the client accepts, acks counted, nothing else (kafka-go's: in flight bounded at 50,000 as in the
+  driver, since its async Writer queues without limit).
 
 Printed per client: msg/s and MB/s (acks inside the measured window / window), publish p50/p99 (driver
 only: the bare loops time nothing), CPU seconds per million acked messages (utime+stime from
-/proc/<pid>/stat when the process reports, over all its acks) and the ratio driver/bare of the medians.
+/proc/<pid>/stat when the process reports, over all its acks) and the ratio driver/bare, both as the ratio
+of the medians and as the median of the round ratios (a round: one driver and one bare run, adjacent).
+``--cpuprofile DIR`` writes a pprof CPU profile of every counted run (``go tool pprof -top BINARY FILE``).
 Goal (issue 13): driver msg/s >= 0.9 x bare for every client. Run under the shared measurement lock:
 
     flock /tmp/kbench-measure.lock python benchmarks/bench_go_clients.py        # embedded Apache Kafka
@@ -71,11 +73,12 @@ def _drop(bootstrap: str, topic: str) -> None:
     admin.delete_topics([topic])[topic].result(30)
 
 
-def run_driver(binary: Path, bootstrap: str, size: int, acks: str, seconds: float) -> Run:
+def run_driver(binary: Path, bootstrap: str, size: int, acks: str, seconds: float,
+               profile: Path | None = None) -> Run:
     from hdrh.histogram import HdrHistogram
 
     topic = _topic(bootstrap)
-    d = DriverProc([str(binary)])
+    d = DriverProc([str(binary)], env={"KBENCH_DRIVER_CPUPROFILE": str(profile)} if profile else None)
     try:
         d.send(spec("producer", bootstrap, topic, warmup_ns=1_000_000_000, duration_ns=int(seconds * 1e9),
                     message_size={"distribution": "fixed", "value": size}, client_config={"acks": acks}))
@@ -94,11 +97,12 @@ def run_driver(binary: Path, bootstrap: str, size: int, acks: str, seconds: floa
                cpu / r["acked_total"] * 1e6, h.get_value_at_percentile(50), h.get_value_at_percentile(99))
 
 
-def run_bare(binary: Path, bootstrap: str, size: int, acks: str, seconds: float) -> Run:
+def run_bare(binary: Path, bootstrap: str, size: int, acks: str, seconds: float,
+             profile: Path | None = None) -> Run:
     topic = _topic(bootstrap)
-    proc = subprocess.Popen([str(binary), "-bootstrap", bootstrap, "-topic", topic, "-size", str(size),
-                             "-acks", acks, "-warmup", "1s", "-duration", f"{seconds}s"],
-                            stdout=subprocess.PIPE, text=True)
+    argv = [str(binary), "-bootstrap", bootstrap, "-topic", topic, "-size", str(size), "-acks", acks,
+            "-warmup", "1s", "-duration", f"{seconds}s"] + (["-cpuprofile", str(profile)] if profile else [])
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -137,17 +141,21 @@ def one_client(client: str, bootstrap: str, args: argparse.Namespace) -> float:
     drv: list[Run] = []
     bar: list[Run] = []
     for i in range(args.rounds):
-        order = [(drv, run_driver, driver), (bar, run_bare, bare)]
-        for out, fn, binary in order if i % 2 == 0 else order[::-1]:
-            out.append(fn(binary, bootstrap, args.size, args.acks, args.seconds))
+        order = [(drv, run_driver, driver, "driver"), (bar, run_bare, bare, "bare")]
+        for out, fn, binary, kind in order if i % 2 == 0 else order[::-1]:
+            prof = args.cpuprofile / f"{client}-{kind}-{i + 1}.prof" if args.cpuprofile else None
+            out.append(fn(binary, bootstrap, args.size, args.acks, args.seconds, prof))
     ratio = _median(drv, "msgs_per_s") / _median(bar, "msgs_per_s")
+    round_ratios = [d.msgs_per_s / b.msgs_per_s for d, b in zip(drv, bar, strict=True)]
     cpu_ratio = _median(drv, "cpu_s_per_million") / _median(bar, "cpu_s_per_million")
     print(f"{client}  ({args.rounds} x {args.seconds:g} s, {args.size} B, acks={args.acks})")
     print(f"  {'':<7} {'msg/s':>11} {'MB/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'cpu s/M':>8}")
     print(_row("driver", drv))
     print(_row("bare", bar))
     verdict = "met" if ratio >= GOAL else "MISSED"
-    print(f"  driver/bare: msg/s x{ratio:.3f}, cpu/M x{cpu_ratio:.2f}  goal >= {GOAL}: {verdict}", flush=True)
+    print(f"  driver/bare: msg/s x{ratio:.3f} (ratio of medians), x{statistics.median(round_ratios):.3f} "
+          f"(median of the round ratios: {', '.join(f'{r:.3f}' for r in round_ratios)}), cpu/M x{cpu_ratio:.2f}"
+          f"  goal >= {GOAL}: {verdict}", flush=True)
     return ratio
 
 
@@ -159,7 +167,11 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--size", type=int, default=100)
     ap.add_argument("--acks", default="1")
+    ap.add_argument("--cpuprofile", type=Path, metavar="DIR",
+                    help="write a pprof CPU profile of every counted run: DIR/<client>-<driver|bare>-<round>.prof")
     args = ap.parse_args()
+    if args.cpuprofile:
+        args.cpuprofile.mkdir(parents=True, exist_ok=True)
     ratios: dict[str, float] = {}
     if args.bootstrap:   # no need for the broker layer
         print(f"broker: external at {args.bootstrap}")

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"math/rand"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -30,7 +31,17 @@ func Parse() Args {
 	a := flag.String("acks", "1", "0, 1 or all")
 	w := flag.Duration("warmup", time.Second, "warm-up")
 	m := flag.Duration("duration", 5*time.Second, "measured time")
+	prof := flag.String("cpuprofile", "", "write a pprof CPU profile of the whole run here (Report stops it)")
 	flag.Parse()
+	if *prof != "" {
+		f, err := os.Create(*prof)
+		if err != nil {
+			panic(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			panic(err)
+		}
+	}
 	return Args{Brokers: strings.Split(*b, ","), Topic: *t, Size: *s, Acks: *a, Warmup: *w, Measure: *m}
 }
 
@@ -89,8 +100,9 @@ func (c *Counter) Ack(err error) {
 // Done says whether the window is over.
 func (c *Counter) Done() bool { return time.Now().After(c.end) }
 
-// Report writes one JSON line.
+// Report writes one JSON line (and ends the CPU profile, if any).
 func (c *Counter) Report(a Args, sent int64) {
+	pprof.StopCPUProfile()
 	_ = json.NewEncoder(os.Stdout).Encode(map[string]any{"acked_measured": c.Measured.Load(),
 		"acked_total": c.Total.Load(), "errors": c.Errors.Load(), "sent": sent, "window_s": a.Measure.Seconds(),
 		"bytes_measured": c.Measured.Load() * int64(a.Size)})
