@@ -56,14 +56,24 @@ final class Hist {
         private int n;
         private int lastIndex = -1;
         private Histogram last;
+        /** the last slot's interval [curStart, curEnd): times come in order, so most need no division */
+        private long curStart = Long.MAX_VALUE;
+        private long curEnd = Long.MIN_VALUE;
+        private int cur;
         long outOfRange;
 
         Series(long originNs) { this.originNs = originNs; }
 
         private int slot(long tNs) {
+            if (tNs >= curStart && tNs < curEnd) return cur;
             if (tNs < originNs) return -1;
             long k = (tNs - originNs) / 1_000_000_000L;
             int i = (int) Math.min(k, 1 << 24);
+            if (i == k) {
+                cur = i;
+                curStart = originNs + k * 1_000_000_000L;
+                curEnd = curStart + 1_000_000_000L;
+            }
             if (i >= count.length) {
                 int cap = Math.max(i + 1, 2 * count.length);
                 count = Arrays.copyOf(count, cap);

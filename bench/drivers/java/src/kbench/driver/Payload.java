@@ -1,6 +1,9 @@
 package kbench.driver;
 
 import java.io.IOException;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Paths;
@@ -18,6 +21,10 @@ final class Payload {
     private static final byte[] TEXT = Arrays.copyOf(
             "kbench payload: the quick brown fox jumps over the lazy dog, 0123456789abcdefghijklmnopqrstuv"
                     .getBytes(StandardCharsets.US_ASCII), BLOCK);
+    private static final VarHandle LONG_LE = MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.LITTLE_ENDIAN);
+    private static final VarHandle INT_LE = MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.LITTLE_ENDIAN);
+    private static final VarHandle SHORT_LE =
+            MethodHandles.byteArrayViewVarHandle(short[].class, ByteOrder.LITTLE_ENDIAN);
 
     private final byte[] pool;
     private final int poolSize;
@@ -60,9 +67,9 @@ final class Payload {
 
     /** The next value's size in bytes (at least the header's 16). */
     int nextSize() {
+        if (fixedValue != null) return fixedValue.length; // per record: no string switch
         int s;
         switch (sizes.distribution) {
-            case "fixed": return fixedValue.length;
             case "uniform": s = sizes.min + rng.nextInt(sizes.max - sizes.min + 1); break;
             case "normal": {
                 double d = Math.rint(sizes.mean + sizes.stddev * gaussian());
@@ -98,14 +105,12 @@ final class Payload {
         return v;
     }
 
+    /** Three little-endian stores (int64 time, uint16 producer, uint16 + uint32 sequence), not 16 byte stores. */
     static void writeHeader(byte[] v, long t, int producer, long seq) {
-        for (int i = 0; i < 8; i++) v[i] = (byte) (t >>> (8 * i));
-        v[8] = (byte) producer;
-        v[9] = (byte) (producer >>> 8);
-        long hi = (seq >>> 32) & 0xFFFF;
-        v[10] = (byte) hi;
-        v[11] = (byte) (hi >>> 8);
-        for (int i = 0; i < 4; i++) v[12 + i] = (byte) (seq >>> (8 * i));
+        LONG_LE.set(v, 0, t);
+        SHORT_LE.set(v, 8, (short) producer);
+        SHORT_LE.set(v, 10, (short) (seq >>> 32));
+        INT_LE.set(v, 12, (int) seq);
     }
 
     static long headerTime(byte[] v) {
@@ -128,6 +133,7 @@ final class Payload {
     /** Message keys: none, round-robin, uniform or zipf (truncated to count) over "key-0".."key-(count-1)". */
     static final class Keys {
         private final String kind;
+        private final boolean none;
         private final byte[][] keys;
         private final SplittableRandom rng;
         private final double[] zipfCumulative;
@@ -135,6 +141,7 @@ final class Payload {
 
         Keys(Spec spec) {
             kind = spec.keysKind;
+            none = kind.equals("none");
             rng = new SplittableRandom(spec.seed + 7919L * spec.index);
             rr = spec.index;
             keys = new byte[kind.equals("none") ? 0 : spec.keyCount][];
@@ -150,8 +157,8 @@ final class Payload {
         }
 
         byte[] next() {
+            if (none) return null; // per record: no string switch
             switch (kind) {
-                case "none": return null;
                 case "round_robin": return keys[(int) (rr++ % keys.length)];
                 case "uniform": return keys[rng.nextInt(keys.length)];
                 default: {
