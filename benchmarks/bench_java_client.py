@@ -10,6 +10,11 @@ kafka-clients version and client configuration for all three, alternating rounds
   (``--throughput -1 --record-size 100 --command-property acks=1``), jars fetched with Maven into the
   kbench cache on first use.
 
+Order: one uncounted bare run first warms the broker (its JIT, page cache); then round i runs the
+contestants in the order ``ORDERS[i % 6]`` (each first in two of six rounds, the driver before the bare
+loop in every other round). Both ratio forms are printed: the ratio of the medians and the median of the
+rounds' own ratios (each pairs a driver run and a bare run seconds apart).
+
 JVM warm-up: every contestant is a fresh JVM per round and measures only after a warm-up in the same
 process: the driver's ``warmup_ns`` and the bare loop's first ``--warmup`` seconds are excluded, and
 perf-test gets ``--warmup-records`` worth about as many seconds (its steady-state line is the one read).
@@ -57,6 +62,13 @@ _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0
 <dependencies><dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId>
 <version>{version}</version></dependency></dependencies></project>
 """
+
+
+#: Round i runs ORDERS[i % 6]: each contestant first in two of six rounds, and the driver before the bare
+#: loop in every other round (a drift over the run, or whoever runs after a topic deletion, then biases
+#: neither the ratio of medians nor the median of the rounds' ratios)
+ORDERS = (("driver", "bare", "perf-test"), ("bare", "perf-test", "driver"), ("perf-test", "driver", "bare"),
+          ("bare", "driver", "perf-test"), ("driver", "perf-test", "bare"), ("perf-test", "bare", "driver"))
 
 
 @dataclass
@@ -192,10 +204,13 @@ def main() -> int:
     with open_target(args.bootstrap, "kafka") as target, TopicAdmin(target.bootstrap) as admin:
         print(f"{target.describe()}; kafka-clients {driver.client_version}; {args.size} B, acks=1, max rate, "
               f"{args.partitions} partitions, {args.rounds} rounds of {args.warmup:g} s warm-up + {args.seconds} s")
+        prime = f"bench-java-prime-{uuid.uuid4().hex[:6]}"   # uncounted: warms the broker's JIT and caches
+        admin.create_topic(prime, args.partitions)
+        run_bare(driver, target.bootstrap, prime, args.size, args.warmup, 2, config)
+        admin.delete_topic(prime, wait=False, missing_ok=True)
         rate_guess = 300_000.0
         for i in range(args.rounds):
-            order = ["driver", "bare", "perf-test"]
-            for who in order[i % 3:] + order[:i % 3]:   # rotated, so no contestant always runs first
+            for who in ORDERS[i % len(ORDERS)]:
                 topic = f"bench-java-{who}-{uuid.uuid4().hex[:6]}"
                 admin.create_topic(topic, args.partitions)
                 try:
