@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from bench.metrics.steady import MIN_INTERVALS, check_steady_state, mann_kendall
+from bench.run.priming import settled
 
 
 def _brute_s(x: list[float]) -> int:
@@ -112,3 +113,15 @@ def test_one_series_with_a_slow_first_second_is_not_enough() -> None:
     st = check_steady_state(series, 8)
     assert st.steady is True
     assert [t.series for t in st.tests if t.trend == "initial transient"] == ["publish p99"]
+
+
+# -- priming: the broker has settled when its publish p99 stops falling -------------------------------
+@pytest.mark.parametrize(("p99s", "expected"), [
+    ([], False), ([900.0], False),                       # one round cannot show a trend
+    ([2408.0, 415.0], False), ([415.0, 31.0], False),    # still falling by more than 20%
+    ([31.0, 26.0], True), ([26.0, 40.0], True),          # within 20%, or worse: no more warming to wait for
+    ([30.0, 24.1], True), ([30.0, 23.9], False),         # the boundary: p99 / 1.25
+    ([None, 12.0], False), ([12.0, None], False),        # a round without latency data decides nothing
+])
+def test_priming_settles_when_publish_p99_stops_falling(p99s: list[float | None], expected: bool) -> None:
+    assert settled(p99s) is expected

@@ -35,8 +35,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a scenario file (a matrix of cells) and write a result")
     p.add_argument("scenario", help="scenario YAML (kbench or OpenMessaging Benchmark workload)")
     p.add_argument("--prime", type=float, default=8.0, metavar="SECONDS",
-                   help="with --broker: run the first cell this long, uncounted, before measuring, so a cold "
-                        "broker is not measured (default 8; 0 skips)")
+                   help="with --broker: run the first cell, uncounted, before measuring, so a cold broker is "
+                        "not measured: rounds of SECONDS/2 until its publish p99 stops falling by more than 20%% "
+                        "(at least SECONDS, at most 4x; default 8; 0 skips)")
     add_scenario_run_args(p)
     p.add_argument("--verify", action="store_true", help="keep every ack and read for the history checker")
     p.add_argument("--keep-topics", action="store_true", help="do not delete the topics kbench created")

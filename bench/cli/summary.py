@@ -60,6 +60,10 @@ def print_summary(doc: RunDocument, console: Console) -> None:
     priming = doc.get("priming")
     if priming:
         p99 = priming.get("publish_p99_ms")
-        console.print(f"broker primed for {priming['seconds']:g} s before the first cell (not counted): "
-                      f"{priming['produce_msgs_per_s']:,.0f} msg/s, publish p99 "
+        rounds = priming.get("rounds") or []
+        trail = " → ".join("–" if r.get("publish_p99_ms") is None else f"{r['publish_p99_ms']:.0f}" for r in rounds)
+        how = (f" ({len(rounds)} rounds, publish p99 {trail} ms, "
+               + ("settled)" if priming.get("settled") else "[yellow]not settled[/yellow])")) if rounds else ""
+        console.print(f"broker primed for {priming['seconds']:g} s before the first cell (not counted){how}: "
+                      f"last round {priming['produce_msgs_per_s']:,.0f} msg/s, publish p99 "
                       + ("–" if p99 is None else f"{p99:.1f} ms"))

@@ -238,7 +238,8 @@ RESULT_SCHEMA: dict[str, Any] = {
         "cells": {"type": "array", "items": {"$ref": "#/$defs/cell"}},
         "warnings": {"type": "array", "items": {"type": "string"}},
         "repeat": _NONNEG_INT,
-        "priming": {"type": ["object", "null"], "description": "--prime warm-up before the cells (additive in v1)"},
+        "priming": {"type": ["object", "null"], "description": "--prime warm-up before the cells, in rounds until "
+                    "settled (additive in v1; docs/measurement.md)"},
         "search": _SEARCH,
         "driver": {"type": ["string", "object"], "description": "the load driver (additive in v1)"},
         "locust": {"type": "object", "description": "Locust run details (additive in v1)"},

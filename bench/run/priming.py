@@ -5,6 +5,12 @@ Kafka gave publish p99 1,166 ms, the next three 13, 10 and 7 ms. So ``kbench run
 the scenario's first cell, uncounted, for ``seconds`` (its own topic, no faults, no verification, results
 in a temporary directory that is removed), and records what it saw in the result as ``priming``: a
 reader can see that the broker was warmed and how cold it was.
+
+A fixed length was not enough under load: with other work on the machine, an 8 s priming cell ended at
+publish p99 2,408 ms and the next two counted cells still had p99 ~415 ms (later ones 9-31 ms). So the
+priming runs in rounds of ``seconds / 2`` and stops once the broker has *settled*: after at least two
+rounds, when the last round's publish p99 is no longer more than 20% below the round before it, or
+after :data:`MAX_ROUNDS` rounds (then ``settled`` is false, and the record says so).
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ from bench.run.events import RunEvents
 from bench.run.execute import RunOptions, execute
 from bench.scenario.model import Scenario
 
-__all__ = ["DEFAULT_PRIME_S", "prime_broker", "priming_scenario"]
+__all__ = ["DEFAULT_PRIME_S", "MAX_ROUNDS", "prime_broker", "priming_scenario", "settled"]
 
 DEFAULT_PRIME_S = 8.0
+MAX_ROUNDS = 8          # at most 4 x --prime seconds
+SETTLE_RATIO = 1.25     # a round more than 20% below the previous one (p99 / 1.25) is still warming
 
 
 def priming_scenario(scenario: Scenario, seconds: float) -> Scenario:
@@ -34,18 +42,39 @@ def priming_scenario(scenario: Scenario, seconds: float) -> Scenario:
                                search=None, repeat=1)
 
 
+def settled(p99s: list[float | None]) -> bool:
+    """True when the last round's publish p99 did not improve on the round before by more than 20%."""
+    if len(p99s) < 2 or p99s[-1] is None or p99s[-2] is None:
+        return False
+    return p99s[-1] >= p99s[-2] / SETTLE_RATIO
+
+
 def prime_broker(scenario: Scenario, opts: RunOptions, seconds: float = DEFAULT_PRIME_S, *,
                  alive: Callable[[], bool] | None = None) -> dict[str, Any]:
-    """Run the priming cell; returns the ``priming`` record of the result document."""
+    """Run priming rounds until the broker settles; returns the ``priming`` record of the result document."""
+    round_s = seconds / 2
+    rounds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="kbench-priming-") as tmp:
         prime_opts = dataclasses.replace(opts, reports_root=Path(tmp), out=None, verify=False, keep_topics=False)
-        try:
-            outcome = execute(priming_scenario(scenario, seconds), prime_opts, events=RunEvents(broker_alive=alive))
-        except RunAborted as exc:  # nothing the user asked for was measured yet: say so, keep the exit code
-            raise RunAborted(f"stopped while priming the broker, before any cell was measured ({exc})",
-                             interrupted=exc.interrupted) from None
+        while len(rounds) < MAX_ROUNDS:
+            rounds.append(_prime_round(priming_scenario(scenario, round_s), prime_opts, alive))
+            if not rounds[-1]["complete"] or settled([r["publish_p99_ms"] for r in rounds]):
+                break
+    last = rounds[-1]
+    return {"seconds": round_s * len(rounds), "cell": last["cell"], "complete": last["complete"],
+            "produce_msgs_per_s": last["produce_msgs_per_s"], "publish_p99_ms": last["publish_p99_ms"],
+            "steady": last["steady"], "settled": settled([r["publish_p99_ms"] for r in rounds]),
+            "rounds": [{k: r[k] for k in ("seconds", "produce_msgs_per_s", "publish_p99_ms")} for r in rounds]}
+
+
+def _prime_round(scenario: Scenario, opts: RunOptions, alive: Callable[[], bool] | None) -> dict[str, Any]:
+    try:
+        outcome = execute(scenario, opts, events=RunEvents(broker_alive=alive))
+    except RunAborted as exc:  # nothing the user asked for was measured yet: say so, keep the exit code
+        raise RunAborted(f"stopped while priming the broker, before any cell was measured ({exc})",
+                         interrupted=exc.interrupted) from None
     cell = outcome.document["cells"][0]
     publish = cell["latency"].get("publish") or {}
-    return {"seconds": seconds, "cell": cell["label"], "complete": bool(cell["complete"]),
+    return {"seconds": scenario.cells[0].workload.duration_s, "cell": cell["label"], "complete": bool(cell["complete"]),
             "produce_msgs_per_s": cell["produce"]["msgs_per_s"], "publish_p99_ms": publish.get("p99_ms"),
             "steady": (cell.get("steady_state") or {}).get("steady")}
