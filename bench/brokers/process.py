@@ -2,12 +2,15 @@
 own session, so it outlives ``kbench broker up``; its pid and start time are in ``state.json``.
 
 Per node: stop = SIGTERM then SIGKILL, kill = SIGKILL, pause/resume = SIGSTOP/SIGCONT, restart =
-spawn the same command again on the same data directory.
+spawn the same command again on the same data directory. With ``--netns`` (a kind with
+``supports_netns``) every node runs in its own network namespace (:mod:`bench.brokers.netns_nodes`),
+built before the kind prepares its nodes and torn down when the broker stops.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -16,12 +19,17 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
-from bench.brokers.base import BrokerState, NodeState, check_ports, tail, wait_ready
+import bench.brokers.netns_nodes as netns_nodes
+from bench.brokers.base import BrokerState, NetnsState, NodeState, check_ports, tail, wait_ready
 from bench.brokers.service import FetchRequest, NodeLog, Prepared, StartRequest
 from bench.errors import BrokerStartError, ConfigError
+
+if TYPE_CHECKING:
+    from bench.faults.netns import Topology
 
 __all__ = ["ProcessBroker", "ProcessKind", "ProcessRuntime", "alive"]
 
@@ -206,7 +214,7 @@ class ProcessBroker:
 
     def wait_node(self, node: NodeState, timeout: float) -> dict[str, object]:
         """Wait until ``node``'s own listener answers metadata listing every broker (or it dies)."""
-        host = self.bootstrap.split(",")[0].rsplit(":", 1)[0]
+        host = node.host or self.bootstrap.split(",")[0].rsplit(":", 1)[0]
         return wait_ready(f"{host}:{node.port}", self.state.brokers or len(self.state.nodes), timeout,
                           lambda: self._died(node), self.probe_config())
 
@@ -215,11 +223,15 @@ class ProcessBroker:
                 for n in [*self.state.aux, *self.state.nodes]]
 
     def stop(self, *, keep_data: bool = False, timeout: float = 20.0) -> None:
-        """Stop every node, then the auxiliary processes; remove the directory unless ``keep_data``."""
+        """Stop every node, then the auxiliary processes, then remove the nodes' network namespaces (if
+        any; the state is kept when that fails, so ``down`` can retry); remove the directory unless
+        ``keep_data``."""
         for node in self.state.nodes:
             self._stop_process(node, timeout)
         for node in reversed(self.state.aux):
             self._stop_process(node, timeout)
+        if self.state.netns is not None:
+            netns_nodes.teardown(self.state.netns)
         base = Path(self.state.base_dir)
         if keep_data:
             with contextlib.suppress(FileNotFoundError):
@@ -245,6 +257,7 @@ class ProcessKind:
     default_port = 0
     node_counts: tuple[int, ...] = (1, 3)
     summary = ""
+    supports_netns = False     # prepare() honours request.node_hosts (--netns)
 
     def ports_needed(self, port: int, nodes: int) -> list[int]:
         return [port + i for i in range(nodes)]
@@ -282,12 +295,21 @@ class ProcessRuntime:
     def start(self, base: Path, request: StartRequest) -> ProcessBroker:
         kind = self.kind(request.kind)
         check_ports(kind.ports_needed(request.port, request.nodes))
+        topo: Topology | None = None
+        netns: NetnsState | None = None
         try:
+            if request.netns:
+                netns_nodes.check_kind(kind.name, kind.supports_netns)
+                topo, netns = netns_nodes.create(request.nodes, None if request.ephemeral else base / "state.json")
+                request = dataclasses.replace(request, node_hosts=netns_nodes.node_hosts(topo))
             prepared = kind.prepare(base, request)
+            state = self._state(base, request, prepared)
         except BaseException:
+            if topo is not None:
+                topo.teardown()
             shutil.rmtree(base, ignore_errors=True)
             raise
-        state = self._state(base, request, prepared)
+        state.netns = netns
         broker = self.attach(state)
         state.save()
         try:
@@ -305,7 +327,7 @@ class ProcessRuntime:
         return BrokerState(
             name=request.name, kind=request.kind, version=prepared.version, base_dir=str(base),
             nodes=prepared.nodes, aux=prepared.aux, brokers=prepared.brokers, runtime="process",
-            bootstrap=prepared.bootstrap or ",".join(f"{host}:{n.port}" for n in prepared.nodes),
+            bootstrap=prepared.bootstrap or ",".join(f"{n.host or host}:{n.port}" for n in prepared.nodes),
             started_at=datetime.now(UTC).isoformat(timespec="seconds"), configs=dict(request.configs),
             options=dict(request.options))
 

@@ -34,11 +34,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.cli.summary import print_summary
     from bench.run.session import Session, run_prepared
 
-    prepared = prepare_from_args("run", args, repeat=args.repeat, prime_s=args.prime)  # before any side effect
+    prepared = prepare_from_args("run", args, repeat=args.repeat, prime_s=args.prime,  # before any side effect
+                                 netns=args.netns)
     progress = RunProgress(enabled=not args.no_progress)
-    session = Session(bootstrap=args.bootstrap, broker=args.broker, nodes=args.nodes, verify=args.verify,
-                      keep_topics=args.keep_topics, drain_timeout_s=args.drain_timeout, prime_s=args.prime,
-                      observers=[progress])
+    session = Session(bootstrap=args.bootstrap, broker=args.broker, nodes=args.nodes, netns=args.netns,
+                      verify=args.verify, keep_topics=args.keep_topics, drain_timeout_s=args.drain_timeout,
+                      prime_s=args.prime, observers=[progress])
     try:
         outcome = run_prepared(prepared, session, say=lambda m: err.print(m, markup=False),
                                broker_progress=progress_line)
@@ -56,6 +57,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="with --broker: run the first cell this long, uncounted, before measuring, so a cold "
                         "broker is not measured (default 8; 0 skips)")
     add_scenario_run_args(p)
+    p.add_argument("--netns", action="store_true",
+                   help="with --broker kafka, as root: each node in its own network namespace on its own 198.18.x "
+                        "address (needed by action: partition faults); removed at the end of the run")
     p.add_argument("--verify", action="store_true", help="keep every ack and read for the history checker")
     p.add_argument("--keep-topics", action="store_true", help="do not delete the topics kbench created")
     p.add_argument("--repeat", type=int, default=None, metavar="N",

@@ -21,7 +21,7 @@ from bench.faults.plan import (
     FaultPlan,
 )
 
-__all__ = ["FaultInjector", "Lookup", "Nodes", "Partitions", "Toxics", "partition_state", "toxic_of"]
+__all__ = ["FaultInjector", "Lookup", "Nodes", "Partitions", "Toxics", "node_host", "partition_state", "toxic_of"]
 
 
 class Nodes(Protocol):
@@ -87,12 +87,17 @@ def partition_state(bootstrap: str, client_config: Mapping[str, str] | None = No
     return lookup
 
 
-def _node_answers(port: int, timeout: float) -> bool:
+def node_host(node: Any) -> str:
+    """Where a node listens: its own address (``--netns``), else loopback."""
+    return getattr(node, "host", None) or "127.0.0.1"
+
+
+def _node_answers(host: str, port: int, timeout: float) -> bool:
     from bench.brokers import probe_cluster
     from bench.errors import BrokerUnreachableError
 
     try:
-        probe_cluster(f"127.0.0.1:{port}", timeout=timeout)
+        probe_cluster(f"{host}:{port}", timeout=timeout)
     except BrokerUnreachableError:
         return False
     return True
@@ -103,7 +108,7 @@ class FaultInjector:
 
     def __init__(self, plan: FaultPlan, handle: Nodes, topic: str, t0_ns: int, load_s: float, lookup: Lookup,
                  *, restart_timeout_s: float = RESTART_TIMEOUT_S,
-                 node_answers: Callable[[int, float], bool] = _node_answers, proxy: Toxics | None = None,
+                 node_answers: Callable[[str, int, float], bool] = _node_answers, proxy: Toxics | None = None,
                  network: Partitions | None = None) -> None:
         self.plan, self.handle, self.topic, self.t0_ns, self.load_s = plan, handle, topic, t0_ns, load_s
         self.lookup, self.restart_timeout_s, self.node_answers = lookup, restart_timeout_s, node_answers
@@ -282,10 +287,10 @@ class FaultInjector:
         entry["restart_begin_s"] = self.rel(t)
         deadline = time.monotonic() + self.restart_timeout_s
         self.handle.restart_node(idx, self.restart_timeout_s)
-        port = int(self.handle.nodes[idx].port)
-        while not self.node_answers(port, 2.0):
+        host, port = node_host(self.handle.nodes[idx]), int(self.handle.nodes[idx].port)
+        while not self.node_answers(host, port, 2.0):
             if time.monotonic() >= deadline:
-                raise BrokerError(f"node at 127.0.0.1:{port} did not answer within "
+                raise BrokerError(f"node at {host}:{port} did not answer within "
                                   f"{self.restart_timeout_s:g} s of its restart")
             time.sleep(0.2)
         entry["up_s"] = self.rel()
