@@ -155,12 +155,14 @@ def _check_faults(req: PrepareRequest, scenario: Scenario, ctx: _yaml.Ctx) -> Fa
                           "restart (--broker kafka --nodes 3); an external --bootstrap cannot be faulted")
     first_cut = next((a for a in plan.actions if a.cut is not None), None)
     if first_cut is not None and not req.netns:
-        raise ctx.error(("faults", first_cut.index, "action"), "partition needs the broker's nodes in network "
-                        "namespaces: run with --broker kafka --nodes 3 --netns (as root)")
+        raise ScenarioError("partition needs the broker's nodes in network namespaces: run with --broker kafka "
+                            "--nodes 3 --netns (as root)", file=first_cut.file, line=first_cut.line,
+                            key=f"{first_cut.key}.action")
     first_toxic = next((a for a in plan.actions if a.on_proxy), None)
     if first_toxic is not None and req.netns:
-        raise ctx.error(("faults", first_toxic.index, "action"), f"{first_toxic.action} goes through the client "
-                        "proxy, which cannot be combined with --netns yet (drop --netns, or this fault)")
+        raise ScenarioError(f"{first_toxic.action} goes through the client proxy, which cannot be combined with "
+                            "--netns yet (drop --netns, or this fault)", file=first_toxic.file,
+                            line=first_toxic.line, key=f"{first_toxic.key}.action")
     return plan
 
 
