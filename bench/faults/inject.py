@@ -186,7 +186,7 @@ class FaultInjector:
             self._toxic(a, entry, node_id)
             return
         if a.cut is not None:
-            self._partition(a, entry, node_id)
+            self._partition(a, entry, node_id, times)
             return
         idx = self.handle.node_index(node_id)
         entry["node"] = node_id
@@ -239,8 +239,9 @@ class FaultInjector:
         self._stopping.wait(a.duration_s)
         self._toxic_off(name)
 
-    def _partition(self, a: FaultAction, entry: dict[str, Any], node_id: int) -> None:
-        """Cut ``node_id`` off (one partition at a time), heal after the duration (none: at stop)."""
+    def _partition(self, a: FaultAction, entry: dict[str, Any], node_id: int, times: list[float]) -> None:
+        """Cut ``node_id`` off (one partition at a time), heal after the duration (none: at stop), then watch
+        it rejoin the ISRs (``in_sync_s``, as after a restart)."""
         if self.network is None or a.cut is None:
             raise ConfigError("partition needs the broker's nodes in network namespaces, and this run has none")
         entry["node"] = node_id
@@ -262,6 +263,9 @@ class FaultInjector:
             return  # healed by stop()
         self._stopping.wait(a.duration_s)
         self._heal()
+        now = self.rel()
+        self._watch_in_sync(node_id, entry, next((t for t in times if t + LATE_S >= now and t > entry["started_s"]),
+                                                 float("inf")))
 
     def _heal(self) -> None:
         with self._lock:
