@@ -177,7 +177,7 @@ class FakeCluster:
 def _injector(faults: str, cluster: FakeCluster, load_s: float = 3.0) -> FaultInjector:
     plan = fault_plan(faults, base=BASE.replace("55s", f"{load_s - 5}s"))
     return FaultInjector(plan, cluster, "t", time.monotonic_ns(), load_s, cluster.lookup,
-                         node_answers=lambda port, timeout: True)
+                         node_answers=lambda host, port, timeout: True)
 
 
 def test_injector_kills_the_leader_on_schedule_and_restarts_it() -> None:
@@ -253,7 +253,7 @@ def test_broker_alive_ignores_nodes_down_on_purpose() -> None:
     events.load_started(cell, "t", time.monotonic_ns())
     injector = faults.current
     assert injector is not None
-    injector.node_answers = lambda port, timeout: True
+    injector.node_answers = lambda host, port, timeout: True
     time.sleep(0.4)
     assert cluster.state[1] == "dead" and events.alive()  # killed on purpose
     cluster.state[2] = "dead"  # an accident: node 3 died

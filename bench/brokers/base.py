@@ -19,8 +19,8 @@ from typing import Any
 from bench._paths import state_dir
 from bench.errors import BrokerError, BrokerStartError, BrokerUnreachableError, PortInUseError
 
-__all__ = ["BrokerState", "NodeState", "brokers_root", "check_ports", "port_free", "probe_cluster", "tail",
-           "wait_ready"]
+__all__ = ["BrokerState", "NetnsState", "NodeState", "brokers_root", "check_ports", "port_free", "probe_cluster",
+           "tail", "wait_ready"]
 
 
 @dataclass
@@ -38,6 +38,17 @@ class NodeState:
     create_time: float | None = None
     role: str = "broker"                        # or "zookeeper", ...
     extra: dict[str, str] | None = None         # runtime-specific (a container id, ...)
+    host: str | None = None                     # its own address (--netns); None: the bootstrap's host
+
+
+@dataclass
+class NetnsState:
+    """The network-namespace topology of a ``--netns`` broker (:mod:`bench.brokers.netns_nodes`): enough
+    to find it again from another process (the addresses follow from the subnet and the names' order)."""
+
+    prefix: str           # every namespace and the host veth start with it
+    subnet: str           # its /24 of 198.18.0.0/15
+    names: list[str]      # topology node names, node i+1 is names[i]
 
 
 @dataclass
@@ -56,6 +67,7 @@ class BrokerState:
     aux: list[NodeState] = field(default_factory=list)   # started first, stopped last (ZooKeeper)
     brokers: int | None = None     # brokers metadata lists when ready (default: len(nodes))
     options: dict[str, str] = field(default_factory=dict)
+    netns: NetnsState | None = None  # --netns: the nodes' namespaces, torn down with the broker
 
     @classmethod
     def load(cls, path: Path) -> BrokerState:
@@ -63,6 +75,7 @@ class BrokerState:
             doc = json.loads(path.read_text())
             doc["nodes"] = [NodeState(**n) for n in doc["nodes"]]
             doc["aux"] = [NodeState(**n) for n in doc.get("aux", [])]
+            doc["netns"] = NetnsState(**doc["netns"]) if doc.get("netns") else None
             return cls(**doc)
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise BrokerError(f"unreadable broker state {path}: {exc} (remove that directory)") from exc

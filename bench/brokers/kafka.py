@@ -2,7 +2,9 @@
 
 Every node is combined broker+controller (``process.roles=broker,controller``) with a static quorum
 (``controller.quorum.voters``), storage formatted with ``kafka.tools.StorageTool`` before the first start.
-Client port of node i is ``port + i``; its controller port is ``port + 1000 + i``.
+Client port of node i is ``port + i``; its controller port is ``port + 1000 + i``. With ``--netns``
+(``request.node_hosts``) node i runs in its own network namespace: both listeners bind its own address,
+which it advertises, and ``controller.quorum.voters`` lists those addresses.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from pathlib import Path
 from bench.brokers.artifacts import check_kafka_version, kafka_lib_dir
 from bench.brokers.base import NodeState
 from bench.brokers.process import ProcessKind
-from bench.brokers.service import FetchRequest, Prepared, StartRequest
+from bench.brokers.service import FetchRequest, NodeHost, Prepared, StartRequest
 from bench.errors import BrokerStartError, ConfigError, JavaError
+from bench.faults.netns import exec_argv
 
 __all__ = ["DEFAULT_VERSION", "MIN_JAVA", "KafkaKRaft", "find_java", "java_major", "prepare_kafka"]
 
@@ -91,15 +94,21 @@ HOUSEKEEPING = {"log.retention.check.interval.ms": "1000", "log.cleaner.backoff.
 
 
 def _server_properties(node_id: int, nodes: int, port: int, data: Path, overrides: Mapping[str, str],
-                       bind: str = "127.0.0.1", advertise: str = "127.0.0.1") -> str:
-    voters = ",".join(f"{i + 1}@127.0.0.1:{port + CONTROLLER_OFFSET + i}" for i in range(nodes))
+                       bind: str = "127.0.0.1", advertise: str = "127.0.0.1",
+                       hosts: Sequence[str] = ()) -> str:
+    """``server.properties`` of node ``node_id``; ``hosts``: every node's own address (--netns), which then
+    replaces ``bind``/``advertise`` and the controllers' 127.0.0.1."""
+    controllers = list(hosts) or ["127.0.0.1"] * nodes
+    if hosts:
+        bind = advertise = hosts[node_id - 1]
+    voters = ",".join(f"{i + 1}@{controllers[i]}:{port + CONTROLLER_OFFSET + i}" for i in range(nodes))
     rf = min(3, nodes)
     props: dict[str, str] = {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
         "controller.quorum.voters": voters,
         "listeners": f"PLAINTEXT://{bind}:{port + node_id - 1},"
-                     f"CONTROLLER://127.0.0.1:{port + CONTROLLER_OFFSET + node_id - 1}",
+                     f"CONTROLLER://{controllers[node_id - 1]}:{port + CONTROLLER_OFFSET + node_id - 1}",
         "advertised.listeners": f"PLAINTEXT://{advertise}:{port + node_id - 1}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
@@ -139,6 +148,7 @@ class KafkaKRaft(ProcessKind):
     name = "kafka"
     default_port = 9092
     summary = "Apache Kafka, KRaft mode (3.3-4.x, default 4.3.1), jars from Maven Central"
+    supports_netns = True
 
     def ports_needed(self, port: int, nodes: int) -> list[int]:
         return [port + i for i in range(nodes)] + [port + CONTROLLER_OFFSET + i for i in range(nodes)]
@@ -152,6 +162,11 @@ class KafkaKRaft(ProcessKind):
         version = check_kafka_version(request.version or DEFAULT_VERSION, kraft=True)
         configs: dict[str, str] = dict(request.configs)
         format_args: tuple[str, ...] = ()
+        if request.node_hosts and request.options.get("security"):
+            raise ConfigError("--security and --netns cannot be combined yet (the certificates name 127.0.0.1 "
+                              "and the advertised host, not the nodes' own addresses)")
+        if request.node_hosts and len(request.node_hosts) != request.nodes:
+            raise ConfigError(f"--netns: {len(request.node_hosts)} node hosts for {request.nodes} nodes")
         if request.options.get("security"):  # SASL/TLS/ACLs: bench/brokers/security.py
             from bench.brokers.security import plan_security
 
@@ -159,7 +174,8 @@ class KafkaKRaft(ProcessKind):
             configs, format_args = {**plan.configs, **request.configs}, plan.format_args
         nodes = prepare_kafka(base, nodes=request.nodes, port=request.port, version=version,
                               configs=configs, progress=request.progress,
-                              bind=request.bind_host, advertise=request.advertise, format_args=format_args)
+                              bind=request.bind_host, advertise=request.advertise, format_args=format_args,
+                              hosts=request.node_hosts)
         return Prepared(version=version, nodes=nodes)
 
     def fetch(self, request: FetchRequest) -> str:
@@ -171,10 +187,11 @@ class KafkaKRaft(ProcessKind):
 def prepare_kafka(base: Path, *, nodes: int, port: int, version: str, configs: Mapping[str, str],
                   heap: str | None = None, progress: Callable[[str], None] | None = None,
                   bind: str = "127.0.0.1", advertise: str = "127.0.0.1",
-                  format_args: Sequence[str] = ()) -> list[NodeState]:
+                  format_args: Sequence[str] = (), hosts: Sequence[NodeHost] = ()) -> list[NodeState]:
     """Fetch jars, write configs and format storage for each node; return the nodes ready to spawn.
 
-    ``format_args``: more ``kafka-storage format`` arguments (``--add-scram`` users)."""
+    ``format_args``: more ``kafka-storage format`` arguments (``--add-scram`` users); ``hosts``: one per
+    node with ``--netns`` (its command then runs in the host's namespace, on the host's address)."""
     java = checked_java(f"Apache Kafka {version}")
     lib = kafka_lib_dir(version, progress=progress)
     cluster_id = _cluster_id()
@@ -183,7 +200,8 @@ def prepare_kafka(base: Path, *, nodes: int, port: int, version: str, configs: M
         node_id = i + 1
         ndir = base / f"node-{node_id}"
         ndir.mkdir(parents=True, exist_ok=True)
-        props = _server_properties(node_id, nodes, port, ndir, configs, bind, advertise)
+        props = _server_properties(node_id, nodes, port, ndir, configs, bind, advertise,
+                                   [h.address for h in hosts])
         (ndir / "server.properties").write_text(props)
         jvm = jvm_command(java, lib, ndir, nodes, heap)
         fmt = [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(ndir / "server.properties"),
@@ -192,10 +210,11 @@ def prepare_kafka(base: Path, *, nodes: int, port: int, version: str, configs: M
         if proc.returncode != 0:
             raise BrokerStartError(f"formatting storage of Kafka node {node_id} failed (exit {proc.returncode}):\n"
                                    + "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:]))
+        cmd = [*jvm, "kafka.Kafka", str(ndir / "server.properties")]
         result.append(NodeState(
             node_id=node_id, port=port + i, controller_port=port + CONTROLLER_OFFSET + i,
-            cmd=[*jvm, "kafka.Kafka", str(ndir / "server.properties")],
-            data_dir=str(ndir), log_file=str(ndir / "server.log"),
+            cmd=exec_argv(hosts[i].namespace, cmd) if hosts else cmd,
+            data_dir=str(ndir), log_file=str(ndir / "server.log"), host=hosts[i].address if hosts else None,
         ))
     return result
 

@@ -132,8 +132,8 @@ class NodeSetBroker(ABC):
                           self.probe_config())
 
     def node_address(self, node: NodeState) -> str:
-        """``host:port`` of ``node``'s own listener (the host of the bootstrap address)."""
-        return f"{self.bootstrap.split(',')[0].rsplit(':', 1)[0]}:{node.port}"
+        """``host:port`` of ``node``'s own listener: its own host (``--netns``), else the bootstrap's."""
+        return f"{node.host or self.bootstrap.split(',')[0].rsplit(':', 1)[0]}:{node.port}"
 
     def wait_node(self, node: NodeState, timeout: float) -> dict[str, object]:
         """Wait until ``node``'s own listener answers metadata listing every broker (or it dies).

@@ -2,12 +2,15 @@
 own session, so it outlives ``kbench broker up``; its pid and start time are in ``state.json``.
 
 Per node: stop = SIGTERM then SIGKILL, kill = SIGKILL, pause/resume = SIGSTOP/SIGCONT, restart =
-spawn the same command again on the same data directory.
+spawn the same command again on the same data directory. With ``--netns`` (a kind with
+``supports_netns``) every node runs in its own network namespace (:mod:`bench.brokers.netns_nodes`),
+built before the kind prepares its nodes and torn down when the broker stops.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -16,13 +19,18 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
-from bench.brokers.base import BrokerState, NodeState, check_ports, tail
+import bench.brokers.netns_nodes as netns_nodes
+from bench.brokers.base import BrokerState, NetnsState, NodeState, check_ports, tail
 from bench.brokers.nodeset import NodeSetBroker
 from bench.brokers.service import FetchRequest, NodeLog, Prepared, StartRequest
 from bench.errors import BrokerStartError, ConfigError
+
+if TYPE_CHECKING:
+    from bench.faults.netns import Topology
 
 __all__ = ["ProcessBroker", "ProcessKind", "ProcessRuntime", "alive"]
 
@@ -104,8 +112,12 @@ class ProcessBroker(NodeSetBroker):
             self._reap(node, 10.0)
 
     def _stop_all(self, timeout: float) -> None:
+        """Stop the nodes, then the auxiliary processes, then remove the nodes' network namespaces (if any;
+        when that fails the state directory is kept, so ``down`` can retry)."""
         for node in [*self.state.nodes, *reversed(self.state.aux)]:
             self._stop_process(node, timeout)
+        if self.state.netns is not None:
+            netns_nodes.teardown(self.state.netns)
 
     def _runs(self, node: NodeState) -> bool:
         return alive(node)
@@ -159,6 +171,7 @@ class ProcessKind:
     default_port = 0
     node_counts: tuple[int, ...] = (1, 3)
     summary = ""
+    supports_netns = False     # prepare() honours request.node_hosts (--netns)
 
     def ports_needed(self, port: int, nodes: int) -> list[int]:
         return [port + i for i in range(nodes)]
@@ -196,12 +209,21 @@ class ProcessRuntime:
     def start(self, base: Path, request: StartRequest) -> ProcessBroker:
         kind = self.kind(request.kind)
         check_ports(kind.ports_needed(request.port, request.nodes))
+        topo: Topology | None = None
+        netns: NetnsState | None = None
         try:
+            if request.netns:
+                netns_nodes.check_kind(kind.name, kind.supports_netns)
+                topo, netns = netns_nodes.create(request.nodes, None if request.ephemeral else base / "state.json")
+                request = dataclasses.replace(request, node_hosts=netns_nodes.node_hosts(topo))
             prepared = kind.prepare(base, request)
+            state = self._state(base, request, prepared)
         except BaseException:
+            if topo is not None:
+                topo.teardown()
             shutil.rmtree(base, ignore_errors=True)
             raise
-        state = self._state(base, request, prepared)
+        state.netns = netns
         broker = self.attach(state)
         state.save()
         try:
@@ -219,7 +241,7 @@ class ProcessRuntime:
         return BrokerState(
             name=request.name, kind=request.kind, version=prepared.version, base_dir=str(base),
             nodes=prepared.nodes, aux=prepared.aux, brokers=prepared.brokers, runtime="process",
-            bootstrap=prepared.bootstrap or ",".join(f"{host}:{n.port}" for n in prepared.nodes),
+            bootstrap=prepared.bootstrap or ",".join(f"{n.host or host}:{n.port}" for n in prepared.nodes),
             started_at=datetime.now(UTC).isoformat(timespec="seconds"), configs=dict(request.configs),
             options=dict(request.options))
 

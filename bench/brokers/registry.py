@@ -11,6 +11,7 @@ import random
 import shutil
 from collections.abc import Mapping
 
+import bench.brokers.netns_nodes as netns_nodes
 from bench.brokers.base import BrokerState, brokers_root, port_free
 from bench.brokers.docker import DockerRuntime
 from bench.brokers.kafka import KafkaKRaft
@@ -21,8 +22,8 @@ from bench.brokers.service import FetchRequest, Progress, Runtime, Service, Star
 from bench.brokers.tansu import Tansu
 from bench.errors import BrokerError, ConfigError
 
-__all__ = ["DEFAULT_PORTS", "KINDS", "RUNTIMES", "fetch_broker", "get_broker", "kind_names", "list_brokers",
-           "start_broker"]
+__all__ = ["DEFAULT_PORTS", "KINDS", "RUNTIMES", "check_netns", "fetch_broker", "get_broker", "kind_names",
+           "list_brokers", "start_broker"]
 
 _PROCESS_KINDS: tuple[ProcessKind, ...] = (KafkaKRaft(), KafkaZk(), Tansu(), Kfake())
 KINDS: dict[str, ProcessKind] = {k.name: k for k in _PROCESS_KINDS}
@@ -105,8 +106,12 @@ def start_broker(kind: str, *, nodes: int = 1, port: int | None = None, version:
                  options: Mapping[str, str] | None = None, binary: str | None = None,
                  bind_host: str = "127.0.0.1", advertised_host: str | None = None,
                  runtime: str | None = None, timeout: float = 90.0,
-                 progress: Progress | None = None) -> Service:
+                 progress: Progress | None = None, netns: bool = False, ephemeral: bool = False) -> Service:
     """Start a broker and return once it answers metadata requests with all its nodes.
+
+    ``netns``: every node in its own network namespace on its own 198.18.x address
+    (:mod:`bench.brokers.netns_nodes`; kafka only, as root); ``ephemeral``: the broker belongs to this
+    process (a run), so a crash of it leaves an orphan topology that the next ``--netns`` start removes.
 
     ``port=None`` means the kind's default port when ``name`` is the default name, else free ports
     picked at random (``port=0`` always picks free ports). ``runtime=None``: the first runtime that
@@ -119,6 +124,8 @@ def start_broker(kind: str, *, nodes: int = 1, port: int | None = None, version:
         raise ConfigError(f"{kind}: --nodes must be {' or '.join(map(str, pkind.node_counts))}, got {nodes}")
     if nodes < 1:
         raise ConfigError(f"--nodes must be at least 1, got {nodes}")
+    if netns:  # before any side effect
+        check_netns(kind, rt.name)
     name = name or kind
     _check_name(name)
     if port is None:
@@ -134,8 +141,17 @@ def start_broker(kind: str, *, nodes: int = 1, port: int | None = None, version:
     request = StartRequest(kind=kind, name=name, nodes=nodes, port=port, version=version,
                            configs=dict(configs or {}), options=dict(options or {}), binary=binary,
                            bind_host=bind_host, advertised_host=advertised_host, timeout=timeout,
-                           progress=progress)
+                           progress=progress, netns=netns, ephemeral=ephemeral)
     return rt.start(base, request)   # on failure the runtime leaves nothing running and no state.json
+
+
+def check_netns(kind: str | None, runtime: str | None = None, *, partitions: bool = False) -> None:
+    """ConfigError / NetnsError (exit 2) unless ``kind`` can start with ``--netns`` here: a process kind
+    that supports it, and root with iproute2 (and nft, with ``partitions``)."""
+    rt = _runtime(kind, runtime) if kind else None
+    pkind = KINDS.get(kind) if kind and rt is not None and rt.name == "process" else None
+    netns_nodes.check_kind(kind, pkind is not None and pkind.supports_netns, rt.name if rt else "process")
+    netns_nodes.check_available(partitions=partitions)
 
 
 def fetch_broker(kind: str, *, version: str | None = None, binary: str | None = None,

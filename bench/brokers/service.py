@@ -26,9 +26,17 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from bench.brokers.base import BrokerState, NodeState
 
-__all__ = ["BrokerKind", "FetchRequest", "NodeLog", "Prepared", "Runtime", "Service", "StartRequest"]
+__all__ = ["BrokerKind", "FetchRequest", "NodeHost", "NodeLog", "Prepared", "Runtime", "Service", "StartRequest"]
 
 Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class NodeHost:
+    """Where one node runs with ``--netns``: its own network namespace and address (198.18.0.0/15)."""
+
+    address: str      # the node listens on it (every listener) and advertises it
+    namespace: str    # its command runs there (``ip netns exec``)
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,9 @@ class StartRequest:
     advertised_host: str | None = None  # what metadata advertises (default: bind host, or 127.0.0.1)
     timeout: float = 90.0              # seconds to wait until every node answers metadata
     progress: Progress | None = None
+    netns: bool = False                # each node in its own network namespace (bench.brokers.netns_nodes)
+    ephemeral: bool = False            # the broker lives as long as this process (a run), not beyond it
+    node_hosts: tuple[NodeHost, ...] = ()   # with netns: filled by the runtime, one per node, for the kind
 
     @property
     def advertise(self) -> str:

@@ -18,17 +18,21 @@ __all__ = ["register"]
 def cmd_broker_up(args: argparse.Namespace) -> int:
     from bench.brokers import start_broker
 
+    if args.netns and (args.bind_host != "127.0.0.1" or args.advertise_host):
+        raise ConfigError("--netns binds and advertises each node's own address: drop --bind-host/--advertise-host")
     t0 = time.monotonic()
     handle = start_broker(args.kind, nodes=args.nodes, port=args.port, version=args.version, name=args.name,
                           configs=parse_kv(args.config, "--config"), options=_options(args),
                           binary=args.binary, bind_host=args.bind_host, advertised_host=args.advertise_host,
-                          runtime=args.runtime, timeout=args.timeout, progress=progress_line)
+                          runtime=args.runtime, timeout=args.timeout, progress=progress_line, netns=args.netns)
     elapsed = time.monotonic() - t0
     brokers = handle.state.brokers or len(handle.nodes)
     out.print(f"{handle.kind} {handle.version} up: {brokers} broker(s), name {handle.name!r}, "
               f"ready in {elapsed:.2f} s", markup=False)
+    topo = handle.state.netns
     for n in [*handle.state.aux, *handle.nodes]:
-        out.print(f"  {n.role} {n.node_id}: pid {n.pid}, port {n.port}, log {n.log_file}", markup=False)
+        where = f", {n.host} in namespace {topo.prefix}-{topo.names[n.node_id - 1]}" if topo and n.host else ""
+        out.print(f"  {n.role} {n.node_id}: pid {n.pid}, port {n.port}{where}, log {n.log_file}", markup=False)
     print(f"bootstrap: {handle.bootstrap}")
     if args.security:
         from bench.brokers.security import client_properties_path
@@ -111,6 +115,11 @@ def cmd_broker_down(args: argparse.Namespace) -> int:
     for h in brokers:
         h.stop(keep_data=args.keep_data)
         out.print(f"{h.name} ({h.kind}) stopped")
+    if args.all:
+        from bench.brokers.netns_nodes import sweep_orphans
+
+        for prefix in sweep_orphans():   # topologies of crashed --netns runs
+            out.print(f"removed the orphaned network namespaces {prefix}-*", markup=False)
     return 0
 
 
@@ -150,6 +159,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--image", default=None, metavar="REF",
                     help="--runtime docker: the image to run (it must be in the engine: kbench never pulls)")
     up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for readiness")
+    up.add_argument("--netns", action="store_true",
+                    help="kafka, as root: each node in its own network namespace on its own 198.18.x address "
+                         "(what partition faults need); removed by `kbench broker down`")
     up.add_argument("--security", default=None, choices=["sasl-plain", "sasl-scram", "tls", "mtls"],
                     help="kafka: SASL over TLS, TLS or mutual TLS, with ACLs (StandardAuthorizer); prints the "
                          "client-properties file for --client-config-file")

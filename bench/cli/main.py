@@ -25,9 +25,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.cli.pipeline import run_and_report
     from bench.run.session import Session
 
-    prepared = prepare_from_args("run", args, repeat=args.repeat, prime_s=args.prime)  # before any side effect
-    session = Session(bootstrap=args.bootstrap, broker=args.broker, nodes=args.nodes, verify=args.verify,
-                      keep_topics=args.keep_topics, drain_timeout_s=args.drain_timeout, prime_s=args.prime)
+    prepared = prepare_from_args("run", args, repeat=args.repeat, prime_s=args.prime,  # before any side effect
+                                 netns=args.netns)
+    session = Session(bootstrap=args.bootstrap, broker=args.broker, nodes=args.nodes, netns=args.netns,
+                      verify=args.verify, keep_topics=args.keep_topics, drain_timeout_s=args.drain_timeout,
+                      prime_s=args.prime)
     return run_and_report(prepared, session, progress=not args.no_progress)
 
 
@@ -39,6 +41,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                         "not measured: rounds of SECONDS/2 until its publish p99 stops falling by more than 20%% "
                         "(at least SECONDS, at most 4x; default 8; 0 skips)")
     add_scenario_run_args(p)
+    p.add_argument("--netns", action="store_true",
+                   help="with --broker kafka, as root: each node in its own network namespace on its own 198.18.x "
+                        "address (needed by action: partition faults); removed at the end of the run")
     p.add_argument("--verify", action="store_true", help="keep every ack and read for the history checker")
     p.add_argument("--keep-topics", action="store_true", help="do not delete the topics kbench created")
     p.add_argument("--repeat", type=int, default=None, metavar="N",

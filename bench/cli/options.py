@@ -89,7 +89,8 @@ def prepare_from_args(command: Command, args: argparse.Namespace, **extra: Any) 
 
     return prepare(PrepareRequest(command=command, scenario_path=args.scenario, overrides=tuple(args.set or ()),
                                   out=args.out, reports_dir=args.reports_dir,
-                                  client_config=client_config_from_args(args), bootstrap=args.bootstrap, **extra))
+                                  client_config=client_config_from_args(args), bootstrap=args.bootstrap,
+                                  broker=args.broker, **extra))
 
 
 def print_outcome(outcome: RunOutcome) -> None:

@@ -21,7 +21,7 @@ from bench.faults.plan import (
     FaultPlan,
 )
 
-__all__ = ["FaultInjector", "Lookup", "Nodes", "Partitions", "Toxics", "partition_state", "toxic_of"]
+__all__ = ["FaultInjector", "Lookup", "Nodes", "Partitions", "Toxics", "node_host", "partition_state", "toxic_of"]
 
 
 class Nodes(Protocol):
@@ -87,12 +87,17 @@ def partition_state(bootstrap: str, client_config: Mapping[str, str] | None = No
     return lookup
 
 
-def _node_answers(port: int, timeout: float) -> bool:
+def node_host(node: Any) -> str:
+    """Where a node listens: its own address (``--netns``), else loopback."""
+    return getattr(node, "host", None) or "127.0.0.1"
+
+
+def _node_answers(host: str, port: int, timeout: float) -> bool:
     from bench.brokers import probe_cluster
     from bench.errors import BrokerUnreachableError
 
     try:
-        probe_cluster(f"127.0.0.1:{port}", timeout=timeout)
+        probe_cluster(f"{host}:{port}", timeout=timeout)
     except BrokerUnreachableError:
         return False
     return True
@@ -103,7 +108,7 @@ class FaultInjector:
 
     def __init__(self, plan: FaultPlan, handle: Nodes, topic: str, t0_ns: int, load_s: float, lookup: Lookup,
                  *, restart_timeout_s: float = RESTART_TIMEOUT_S,
-                 node_answers: Callable[[int, float], bool] = _node_answers, proxy: Toxics | None = None,
+                 node_answers: Callable[[str, int, float], bool] = _node_answers, proxy: Toxics | None = None,
                  network: Partitions | None = None) -> None:
         self.plan, self.handle, self.topic, self.t0_ns, self.load_s = plan, handle, topic, t0_ns, load_s
         self.lookup, self.restart_timeout_s, self.node_answers = lookup, restart_timeout_s, node_answers
@@ -181,7 +186,7 @@ class FaultInjector:
             self._toxic(a, entry, node_id)
             return
         if a.cut is not None:
-            self._partition(a, entry, node_id)
+            self._partition(a, entry, node_id, times)
             return
         idx = self.handle.node_index(node_id)
         entry["node"] = node_id
@@ -234,8 +239,9 @@ class FaultInjector:
         self._stopping.wait(a.duration_s)
         self._toxic_off(name)
 
-    def _partition(self, a: FaultAction, entry: dict[str, Any], node_id: int) -> None:
-        """Cut ``node_id`` off (one partition at a time), heal after the duration (none: at stop)."""
+    def _partition(self, a: FaultAction, entry: dict[str, Any], node_id: int, times: list[float]) -> None:
+        """Cut ``node_id`` off (one partition at a time), heal after the duration (none: at stop), then watch
+        it rejoin the ISRs (``in_sync_s``, as after a restart)."""
         if self.network is None or a.cut is None:
             raise ConfigError("partition needs the broker's nodes in network namespaces, and this run has none")
         entry["node"] = node_id
@@ -257,6 +263,9 @@ class FaultInjector:
             return  # healed by stop()
         self._stopping.wait(a.duration_s)
         self._heal()
+        now = self.rel()
+        self._watch_in_sync(node_id, entry, next((t for t in times if t + LATE_S >= now and t > entry["started_s"]),
+                                                 float("inf")))
 
     def _heal(self) -> None:
         with self._lock:
@@ -282,10 +291,10 @@ class FaultInjector:
         entry["restart_begin_s"] = self.rel(t)
         deadline = time.monotonic() + self.restart_timeout_s
         self.handle.restart_node(idx, self.restart_timeout_s)
-        port = int(self.handle.nodes[idx].port)
-        while not self.node_answers(port, 2.0):
+        host, port = node_host(self.handle.nodes[idx]), int(self.handle.nodes[idx].port)
+        while not self.node_answers(host, port, 2.0):
             if time.monotonic() >= deadline:
-                raise BrokerError(f"node at 127.0.0.1:{port} did not answer within "
+                raise BrokerError(f"node at {host}:{port} did not answer within "
                                   f"{self.restart_timeout_s:g} s of its restart")
             time.sleep(0.2)
         entry["up_s"] = self.rel()

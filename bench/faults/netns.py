@@ -29,19 +29,12 @@ Shape (one topology; every name starts with its prefix, ``kbn`` + 6 hex digits):
 * A crashed owner leaves namespaces behind: :func:`list_leftovers` / :func:`cleanup_leftovers` find them
   (and their processes, root-namespace links and nft tables) by prefix. The owner's pid is recorded in
   ``/run/kbench/netns/<prefix>.json``, so ``orphans_only=True`` spares topologies whose owner still runs.
+  A topology that outlives its creator (``kbench broker up --netns``) names a ``holder`` file instead (the
+  broker's ``state.json``): it is no orphan while that file exists. :func:`cleanup_orphans` removes the
+  orphans of one ``purpose`` only (e.g. ``"broker"``), so it never touches another tool's topologies.
 
-Hooks for network faults (issue 16), not built here:
-
-* **partitions**: an nft table in the switch namespace, family ``bridge``, hook ``forward``, with
-  ``ip saddr A ip daddr B drop`` per cut pair (one-way cuts are single rules; tested to time connects
-  out). ``topo.run_in(SWITCH, ["nft", "-f", "-"], input=ruleset)``; it disappears with the namespace.
-* **bandwidth**: ``tc qdisc ... tbf`` on a node's ``eth0`` (its egress) inside its namespace, or on its
-  bridge port ``Node.port`` in the switch namespace (its ingress).
-* **latency / jitter / loss** (no netem on this kernel): a userspace proxy started with
-  :meth:`Topology.popen_in` in a node's namespace (ended at teardown like any other process).
-* **broker nodes as hosts** (``--netns``): a node's command wrapped with :func:`exec_argv` runs in its
-  namespace (``ip netns exec`` execs, so the recorded pid is the JVM's); it listens on, and advertises, its
-  node's address; ``attach_host=True`` keeps it reachable from the root namespace.
+Built on it: partitions (nft) and tbf limits in :mod:`bench.faults.network`; broker nodes as hosts
+(``--netns``, each node's command wrapped with :func:`exec_argv`) in :mod:`bench.brokers.netns_nodes`.
 
 Needs root and iproute2 (``ip``); :func:`unavailable_reason` says why not, :func:`require_root` raises.
 """
@@ -70,7 +63,7 @@ from bench.errors import NetnsError
 
 __all__ = [
     "NET_RANGE", "PREFIX_ROOT", "SWITCH", "Leftovers", "NetnsError", "Node",
-    "Topology", "TopologyPlan", "cleanup_leftovers", "exec_argv", "list_leftovers", "new_prefix",
+    "Topology", "TopologyPlan", "cleanup_leftovers", "cleanup_orphans", "exec_argv", "list_leftovers", "new_prefix",
     "pick_subnet", "plan_topology", "require_root", "unavailable_reason",
 ]
 
@@ -85,7 +78,6 @@ MAX_NODES = 253                            # .2 .. .254 of the /24
 CMD_TIMEOUT_S = 20.0
 _PREFIX_RE = re.compile(r"kbn[0-9a-z]{1,8}")
 _NODE_RE = re.compile(r"[a-z][a-z0-9-]{0,31}")
-
 
 
 # ------------------------------------------------------------------------------------------ pure plan
@@ -297,8 +289,11 @@ def _end_processes(pids: Iterable[int], grace_s: float) -> None:
 
 
 def _owner_alive(prefix: str) -> bool:
+    """The creator still runs, or the topology's ``holder`` file (if it has one) still exists."""
     try:
         doc = json.loads((STATE_DIR / f"{prefix}.json").read_text())
+        if doc.get("holder") and Path(doc["holder"]).exists():
+            return True
         p = psutil.Process(int(doc["pid"]))
         return abs(p.create_time() - float(doc["create_time"])) < 1.0 and p.status() != psutil.STATUS_ZOMBIE
     except (OSError, ValueError, KeyError, TypeError, psutil.Error):
@@ -362,6 +357,24 @@ def cleanup_leftovers(prefix: str, *, orphans_only: bool = False, grace_s: float
     return found
 
 
+def cleanup_orphans(purpose: str, *, grace_s: float = 5.0) -> list[str]:
+    """Remove every topology created with ``purpose`` whose owner is gone (dead creator, no holder file);
+    return their prefixes. Topologies of other purposes, or without a state file, are left alone."""
+    require_root()
+    removed: list[str] = []
+    for path in sorted(STATE_DIR.glob(f"{PREFIX_ROOT}*.json")):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        prefix = path.stem
+        if isinstance(doc, dict) and doc.get("purpose") == purpose and _PREFIX_RE.fullmatch(prefix) \
+                and not _owner_alive(prefix):
+            cleanup_leftovers(prefix, orphans_only=True, grace_s=grace_s)
+            removed.append(prefix)
+    return removed
+
+
 def _wait_gone(probe: Callable[[], Leftovers], what: str, timeout_s: float = 10.0) -> None:
     """Namespace deletion is asynchronous in the kernel (veths go a moment later): poll until empty."""
     deadline = time.monotonic() + timeout_s
@@ -382,15 +395,31 @@ class Topology:
         self.plan = plan
         self._procs: list[subprocess.Popen[Any]] = []
         self._up = False
+        self._holder: str | None = None
+        self._purpose: str | None = None
+
+    @classmethod
+    def attach(cls, plan: TopologyPlan) -> Topology:
+        """The live topology of ``plan``, built earlier (maybe by another process): usable, not rebuilt.
+
+        Its :meth:`teardown` ends what runs in its namespaces and removes them (a no-op if already gone)."""
+        topo = cls(plan)
+        topo._up = True
+        return topo
 
     @classmethod
     def create(cls, names: Sequence[str], *, attach_host: bool = False, prefix: str | None = None,
-               subnet: IPv4Network | str | None = None) -> Topology:
-        """Build namespaces, bridge, veths and addresses; on any failure remove what was made and raise."""
+               subnet: IPv4Network | str | None = None, holder: str | Path | None = None,
+               purpose: str | None = None) -> Topology:
+        """Build namespaces, bridge, veths and addresses; on any failure remove what was made and raise.
+
+        ``holder``: a file whose existence keeps the topology from being an orphan after this process
+        exits; ``purpose``: a tag for :func:`cleanup_orphans`."""
         require_root()
         plan = plan_topology(names, prefix=prefix, subnet=subnet, attach_host=attach_host,
                              in_use=_root_networks())
         topo = cls(plan)
+        topo._holder, topo._purpose = (str(holder) if holder is not None else None), purpose
         taken = [ns for ns in plan.namespaces if ns in _netns_names()]
         if taken:
             raise NetnsError(f"namespaces already exist: {', '.join(taken)} (cleanup_leftovers({plan.prefix!r}))")
@@ -408,7 +437,8 @@ class Topology:
         STATE_DIR.mkdir(parents=True, exist_ok=True)
         me = psutil.Process()
         doc = {"pid": me.pid, "create_time": me.create_time(), "namespaces": list(self.plan.namespaces),
-               "host_link": self.plan.host_link, "subnet": str(self.plan.subnet)}
+               "host_link": self.plan.host_link, "subnet": str(self.plan.subnet), "holder": self._holder,
+               "purpose": self._purpose}
         (STATE_DIR / f"{self.plan.prefix}.json").write_text(json.dumps(doc))
 
     # -- names and addresses ----------------------------------------------------------------------

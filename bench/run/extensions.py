@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from bench.errors import ConfigError
-from bench.faults.inject import FaultInjector, Lookup, Nodes, Toxics, partition_state
+from bench.faults.inject import FaultInjector, Lookup, Nodes, Partitions, Toxics, partition_state
 from bench.run.events import CellFinished, Extension, LoadStarted, Observer, RunEvents
 
 if TYPE_CHECKING:
@@ -28,15 +28,16 @@ __all__ = ["FaultExtension", "VerifyExtension", "run_events"]
 class FaultExtension:
     """Starts a :class:`FaultInjector` for each cell's load; its log becomes the cell's ``faults``."""
 
-    def __init__(self, plan: FaultPlan, handle: Nodes, lookup: Lookup, proxy: Toxics | None = None) -> None:
+    def __init__(self, plan: FaultPlan, handle: Nodes, lookup: Lookup, proxy: Toxics | None = None,
+                 network: Partitions | None = None) -> None:
         plan.check_nodes([n.node_id for n in handle.nodes])
-        self.plan, self.handle, self.lookup, self.proxy = plan, handle, lookup, proxy
+        self.plan, self.handle, self.lookup, self.proxy, self.network = plan, handle, lookup, proxy, network
         self.current: FaultInjector | None = None
 
     def load_started(self, event: LoadStarted) -> None:
         load_s = event.cell.workload.warmup_s + event.cell.workload.duration_s
         self.current = FaultInjector(self.plan, self.handle, event.topic, event.t0_ns, load_s, self.lookup,
-                                     proxy=self.proxy).start()
+                                     proxy=self.proxy, network=self.network).start()
 
     def cell_finished(self, event: CellFinished) -> CellDocument:
         return {"faults": self.current.stop()} if self.current is not None else {}
@@ -74,11 +75,11 @@ def run_events(plan: FaultPlan | None, *, handle: Nodes | None, bootstrap: str,
                client_config: Mapping[str, str] | None = None, verify: bool = False,
                alive: Callable[[], bool] | None = None, lookup: Lookup | None = None,
                observers: Sequence[Observer] = (), final_read_timeout_s: float = 60.0,
-               proxy: Toxics | None = None) -> RunEvents:
+               proxy: Toxics | None = None, network: Partitions | None = None) -> RunEvents:
     """The events of a run: ``observers``, the faults and verify extensions it needs, and the health check.
 
-    ``plan`` (from :func:`bench.faults.plan.validate`) needs an embedded broker ``handle`` (ConfigError
-    otherwise)."""
+    ``plan`` (from :func:`bench.faults.plan.validate`) needs an embedded broker ``handle``, and its
+    partitions the ``network`` of a ``--netns`` broker (ConfigError otherwise)."""
     conf = dict(client_config or {})
     extensions: list[Extension] = []
     faults: FaultExtension | None = None
@@ -86,10 +87,10 @@ def run_events(plan: FaultPlan | None, *, handle: Nodes | None, bootstrap: str,
         if handle is None:
             raise ConfigError("the scenario has faults:, which need an embedded broker to kill and restart "
                               "(--broker kafka --nodes 3); an external --bootstrap cannot be faulted")
-        if plan.needs_netns:
+        if plan.needs_netns and network is None:
             raise ConfigError("the scenario has action: partition, which needs the broker's nodes in network "
-                              "namespaces; kbench does not start brokers that way yet (see docs/faults.md)")
-        faults = FaultExtension(plan, handle, lookup or partition_state(bootstrap, conf), proxy)
+                              "namespaces: run it with --broker kafka --nodes 3 --netns")
+        faults = FaultExtension(plan, handle, lookup or partition_state(bootstrap, conf), proxy, network)
         extensions.append(faults)
     if verify:
         from bench.verify.cell import CellVerifier

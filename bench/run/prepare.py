@@ -43,6 +43,8 @@ class PrepareRequest:
     cell: int | None = None            # search / locust: the matrix cell
     repeat: int | None = None          # run: --repeat
     prime_s: float = 0.0               # run: --prime
+    netns: bool = False                # run: --netns (the embedded broker's nodes in network namespaces)
+    broker: str | None = None          # run: --broker (the embedded kind; default: the scenario's broker:)
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,31 @@ def _check_faults(req: PrepareRequest, scenario: Scenario, ctx: _yaml.Ctx) -> Fa
     if req.bootstrap:
         raise ConfigError(f"{ctx.filename}: the scenario has faults:, which need an embedded broker to kill and "
                           "restart (--broker kafka --nodes 3); an external --bootstrap cannot be faulted")
+    first_cut = next((a for a in plan.actions if a.cut is not None), None)
+    if first_cut is not None and not req.netns:
+        raise ScenarioError("partition needs the broker's nodes in network namespaces: run with --broker kafka "
+                            "--nodes 3 --netns (as root)", file=first_cut.file, line=first_cut.line,
+                            key=f"{first_cut.key}.action")
+    first_toxic = next((a for a in plan.actions if a.on_proxy), None)
+    if first_toxic is not None and req.netns:
+        raise ScenarioError(f"{first_toxic.action} goes through the client proxy, which cannot be combined with "
+                            "--netns yet (drop --netns, or this fault)", file=first_toxic.file,
+                            line=first_toxic.line, key=f"{first_toxic.key}.action")
     return plan
+
+
+def _check_netns(req: PrepareRequest, scenario: Scenario, plan: FaultPlan | None) -> None:
+    """``--netns``: an embedded kind that can, root and iproute2 (and nft for partitions)."""
+    if not req.netns:
+        return
+    if req.bootstrap:
+        raise ConfigError("--netns puts the nodes of an embedded broker in network namespaces; it cannot apply "
+                          "to an external --bootstrap")
+    from bench.brokers.registry import check_netns
+
+    kind = req.broker or scenario.broker
+    if kind is not None:
+        check_netns(kind, partitions=plan is not None and plan.needs_netns)
 
 
 def _check_search(req: PrepareRequest, scenario: Scenario) -> tuple[SearchSpec | None, Cell | None]:
@@ -202,6 +228,7 @@ def prepare(req: PrepareRequest) -> PreparedRun:
     _check_thresholds(scenario, ctx)
     _check_clients(scenario, req.client_config)
     plan = _check_faults(req, scenario, ctx)
+    _check_netns(req, scenario, plan)
     spec, cell = _check_search(req, scenario)
     return PreparedRun(command=req.command, scenario=scenario, fault_plan=plan, search_spec=spec, search_cell=cell,
                        client_config=dict(req.client_config), out=out, reports_root=reports_root)

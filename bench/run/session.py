@@ -28,6 +28,7 @@ class Session:
     bootstrap: str | None = None          # an external broker, or None for an embedded one
     broker: str | None = None             # the embedded broker's kind (default: the scenario's broker:)
     nodes: int = 1
+    netns: bool = False                   # embedded broker only: each node in its own network namespace
     verify: bool = False
     keep_topics: bool = False
     drain_timeout_s: float = 30.0
@@ -43,10 +44,10 @@ def run_prepared(prepared: PreparedRun, session: Session, *, say: Callable[[str]
     scenario, conf = prepared.scenario, dict(prepared.client_config)
     proxy = prepared.fault_plan is not None and prepared.fault_plan.needs_proxy
     with open_target(session.bootstrap, session.broker or scenario.broker, nodes=session.nodes,
-                     client_config=conf, progress=broker_progress, proxy=proxy) as target:
+                     client_config=conf, progress=broker_progress, proxy=proxy, netns=session.netns) as target:
         events = run_events(prepared.fault_plan, handle=target.handle, bootstrap=target.bootstrap,
                             client_config=conf, verify=session.verify, alive=target.alive,
-                            observers=session.observers, proxy=target.proxy)
+                            observers=session.observers, proxy=target.proxy, network=target.network)
         runs = f" x {scenario.repeat} runs" if scenario.repeat > 1 else ""
         say(f"{scenario.name}: {len(scenario.cells)} cell(s){runs} against {target.describe()}")
         opts = RunOptions(bootstrap=target.bootstrap, broker=target.info, reports_root=prepared.reports_root,

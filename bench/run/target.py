@@ -1,5 +1,6 @@
 """The broker a run targets: an external bootstrap address (checked fast) or an embedded broker started
-for the run and stopped afterwards."""
+for the run and stopped afterwards (with ``netns``, its nodes in network namespaces, which ``network``
+partitions)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from bench.brokers import BrokerHandle, probe_cluster, start_broker
 from bench.errors import ConfigError
 
 if TYPE_CHECKING:
+    from bench.faults.network import NodeNetwork
     from bench.faults.proxy import ClientProxy
 
 __all__ = ["Target", "open_target"]
@@ -26,6 +28,7 @@ class Target:
     info: dict[str, Any]
     handle: BrokerHandle | None = None
     proxy: ClientProxy | None = None      # the client proxy in front of an embedded broker (network faults)
+    network: NodeNetwork | None = None    # partitions between the nodes of a --netns broker
 
     def alive(self) -> bool:
         return self.handle.is_alive() if self.handle is not None else True
@@ -52,10 +55,12 @@ def _api_versions(bootstrap: str, client_config: dict[str, str] | None = None) -
 @contextmanager
 def open_target(bootstrap: str | None, broker: str | None, *, nodes: int = 1,
                 client_config: dict[str, str] | None = None,
-                progress: Callable[[str], None] | None = None, proxy: bool = False) -> Iterator[Target]:
+                progress: Callable[[str], None] | None = None, proxy: bool = False,
+                netns: bool = False) -> Iterator[Target]:
     """Yield the run's target. External: fail within ~8 s if it does not answer. Embedded: start and stop.
 
-    ``proxy``: an embedded broker behind the client proxy (:mod:`bench.faults.proxy`), advertising it."""
+    ``proxy``: an embedded broker behind the client proxy (:mod:`bench.faults.proxy`), advertising it.
+    ``netns``: every node in its own network namespace (:mod:`bench.brokers.netns_nodes`), removed with it."""
     if bootstrap:
         cluster = probe_cluster(bootstrap, timeout=PROBE_TIMEOUT_S, extra=client_config)
         info = {"kind": os.environ.get("KBENCH_BROKER_NAME", "external"), "version": None, "embedded": False,
@@ -70,14 +75,25 @@ def open_target(bootstrap: str | None, broker: str | None, *, nodes: int = 1,
     if progress:
         progress(f"starting embedded {broker} ({nodes} node{'s' if nodes > 1 else ''})…")
     if proxy:
+        if netns:
+            raise ConfigError("the client proxy (latency, bandwidth, timeout, reset_peer) and --netns cannot be "
+                              "combined yet")
         yield from _proxied(broker, nodes, progress)
         return
-    handle = start_broker(broker, nodes=nodes, port=0, name=f"run-{os.getpid()}", progress=progress)
+    handle = start_broker(broker, nodes=nodes, port=0, name=f"run-{os.getpid()}", progress=progress, netns=netns,
+                          ephemeral=True)
     try:
         cluster = probe_cluster(handle.bootstrap)
         info = {"kind": handle.kind, "version": handle.version, "embedded": True, "bootstrap": handle.bootstrap,
                 "nodes": len(handle.nodes), **cluster, "api_versions": _api_versions(handle.bootstrap)}
-        yield Target(handle.bootstrap, info, handle)
+        network = None
+        if handle.state.netns is not None:
+            from bench.brokers.netns_nodes import node_network
+
+            info["netns"] = {"prefix": handle.state.netns.prefix, "subnet": handle.state.netns.subnet,
+                             "nodes": {str(n.node_id): n.host for n in handle.nodes}}
+            network = node_network(handle.state.netns, [n.node_id for n in handle.nodes])
+        yield Target(handle.bootstrap, info, handle, network=network)
     finally:
         handle.stop()
 
