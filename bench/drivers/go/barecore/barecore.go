@@ -1,5 +1,6 @@
 // Package barecore holds the few lines the bare produce loops share: flags, the window, the report.
-// A bare loop produces one fixed value as fast as the client accepts and counts acks, nothing else.
+// A bare loop produces values shaped as the driver's (Values) as fast as the client accepts and counts
+// acks, nothing else.
 package barecore
 
 import (
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"kbench/drivers/core"
 )
 
 // Args are the bare loop's flags.
@@ -45,9 +48,14 @@ func Parse() Args {
 	return Args{Brokers: strings.Split(*b, ","), Topic: *t, Size: *s, Acks: *a, Warmup: *w, Measure: *m}
 }
 
-// Values slices message values one after the other from a 4 MiB pool of random bytes, without copying:
-// every record differs, as the driver's do. One value reused for every record would let a compressing
-// client (franz-go compresses with snappy by default) shrink each batch to almost nothing.
+// Values slices message values one after the other from a 4 MiB pool, without copying. Each value is
+// shaped as the driver's are: the 16-byte kbench header (core.PutHeader: a send time stepping 1 µs a
+// value, producer 0, the value's sequence number), then random bytes. A compressing client (franz-go
+// compresses with snappy by default and sends a batch compressed only when that is shorter) must see the
+// same bytes from both: from pure random values it sends batches uncompressed, from the driver's it
+// sends them compressed (the headers repeat about 10 of their 16 bytes record to record), which costs
+// the client and the broker work that is not the driver's. One value reused for every record would let
+// it shrink each batch to almost nothing.
 type Values struct {
 	pool []byte
 	size int
@@ -56,8 +64,15 @@ type Values struct {
 
 // NewValues returns values of size bytes.
 func NewValues(size int) *Values {
-	pool := make([]byte, 4<<20+size)
+	n := max(1, (4<<20)/size)
+	pool := make([]byte, n*size)
 	_, _ = rand.New(rand.NewSource(1)).Read(pool)
+	if size >= core.HeaderSize {
+		t0 := core.Now()
+		for i := 0; i < n; i++ {
+			core.PutHeader(pool[i*size:], t0+int64(i)*1000, 0, int64(i))
+		}
+	}
 	return &Values{pool: pool, size: size}
 }
 
