@@ -22,6 +22,9 @@ type Client struct {
 	// SendBlocks: Producer.Send waits for buffer space without telling; the core counts a Send that
 	// returned more than 200 µs after it was called as a queue-full event.
 	SendBlocks bool
+	// NewGroupConsumer (protocol v2, group.go) builds the consumer of a spec with group options, reporting
+	// its rebalances to ev; nil: the driver refuses group options.
+	NewGroupConsumer func(s *Spec, ev GroupEvents) (GroupConsumer, error)
 }
 
 // Info returns the client's name and module version (from the binary's build info).
@@ -91,8 +94,10 @@ func Main(c *Client) {
 		"role": s.Role, "pid": os.Getpid()})
 	if s.Role == "producer" {
 		err = runProducer(c, s, ctl, out, info)
+	} else if gc, gctl, gerr := groupClient(c, s, ctl, out); gerr != nil {
+		fail(2, "%v", gerr)
 	} else {
-		err = runConsumer(c, s, ctl, out, info)
+		err = runConsumer(gc, s, gctl, out, info)
 	}
 	if err != nil {
 		fail(1, "%s: %v", c.Name, err)
@@ -102,8 +107,8 @@ func Main(c *Client) {
 }
 
 func validate(s *Spec) error {
-	if s.Protocol != Protocol {
-		return fmt.Errorf("spec.protocol: this driver speaks protocol %d, got %d", Protocol, s.Protocol)
+	if err := negotiate(s); err != nil {
+		return err
 	}
 	switch {
 	case s.Role != "producer" && s.Role != "consumer":

@@ -33,7 +33,8 @@ func check(role string, cfg map[string]string) error {
 
 func main() {
 	core.Main(&core.Client{Name: "franz-go", Module: "github.com/twmb/franz-go", Check: check,
-		NewProducer: newProducer, NewConsumer: newConsumer, SendBlocks: true})
+		NewProducer: newProducer, NewConsumer: newConsumer, SendBlocks: true,
+		NewGroupConsumer: newGroupConsumer})
 }
 
 func compression(c string) kgo.CompressionCodec {
