@@ -14,6 +14,7 @@ import pytest
 
 from bench.cli.main import main
 from bench.kafka.admin import TopicAdmin
+from conformance.group_client import require_group_events
 from conformance.plugin import _client_case
 from conformance.report import CheckResult, build_doc, matrix, write_report
 from conformance.stability import summarize
@@ -62,8 +63,21 @@ def test_cli_refuses_an_unknown_client_before_starting_anything() -> None:
 def test_idempotence_na_and_reason() -> None:
     with pytest.raises(NotApplicable, match=r"N/A \(client kafka-go\): kafka-go has no idempotent producer"):
         producer_config("kafka-go", "idempotent")
-    exc = not_applicable("sarama", f"G1: {NO_EVENTS}")
-    assert "assignment/commit/transaction events" in str(exc.msg)
+    exc = not_applicable("sarama", f"T1: {NO_EVENTS}")
+    assert "protocol v2 has no transaction events" in str(exc.msg)
+
+
+@pytest.mark.parametrize(("client", "assignor", "words"), [
+    ("kafka-go", None, "kafka-go's Reader has no assignment callback"),
+    ("sarama", "range", "no protocol v2 group consumer yet"),
+    ("librdkafka", None, "in-process librdkafka worker reports no assignment/commit events"),
+])
+def test_group_checks_na_with_the_clients_reason(client: str, assignor: str | None, words: str) -> None:
+    with pytest.raises(NotApplicable, match=rf"N/A \(client {client}\): .*{words}"):
+        require_group_events(client, assignor)
+    for c in ("java", "franz-go"):       # the two with protocol v2 group events, every assignor
+        for a in ("range", "roundrobin", "sticky", "cooperative-sticky"):
+            require_group_events(c, a)
 
 
 def _doc(impl: str, checks: list[CheckResult]) -> dict[str, Any]:
@@ -104,6 +118,8 @@ def test_through_client_checks_need_a_client() -> None:
     assert "test_client_checks" not in without and "deselected" in without
     with_two = collect("--client", "java", "--clients", "librdkafka")
     assert "test_c1_acked_readable[java]" in with_two and "test_c5_compression[librdkafka-gzip]" in with_two
+    assert "test_c8_single_owner[java-cooperative-sticky]" in with_two
+    assert "test_c10_commit_restart[librdkafka]" in with_two
 
 
 @pytest.mark.parametrize("client", ["franz-go", "librdkafka"])
