@@ -16,6 +16,7 @@ import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
 from bench.drivers.events import ASSIGNORS, Assigned, GroupOptions
+from bench.scenario.model import Keys
 from bench.verify.group import overlaps, ownership
 from conformance.clients import Clients
 from conformance.group_client import (
@@ -28,7 +29,7 @@ from conformance.group_client import (
     wait_result,
 )
 from conformance.plugin import BrokerInfo
-from conformance.through_client import ClientRun, Worker, producer_config, run_workers, selected_clients
+from conformance.through_client import NO_KEYS, ClientRun, Worker, producer_config, run_workers, selected_clients
 from conformance.verdicts import CheckContext, HarnessError, expect, expect_eq, require_effective
 
 pytestmark = [pytest.mark.through_client, pytest.mark.timeout(120)]
@@ -95,9 +96,9 @@ def test_c8_single_owner(check: CheckContext, clients: Clients, broker: BrokerIn
 
 
 def _produce(client: str, broker: BrokerInfo, topic: str, security_conf: dict[str, str], rate: float,
-             duration_s: float) -> ClientRun:
+             duration_s: float, keys: Keys = NO_KEYS) -> ClientRun:
     run = run_workers(client, broker.bootstrap, [Worker("producer", topic, config=producer_config(
-        client, "ordered"), rate=rate, duration_s=duration_s)], security=security_conf)
+        client, "ordered"), rate=rate, duration_s=duration_s, keys=keys)], security=security_conf)
     expect_eq(run.errors, [], f"{client} producer errors")
     require_effective(run.acked() > 0, "records the client's producer wrote", run.acked(), "> 0")
     return run
@@ -163,27 +164,34 @@ def test_c10_commit_restart(check: CheckContext, clients: Clients, broker: Broke
                             security_conf: dict[str, str], client: str) -> None:
     require_group_events(client)
     topic = clients.create_topic(2)
-    run = _produce(client, broker, topic, security_conf, 200.0, 1.0)
-    total = run.acked()
-    cut = total * 3 // 8 + 1
-    group = names.group("c10")
+    group, cut = names.group("c10"), 75
     before = _member(client, "before", 1, broker, topic, group,
                      GroupOptions(commit="batch", auto_commit=False, max_records=cut))
-    after = _member(client, "after", 2, broker, topic, group,
-                    GroupOptions(commit="batch", auto_commit=False, max_records=total - cut))
-    try:
-        for m in (before, after):
-            m.start()
-            done = wait_result(m, READY_TIMEOUT + READ_S)
-            _harness_errors([m])
-            expect(done, f"the {m.name}-restart member read its records and stopped", len(m.reads()), "a result")
+    after: GroupMember | None = None
+    try:   # the first member reads (and commits batch by batch) while the records are written
+        joined = join(before)
+        _harness_errors([before])
+        expect(joined, "the first member joined", before.events[:3], "an assignment within 45 s")
+        run = _produce(client, broker, topic, security_conf, 200.0, 1.0, keys=Keys("round_robin", 20, 1.2))
+        total = run.acked()
+        require_effective(total > cut + 20, "records acked", total, f"> {cut + 20}")
+        done = wait_result(before, READ_S)
+        _harness_errors([before])
+        expect(done, "the member before the restart read its records and stopped", len(before.reads()), "a result")
+        after = _member(client, "after", 2, broker, topic, group,
+                        GroupOptions(commit="batch", auto_commit=False, max_records=total - cut))
+        after.start()
+        done = wait_result(after, READY_TIMEOUT + READ_S)
+        _harness_errors([after])
+        expect(done, "the member after the restart read the rest and stopped", len(after.reads()), "a result")
     finally:
-        for m in (before, after):
-            m.close()
+        before.close()
+        if after is not None:
+            after.close()
     committed = before.last_committed()
     resumed = _first_reads(after)
     check.observe(acked=total, cut=cut, committed=committed, last_read=_last_reads(before), resumed_at=resumed,
-                  commits=len(before.commits()))
+                  commits=len(before.commits()), commits_after=len(after.commits()))
     expect_eq([c.error for c in before.commits() if not c.ok], [], "failed commits before the restart")
     expect_eq(committed, {p: o + 1 for p, o in _last_reads(before).items()},
               "committed offsets at the stop (last record read + 1, per partition)")
