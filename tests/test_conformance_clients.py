@@ -14,19 +14,10 @@ import pytest
 
 from bench.cli.main import main
 from bench.kafka.admin import TopicAdmin
-from conformance.group_client import require_group_events
+from conformance import group_client, through_client
 from conformance.plugin import _client_case
 from conformance.report import CheckResult, build_doc, matrix, write_report
 from conformance.stability import summarize
-from conformance.through_client import (
-    NO_EVENTS,
-    Worker,
-    history,
-    not_applicable,
-    producer_config,
-    run_workers,
-    selected_clients,
-)
 from conformance.verdicts import NotApplicable
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,11 +40,11 @@ def test_client_is_not_part_of_the_case(cid: str, params: dict[str, Any], want: 
 
 def test_selected_clients_parse_and_refuse() -> None:
     cfg = SimpleNamespace(getoption=lambda name, default=None: ["java", "franz-go,sarama", "java"])
-    assert selected_clients(cfg) == ["java", "franz-go", "sarama"]
+    assert through_client.selected_clients(cfg) == ["java", "franz-go", "sarama"]
     bad = SimpleNamespace(getoption=lambda name, default=None: ["nope"])
     with pytest.raises(ValueError, match="nope"):
-        selected_clients(bad)
-    assert selected_clients(SimpleNamespace(getoption=lambda name, default=None: None)) == []
+        through_client.selected_clients(bad)
+    assert through_client.selected_clients(SimpleNamespace(getoption=lambda name, default=None: None)) == []
 
 
 def test_cli_refuses_an_unknown_client_before_starting_anything() -> None:
@@ -62,8 +53,8 @@ def test_cli_refuses_an_unknown_client_before_starting_anything() -> None:
 
 def test_idempotence_na_and_reason() -> None:
     with pytest.raises(NotApplicable, match=r"N/A \(client kafka-go\): kafka-go has no idempotent producer"):
-        producer_config("kafka-go", "idempotent")
-    exc = not_applicable("sarama", f"T1: {NO_EVENTS}")
+        through_client.producer_config("kafka-go", "idempotent")
+    exc = through_client.not_applicable("sarama", f"T1: {through_client.NO_EVENTS}")
     assert "protocol v2 has no transaction events" in str(exc.msg)
 
 
@@ -74,10 +65,10 @@ def test_idempotence_na_and_reason() -> None:
 ])
 def test_group_checks_na_with_the_clients_reason(client: str, assignor: str | None, words: str) -> None:
     with pytest.raises(NotApplicable, match=rf"N/A \(client {client}\): .*{words}"):
-        require_group_events(client, assignor)
+        group_client.require_group_events(client, assignor)
     for c in ("java", "franz-go"):       # the two with protocol v2 group events, every assignor
         for a in ("range", "roundrobin", "sticky", "cooperative-sticky"):
-            require_group_events(c, a)
+            group_client.require_group_events(c, a)
 
 
 def _doc(impl: str, checks: list[CheckResult]) -> dict[str, Any]:
@@ -129,20 +120,21 @@ def test_harness_returns_verify_data_and_the_checker_sees_a_broken_history(
     with TopicAdmin(kafka_bootstrap) as admin:
         admin.create_topic(topic, partitions=2)
     try:
-        run = run_workers(client, kafka_bootstrap, [
-            Worker("consumer", topic, group=f"g-{topic}"),
-            Worker("producer", topic, config=producer_config(client, "ordered"), rate=200.0, duration_s=1.0)])
+        run = through_client.run_workers(client, kafka_bootstrap, [
+            through_client.Worker("consumer", topic, group=f"g-{topic}"),
+            through_client.Worker("producer", topic, config=through_client.producer_config(client, "ordered"),
+                                  rate=200.0, duration_s=1.0)])
         assert run.errors == []
         assert run.acked() >= 150
         assert run.producers[0]["client"]["name"] == client
         assert len(run.consumers[0]["verify"]) == run.acked()
-        report, info = history(run, kafka_bootstrap, topic)
+        report, info = through_client.history(run, kafka_bootstrap, topic)
         assert report.ok, report.summary()
         assert info["consumer_reads"] == run.acked()
         # the same data with one ack moved to a wrong offset: the checker must fail it
         acks = run.producers[0]["verify"]["acks"]
         acks[3] = [acks[3][0], acks[3][1] + 10_000, *acks[3][2:]]
-        bad, _ = history(run, kafka_bootstrap, topic)
+        bad, _ = through_client.history(run, kafka_bootstrap, topic)
         assert not bad.ok
     finally:
         with TopicAdmin(kafka_bootstrap) as admin:

@@ -45,6 +45,16 @@ type GroupConsumer interface {
 	CommitSync(ctx context.Context, next map[int32]int64) error
 }
 
+// NewGroupConsumer builds the consumer of a spec with group options, reporting its rebalances to ev.
+type NewGroupConsumer func(s *Spec, ev GroupEvents) (GroupConsumer, error)
+
+// groupConsumer is the driver's protocol v2 group consumer (SetGroupConsumer); nil: the driver refuses
+// group options.
+var groupConsumer NewGroupConsumer
+
+// SetGroupConsumer registers the driver's protocol v2 group consumer, from an init of its group.go.
+func SetGroupConsumer(f NewGroupConsumer) { groupConsumer = f }
+
 // negotiate accepts protocol 1 and 2; the process then speaks the spec's version (hello, ready, result).
 func negotiate(s *Spec) error {
 	if s.Protocol != 1 && s.Protocol != ProtocolV2 {
@@ -91,11 +101,11 @@ func contains(xs []string, x string) bool {
 
 // readyLine is the consumer's ready line: protocol v2 repeats the version and says whether group events
 // follow (in verify mode, from a client with a group consumer).
-func readyLine(c *Client, s *Spec) map[string]any {
+func readyLine(s *Spec) map[string]any {
 	line := map[string]any{"type": "ready"}
 	if s.Protocol >= ProtocolV2 {
 		line["protocol"] = s.Protocol
-		line["group_events"] = s.Verify && c.NewGroupConsumer != nil
+		line["group_events"] = s.Verify && groupConsumer != nil
 	}
 	return line
 }
@@ -107,7 +117,7 @@ func groupClient(c *Client, s *Spec, ctl *Control, out *Out) (*Client, *Control,
 	if s.Protocol < ProtocolV2 || s.Role != "consumer" {
 		return c, ctl, nil
 	}
-	if c.NewGroupConsumer == nil {
+	if groupConsumer == nil {
 		if s.GroupOptions != nil {
 			return nil, nil, fmt.Errorf("spec.group_options: %s's driver has no group consumer for protocol %d",
 				c.Name, ProtocolV2)
@@ -125,7 +135,7 @@ func groupClient(c *Client, s *Spec, ctl *Control, out *Out) (*Client, *Control,
 	ev := &eventOut{out: out, on: s.Verify}
 	gc := *c
 	gc.NewConsumer = func(s *Spec) (Consumer, error) {
-		inner, err := c.NewGroupConsumer(s, ev)
+		inner, err := groupConsumer(s, ev)
 		if err != nil {
 			return nil, err
 		}

@@ -22,9 +22,6 @@ type Client struct {
 	// SendBlocks: Producer.Send waits for buffer space without telling; the core counts a Send that
 	// returned more than 200 µs after it was called as a queue-full event.
 	SendBlocks bool
-	// NewGroupConsumer (protocol v2, group.go) builds the consumer of a spec with group options, reporting
-	// its rebalances to ev; nil: the driver refuses group options.
-	NewGroupConsumer func(s *Spec, ev GroupEvents) (GroupConsumer, error)
 }
 
 // Info returns the client's name and module version (from the binary's build info).

@@ -17,6 +17,8 @@ import (
 	"kbench/drivers/core"
 )
 
+func init() { core.SetGroupConsumer(newGroupConsumer) }
+
 func balancer(name string) kgo.GroupBalancer {
 	switch name {
 	case "roundrobin":

@@ -33,8 +33,7 @@ func check(role string, cfg map[string]string) error {
 
 func main() {
 	core.Main(&core.Client{Name: "franz-go", Module: "github.com/twmb/franz-go", Check: check,
-		NewProducer: newProducer, NewConsumer: newConsumer, SendBlocks: true,
-		NewGroupConsumer: newGroupConsumer})
+		NewProducer: newProducer, NewConsumer: newConsumer, SendBlocks: true})
 }
 
 func compression(c string) kgo.CompressionCodec {
