@@ -14,7 +14,7 @@ import pytest
 
 from bench.cli.main import main
 from bench.kafka.admin import TopicAdmin
-from conformance import group_client, through_client
+from conformance import through_client
 from conformance.plugin import _client_case
 from conformance.report import CheckResult, build_doc, matrix, write_report
 from conformance.stability import summarize
@@ -56,19 +56,6 @@ def test_idempotence_na_and_reason() -> None:
         through_client.producer_config("kafka-go", "idempotent")
     exc = through_client.not_applicable("sarama", f"T1: {through_client.NO_EVENTS}")
     assert "protocol v2 has no transaction events" in str(exc.msg)
-
-
-@pytest.mark.parametrize(("client", "assignor", "words"), [
-    ("kafka-go", None, "kafka-go's Reader has no assignment callback"),
-    ("sarama", "range", "no protocol v2 group consumer yet"),
-    ("librdkafka", None, "in-process librdkafka worker reports no assignment/commit events"),
-])
-def test_group_checks_na_with_the_clients_reason(client: str, assignor: str | None, words: str) -> None:
-    with pytest.raises(NotApplicable, match=rf"N/A \(client {client}\): .*{words}"):
-        group_client.require_group_events(client, assignor)
-    for c in ("java", "franz-go"):       # the two with protocol v2 group events, every assignor
-        for a in ("range", "roundrobin", "sticky", "cooperative-sticky"):
-            group_client.require_group_events(c, a)
 
 
 def _doc(impl: str, checks: list[CheckResult]) -> dict[str, Any]:

@@ -20,6 +20,8 @@ from bench.load.worker import WorkerSpec
 from bench.scenario.model import Keys, MessageSize, Payload
 from bench.verify.group import Holding, member_polls, overlaps, ownership
 from bench.verify.history import Send, check
+from conformance.group_client import require_group_events
+from conformance.verdicts import NotApplicable
 
 
 def _spec(**extra: Any) -> WorkerSpec:
@@ -171,3 +173,18 @@ def test_ownership_and_overlaps() -> None:
     assert overlaps(early) and "p1: b" in overlaps(early)[0]
     # events at or after the cut-off are not judged
     assert ownership("b", [Assigned((1,), 2, 0, 15)], until_ns=15) == []
+
+
+# ---- which clients have the events ---------------------------------------------------------------------
+
+@pytest.mark.parametrize(("client", "assignor", "words"), [
+    ("kafka-go", None, "kafka-go's Reader has no assignment callback"),
+    ("sarama", "range", "no protocol v2 group consumer yet"),
+    ("librdkafka", None, "in-process librdkafka worker reports no assignment/commit events"),
+])
+def test_group_checks_na_with_the_clients_reason(client: str, assignor: str | None, words: str) -> None:
+    with pytest.raises(NotApplicable, match=rf"N/A \(client {client}\): .*{words}"):
+        require_group_events(client, assignor)
+    for c in ("java", "franz-go"):       # the two with protocol v2 group events, every assignor
+        for a in ("range", "roundrobin", "sticky", "cooperative-sticky"):
+            require_group_events(c, a)
