@@ -48,10 +48,10 @@ NOT_EXPRESSIBLE: list[tuple[str, str]] = [
     ("O6", "driver protocol v2 commits carry no metadata"),
     ("O7", "driver protocol v2 has no auto.offset.reset option (drivers read from the earliest offset)"),
     *((c, NO_EVENTS) for c in ("T1", "T3", "T4")),
-    ("K1", "driver protocol v1 has no explicit partition in a send"),
-    ("P6", "driver protocol v1 sends no null or empty keys/values (every value carries the 16-byte header)"),
-    ("P7", "driver protocol v1 sends no record headers"),
-    ("P8", "driver protocol v1 sends no explicit CreateTime and returns no read timestamps"),
+    ("K1", "the driver protocol (v1, v2) has no explicit partition in a send"),
+    ("P6", "the driver protocol (v1, v2) sends no null or empty keys/values (every value carries the 16-byte header)"),
+    ("P7", "the driver protocol (v1, v2) sends no record headers"),
+    ("P8", "the driver protocol (v1, v2) sends no explicit CreateTime and returns no read timestamps"),
 ]
 CODECS = ("gzip", "snappy", "lz4", "zstd")
 
