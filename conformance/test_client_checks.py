@@ -3,7 +3,8 @@
 Collected only with ``--client NAME`` (repeatable, or ``--clients a,b``): every test is parametrized by
 ``client`` and its verdict is that client's (the report's ``client`` field). Each runs the client's own
 producer/consumer workers in verify mode (:mod:`conformance.through_client`) and judges their acks and
-reads with the one history checker; what driver protocol v1 cannot express is N/A (client), listed by C7.
+reads with the one history checker; what the driver protocol does not express is N/A (client), listed by C7
+(group and commit checks through protocol v2's events are C8–C10, conformance/test_client_groups.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from conformance.clients import Clients, read_partition
 from conformance.plugin import BrokerInfo
 from conformance.through_client import (
     NO_EVENTS,
+    NOT_BUILT,
     ClientRun,
     Worker,
     history,
@@ -33,14 +35,23 @@ from conformance.verdicts import CheckContext, expect, expect_eq, require_effect
 
 pytestmark = [pytest.mark.through_client, pytest.mark.timeout(90)]
 
-#: (broker check, why driver protocol v1 cannot express it through a client)
+#: (broker check, why it is not expressed through a client). G1, O1 and O5 are C8, C9 and C10 (protocol v2
+#: group events: conformance/test_client_groups.py)
 NOT_EXPRESSIBLE: list[tuple[str, str]] = [
-    *((c, NO_EVENTS) for c in ("G1", "G3", "G4", "G5", "G6", "G9", "G10", "O1", "O2", "O4", "O5", "O6",
-                               "O7", "T1", "T3", "T4")),
-    ("K1", "driver protocol v1 has no explicit partition in a send"),
-    ("P6", "driver protocol v1 sends no null or empty keys/values (every value carries the 16-byte header)"),
-    ("P7", "driver protocol v1 sends no record headers"),
-    ("P8", "driver protocol v1 sends no explicit CreateTime and returns no read timestamps"),
+    *((c, NOT_BUILT) for c in ("G3", "G9")),
+    ("G4", "driver protocol v2 has no static membership option (group.instance.id)"),
+    ("G5", "driver protocol v2 has no static membership option (group.instance.id)"),
+    ("G6", "not built through a client yet: needs a driver member killed with SIGKILL"),
+    ("G10", "driver protocol v2 has no group.protocol option (KIP-848)"),
+    ("O2", "driver protocol v2 reports commits, not position()"),
+    ("O4", "not built through a client yet: needs a driver member killed with SIGKILL"),
+    ("O6", "driver protocol v2 commits carry no metadata"),
+    ("O7", "driver protocol v2 has no auto.offset.reset option (drivers read from the earliest offset)"),
+    *((c, NO_EVENTS) for c in ("T1", "T3", "T4")),
+    ("K1", "the driver protocol (v1, v2) has no explicit partition in a send"),
+    ("P6", "the driver protocol (v1, v2) sends no null or empty keys/values (every value carries the 16-byte header)"),
+    ("P7", "the driver protocol (v1, v2) sends no record headers"),
+    ("P8", "the driver protocol (v1, v2) sends no explicit CreateTime and returns no read timestamps"),
 ]
 CODECS = ("gzip", "snappy", "lz4", "zstd")
 
@@ -196,7 +207,7 @@ def _stored_keys(clients: Clients, topic: str, parts: int) -> dict[tuple[int, in
     return out
 
 
-@pytest.mark.check("C7", "through a client: checks driver protocol v1 cannot express")
+@pytest.mark.check("C7", "through a client: checks the driver protocol does not express")
 @pytest.mark.parametrize(("mapped", "reason"), NOT_EXPRESSIBLE, ids=[c for c, _ in NOT_EXPRESSIBLE])
 def test_c7_not_expressible(check: CheckContext, client: str, mapped: str, reason: str) -> None:
     if mapped.startswith("T") and client == "kafka-go":

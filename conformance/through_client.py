@@ -8,8 +8,9 @@ librdkafka worker for ``librdkafka``. Workers run in verify mode, so a producer 
 seq)``; :func:`history` feeds them, with a final read of the topic, to the one history checker
 (:func:`bench.verify.history.check`). Nothing here re-implements a client.
 
-What driver protocol v1 cannot express (group assignment, commits, transactions, explicit partitions,
-headers, timestamps, null keys/values) is N/A (client): :func:`not_applicable` says why.
+What the driver protocol does not express (transactions, explicit partitions, headers, timestamps, null
+keys/values) is N/A (client): :func:`not_applicable` says why. Group members with protocol v2's assignment
+and commit events are :mod:`conformance.group_client`.
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ from bench.verify.cell import build_history, read_topic, value_id
 from bench.verify.history import HistoryReport, Poll, check
 from conformance.verdicts import HarnessError, NotApplicable
 
-__all__ = ["CLIENT_OPTION", "NO_EVENTS", "ClientRun", "Worker", "history", "not_applicable",
+__all__ = ["CLIENT_OPTION", "NOT_BUILT", "NO_EVENTS", "ClientRun", "Worker", "history", "not_applicable",
            "producer_config", "run_workers", "selected_clients"]
 
 #: pytest option (``--client NAME``, repeatable; ``--clients a,b``), registered in conformance/conftest.py
 CLIENT_OPTION = "client"
-#: the reason of every group/commit/transaction check through a client
-NO_EVENTS = "driver protocol v1 has no assignment/commit/transaction events"
+#: the reason of every transaction check through a client (protocol v2 has group and commit events only)
+NO_EVENTS = "driver protocol v2 has no transaction events"
+#: the reason of a group check protocol v2's events could express, not written yet
+NOT_BUILT = "not built through a client yet (driver protocol v2 has the assignment events it needs)"
 #: clients whose driver takes librdkafka properties (so the --client-config-file properties apply)
 LIBRDKAFKA_BASED = ("librdkafka", "confluent-kafka-go")
 READY_TIMEOUT_S = 45.0

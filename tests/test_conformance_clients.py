@@ -54,8 +54,8 @@ def test_cli_refuses_an_unknown_client_before_starting_anything() -> None:
 def test_idempotence_na_and_reason() -> None:
     with pytest.raises(NotApplicable, match=r"N/A \(client kafka-go\): kafka-go has no idempotent producer"):
         through_client.producer_config("kafka-go", "idempotent")
-    exc = through_client.not_applicable("sarama", f"G1: {through_client.NO_EVENTS}")
-    assert "assignment/commit/transaction events" in str(exc.msg)
+    exc = through_client.not_applicable("sarama", f"T1: {through_client.NO_EVENTS}")
+    assert "protocol v2 has no transaction events" in str(exc.msg)
 
 
 def _doc(impl: str, checks: list[CheckResult]) -> dict[str, Any]:
@@ -96,6 +96,8 @@ def test_through_client_checks_need_a_client() -> None:
     assert "test_client_checks" not in without and "deselected" in without
     with_two = collect("--client", "java", "--clients", "librdkafka")
     assert "test_c1_acked_readable[java]" in with_two and "test_c5_compression[librdkafka-gzip]" in with_two
+    assert "test_c8_single_owner[java-cooperative-sticky]" in with_two
+    assert "test_c10_commit_restart[librdkafka]" in with_two
 
 
 @pytest.mark.parametrize("client", ["franz-go", "librdkafka"])

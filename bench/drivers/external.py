@@ -17,19 +17,47 @@ from collections import deque
 from dataclasses import asdict
 from typing import IO, Any
 
+from bench.drivers.events import EVENT_TYPES, PROTOCOL_V1, PROTOCOL_V2, EventError, GroupOptions, parse_event
 from bench.errors import ConfigError
 from bench.load.worker import WorkerSpec
 
-__all__ = ["PROTOCOL_VERSION", "ExternalWorker", "spec_line", "worker_command"]
+__all__ = [
+    "GROUP_OPTIONS",
+    "PROTOCOLS",
+    "PROTOCOL_VERSION",
+    "ExternalWorker",
+    "spec_line",
+    "spec_protocol",
+    "worker_command",
+]
 
-PROTOCOL_VERSION = 1
+#: the newest driver protocol kbench speaks; it accepts drivers of every version in PROTOCOLS
+PROTOCOL_VERSION = PROTOCOL_V2
+PROTOCOLS = (PROTOCOL_V1, PROTOCOL_V2)
+#: ``WorkerSpec.extra`` key of a consumer's :class:`~bench.drivers.events.GroupOptions` (protocol v2)
+GROUP_OPTIONS = "group_options"
 _STDERR_LINES = 30
 
 
+def spec_protocol(spec: WorkerSpec) -> int:
+    """The version a worker's spec is written in: 2 for a consumer with group options, else 1 (so a
+    v1-only driver still runs every v1 spec)."""
+    return PROTOCOL_V2 if isinstance(spec.extra.get(GROUP_OPTIONS), GroupOptions) else PROTOCOL_V1
+
+
 def spec_line(spec: WorkerSpec) -> dict[str, Any]:
-    """The ``spec`` object of docs/drivers.md for one worker."""
+    """The ``spec`` object of docs/drivers.md for one worker (protocol v2 adds ``group``)."""
+    line = _spec_v1(spec)
+    opts = spec.extra.get(GROUP_OPTIONS)
+    if isinstance(opts, GroupOptions):
+        line["protocol"] = PROTOCOL_V2
+        line["group_options"] = opts.to_spec()
+    return line
+
+
+def _spec_v1(spec: WorkerSpec) -> dict[str, Any]:
     return {
-        "type": "spec", "protocol": PROTOCOL_VERSION, "role": spec.role, "index": spec.index,
+        "type": "spec", "protocol": PROTOCOL_V1, "role": spec.role, "index": spec.index,
         "producers": int(spec.extra.get("producers", 1)), "bootstrap": spec.bootstrap, "topic": spec.topic,
         "client_config": dict(spec.client_config), "warmup_ns": spec.warmup_ns, "duration_ns": spec.duration_ns,
         "rate": spec.rate, "message_size": {k: (list(v) if isinstance(v, tuple) else v)
@@ -60,6 +88,7 @@ class ExternalWorker:
         self._sent_result = False
         self._threads: list[threading.Thread] = []
         self._spec_sent_ns = 0
+        self.protocol = spec_protocol(spec)   # the version the spec asks for; hello and ready must match
 
     # -- process surface ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -155,14 +184,20 @@ class ExternalWorker:
         if kind == "hello":
             self._check_hello(msg)
         elif kind == "ready":
+            self._check_ready(msg)
             self._put("ready", msg.get("detail"))
+        elif kind in EVENT_TYPES and self.protocol >= PROTOCOL_V2:
+            try:
+                self._put("event", parse_event(msg))
+            except EventError as exc:
+                self._error(f"bad {kind} line: {exc}")
         elif kind == "stat":
             self.out.put(("stat", self.role, self.spec.index, float(msg.get("t_s", 0.0)), int(msg.get("count", 0)),
                           msg.get("p99_us"), int(msg.get("total", 0))))
         elif kind == "result":
             result = {k: v for k, v in msg.items() if k != "type"}
             result.setdefault("client", {"name": self.client, "version": "unknown"})
-            result.setdefault("protocol", PROTOCOL_VERSION)
+            result.setdefault("protocol", self.protocol)
             self._sent_result = True
             self._put("result", result)
         elif kind == "error":
@@ -173,13 +208,22 @@ class ExternalWorker:
     def _check_hello(self, msg: dict[str, Any]) -> None:
         now = time.monotonic_ns()
         protocol, clock = msg.get("protocol"), msg.get("now_ns")
-        if protocol != PROTOCOL_VERSION:
-            self._error(f"speaks driver protocol {protocol!r}; kbench speaks {PROTOCOL_VERSION}")
+        if protocol not in PROTOCOLS or protocol != self.protocol:
+            self._error(f"answers in driver protocol {protocol!r}; its spec asked for {self.protocol} "
+                        f"(kbench speaks {', '.join(map(str, PROTOCOLS))})")
             self.kill()
         elif not isinstance(clock, int) or not self._spec_sent_ns <= clock <= now:
             self._error(f"its clock is not this host's CLOCK_MONOTONIC (hello now_ns {clock!r} is outside "
                         f"[{self._spec_sent_ns}, {now}])")
             self.kill()
+
+    def _check_ready(self, msg: dict[str, Any]) -> None:
+        """Protocol v2: ``ready`` repeats the version, and says whether group events will follow."""
+        if self.protocol >= PROTOCOL_V2 and msg.get("protocol") != self.protocol:
+            self._error(f"ready says protocol {msg.get('protocol')!r}; its spec asked for {self.protocol}")
+        if self.protocol >= PROTOCOL_V2 and self.role == "consumer" and self.spec.verify \
+                and msg.get("group_events") is not True:
+            self._error("a v2 verify-mode consumer must report group events (ready.group_events true)")
 
     def _error(self, text: str) -> None:
         self._put("error", f"{self.client} driver: {text}")

@@ -106,7 +106,7 @@ func runConsumer(c *Client, s *Spec, ctl *Control, out *Out, info ClientInfo) er
 		return fmt.Errorf("join: %v", err)
 	}
 	joined := Now()
-	out.Line(map[string]any{"type": "ready"})
+	out.Line(readyLine(s))
 	var t0 int64
 	select {
 	case t0 = <-ctl.Start:

@@ -109,8 +109,10 @@ func Main(c *Client) {
 		"role": s.Role, "pid": os.Getpid()})
 	if s.Role == "producer" {
 		err = runProducer(c, s, ctl, out, info)
+	} else if gc, gctl, gerr := groupClient(c, s, ctl, out); gerr != nil {
+		fail(2, "%v", gerr)
 	} else {
-		err = runConsumer(c, s, ctl, out, info)
+		err = runConsumer(gc, s, gctl, out, info)
 	}
 	if err != nil {
 		fail(1, "%s: %v", c.Name, err)
@@ -135,8 +137,8 @@ func (c *Client) checkConfig(s *Spec) error {
 }
 
 func validate(s *Spec) error {
-	if s.Protocol != Protocol {
-		return fmt.Errorf("spec.protocol: this driver speaks protocol %d, got %d", Protocol, s.Protocol)
+	if err := negotiate(s); err != nil {
+		return err
 	}
 	switch {
 	case s.Role != "producer" && s.Role != "consumer":

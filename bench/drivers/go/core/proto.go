@@ -9,8 +9,9 @@ import (
 	"sync"
 )
 
-// Protocol is the driver protocol version (docs/drivers.md).
-const Protocol = 1
+// Protocol is the driver protocol version this process speaks (docs/drivers.md): 1 until a spec asks
+// for ProtocolV2 (negotiate).
+var Protocol = 1
 
 // SizeSpec is spec.message_size.
 type SizeSpec struct {
@@ -41,6 +42,7 @@ type KeySpec struct {
 type Spec struct {
 	Type           string            `json:"type"`
 	Protocol       int               `json:"protocol"`
+	GroupSpec                        // protocol v2: group_options (group.go)
 	Role           string            `json:"role"`
 	Index          int               `json:"index"`
 	Producers      int               `json:"producers"`

@@ -35,6 +35,7 @@ final class ConsumerRun {
     private final Map<String, Long> errors = new TreeMap<>();
     private final Set<TopicPartition> assigned = new HashSet<>();
     private final Rows reads;
+    private final GroupEvents group; // protocol v2 group options, or null
     private Hist.Series series = new Hist.Series(FAR);
     private long receivedTotal;
     private long firstNs = -1;
@@ -46,6 +47,7 @@ final class ConsumerRun {
         this.spec = spec;
         this.control = control;
         this.reads = spec.verify ? new Rows(4) : null;
+        this.group = spec.groupOptions == null ? null : new GroupEvents(spec);
     }
 
     static Properties properties(Spec spec) {
@@ -54,6 +56,7 @@ final class ConsumerRun {
         p.put(ConsumerConfig.GROUP_ID_CONFIG, spec.group);
         p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         p.putAll(spec.clientConfig);
+        if (spec.groupOptions != null) spec.groupOptions.apply(p);
         return p;
     }
 
@@ -63,7 +66,7 @@ final class ConsumerRun {
             assigned.addAll(parts);
             if (joinedNs < 0) {
                 joinedNs = System.nanoTime();
-                Out.line(Json.obj("type", "ready", "partitions", parts.size()));
+                Out.line(GroupEvents.ready(spec, parts.size()));
             }
         }
 
@@ -88,10 +91,10 @@ final class ConsumerRun {
         KafkaConsumer<byte[], byte[]> consumer =
                 new KafkaConsumer<>(properties(spec), new ByteArrayDeserializer(), new ByteArrayDeserializer());
         try {
-            consumer.subscribe(List.of(spec.topic), new Listener());
+            consumer.subscribe(List.of(spec.topic), group == null ? new Listener() : group.listener(consumer, new Listener()));
             long lastStat = System.nanoTime();
             long statCount = 0;
-            while (!control.stopRequested()) {
+            while (!control.stopRequested() && (group == null || !group.finished())) {
                 ConsumerRecords<byte[], byte[]> records;
                 try {
                     records = consumer.poll(Duration.ofMillis(100));
@@ -110,6 +113,7 @@ final class ConsumerRun {
                     series = new Hist.Series(tStart);
                 }
                 if (!records.isEmpty()) statCount += take(records, now, tStart, tEnd);
+                if (group != null) group.afterBatch();
                 if (now - lastStat >= SECOND) {
                     Long total = lag(consumer);
                     if (total != null && t0 != 0) lag.add(List.of(Math.round((now - t0) / 1e6) / 1e3, total));
@@ -121,6 +125,7 @@ final class ConsumerRun {
                 }
             }
         } finally {
+            if (group != null) group.end();
             close(consumer);
         }
         return result(t0 == 0 ? released : t0, tStart == FAR ? released : tStart, tEnd == FAR ? released : tEnd,
@@ -136,6 +141,7 @@ final class ConsumerRun {
         int n = 0;
         boolean inWindow = now >= tStart && now < tEnd;
         for (ConsumerRecord<byte[], byte[]> r : records) {
+            if (group != null && !group.admit(r.partition(), r.offset())) break;
             byte[] v = r.value();
             int len = v == null ? 0 : v.length;
             n++;

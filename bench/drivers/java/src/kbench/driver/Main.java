@@ -27,6 +27,9 @@ import org.apache.kafka.common.utils.AppInfoParser;
 public final class Main {
     private Main() {}
 
+    /** the protocol version this process answers in: the spec's, once read */
+    private static int protocol = Spec.PROTOCOL;
+
     static Map<String, Object> client() {
         return Json.obj("name", "java", "version", AppInfoParser.getVersion());
     }
@@ -62,6 +65,8 @@ public final class Main {
                     + " (kafka-clients " + AppInfoParser.getVersion() + ")");
         }
         hello.put("role", spec.role);
+        hello.put("protocol", spec.protocol);
+        protocol = spec.protocol;
         hello.put("now_ns", System.nanoTime()); // refusals above come without a hello, as docs/drivers.md says
         Out.line(hello);
         Control control = new Control(in);
@@ -89,7 +94,7 @@ public final class Main {
         Map<String, Object> line = Json.obj("type", "result");
         line.putAll(result);
         line.put("client", client());
-        line.put("protocol", Spec.PROTOCOL);
+        line.put("protocol", protocol);
         Out.line(line);
     }
 

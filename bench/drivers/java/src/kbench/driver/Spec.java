@@ -16,6 +16,13 @@ final class Spec {
     }
 
     static final int PROTOCOL = 1;
+    /** protocol v2 adds group_options and the group events (GroupOptions, GroupEvents) */
+    static final int PROTOCOL_V2 = 2;
+
+    /** the version of this spec, which the driver answers in: 1 or 2 */
+    final int protocol;
+    /** protocol v2: the consumer's group options, or null */
+    final GroupOptions groupOptions;
 
     final String role;
     final int index;
@@ -65,8 +72,15 @@ final class Spec {
 
     private Spec(Map<String, Object> m) throws SpecError {
         if (!"spec".equals(m.get("type"))) throw new SpecError("type: expected \"spec\", got " + Json.write(m.get("type")));
-        long protocol = integer(m, "protocol", PROTOCOL);
-        if (protocol != PROTOCOL) throw new SpecError("protocol: this driver speaks protocol 1, got " + protocol);
+        long version = integer(m, "protocol", PROTOCOL);
+        if (version != PROTOCOL && version != PROTOCOL_V2) {
+            throw new SpecError("protocol: this driver speaks protocols 1 and 2, got " + version);
+        }
+        protocol = (int) version;
+        groupOptions = GroupOptions.parse(m.get("group_options"));
+        if (groupOptions != null && (protocol < PROTOCOL_V2 || !"consumer".equals(m.get("role")))) {
+            throw new SpecError("group_options: only a consumer's protocol 2 spec has them");
+        }
         role = string(m, "role", null);
         if (!"producer".equals(role) && !"consumer".equals(role)) {
             throw new SpecError("role: expected \"producer\" or \"consumer\", got " + Json.write(role));
