@@ -17,7 +17,7 @@ from ipaddress import IPv4Address, IPv4Network
 import psutil
 import pytest
 
-from bench.faults import netns
+from bench.faults import netns, netns_plan
 from bench.faults.netns import (
     NET_RANGE,
     SWITCH,
@@ -95,7 +95,7 @@ def test_pick_subnet_avoids_what_is_in_use() -> None:
 def test_prefixes_are_unique_and_valid() -> None:
     prefixes = {new_prefix() for _ in range(200)}
     assert len(prefixes) == 200
-    assert all(netns._PREFIX_RE.fullmatch(p) for p in prefixes)
+    assert all(netns_plan.PREFIX_RE.fullmatch(p) for p in prefixes)
     assert plan_topology(["a"]).prefix != plan_topology(["a"]).prefix
 
 
@@ -118,7 +118,7 @@ def test_setup_commands_stay_inside_the_topology() -> None:
     assert flat.index("ip -n kbnfeed-switch link add br0 type bridge") > flat.index("ip netns add kbnfeed-switch")
     ipv6 = next(i for i, c in enumerate(flat) if "kbnfeed-a sh -c" in c and "disable_ipv6" in c)
     assert ipv6 < flat.index("ip -n kbnfeed-a link set eth0 up")
-    assert all(len(name) <= 15 for name in ("kbnfeed-h", "p252", "eth0", "br0", netns.HOST_PORT))
+    assert all(len(name) <= 15 for name in ("kbnfeed-h", "p252", "eth0", "br0", netns_plan.HOST_PORT))
     assert not any("kbnfeed-h" in c for c in (" ".join(x) for x in plan_topology(
         ["a"], prefix="kbnfeed").setup_commands()))
     assert plan.teardown_commands() == [["ip", "link", "del", "kbnfeed-h"], ["ip", "netns", "del", "kbnfeed-a"],

@@ -22,7 +22,7 @@ from bench.brokers.base import NodeState
 from bench.brokers.process import ProcessKind
 from bench.brokers.service import FetchRequest, NodeHost, Prepared, StartRequest
 from bench.errors import BrokerStartError, ConfigError, JavaError
-from bench.faults.netns import exec_argv
+from bench.faults.netns_plan import exec_argv
 
 __all__ = ["DEFAULT_VERSION", "MIN_JAVA", "KafkaKRaft", "find_java", "java_major", "prepare_kafka"]
 

@@ -30,7 +30,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bench.errors import NetnsError
-from bench.faults.netns import NODE_IF, SWITCH, Topology
+from bench.faults.netns import Topology
+from bench.faults.netns_plan import NODE_IF, SWITCH
 
 __all__ = ["MODES", "TABLE", "Cut", "Network", "NodeNetwork", "bridge", "isolate", "one_way", "reject_rulesets",
            "ruleset", "split"]
