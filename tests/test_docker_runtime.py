@@ -12,6 +12,7 @@ FAILS instead of skipping.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -302,3 +303,25 @@ def test_faults_schedule_drives_containers(cli: Cli) -> None:
     assert {"exited", "paused", "running"} <= statuses
     assert broker.is_alive() and len(_round_trip(broker.bootstrap, 20)) == 20
     assert cli("broker", "down", "dk-faults")[0] == 0
+
+
+@pytest.mark.integration
+@needs_root
+def test_kbench_run_on_a_docker_broker_with_a_fault(cli: Cli, tmp_path: Path) -> None:
+    """``kbench run --broker kfake --runtime docker``: the whole pipeline against a container, a pause fault
+    through the container API, and no container left when the run ends."""
+    scenario = tmp_path / "docker-run.yaml"
+    scenario.write_text("name: docker-run\ntopic: {partitions: 2}\n"
+                        "workload: {message_size: 100, rate: 500, warmup: 1s, duration: 5s, producers: 1, "
+                        "consumer_groups: 1}\nproducer: {acks: all}\n"
+                        "faults:\n  - {action: pause, node: leader, at: 2s, duration: 1s}\n")
+    out = tmp_path / "run"
+    code, stdout, stderr = cli("run", str(scenario), "--broker", "kfake", "--runtime", "docker", "--prime", "0",
+                               "--out", str(out), "--no-progress")
+    assert code == 0, stdout + stderr
+    doc = json.loads((out / "result.json").read_text())
+    (cell,) = doc["cells"]
+    assert doc["complete"] and cell["complete"] and cell["produce"]["messages"] > 0
+    (act,) = cell["faults"]["actions"]
+    assert act["action"] == "pause" and act["paused_s"] is not None and act["resumed_s"] > act["paused_s"]
+    assert _containers(f"run-{os.getpid()}") == []

@@ -209,3 +209,16 @@ def test_report_thresholds_keeps_the_verdicts_in_the_result(tmp_path: Path) -> N
     stored = json.loads((tmp_path / "result.json").read_text())
     assert stored["thresholds"] == [{"metric": "errors.total", "max": 0, "cell": "a", "value": 2.0, "passed": False}]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+@pytest.mark.parametrize(("args", "text"), [
+    (("--bootstrap", "127.0.0.1:1", "--runtime", "docker"), "cannot apply to an external --bootstrap"),
+    (("--broker", "kafka", "--runtime", "docker", "--netns"), "--netns needs broker processes"),
+])
+def test_runtime_refusals_exit_2_before_anything_starts(tmp_path: Path, args: tuple[str, ...], text: str) -> None:
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("name: s\nworkload: {message_size: 100, rate: 100, warmup: 0s, duration: 2s}\n")
+    home, reports = tmp_path / "home", tmp_path / "r"
+    proc = run_kbench("run", str(scenario), *args, "--reports-dir", str(reports), env={"KBENCH_HOME": str(home)})
+    assert proc.returncode == 2 and text in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not reports.exists() and not (home / "brokers").exists()

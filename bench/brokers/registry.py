@@ -57,6 +57,11 @@ def _runtime(kind: str, runtime: str | None) -> Runtime:
     raise ConfigError(f"unknown broker {kind!r}: expected one of {', '.join(kind_names())}")
 
 
+def check_runtime(kind: str, runtime: str) -> None:
+    """ConfigError unless ``runtime`` exists and can start ``kind`` (no side effect)."""
+    _runtime(kind, runtime)
+
+
 def auto_port(kind: ProcessKind, nodes: int) -> int:
     """A client port for node 1 such that every port ``kind`` needs is free on loopback."""
     rng = random.Random()

@@ -73,6 +73,9 @@ def add_scenario_run_args(p: argparse.ArgumentParser, *, what: str = "run") -> N
     target.add_argument("--bootstrap", help="HOST:PORT of any Kafka-compatible broker")
     target.add_argument("--broker", choices=list(kind_names()), help=f"start an embedded broker for the {what}")
     p.add_argument("--nodes", type=int, default=1, choices=[1, 3], help="embedded broker nodes")
+    p.add_argument("--runtime", choices=["process", "docker"], default=None,
+                   help="how the embedded broker runs: local processes (default) or containers of locally built "
+                        "images on a Docker engine (docs/brokers.md)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario value")
     p.add_argument("--out", help="run directory (must not exist or be empty)")
     p.add_argument("--reports-dir", default="reports", help="root for run directories (default: reports)")
@@ -90,7 +93,7 @@ def prepare_from_args(command: Command, args: argparse.Namespace, **extra: Any) 
     return prepare(PrepareRequest(command=command, scenario_path=args.scenario, overrides=tuple(args.set or ()),
                                   out=args.out, reports_dir=args.reports_dir,
                                   client_config=client_config_from_args(args), bootstrap=args.bootstrap,
-                                  broker=args.broker, **extra))
+                                  broker=args.broker, runtime=args.runtime, **extra))
 
 
 def print_outcome(outcome: RunOutcome) -> None:

@@ -74,7 +74,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     assert cell is not None and spec is not None  # prepare("search") parsed them or raised
     client_conf = dict(prepared.client_config)
     with open_target(args.bootstrap, args.broker or scenario.broker, nodes=args.nodes,
-                     client_config=client_conf, progress=progress_line) as target:
+                     client_config=client_conf, progress=progress_line, runtime=prepared.runtime) as target:
         err.print(f"{scenario.name}: knee search of cell {cell.index} ({cell.label()}), at most "
                   f"{spec.max_steps} step(s) of {spec.warmup_s:g}+{spec.step_duration_s:g} s, against "
                   f"{target.describe()}", markup=False)

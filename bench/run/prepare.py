@@ -45,6 +45,7 @@ class PrepareRequest:
     prime_s: float = 0.0               # run: --prime
     netns: bool = False                # run: --netns (the embedded broker's nodes in network namespaces)
     broker: str | None = None          # run: --broker (the embedded kind; default: the scenario's broker:)
+    runtime: str | None = None         # --runtime: how the embedded broker runs (default: its kind's first)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class PreparedRun:
     client_config: Mapping[str, str]
     out: Path | None                   # --out, checked: absent or an empty writable directory
     reports_root: Path
+    runtime: str | None = None         # --runtime, checked: it can start the broker's kind
 
 
 def check_out_dir(value: str | None, flag: str = "--out") -> Path | None:
@@ -180,6 +182,23 @@ def _check_netns(req: PrepareRequest, scenario: Scenario, plan: FaultPlan | None
         check_netns(kind, partitions=plan is not None and plan.needs_netns)
 
 
+def _check_runtime(req: PrepareRequest, scenario: Scenario, plan: FaultPlan | None) -> None:
+    """``--runtime``: an embedded broker of a kind that runtime has, without what needs local processes."""
+    if req.runtime is None:
+        return
+    if req.bootstrap:
+        raise ConfigError("--runtime says how an embedded broker runs; it cannot apply to an external --bootstrap")
+    from bench.brokers.registry import check_runtime
+
+    kind = req.broker or scenario.broker
+    if kind is not None:
+        check_runtime(kind, req.runtime)
+    if req.runtime != "process" and req.netns:
+        raise ConfigError(f"--netns needs broker processes on this host, not --runtime {req.runtime}")
+    if req.runtime != "process" and plan is not None and plan.needs_proxy:
+        raise ConfigError(f"network faults through the client proxy need broker processes, not --runtime {req.runtime}")
+
+
 def _check_search(req: PrepareRequest, scenario: Scenario) -> tuple[SearchSpec | None, Cell | None]:
     from bench.capacity.spec import parse_search, search_cell
 
@@ -229,6 +248,8 @@ def prepare(req: PrepareRequest) -> PreparedRun:
     _check_clients(scenario, req.client_config)
     plan = _check_faults(req, scenario, ctx)
     _check_netns(req, scenario, plan)
+    _check_runtime(req, scenario, plan)
     spec, cell = _check_search(req, scenario)
     return PreparedRun(command=req.command, scenario=scenario, fault_plan=plan, search_spec=spec, search_cell=cell,
-                       client_config=dict(req.client_config), out=out, reports_root=reports_root)
+                       client_config=dict(req.client_config), out=out, reports_root=reports_root,
+                       runtime=req.runtime)

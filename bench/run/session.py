@@ -44,7 +44,8 @@ def run_prepared(prepared: PreparedRun, session: Session, *, say: Callable[[str]
     scenario, conf = prepared.scenario, dict(prepared.client_config)
     proxy = prepared.fault_plan is not None and prepared.fault_plan.needs_proxy
     with open_target(session.bootstrap, session.broker or scenario.broker, nodes=session.nodes,
-                     client_config=conf, progress=broker_progress, proxy=proxy, netns=session.netns) as target:
+                     client_config=conf, progress=broker_progress, proxy=proxy, netns=session.netns,
+                     runtime=prepared.runtime) as target:
         events = run_events(prepared.fault_plan, handle=target.handle, bootstrap=target.bootstrap,
                             client_config=conf, verify=session.verify, alive=target.alive,
                             observers=session.observers, proxy=target.proxy, network=target.network)

@@ -56,11 +56,12 @@ def _api_versions(bootstrap: str, client_config: dict[str, str] | None = None) -
 def open_target(bootstrap: str | None, broker: str | None, *, nodes: int = 1,
                 client_config: dict[str, str] | None = None,
                 progress: Callable[[str], None] | None = None, proxy: bool = False,
-                netns: bool = False) -> Iterator[Target]:
+                netns: bool = False, runtime: str | None = None) -> Iterator[Target]:
     """Yield the run's target. External: fail within ~8 s if it does not answer. Embedded: start and stop.
 
     ``proxy``: an embedded broker behind the client proxy (:mod:`bench.faults.proxy`), advertising it.
-    ``netns``: every node in its own network namespace (:mod:`bench.brokers.netns_nodes`), removed with it."""
+    ``netns``: every node in its own network namespace (:mod:`bench.brokers.netns_nodes`), removed with it.
+    ``runtime``: how the embedded broker runs (``process``, ``docker``; default: its kind's first runtime)."""
     if bootstrap:
         cluster = probe_cluster(bootstrap, timeout=PROBE_TIMEOUT_S, extra=client_config)
         info = {"kind": os.environ.get("KBENCH_BROKER_NAME", "external"), "version": None, "embedded": False,
@@ -81,7 +82,7 @@ def open_target(bootstrap: str | None, broker: str | None, *, nodes: int = 1,
         yield from _proxied(broker, nodes, progress)
         return
     handle = start_broker(broker, nodes=nodes, port=0, name=f"run-{os.getpid()}", progress=progress, netns=netns,
-                          ephemeral=True)
+                          ephemeral=True, runtime=runtime)
     try:
         cluster = probe_cluster(handle.bootstrap)
         info = {"kind": handle.kind, "version": handle.version, "embedded": True, "bootstrap": handle.bootstrap,
