@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,25 +50,40 @@ def settled(p99s: list[float | None]) -> bool:
     return p99s[-1] >= p99s[-2] / SETTLE_RATIO
 
 
+@dataclass(frozen=True)
+class PrimeRound:
+    """What one priming round measured."""
+
+    seconds: float
+    cell: str
+    complete: bool
+    produce_msgs_per_s: float
+    publish_p99_ms: float | None
+    steady: bool | None
+
+
 def prime_broker(scenario: Scenario, opts: RunOptions, seconds: float = DEFAULT_PRIME_S, *,
                  alive: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Run priming rounds until the broker settles; returns the ``priming`` record of the result document."""
-    round_s = seconds / 2
-    rounds: list[dict[str, Any]] = []
+    round_scenario = priming_scenario(scenario, seconds / 2)
+    rounds: list[PrimeRound] = []
+    p99s: list[float | None] = []
     with tempfile.TemporaryDirectory(prefix="kbench-priming-") as tmp:
         prime_opts = dataclasses.replace(opts, reports_root=Path(tmp), out=None, verify=False, keep_topics=False)
         while len(rounds) < MAX_ROUNDS:
-            rounds.append(_prime_round(priming_scenario(scenario, round_s), prime_opts, alive))
-            if not rounds[-1]["complete"] or settled([r["publish_p99_ms"] for r in rounds]):
+            rounds.append(_prime_round(round_scenario, prime_opts, alive))
+            p99s.append(rounds[-1].publish_p99_ms)
+            if not rounds[-1].complete or settled(p99s):
                 break
     last = rounds[-1]
-    return {"seconds": round_s * len(rounds), "cell": last["cell"], "complete": last["complete"],
-            "produce_msgs_per_s": last["produce_msgs_per_s"], "publish_p99_ms": last["publish_p99_ms"],
-            "steady": last["steady"], "settled": settled([r["publish_p99_ms"] for r in rounds]),
-            "rounds": [{k: r[k] for k in ("seconds", "produce_msgs_per_s", "publish_p99_ms")} for r in rounds]}
+    return {"seconds": sum(r.seconds for r in rounds), "cell": last.cell, "complete": last.complete,
+            "produce_msgs_per_s": last.produce_msgs_per_s, "publish_p99_ms": last.publish_p99_ms,
+            "steady": last.steady, "settled": settled(p99s),
+            "rounds": [{"seconds": r.seconds, "produce_msgs_per_s": r.produce_msgs_per_s,
+                        "publish_p99_ms": r.publish_p99_ms} for r in rounds]}
 
 
-def _prime_round(scenario: Scenario, opts: RunOptions, alive: Callable[[], bool] | None) -> dict[str, Any]:
+def _prime_round(scenario: Scenario, opts: RunOptions, alive: Callable[[], bool] | None) -> PrimeRound:
     try:
         outcome = execute(scenario, opts, events=RunEvents(broker_alive=alive))
     except RunAborted as exc:  # nothing the user asked for was measured yet: say so, keep the exit code
@@ -75,6 +91,6 @@ def _prime_round(scenario: Scenario, opts: RunOptions, alive: Callable[[], bool]
                          interrupted=exc.interrupted) from None
     cell = outcome.document["cells"][0]
     publish = cell["latency"].get("publish") or {}
-    return {"seconds": scenario.cells[0].workload.duration_s, "cell": cell["label"], "complete": bool(cell["complete"]),
-            "produce_msgs_per_s": cell["produce"]["msgs_per_s"], "publish_p99_ms": publish.get("p99_ms"),
-            "steady": (cell.get("steady_state") or {}).get("steady")}
+    return PrimeRound(seconds=scenario.cells[0].workload.duration_s, cell=cell["label"],
+                      complete=bool(cell["complete"]), produce_msgs_per_s=cell["produce"]["msgs_per_s"],
+                      publish_p99_ms=publish.get("p99_ms"), steady=(cell.get("steady_state") or {}).get("steady"))
