@@ -213,7 +213,7 @@ def test_report_thresholds_keeps_the_verdicts_in_the_result(tmp_path: Path) -> N
 
 @pytest.mark.parametrize(("args", "text"), [
     (("--bootstrap", "127.0.0.1:1", "--runtime", "docker"), "cannot apply to an external --bootstrap"),
-    (("--broker", "kafka", "--runtime", "docker", "--netns"), "--netns needs broker processes"),
+    (("--broker", "kafka", "--runtime", "docker", "--netns"), "the docker runtime cannot (drop --runtime)"),
 ])
 def test_runtime_refusals_exit_2_before_anything_starts(tmp_path: Path, args: tuple[str, ...], text: str) -> None:
     scenario = tmp_path / "s.yaml"

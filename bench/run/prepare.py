@@ -179,11 +179,12 @@ def _check_netns(req: PrepareRequest, scenario: Scenario, plan: FaultPlan | None
 
     kind = req.broker or scenario.broker
     if kind is not None:
-        check_netns(kind, partitions=plan is not None and plan.needs_netns)
+        check_netns(kind, req.runtime, partitions=plan is not None and plan.needs_netns)
 
 
 def _check_runtime(req: PrepareRequest, scenario: Scenario, plan: FaultPlan | None) -> None:
-    """``--runtime``: an embedded broker of a kind that runtime has, without what needs local processes."""
+    """``--runtime``: an embedded broker of a kind that runtime has, without the client proxy (which needs local
+    processes); ``--netns`` with it is :func:`_check_netns`'s (the same check as ``kbench broker up``)."""
     if req.runtime is None:
         return
     if req.bootstrap:
@@ -193,8 +194,6 @@ def _check_runtime(req: PrepareRequest, scenario: Scenario, plan: FaultPlan | No
     kind = req.broker or scenario.broker
     if kind is not None:
         check_runtime(kind, req.runtime)
-    if req.runtime != "process" and req.netns:
-        raise ConfigError(f"--netns needs broker processes on this host, not --runtime {req.runtime}")
     if req.runtime != "process" and plan is not None and plan.needs_proxy:
         raise ConfigError(f"network faults through the client proxy need broker processes, not --runtime {req.runtime}")
 
