@@ -91,7 +91,8 @@ def test_a_failed_cell_is_kept_and_the_run_goes_on(tmp_path: Path, broker_answer
     assert failed["failure"] == {"reason": died, "phase": "consumers joining", "stops_run": False}
     assert failed["produce"]["messages"] > 0                     # the partial measurements are kept
     assert doc["failed_cells"] == [{"index": 1, "label": failed["label"], "reason": died}]
-    assert doc["incomplete_reason"].__eq__("1 of 3 cell(s) failed (message_size=200: franz-go driver 0 died (exit code 3); its stderr ends with: lost the connection)")
+    assert doc["incomplete_reason"] == ("1 of 3 cell(s) failed (message_size=200: franz-go driver 0 died "
+                                        "(exit code 3); its stderr ends with: lost the connection)")
     assert doc["cells"][0]["failure"] is None and doc["cells"][0]["complete"] is True
 
 
@@ -149,7 +150,7 @@ def test_a_broker_that_stops_answering_after_a_failed_cell_stops_the_run(
         raise BrokerUnreachableError(f"broker at {bootstrap} did not answer a metadata request within 8 s")
 
     monkeypatch.setattr("bench.brokers.probe_cluster", silent)
-    with pytest.raises(RunAborted, match="consumers to join.*then the broker stopped answering"):
+    with pytest.raises(RunAborted, match=r"consumers to join.*then the broker stopped answering"):
         _execute(tmp_path, {0: CellAborted("timed out after 60 s waiting for consumers to join their group")})
     doc = load_result(tmp_path / "run")
     assert [c["status"] for c in doc["cells"]] == ["failed"] and doc["cells"][0]["failure"]["stops_run"] is True
