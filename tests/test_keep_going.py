@@ -18,7 +18,7 @@ from bench.drivers.base import CellAborted, CellJob, CellRun, DriverEnvironment
 from bench.errors import BrokerUnreachableError, RunAborted
 from bench.results.model import RunDocument
 from bench.results.store import load_result
-from bench.run.events import RunEvents
+from bench.run.events import CellFailed, RunEvent, RunEvents
 from bench.run.execute import RunOptions, RunOutcome, execute
 from bench.scenario.model import load_scenario_text
 
@@ -64,11 +64,21 @@ class _Driver:
         return run
 
 
-def _execute(tmp_path: Path, plan: dict[int, CellAborted], *, fail_fast: bool = False,
-             alive: bool = True) -> tuple[_Driver, RunOutcome]:
+class _Seen:
+    def __init__(self) -> None:
+        self.failed: list[CellFailed] = []
+
+    def on_event(self, event: RunEvent) -> None:
+        if isinstance(event, CellFailed):
+            self.failed.append(event)
+
+
+def _execute(tmp_path: Path, plan: dict[int, CellAborted], *, fail_fast: bool = False, alive: bool = True,
+             seen: _Seen | None = None) -> tuple[_Driver, RunOutcome]:
     driver = _Driver(plan)
     opts = RunOptions(bootstrap="127.0.0.1:1", broker={"kind": "external"}, out=tmp_path / "run", fail_fast=fail_fast)
-    return driver, execute(load_scenario_text(THREE), opts, driver, RunEvents(broker_alive=lambda: alive))
+    events = RunEvents(observers=[seen or _Seen()], broker_alive=lambda: alive)
+    return driver, execute(load_scenario_text(THREE), opts, driver, events)
 
 
 @pytest.fixture
@@ -81,8 +91,10 @@ def broker_answers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def test_a_failed_cell_is_kept_and_the_run_goes_on(tmp_path: Path, broker_answers: list[str]) -> None:
     died = "franz-go driver 0 died (exit code 3); its stderr ends with:\nlost the connection"
-    driver, outcome = _execute(tmp_path, {1: CellAborted(died)})
+    seen = _Seen()
+    driver, outcome = _execute(tmp_path, {1: CellAborted(died)}, seen=seen)
     assert driver.ran == [0, 1, 2] and broker_answers == ["127.0.0.1:1"]
+    assert [(e.index, e.stops_run) for e in seen.failed] == [(1, False)]     # the progress display says it
     doc = load_result(outcome.run_dir)
     assert not outcome.complete and doc["complete"] is False
     assert [c["status"] for c in doc["cells"]] == ["ok", "failed", "ok"]
@@ -97,6 +109,9 @@ def test_a_failed_cell_is_kept_and_the_run_goes_on(tmp_path: Path, broker_answer
 
 
 def test_the_gates_fail_on_a_failed_cell(tmp_path: Path, broker_answers: list[str]) -> None:
+    from rich.console import Console
+
+    from bench.cli.summary import print_summary
     from bench.report.compare import compare_results
     from bench.report.tables import markdown_summary
     from bench.run.thresholds import evaluate, verdicts
@@ -107,6 +122,10 @@ def test_the_gates_fail_on_a_failed_cell(tmp_path: Path, broker_answers: list[st
     (miss,) = evaluate(doc["cells"], scenario.thresholds)       # errors.total = 0 in the partial cell: still a miss
     assert miss.failed and "cell FAILED" in str(miss) and miss.cell == doc["cells"][1]["label"]
     assert [v["passed"] for v in verdicts(doc["cells"], scenario.thresholds)] == [True, False, True]
+    console = Console(record=True, width=200)
+    print_summary(doc, console)
+    text = console.export_text()
+    assert "│ message_size=200 (FAILED) │             – │" in text and "failed: message_size=200: consumer never joined" in text
     md = markdown_summary(doc)
     assert "| message_size=200 (FAILED) | FAILED | – |" in md
     assert "✗ **message_size=200** FAILED (consumers joining): consumer never joined" in md

@@ -29,7 +29,7 @@ from bench.results.environment import client_versions, host_info
 from bench.results.model import CellDocument, CellFailure, RunDocument
 from bench.results.store import new_run_dir, utc_now, write_result
 from bench.run.cell import build_cell_result
-from bench.run.events import CellStarted, RunEvents
+from bench.run.events import CellFailed, CellStarted, RunEvents
 from bench.run.repeats import merge_repeats
 from bench.scenario.model import Cell, Scenario, to_plain
 
@@ -155,6 +155,7 @@ def _run_repeated_cell(run: _Run, doc: RunDocument, cell: Cell, total: int) -> _
         return None
     if abort.failed:
         doc["failed_cells"].append({"index": cell.index, "label": cell.label(), "reason": abort.reason})
+        run.events.emit(CellFailed(cell.index, cell.label(), abort.reason, abort.stops_run or run.opts.fail_fast))
     if abort.stops_run:
         return abort
     if run.opts.fail_fast:
