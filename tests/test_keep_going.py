@@ -125,7 +125,8 @@ def test_the_gates_fail_on_a_failed_cell(tmp_path: Path, broker_answers: list[st
     console = Console(record=True, width=200)
     print_summary(doc, console)
     text = console.export_text()
-    assert "│ message_size=200 (FAILED) │             – │" in text and "failed: message_size=200: consumer never joined" in text
+    assert "│ message_size=200 (FAILED) │             – │" in text
+    assert "failed: message_size=200: consumer never joined" in text
     md = markdown_summary(doc)
     assert "| message_size=200 (FAILED) | FAILED | – |" in md
     assert "✗ **message_size=200** FAILED (consumers joining): consumer never joined" in md
