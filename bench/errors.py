@@ -16,7 +16,11 @@ stderr and an exit code (2 for anything the user can fix, never a traceback)::
     │   └── TopicError               a topic operation failed: operation, topic, the broker's error
     ├── NetnsError                   a network-namespace topology cannot be made, used or removed (not root…)
     ├── ResultError                  a result document is missing, corrupt or of an unknown version
-    └── RunAborted                   a run stopped early (Ctrl-C: 130, broker died: 1); partial results kept
+    └── RunAborted                   a run stopped early (Ctrl-C: 130, broker died or silent, --fail-fast: 1);
+                                     partial results kept
+
+A failed cell (a driver died, a worker never ready, a consumer never joined) is not an exception here: the
+run marks it failed and goes on, and ``kbench run`` exits 1 at the end (docs/result-format.md#failed-cells).
 """
 
 from __future__ import annotations
@@ -123,7 +127,8 @@ class ResultError(KbenchError):
 
 
 class RunAborted(KbenchError):
-    """A run stopped before its end (Ctrl-C, broker died). Partial results were written.
+    """A run stopped before its end (Ctrl-C, broker died or stopped answering, a failed cell with
+    ``--fail-fast``). Partial results were written.
 
     ``interrupted`` is True when the user stopped it (Ctrl-C, where KeyboardInterrupt was caught): exit
     130; any other early stop is a failed run, exit 1. The code comes from this flag, never from the text."""

@@ -1,6 +1,7 @@
 """The client axis of a scenario (issue 13): `client:` / `consumer_client:` run cells through the Java and
 Go drivers with the same pipeline, a key a client cannot honour is exit 2 before anything starts, and a
-driver that dies fails its cell with its stderr tail, keeps the partial result and leaves no process.
+driver that dies fails its cell with its stderr tail, keeps the partial result and leaves no process, and
+the run goes on with the next cell.
 
 The round trips run the real drivers (built on first use into the kbench cache) against embedded Kafka.
 The crash test uses a stand-in driver script: what it tests is the coordinator's handling of a dying
@@ -15,7 +16,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench.errors import RunAborted
 from bench.run.execute import RunOptions, execute
 from bench.scenario.model import load_scenario_text
 from tests.conftest import run_kbench
@@ -91,23 +91,33 @@ sys.exit(3)
 
 
 @pytest.mark.integration
-def test_a_dying_driver_fails_its_cell_with_stderr_and_leaves_no_process(
+def test_a_dying_driver_fails_its_cell_the_next_cell_runs_and_no_process_is_left(
         tmp_path: Path, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two cells: the franz-go producer of the first dies after t0 (exit 3, a line on stderr); the cell is
+    failed with the stderr tail and the consumer's partial result, its topic deleted, and the second cell
+    (librdkafka) runs to its end. The run returns (no RunAborted): incomplete, exit 1 at the CLI."""
+    from bench.kafka.admin import TopicAdmin
+
     script = tmp_path / "dying_driver.py"
     script.write_text(DYING_DRIVER)
     monkeypatch.setattr("bench.drivers.pool.worker_command",
                         lambda client, version: [sys.executable, str(script)])
-    scenario = load_scenario_text(TINY + "client: franz-go\nconsumer_client: librdkafka\n")
+    scenario = load_scenario_text(TINY + "consumer_client: librdkafka\nmatrix: {client: [franz-go, librdkafka]}\n")
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     opts = RunOptions(bootstrap=kafka_bootstrap, broker={"kind": "external"}, out=tmp_path / "run")
-    with pytest.raises(RunAborted) as info:
-        execute(scenario, opts)
-    assert "franz-go driver 0 died (exit code 3)" in str(info.value)
+    outcome = execute(scenario, opts)
     doc = json.loads((tmp_path / "run" / "result.json").read_text())
-    assert doc["complete"] is False and "exit code 3" in doc["incomplete_reason"]
-    assert "lost the connection to the broker" in doc["incomplete_reason"]
-    (cell,) = doc["cells"]
-    assert cell["complete"] is False
+    assert not outcome.complete and doc["complete"] is False
+    dead, good = doc["cells"]
+    assert dead["status"] == "failed" and dead["complete"] is False
+    for reason in (dead["incomplete_reason"], dead["failure"]["reason"], doc["failed_cells"][0]["reason"]):
+        assert "franz-go driver 0 died (exit code 3)" in reason and "lost the connection to the broker" in reason
+    assert dead["failure"]["stops_run"] is False and [f["index"] for f in doc["failed_cells"]] == [0]
+    assert len(dead["consume"]["join_s"]) == 1          # the librdkafka consumer's partial result is kept
+    assert "1 of 2 cell(s) failed" in doc["incomplete_reason"] and "exit code 3" in doc["incomplete_reason"]
+    assert good["status"] == "ok" and good["complete"] and good["check"]["offsets_agree"], good["check"]
+    with TopicAdmin(kafka_bootstrap) as admin:          # deleted like a finished cell's
+        admin.wait_deleted(dead["topic"]["name"], timeout_s=15)
     left = [psutil.Process(pid) for pid in {p.pid for p in psutil.Process().children(recursive=True)} - before
             if psutil.pid_exists(pid)]
     # multiprocessing's resource tracker lives as long as this process; anything else is a leak

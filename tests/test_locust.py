@@ -302,24 +302,30 @@ def test_locust_goes_through_the_run_pipeline(tmp_path: Path, monkeypatch: pytes
 
 
 def test_a_test_stopped_early_is_a_partial_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The web UI's Stop is the user's: it stops the run (exit 1), the cell is incomplete, not failed."""
     from bench.errors import RunAborted
 
     with pytest.raises(RunAborted, match="stopped before the end") as info:
         _locust_run(tmp_path, monkeypatch, end_reason="stopped before the end of the run (web UI stop or Ctrl-C)")
-    assert not info.value.interrupted
+    assert not info.value.interrupted and info.value.exit_code == 1
     doc = load_result(tmp_path / "run")
     (cell,) = doc["cells"]
     assert doc["complete"] is False and cell["complete"] is False
+    assert cell["status"] == "incomplete" and cell["failure"] is None and doc["failed_cells"] == []
     assert "stopped before the end" in cell["incomplete_reason"] and cell["produce"]["messages"] > 0
 
 
-def test_no_results_from_the_master_is_a_run_without_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from bench.errors import RunAborted
-
-    with pytest.raises(RunAborted, match="Locust ended without kbench results"):
-        _locust_run(tmp_path, monkeypatch, end_reason=None)
+def test_no_results_from_the_master_is_a_failed_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Locust quit without results: the cell fails (with the master log's tail), the run itself ends normally
+    (its broker still answers), incomplete: exit 1 at the CLI."""
+    monkeypatch.setattr("bench.brokers.probe_cluster", lambda bootstrap, **_kw: {})
+    outcome, _plan = _locust_run(tmp_path, monkeypatch, end_reason=None)
     doc = load_result(tmp_path / "run")
-    assert doc["complete"] is False and doc["cells"] == [] and "locust-master.log" in doc["incomplete_reason"]
+    assert not outcome.complete and doc["complete"] is False and "locust-master.log" in doc["incomplete_reason"]
+    (cell,) = doc["cells"]
+    assert cell["status"] == "failed" and cell["produce"]["messages"] == 0
+    assert "Locust ended without kbench results" in cell["failure"]["reason"]
+    assert [f["index"] for f in doc["failed_cells"]] == [1]
 
 
 # -- against a real broker -----------------------------------------------------------------------------

@@ -420,4 +420,6 @@ def run_search(scenario: Scenario, opts: RunOptions, spec: SearchSpec, cell: Cel
     record: dict[str, Any] = {}
     search = KneeSearch(spec, cell, record, probe=HostProbe(broker_pids or ()),
                         track_contention=broker_pids is not None)
-    return execute(scenario, opts, events=events, next_cell=search, extra={"search": record})
+    # a failed step says nothing about capacity, and the steps after it would be chosen from it: stop there
+    return execute(scenario, replace(opts, fail_fast=True), events=events, next_cell=search,
+                   extra={"search": record})

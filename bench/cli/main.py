@@ -29,7 +29,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                  netns=args.netns)
     session = Session(bootstrap=args.bootstrap, broker=args.broker, nodes=args.nodes, netns=args.netns,
                       verify=args.verify, keep_topics=args.keep_topics, drain_timeout_s=args.drain_timeout,
-                      prime_s=args.prime)
+                      prime_s=args.prime, fail_fast=args.fail_fast)
     return run_and_report(prepared, session, progress=not args.no_progress)
 
 
@@ -46,6 +46,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                         "address (needed by action: partition faults); removed at the end of the run")
     p.add_argument("--verify", action="store_true", help="keep every ack and read for the history checker")
     p.add_argument("--keep-topics", action="store_true", help="do not delete the topics kbench created")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="stop the run at the first failed cell (a driver died, a worker never became ready, a "
+                        "consumer never joined); default: mark it failed, run the other cells, exit 1")
     p.add_argument("--repeat", type=int, default=None, metavar="N",
                    help="run every cell N times, each on a fresh topic (overrides the scenario's repeat:); "
                         "kbench compare judges run-level values and needs repeats to be conclusive")

@@ -8,9 +8,10 @@ from typing import Any
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
-from bench.run.events import CellStarted, PhaseChanged, RunEvent, WorkerStat
+from bench.run.events import CellFailed, CellStarted, PhaseChanged, RunEvent, WorkerStat
 
 __all__ = ["RunProgress"]
 
@@ -27,6 +28,15 @@ class RunProgress:
             self.set_phase(event.phase)
         elif isinstance(event, WorkerStat):
             self.stat(event.role, event.index, event.t_s, event.count, event.p99_us, event.total)
+        elif isinstance(event, CellFailed):
+            self.failed(event)
+
+    def failed(self, event: CellFailed) -> None:
+        """A failed cell is always said, even with the display off: the run goes on past it."""
+        total = f"/{self.total}" if self.total else ""
+        then = "" if event.stops_run else " — the run goes on"
+        self.console.print(f"[red]cell {event.index + 1}{total} [{escape(event.label)}] FAILED[/red]: "
+                           f"{escape(event.reason)}{then}")
 
     def __init__(self, total_cells: int = 0, console: Console | None = None, enabled: bool = True) -> None:
         self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)

@@ -33,6 +33,9 @@ def print_summary(doc: RunDocument, console: Console) -> None:
                 "consume msg/s", "errors", "offsets", "steady"):
         table.add_column(col, justify="left" if col == "cell" else "right")
     for c in doc["cells"]:
+        if c.get("status") == "failed":   # partial numbers, kept in the result, never shown as a result
+            table.add_row(escape(c["label"]) + " [red](FAILED)[/red]", *["–"] * 10)
+            continue
         lat = c["latency"]
         spread = c["produce"].get("per_second") or {}
         rate = f"{c['produce']['msgs_per_s']:,.0f}"
@@ -53,6 +56,9 @@ def print_summary(doc: RunDocument, console: Console) -> None:
                       "(workload.latency_sample); counts are exact")
     if any(c["produce"].get("errors_estimated") for c in doc["cells"]):
         console.print("errors marked estimated: failures among untimed messages = N x the sampled failures")
+    for f in doc.get("failed_cells") or []:
+        reason = " ".join(f["reason"].split())
+        console.print(f"[red]failed:[/red] {escape(f['label'])}: {escape(reason)}")
     for c in doc["cells"]:
         st = c.get("steady_state") or {}
         if st.get("steady") is False:

@@ -4,7 +4,8 @@ The pipeline (:mod:`bench.run.execute`) owns everything around the load: the top
 merging the results into the cell document, the extensions (faults, verification). A :class:`Driver`
 owns only the workers: start producers and consumers, set the common start ``t0``, run the warm-up and
 the window, drain, stop, and return a :class:`CellRun`. It emits :mod:`bench.run.events` (phases, load
-started, worker stats) and raises :class:`CellAborted` with what it measured when the cell cannot go on.
+started, worker stats) and raises :class:`CellAborted` with what it measured when the cell cannot go on
+(and whether that stops the run or only fails the cell).
 """
 
 from __future__ import annotations
@@ -65,13 +66,22 @@ class CellRun:
 
 
 class CellAborted(Exception):
-    """The cell stopped early (Ctrl-C, a dead broker or worker, a timeout); ``run`` is what was measured."""
+    """The cell stopped early; ``run`` is what was measured.
 
-    def __init__(self, reason: str, run: CellRun | None = None, *, interrupted: bool = False) -> None:
+    Cell-local by default: a worker or driver that died or exited, a worker never ready, a consumer that
+    never joined, Locust past its budget or without results. The run marks the cell failed and goes on with
+    the next one. ``stops_run``: the failure makes later cells meaningless (the embedded broker died, the
+    user stopped the test from the Locust web UI); ``interrupted``: Ctrl-C (it stops the run too).
+    ``by_user``: the user stopped the cell (Ctrl-C, the web UI's Stop): incomplete, not failed."""
+
+    def __init__(self, reason: str, run: CellRun | None = None, *, interrupted: bool = False,
+                 stops_run: bool = False, by_user: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.run = run
         self.interrupted = interrupted
+        self.stops_run = stops_run or interrupted
+        self.by_user = by_user or interrupted
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,12 @@ class WorkerPool:
         tail = ext.stderr_tail() if ext is not None else ""
         return f"; its stderr ends with:\n{tail}" if tail else ""
 
+    def stderr_tails(self) -> str:
+        """The stderr tails of every external driver that wrote any (what a timeout's reason shows)."""
+        return "".join(f"; {slot.client} driver {slot.index} ({slot.role})'s stderr ends with:\n{tail}"
+                       for slot in self._slots.values()
+                       if slot.external is not None and (tail := slot.external.stderr_tail()))
+
     def _externals(self) -> list[ExternalWorker]:
         return [s.external for s in self._slots.values() if s.external is not None]
 

@@ -7,8 +7,8 @@ coordination below does not care which client a worker uses.
 
 Phases of a cell: consumers join → producers ready → ``t0`` set → warm-up → measure → producers flush →
 consumers drain (until every group has read all acked messages, or the drain timeout) → stop. Ctrl-C, a
-dead broker or a dead worker stops the workers and raises :class:`~bench.drivers.base.CellAborted` with
-what was measured.
+dead broker, a dead worker or a worker never ready/joined stops the workers and raises
+:class:`~bench.drivers.base.CellAborted` with what was measured (``stops_run`` for Ctrl-C and the broker).
 """
 
 from __future__ import annotations
@@ -57,12 +57,12 @@ class ProcessDriver:
             run.backlog = backlog
             return run
         except (KeyboardInterrupt, CellAborted) as exc:
-            interrupted = exc.interrupted if isinstance(exc, CellAborted) else True
-            reason = exc.reason if isinstance(exc, CellAborted) else "interrupted (SIGINT)"
+            abort = exc if isinstance(exc, CellAborted) else CellAborted("interrupted (SIGINT)", interrupted=True)
             pool.stop()
             with contextlib.suppress(KeyboardInterrupt, CellAborted):
                 state.collect_all(30.0)
-            raise CellAborted(reason, state.to_run(time.monotonic() - started), interrupted=interrupted) from None
+            raise CellAborted(abort.reason, state.to_run(time.monotonic() - started), interrupted=abort.interrupted,
+                              stops_run=abort.stops_run) from None
         finally:
             pool.stop()
             pool.reap()

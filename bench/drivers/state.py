@@ -69,7 +69,7 @@ class CellState:
 
     def _check_health(self) -> None:
         if not self.events.alive():
-            raise CellAborted("the embedded broker died mid-run")
+            raise CellAborted("the embedded broker died mid-run", stops_run=True)
         for (role, index), code in self.pool.exit_codes().items():
             if code not in (None, 0) and not self._has_result(role, index):
                 raise CellAborted(f"{role} {self.pool.describe(role, index)} died (exit code {code})"
@@ -81,7 +81,7 @@ class CellState:
             if time.monotonic() >= deadline:
                 msg = f"timed out after {timeout:g} s waiting for {what}"
                 if hard:
-                    raise CellAborted(msg)
+                    raise CellAborted(msg + self.pool.stderr_tails())
                 self.warnings.append(msg)
                 return False
             self.pump(0.1)

@@ -10,8 +10,9 @@ workers, or one local process) in the run directory (its CSV/HTML reports and lo
 plugin inside Locust times the run and the master merges the workers' histograms into
 ``locust-results.json`` → return the merged workers' results (:mod:`bench.locust.collect`).
 
-Ctrl-C or a run past its time budget asks the master to stop gracefully; what was measured comes back in
-:class:`~bench.drivers.base.CellAborted`. Nothing here imports Locust.
+Ctrl-C, a dead broker or a run past its time budget asks the master to stop gracefully; what was measured
+comes back in :class:`~bench.drivers.base.CellAborted` (``stops_run`` unless only the budget or the results
+failed). Nothing here imports Locust.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ RESULTS_FILE = "locust-results.json"
 STARTED_FILE = "locust-started.json"
 STARTUP_BUDGET_S = 150.0   # processes start, workers connect (the master waits up to 120 s)
 _POLL_S = 0.2
+BROKER_DIED = "the embedded broker died mid-run"
 
 CLOCK = ("CLOCK_MONOTONIC per Locust process, anchored to CLOCK_REALTIME once; end-to-end latency across hosts "
          "is only as good as their clock synchronisation")
@@ -219,9 +221,14 @@ class LocustDriver:
             procs.stop()
             shutil.rmtree(secrets, ignore_errors=True)
         run, ended = self._collect(job.run_dir, plan, procs, time.monotonic() - started)
+        # the run stops on Ctrl-C, a dead broker, or a test stopped in Locust itself (the web UI's Stop);
+        # a test past its budget or without results fails only its cell
+        by_user = reason is None and run is not None and ended is not None
+        stops_run = interrupted or reason == BROKER_DIED or by_user
         reason = reason or ended
         if reason is not None or run is None:
-            raise CellAborted(reason or "Locust ended without kbench results", run, interrupted=interrupted)
+            raise CellAborted(reason or "Locust ended without kbench results", run, interrupted=interrupted,
+                              stops_run=stops_run, by_user=by_user)
         return run
 
     def _supervise(self, procs: LocustProcesses, job: CellJob, plan: Plan, events: RunEvents,
@@ -232,7 +239,7 @@ class LocustDriver:
         try:
             while procs.wait(_POLL_S) is None:
                 clock.poll()
-                reason = None if events.alive() else "the embedded broker died mid-run"
+                reason = None if events.alive() else BROKER_DIED
                 if reason is None and deadline is not None and time.monotonic() >= deadline:
                     reason = f"Locust did not finish within {timeout_s:.0f} s; stopped"
                 if reason is not None:

@@ -29,6 +29,7 @@ from bench.report.stats import mann_whitney_u, min_p_value
 from bench.report.tables import to_markdown
 from bench.results.model import CellDocument, RunDocument
 from bench.run.repeats import cell_runs
+from bench.run.thresholds import cell_failed
 
 __all__ = ["EXIT_INCONCLUSIVE", "EXIT_OK", "EXIT_REGRESSION", "EXIT_UNUSABLE", "RUN_TEST", "SECOND_TEST",
            "CellComparison", "Comparison", "Difference", "MetricComparison", "compare_results", "parse_threshold"]
@@ -148,6 +149,7 @@ class CellComparison:
     metrics: list[MetricComparison]
     runs: tuple[int, int] = (1, 1)
     warnings: list[str] = field(default_factory=list)
+    failed: tuple[bool, bool] = (False, False)     # (baseline, current): the cell failed (status: failed)
 
     @property
     def inconclusive(self) -> bool:
@@ -179,16 +181,22 @@ class Comparison:
         return [(c.label, m) for c in self.cells for m in c.metrics if m.inconclusive]
 
     @property
+    def failed_current(self) -> list[str]:
+        """Cells that failed in the current result: each fails the gate (exit 1), whatever the metrics say."""
+        return [c.label for c in self.cells if c.failed[1]]
+
+    @property
     def comparable(self) -> bool:
         return not self.incomparable
 
     def exit_code(self) -> int:
-        """1 when a significant regression beyond the threshold was found; 3 when none was found but some
-        measured metric could not be tested (too few runs; 0 with ``allow_inconclusive``); 0 otherwise;
-        2 when incomparable (and not forced) or when no cell could be matched at all."""
+        """1 when a significant regression beyond the threshold was found or a cell failed in the current
+        result; 3 when none was found but some measured metric could not be tested (too few runs; 0 with
+        ``allow_inconclusive``); 0 otherwise; 2 when incomparable (a cell that failed in the baseline
+        included; not forced) or when no cell could be matched at all."""
         if (self.incomparable and not self.forced) or not self.cells:
             return EXIT_UNUSABLE
-        if self.regressions:
+        if self.regressions or self.failed_current:
             return EXIT_REGRESSION
         if self.inconclusive and not self.allow_inconclusive:
             return EXIT_INCONCLUSIVE
@@ -345,14 +353,12 @@ def compare_results(baseline: RunDocument, current: RunDocument, *, threshold: f
             notes += [f"cell {label}: differs: {d}" for d in _diff(bc.get(section), cc.get(section), section)]
         if cell_clients(bc) != cell_clients(cc):
             notes.append(f"cell {label}: clients differ: {cell_clients(bc)} (baseline) vs {cell_clients(cc)} (current)")
-        for name, cell in (("baseline", bc), ("current", cc)):
-            if not cell.get("complete"):
-                notes.append(f"cell {label} is incomplete in the {name}: {cell.get('incomplete_reason')}")
+        _cell_status_notes(comp, label, bc, cc)
         results = _holm([_compare_metric(bc, cc, m, threshold, alpha) for m in metrics], alpha)
         runs = (len(cell_runs(bc)), len(cell_runs(cc)))
         warnings = _steady_warnings(bc, "baseline") + _steady_warnings(cc, "current result")
         comp.cells.append(CellComparison(key, label, bool(bc.get("complete")), bool(cc.get("complete")), results,
-                                         runs, warnings))
+                                         runs, warnings, (cell_failed(bc), cell_failed(cc))))
     if not comp.cells:
         comp.incomparable.append(Difference("cells (matrix parameters)", sorted(comp.only_baseline),
                                             sorted(comp.only_current)))
@@ -366,6 +372,19 @@ def compare_results(baseline: RunDocument, current: RunDocument, *, threshold: f
         notes.append(f"per-second p: {SECOND_TEST} between the two single runs, for information only: samples of "
                      "one run do not carry the run-to-run variance, so it never decides a verdict")
     return comp
+
+
+def _cell_status_notes(comp: Comparison, label: str, base: CellDocument, cur: CellDocument) -> None:
+    """Incomplete cells are notes; a cell that failed in the baseline has nothing to compare with (incomparable:
+    refresh the baseline); one that failed in the current result fails the gate (:meth:`Comparison.exit_code`)."""
+    for name, cell in (("baseline", base), ("current", cur)):
+        reason = " ".join(str(cell.get("incomplete_reason")).split())
+        if cell_failed(cell):
+            comp.notes.append(f"cell {label} FAILED in the {name}: {reason}")
+        elif not cell.get("complete"):
+            comp.notes.append(f"cell {label} is incomplete in the {name}: {reason}")
+    if cell_failed(base):
+        comp.incomparable.append(Difference(f"cell {label}: status", "failed", cur.get("status") or "ok"))
 
 
 def _runs_needed(alpha: float, family: int) -> int:
@@ -396,8 +415,11 @@ def _run_line(doc: RunDocument) -> str:
 
 def _headline(comp: Comparison, how: str) -> str:
     regs, unsure = comp.regressions, comp.inconclusive
+    failed = f"❌ **{len(comp.failed_current)} cell(s) FAILED in the current result**" if comp.failed_current else ""
     if regs:
-        return f"❌ **{len(regs)} significant regression(s)** ({how})"
+        return (f"{failed}; " if failed else "") + f"❌ **{len(regs)} significant regression(s)** ({how})"
+    if failed:
+        return failed + f": {', '.join(comp.failed_current)} ({how})"
     if unsure:
         cells = len({label for label, _m in unsure})
         text = (f"⚠ **INCONCLUSIVE**: {cells} cell(s) have too few runs for the test to reach α; no regression "
@@ -419,7 +441,8 @@ def _markdown(comp: Comparison) -> str:
         out += [_headline(comp, how), ""]
     out += [f"- **baseline:** {_run_line(comp.baseline)}", f"- **current:** {_run_line(comp.current)}", ""]
     for cell in comp.cells:
-        flag = "" if cell.baseline_complete and cell.current_complete else " (incomplete)"
+        flag = " (FAILED)" if any(cell.failed) else "" if cell.baseline_complete and cell.current_complete \
+            else " (incomplete)"
         single = any(m.per_second_p is not None for m in cell.metrics)
         rows = []
         for m in cell.metrics:

@@ -1,6 +1,7 @@
 """What report/ and compare read from a result document: metric values, per-second samples, percentiles.
 
-Every number shown by ``kbench report`` or judged by ``kbench compare`` comes from here, so both agree.
+Every number shown by ``kbench report`` or judged by ``kbench compare`` comes from here, so both agree. A
+failed cell (``status: failed``) has no value and no samples: its partial numbers are never shown as a result.
 A *metric* has a whole-run value (throughput over the measurement window; a latency percentile computed
 now from the cell's HDR histogram) and, where the run recorded one, a list of **per-second samples**
 (whole seconds of the measurement window only; the last, partial interval is left out):
@@ -29,6 +30,7 @@ from typing import Any, Literal
 
 from bench.metrics.hdr import decode_histogram, value_at_percentiles
 from bench.results.model import CellDocument
+from bench.run.thresholds import cell_failed
 
 __all__ = [
     "COMPARE_METRICS",
@@ -127,12 +129,14 @@ def cell_clients(cell: CellDocument) -> str:
 
 def cell_name(cell: CellDocument) -> str:
     """The cell's label (with its client unless it is librdkafka or a matrix parameter already), marked
-    when the cell did not complete."""
+    when the cell failed or did not complete."""
     label = str(cell.get("label") or f"cell {cell.get('index')}")
     clients = cell_clients(cell)
     params = cell.get("params") or {}
     if clients != "librdkafka" and "client" not in params and "consumer_client" not in params:
         label = f"{label} [{clients}]"
+    if cell_failed(cell):
+        return f"{label} (FAILED)"
     return label if cell.get("complete", False) else f"{label} (incomplete)"
 
 
@@ -162,7 +166,10 @@ def _get(doc: Any, dotted: str) -> Any:
 
 
 def metric_value(cell: CellDocument, metric: Metric) -> float | None:
-    """Whole-run value; latency percentiles are computed from the HDR histogram (summary as fallback)."""
+    """Whole-run value; latency percentiles are computed from the HDR histogram (summary as fallback).
+    None for a failed cell: its partial numbers are kept in the result, never shown or judged as a value."""
+    if cell_failed(cell):
+        return None
     if metric.kind != "latency":
         value = _get(cell, metric.key)
         return float(value) if isinstance(value, int | float) else None
@@ -187,7 +194,9 @@ def series_of(cell: CellDocument, side: str) -> dict[str, Any] | None:
 
 
 def metric_samples(cell: CellDocument, metric: Metric) -> list[float]:
-    """Per-second samples of the metric over whole seconds of the window (empty when not recorded)."""
+    """Per-second samples of the metric over whole seconds of the window (empty when not recorded or failed)."""
+    if cell_failed(cell):
+        return []
     n = full_seconds(cell)
     if metric.kind == "rate":
         side, what = metric.key.split(".")

@@ -17,7 +17,7 @@ from pathlib import Path
 import jinja2
 
 from bench import __version__
-from bench.report.tables import BEST, Table, metric_tables, overview_table, run_facts, threshold_misses
+from bench.report.tables import BEST, Table, cell_notes, metric_tables, overview_table, run_facts, threshold_misses
 from bench.results.model import RunDocument
 
 __all__ = ["render_html", "table_html"]
@@ -99,8 +99,7 @@ def table_html(table: Table, *, caption: str | None = None) -> str:
 def _report_view(doc: RunDocument, charts: Sequence[tuple[str, Path]]) -> ReportView:
     scen = doc.get("scenario") or {}
     cells = doc.get("cells") or []
-    notes = [f"⚠ {c.get('label')} incomplete: {c.get('incomplete_reason') or 'unknown'}"
-             for c in cells if not c.get("complete")]
+    notes = cell_notes(doc) if cells else []
     notes += [f"{c.get('label')}: {w}" for c in cells for w in c.get("warnings") or []]
     thresholds = threshold_misses(doc) if cells else None
     return ReportView(

@@ -19,10 +19,10 @@ from bench.report.data import (
     metric_value,
     spread,
 )
-from bench.results.model import RunDocument
-from bench.run.thresholds import evaluate
+from bench.results.model import CellDocument, RunDocument
+from bench.run.thresholds import cell_failed, evaluate
 
-__all__ = ["Table", "cell_frame", "markdown_summary", "metric_tables", "overview_table", "run_facts",
+__all__ = ["Table", "cell_frame", "cell_notes", "markdown_summary", "metric_tables", "overview_table", "run_facts",
            "threshold_misses", "to_markdown"]
 
 BEST = "★"
@@ -45,7 +45,7 @@ def cell_frame(doc: RunDocument) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     for cell in doc["cells"]:
         row: dict[str, Any] = {"index": cell.get("index"), "label": cell.get("label"),
-                               "complete": bool(cell.get("complete")),
+                               "complete": bool(cell.get("complete")), "status": _status(cell).lower(),
                                "incomplete_reason": cell.get("incomplete_reason")}
         for key, value in (cell.get("params") or {}).items():
             row[f"param:{key}"] = str(value)
@@ -106,6 +106,26 @@ def _fmt_ms(value: float | None) -> str:
     return "–" if value is None else (f"{value:.3g}" if value < 10 else f"{value:,.1f}")
 
 
+def _status(cell: CellDocument) -> str:
+    return "FAILED" if cell_failed(cell) else "ok" if cell.get("complete") else "INCOMPLETE"
+
+
+def cell_notes(doc: RunDocument, *, bold: bool = False) -> list[str]:
+    """One line per failed or incomplete cell, with its reason (a failed driver's stderr tail on one line);
+    ``bold``: the label in markdown bold."""
+    notes: list[str] = []
+    for cell in doc["cells"]:
+        reason = " ".join(str(cell.get("incomplete_reason") or "unknown").split())
+        label = f"**{_md_escape(str(cell.get('label')))}**" if bold else str(cell.get("label"))
+        if cell_failed(cell):
+            failure = cell.get("failure")
+            phase = failure.get("phase") if failure else None
+            notes.append(f"✗ {label} FAILED{f' ({phase})' if phase else ''}: {reason}")
+        elif not cell.get("complete"):
+            notes.append(f"⚠ {label} incomplete: {reason}")
+    return notes
+
+
 def overview_table(doc: RunDocument) -> Table:
     """One row per cell with the headline numbers (like the end-of-run summary)."""
     by_key = {m.key: m for m in REPORT_METRICS}
@@ -115,7 +135,7 @@ def overview_table(doc: RunDocument) -> Table:
             ("e2e p99 ms", "latency.e2e.p99_ms"), ("errors", "errors.total")]
     rows = []
     for cell in doc["cells"]:
-        row = {"cell": cell_name(cell), "status": "ok" if cell.get("complete") else "INCOMPLETE"}
+        row = {"cell": cell_name(cell), "status": _status(cell)}
         for title, key in cols:
             row[title] = by_key[key].fmt(metric_value(cell, by_key[key]))
         agree = (cell.get("check") or {}).get("offsets_agree")
@@ -194,9 +214,8 @@ def markdown_summary(doc: RunDocument, charts: Sequence[tuple[str, str]] = ()) -
         return "\n".join(out)
     overview = overview_table(doc)
     out += ["## Cells", "", to_markdown(overview.frame), ""]
+    out += [f"- {note}" for note in cell_notes(doc, bold=True)]
     for cell in doc["cells"]:
-        if not cell.get("complete"):
-            out.append(f"- ⚠ **{cell.get('label')}** incomplete: {cell.get('incomplete_reason') or 'unknown'}")
         for warning in cell.get("warnings") or []:
             out.append(f"- {cell.get('label')}: {warning}")
     thresholds = threshold_misses(doc)

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypedDict
 
-__all__ = ["CellDocument", "CellRunDocument", "ClientRecord", "ConsumeSection", "LatencySummary", "PerSecond",
-           "ProduceSection", "RunDocument", "ScenarioRecord", "SeriesSection", "TimingSection", "TopicRecord"]
+__all__ = ["CellDocument", "CellFailure", "CellRunDocument", "CellStatus", "ClientRecord", "ConsumeSection",
+           "FailedCell", "LatencySummary", "PerSecond", "ProduceSection", "RunDocument", "ScenarioRecord",
+           "SeriesSection", "TimingSection", "TopicRecord"]
 
 #: a latency summary: ``count``, ``hdr`` and the derived ``<stat>_us`` / ``<stat>_ms`` views
 LatencySummary = dict[str, Any]
@@ -89,11 +90,34 @@ class ClientRecord(TypedDict, total=False):
     protocol: int | None
 
 
+#: ``ok``: ran to its end, nothing missing; ``incomplete``: ran, but something is missing (a worker's
+#: measurements, the end of the window, Ctrl-C); ``failed``: the driver could not finish it (``failure``)
+CellStatus = Literal["ok", "incomplete", "failed"]
+
+
+class CellFailure(TypedDict):
+    """Why a cell failed: the reason (a dead driver's stderr tail included), the phase it failed in."""
+
+    reason: str
+    phase: str | None          # "consumers joining", "measure", … (the driver's phase then)
+    stops_run: bool            # the failure stopped the run (the broker died or stopped answering)
+
+
+class FailedCell(TypedDict):
+    """An entry of the run's ``failed_cells``."""
+
+    index: int
+    label: str
+    reason: str
+
+
 class CellRunDocument(TypedDict, total=False):
     """What one run of a cell measured (a cell, and each entry of a repeated cell's ``repeats``)."""
 
     complete: bool
     incomplete_reason: str | None
+    status: CellStatus
+    failure: CellFailure | None
     topic: TopicRecord
     timing: TimingSection
     produce: ProduceSection
@@ -142,6 +166,7 @@ class RunDocument(TypedDict, total=False):
     scenario: ScenarioRecord
     environment: dict[str, Any]
     cells: list[CellDocument]
+    failed_cells: list[FailedCell]       # the cells that failed (status "failed"), in the order they ran
     warnings: list[str]
     repeat: int
     priming: dict[str, Any] | None

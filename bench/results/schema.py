@@ -153,6 +153,12 @@ _TIMING: dict[str, Any] = {
 _RUN_PROPS: dict[str, Any] = {
     "complete": {"type": "boolean"},
     "incomplete_reason": _OPT_STR,
+    "status": {"enum": ["ok", "incomplete", "failed"],
+               "description": "failed: the driver could not finish the cell (see failure); its numbers are partial "
+                              "(additive in v1; absent in older results: read complete)"},
+    "failure": {"type": ["object", "null"], "required": ["reason", "phase", "stops_run"],
+                "properties": {"reason": {"type": "string"}, "phase": _OPT_STR, "stops_run": {"type": "boolean"}},
+                "description": "why the cell failed (additive in v1)"},
     "topic": _TOPIC,
     "timing": _TIMING,
     "produce": _PRODUCE,
@@ -236,6 +242,11 @@ RESULT_SCHEMA: dict[str, Any] = {
                         "properties": {"host": {"type": "object"}, "broker": {"type": ["object", "null"]},
                                        "clock": {"type": "string"}}},
         "cells": {"type": "array", "items": {"$ref": "#/$defs/cell"}},
+        "failed_cells": {"type": "array",
+                         "description": "the cells that failed, in the order they ran (additive in v1)",
+                         "items": {"type": "object", "required": ["index", "label", "reason"],
+                                   "properties": {"index": _NONNEG_INT, "label": {"type": "string"},
+                                                  "reason": {"type": "string"}}}},
         "warnings": {"type": "array", "items": {"type": "string"}},
         "repeat": _NONNEG_INT,
         "priming": {"type": ["object", "null"], "description": "--prime warm-up before the cells, in rounds until "

@@ -18,7 +18,7 @@ from bench.metrics.files import write_hgrm, write_hlog
 from bench.metrics.hdr import decode_histogram, encode_histogram, merge_encoded, summarize
 from bench.metrics.series import IntervalSeries
 from bench.metrics.steady import check_steady_state
-from bench.results.model import CellDocument
+from bench.results.model import CellDocument, CellFailure
 from bench.scenario.model import Cell, to_plain
 
 __all__ = ["build_cell_result"]
@@ -101,8 +101,9 @@ def _check(acked_total: int, offsets: dict[str, Any] | None, cons: Sequence[Cons
 def build_cell_result(cell: Cell, topic: str, results: WorkerResults, worker_errors: list[str],
                       opts: Any, *, offsets: dict[str, Any] | None = None, backlog: dict[str, Any] | None = None,
                       elapsed_s: float = 0.0, run_dir: Path | None = None, incomplete_reason: str | None = None,
-                      warnings: list[str] | None = None) -> CellDocument:
-    """The cell's entry in ``result.json``; also writes its ``.hgrm``/``.hlog`` files into ``run_dir``."""
+                      warnings: list[str] | None = None, failure: CellFailure | None = None) -> CellDocument:
+    """The cell's entry in ``result.json``; also writes its ``.hgrm``/``.hlog`` files into ``run_dir``.
+    ``failure``: the driver could not finish the cell (``status: failed``; its reason is ``incomplete_reason``)."""
     w = cell.workload
     prods = [r for _i, r in sorted(results["producer"].items()) if "failed" not in r]
     cons = [r for _i, r in sorted(results["consumer"].items()) if "failed" not in r]
@@ -139,6 +140,7 @@ def build_cell_result(cell: Cell, topic: str, results: WorkerResults, worker_err
     doc: dict[str, Any] = {
         "index": cell.index, "label": cell.label(), "params": to_plain(dict(cell.params)),
         "complete": not reasons, "incomplete_reason": "; ".join(reasons) or None,
+        "status": "failed" if failure is not None else "incomplete" if reasons else "ok", "failure": failure,
         "topic": {"name": topic, "created": cell.topic.name is None, "partitions": cell.topic.partitions,
                   "replication_factor": cell.topic.replication_factor, "config": dict(cell.topic.config)},
         "workload": to_plain(asdict(w)),

@@ -7,7 +7,7 @@ injection adds ``faults``, ``--verify`` adds ``verification``). Both run in the 
 
 Events, in the order a cell emits them::
 
-    CellStarted → PhaseChanged* → LoadStarted → (WorkerStat | PhaseChanged)* → CellFinished
+    CellStarted → PhaseChanged* → LoadStarted → (WorkerStat | PhaseChanged)* → CellFinished | CellFailed
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from bench.results.model import CellDocument
     from bench.scenario.model import Cell
 
-__all__ = ["CellFinished", "CellStarted", "Extension", "LoadStarted", "Observer", "PhaseChanged", "RunEvent",
-           "RunEvents", "WorkerStat"]
+__all__ = ["CellFailed", "CellFinished", "CellStarted", "Extension", "LoadStarted", "Observer", "PhaseChanged",
+           "RunEvent", "RunEvents", "WorkerStat"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,17 @@ class CellFinished:
     results: WorkerResults
 
 
-RunEvent = CellStarted | PhaseChanged | LoadStarted | WorkerStat | CellFinished
+@dataclass(frozen=True)
+class CellFailed:
+    """The driver could not finish a cell (its entry is ``status: failed``); ``stops_run``: nothing follows."""
+
+    index: int
+    label: str
+    reason: str
+    stops_run: bool
+
+
+RunEvent = CellStarted | PhaseChanged | LoadStarted | WorkerStat | CellFinished | CellFailed
 
 
 class Observer(Protocol):

@@ -69,7 +69,8 @@ def prime_broker(scenario: Scenario, opts: RunOptions, seconds: float = DEFAULT_
     rounds: list[PrimeRound] = []
     p99s: list[float | None] = []
     with tempfile.TemporaryDirectory(prefix="kbench-priming-") as tmp:
-        prime_opts = dataclasses.replace(opts, reports_root=Path(tmp), out=None, verify=False, keep_topics=False)
+        prime_opts = dataclasses.replace(opts, reports_root=Path(tmp), out=None, verify=False, keep_topics=False,
+                                        fail_fast=True)
         while len(rounds) < MAX_ROUNDS:
             rounds.append(_prime_round(round_scenario, prime_opts, alive))
             p99s.append(rounds[-1].publish_p99_ms)

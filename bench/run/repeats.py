@@ -7,7 +7,8 @@ The merged cell has the fields of an ordinary cell, so report, summary and thres
 - ``produce`` / ``consume``: messages and bytes summed, rates = total messages / total measurement window;
 - ``series``: the runs' per-second series, each cut to its whole seconds, laid end to end
   (``timing.window_s`` = the number of those seconds, so per-second readers see whole seconds only);
-- ``errors``, ``check``: summed / and-ed; ``complete`` only when every run completed;
+- ``errors``, ``check``: summed / and-ed; ``complete`` only when every run completed; ``status`` failed when
+  a run failed (``failure``: the first failed run's), else ok or incomplete;
 - ``steady_state`` (when the runs have one): steady only when every run is (false when one is not, null
   when one was too short to tell), warnings prefixed by the run.
 
@@ -161,6 +162,9 @@ def merge_repeats(cell_docs: Sequence[CellDocument], *, incomplete_reason: str |
     doc: dict[str, Any] = {key: first[key] for key in SHARED_FIELDS if key in first}
     doc["complete"] = not reasons
     doc["incomplete_reason"] = "; ".join(reasons) or None
+    failures = [r["failure"] for r in runs if r.get("status") == "failed" and r.get("failure")]
+    doc["status"] = "failed" if failures else "ok" if not reasons else "incomplete"
+    doc["failure"] = failures[0] if failures else None
     doc["topic"] = {**(first.get("topic") or {}), "name": [(r.get("topic") or {}).get("name") for r in runs]}
     timing = dict(first.get("timing") or {})
     timing.update({"window_s": window, "elapsed_s": sum(float((r.get("timing") or {}).get("elapsed_s") or 0)

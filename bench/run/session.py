@@ -33,6 +33,7 @@ class Session:
     keep_topics: bool = False
     drain_timeout_s: float = 30.0
     prime_s: float = 0.0                  # embedded broker only: the priming run's length (0 skips)
+    fail_fast: bool = False               # a failed cell stops the run (default: the other cells still run)
     observers: Sequence[Observer] = ()
     driver: Driver | None = None          # default: the process driver
 
@@ -53,7 +54,8 @@ def run_prepared(prepared: PreparedRun, session: Session, *, say: Callable[[str]
         say(f"{scenario.name}: {len(scenario.cells)} cell(s){runs} against {target.describe()}")
         opts = RunOptions(bootstrap=target.bootstrap, broker=target.info, reports_root=prepared.reports_root,
                           out=prepared.out, client_config=conf, verify=session.verify,
-                          drain_timeout_s=session.drain_timeout_s, keep_topics=session.keep_topics)
+                          drain_timeout_s=session.drain_timeout_s, keep_topics=session.keep_topics,
+                          fail_fast=session.fail_fast)
         extra = _prime(prepared, session, opts, target, say)
         return execute(scenario, opts, session.driver, events, extra=extra)
 
