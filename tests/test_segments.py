@@ -207,3 +207,16 @@ def test_a_record_the_reader_missed_is_on_disk_and_one_never_written_is_gone(kaf
     assert by["3:10000"]["status"] == "gone" and by["3:10000"]["kind"] == "lost-write"
     assert {s["partition"]: s["records"] for s in doc["scans"]} == {0: 50, 1: 50}
     assert elapsed < 5, elapsed
+
+
+def test_the_reports_line_says_on_disk_and_gone() -> None:
+    from bench.report.verification import verification_line
+
+    assert verification_line({"label": "c"}) is None
+    cell = {"verification": {"ok": False, "counts": {"acked": 75001, "lost": 3, "unseen": 2},
+                             "lost_lookup": {"status": "done", "on_disk": 1, "gone": 4, "unknown": 0,
+                                             "not_looked_up": 0}}}
+    assert verification_line(cell) == ("verification FAILED: acked 75,001, lost 3, unseen 2, duplicated 0; on the "
+                                       "nodes' disks: 1 on disk but not served, 4 gone, 0 unknown")
+    cell["verification"]["lost_lookup"] = {"status": "skipped", "note": "external"}
+    assert str(verification_line(cell)).endswith("; not looked up on disk (external)")
