@@ -7,9 +7,9 @@ It reads the files itself rather than running Kafka's ``DumpLogSegments``:
 * ``DumpLogSegments --print-data-log`` prints a value through a *string* decoder: the binary header's
   bytes that are not valid UTF-8 become U+FFFD, so the producer and sequence cannot be recovered from
   its output (no byte-preserving decoder ships with Kafka);
-* the tool is ``kafka.tools.DumpLogSegments`` in the core jar up to 4.2 and
-  ``org.apache.kafka.tools.DumpLogSegments`` in the ``kafka-tools`` jar from 4.3 (KAFKA-14579), which
-  the broker's runtime jars in kbench's cache do not include; its text format changes between releases;
+* the tool is ``kafka.tools.DumpLogSegments`` in 3.9's core jar but ``org.apache.kafka.tools.DumpLogSegments``
+  in 4.3's ``kafka-tools`` jar (KAFKA-14579, rewritten in Java), which is not among the broker's runtime
+  jars kbench caches; its text output is not a stable format;
 * a JVM per node costs seconds of CPU on a small box, during a run.
 
 The format read is the v2 record batch (magic 2, every Kafka since 0.11; KIP-98), from the protocol
