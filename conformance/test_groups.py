@@ -268,9 +268,9 @@ def _child_identity(child: ChildMember, group: str) -> GroupMetadata:
 
 
 def _commit_as(broker: BrokerInfo, security: dict[str, str], me: GroupMetadata, topic: str,
-               offset: int) -> str:
+               offset: int) -> tuple[str, int]:
     """Commit ``offset`` for partition 0 over the raw protocol as ``me`` (its generation and member id):
-    the coordinator's error name for it (``NO_ERROR``: committed)."""
+    the coordinator's error name for it (``NO_ERROR``: committed) and the OffsetCommit version used."""
     from bench.kafka.commit_codec import OFFSET_COMMIT_KEY, OFFSET_COMMIT_VERSIONS, pick_version
     from bench.kafka.member_commit import commit_as_member
     from bench.kafka.protocol import ProtocolError
@@ -283,7 +283,8 @@ def _commit_as(broker: BrokerInfo, security: dict[str, str], me: GroupMetadata, 
     res = commit_as_member(broker.bootstrap, me.group_id, me.generation_id, me.member_id, {topic: {0: offset}},
                            api=broker.api, security=security)
     code = res.errors.get(topic, {}).get(0)
-    return "no answer for partition 0" if code is None else KafkaError(code).name() if code else "NO_ERROR"
+    name = "no answer for partition 0" if code is None else KafkaError(code).name() if code else "NO_ERROR"
+    return name, res.version
 
 
 @pytest.mark.check("G8", "commit with a stale generation")
@@ -305,8 +306,8 @@ def test_g8_stale_generation_commit(check: CheckContext, clients: Clients, names
         # is then rightly accepted. The same request, sent now, must be accepted (this also proves the
         # identity read from librdkafka is the broker's); after the group moved on, refused.
         me = _child_identity(child, group)
-        current = _commit_as(broker, security_conf, me, topic, 3)
-        check.observe(generation=me.generation_id, commit_as_current_member=current)
+        current, version = _commit_as(broker, security_conf, me, topic, 3)
+        check.observe(generation=me.generation_id, commit_as_current_member=current, offset_commit_version=version)
         expect(current == "NO_ERROR", "raw OffsetCommit with the current member's generation and member id",
                {"generation": me.generation_id, "error": current}, "accepted")
         child.pause()  # SIGSTOP: no heartbeats, no rejoin; the group moves on without it
@@ -314,7 +315,7 @@ def test_g8_stale_generation_commit(check: CheckContext, clients: Clients, names
         res = pump([b], lambda: len(b.assigned()) == 2, 2 * SESSION_MS / 1000 + 5)
         expect(res.ok, "stopped member's partitions taken over", sorted(b.assigned()),
                "both on the other member")
-        stale = _commit_as(broker, security_conf, me, topic, 4)   # the same member and generation: now stale
+        stale, _ = _commit_as(broker, security_conf, me, topic, 4)   # the same member and generation: now stale
         committed = b.consumer.committed([TopicPartition(topic, 0)], timeout=10)[0].offset
         check.observe(stale_commit=stale, committed_after=committed)
         expect(stale in STALE_COMMIT_ERRORS, "commit stamped with a generation the group has left",
