@@ -10,8 +10,9 @@ events (JSON lines on stdout) on a thread and sends it commands (JSON lines on s
 Child events: ``assign``/``revoke``/``lost`` (partitions), ``rec`` (p, o, v), ``commit`` (ok, code,
 name, offsets), ``error`` (code, name, fatal, text), ``closed``. Commands: ``commit`` with ``offsets``
 ``{partition: offset}`` (synchronous, explicit offsets) or without (commit the consumed positions),
-``close`` (graceful close, then exit). The child exits by itself when stdin closes or after
-``--max-seconds``, so it never outlives a crashed parent for long.
+``member`` (emits ``member``: the member id and librdkafka's serialized group metadata, hex, which
+:func:`group_metadata` reads the generation from), ``close`` (graceful close, then exit). The child
+exits by itself when stdin closes or after ``--max-seconds``, so it never outlives a crashed parent.
 """
 
 from __future__ import annotations
@@ -22,19 +23,67 @@ import os
 import queue
 import select
 import signal
+import struct
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["ChildMember", "Event"]
+__all__ = ["ChildMember", "Event", "GroupMetadata", "group_metadata"]
 
 Event = dict[str, Any]
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class GroupMetadata:
+    """A member's view of its group: what librdkafka would stamp on a commit now."""
+
+    group_id: str
+    generation_id: int
+    member_id: str
+    group_instance_id: str | None
+
+
+_CGMD_MAGIC = b"CGMDv2:"
+
+
+def group_metadata(raw: bytes) -> GroupMetadata:
+    """Read ``Consumer.consumer_group_metadata()`` (librdkafka's ``rd_kafka_consumer_group_metadata_write``):
+    ``"CGMDv2:"``, the generation id (int32, host byte order), the group id and the member id (each
+    NUL-terminated), a byte saying whether the group instance id is null (1), else the id NUL-terminated.
+
+    librdkafka calls the format private (it may change between its versions), so a caller must check
+    the result against the broker: G8 commits with it first and expects that commit to be accepted.
+    ValueError when the bytes are not in this format."""
+    if not raw.startswith(_CGMD_MAGIC) or len(raw) < len(_CGMD_MAGIC) + 4 + 3:
+        raise ValueError(f"librdkafka group metadata not in the CGMDv2 format this reader knows: {raw[:16]!r}")
+    pos = len(_CGMD_MAGIC)
+    (generation,) = struct.unpack_from("=i", raw, pos)
+    pos += 4
+    fields: list[str] = []
+    for _ in range(2):
+        end = raw.find(b"\0", pos)
+        if end < 0:
+            raise ValueError(f"librdkafka group metadata: unterminated string at byte {pos}: {raw!r}")
+        fields.append(raw[pos:end].decode())
+        pos = end + 1
+    if pos >= len(raw) or raw[pos] not in (0, 1):
+        raise ValueError(f"librdkafka group metadata: no group-instance-id flag at byte {pos}: {raw!r}")
+    instance: str | None = None
+    if raw[pos] == 0:
+        end = raw.find(b"\0", pos + 1)
+        if end < 0:
+            raise ValueError(f"librdkafka group metadata: unterminated group instance id: {raw!r}")
+        instance, pos = raw[pos + 1:end].decode(), end
+    if pos + 1 != len(raw):
+        raise ValueError(f"librdkafka group metadata: {len(raw) - pos - 1} unexpected trailing bytes: {raw!r}")
+    return GroupMetadata(fields[0], generation, fields[1], instance)
 
 
 class ChildMember:
@@ -215,6 +264,8 @@ def _run(args: argparse.Namespace) -> int:
         cmd = json.loads(line)
         if cmd.get("cmd") == "close":
             break
+        if cmd.get("cmd") == "member":
+            _emit(out, ev="member", member_id=consumer.memberid(), metadata=consumer.consumer_group_metadata().hex())
         if cmd.get("cmd") == "commit":
             offsets = cmd.get("offsets")
             tps = ([TopicPartition(args.topic, int(p), int(o)) for p, o in offsets.items()]

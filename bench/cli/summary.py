@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from bench.report.verification import verification_line
 from bench.results.model import CellDocument, RunDocument
 
 __all__ = ["print_summary"]
@@ -63,6 +64,9 @@ def print_summary(doc: RunDocument, console: Console) -> None:
         st = c.get("steady_state") or {}
         if st.get("steady") is False:
             console.print(f"[yellow]warning:[/yellow] {escape(c['label'])}: {escape(str(st.get('warning')))}")
+        verified = verification_line(c)
+        if verified:
+            console.print(f"{escape(c['label'])}: {escape(verified)}")
     priming = doc.get("priming")
     if priming:
         p99 = priming.get("publish_p99_ms")

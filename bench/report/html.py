@@ -18,6 +18,7 @@ import jinja2
 
 from bench import __version__
 from bench.report.tables import BEST, Table, cell_notes, metric_tables, overview_table, run_facts, threshold_misses
+from bench.report.verification import verification_line
 from bench.results.model import RunDocument
 
 __all__ = ["render_html", "table_html"]
@@ -101,6 +102,7 @@ def _report_view(doc: RunDocument, charts: Sequence[tuple[str, Path]]) -> Report
     cells = doc.get("cells") or []
     notes = cell_notes(doc) if cells else []
     notes += [f"{c.get('label')}: {w}" for c in cells for w in c.get("warnings") or []]
+    notes += [f"{c.get('label')}: {line}" for c in cells if (line := verification_line(c))]
     thresholds = threshold_misses(doc) if cells else None
     return ReportView(
         name=str(scen.get("name") or "run"),

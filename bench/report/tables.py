@@ -19,6 +19,7 @@ from bench.report.data import (
     metric_value,
     spread,
 )
+from bench.report.verification import verification_line
 from bench.results.model import CellDocument, RunDocument
 from bench.run.thresholds import cell_failed, evaluate
 
@@ -218,6 +219,9 @@ def markdown_summary(doc: RunDocument, charts: Sequence[tuple[str, str]] = ()) -
     for cell in doc["cells"]:
         for warning in cell.get("warnings") or []:
             out.append(f"- {cell.get('label')}: {warning}")
+        verified = verification_line(cell)
+        if verified:
+            out.append(f"- {cell.get('label')}: {verified}")
     thresholds = threshold_misses(doc)
     if thresholds is not None:
         total, misses = thresholds

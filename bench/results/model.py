@@ -17,8 +17,9 @@ from __future__ import annotations
 from typing import Any, Literal, TypedDict
 
 __all__ = ["CellDocument", "CellFailure", "CellRunDocument", "CellStatus", "ClientRecord", "ConsumeSection",
-           "FailedCell", "LatencySummary", "PerSecond", "ProduceSection", "RunDocument", "ScenarioRecord",
-           "SeriesSection", "TimingSection", "TopicRecord"]
+           "FailedCell", "LatencySummary", "LostLocation", "LostLookupSection", "LostRecordRecord", "PerSecond",
+           "ProduceSection", "RunDocument", "ScenarioRecord", "SegmentScanRecord", "SeriesSection", "TimingSection",
+           "TopicRecord"]
 
 #: a latency summary: ``count``, ``hdr`` and the derived ``<stat>_us`` / ``<stat>_ms`` views
 LatencySummary = dict[str, Any]
@@ -109,6 +110,58 @@ class FailedCell(TypedDict):
     index: int
     label: str
     reason: str
+
+
+class LostLocation(TypedDict):
+    """Where a lost (or unseen) record was found on disk."""
+
+    node: int
+    offset: int
+    beyond_high_watermark: bool     # at or past the final read's high watermark: never committed
+
+
+class LostRecordRecord(TypedDict, total=False):
+    """One acked record nobody read, looked up in the nodes' segment files."""
+
+    value: str                      # "<producer>:<seq>"
+    producer: str
+    seq: int
+    partition: int | None
+    acked_offset: int | None
+    kind: Literal["lost-write", "unseen"]
+    status: Literal["on_disk", "gone", "unknown"]
+    locations: list[LostLocation]
+
+
+class SegmentScanRecord(TypedDict, total=False):
+    """One node's copy of one partition, as scanned."""
+
+    node: int
+    partition: int
+    files: int
+    bytes: int
+    batches: int
+    records: int
+    undecodable_batches: int        # compressed with snappy/lz4/zstd, or an old message format
+    truncated_tail: bool
+    complete: bool                  # every file read to its end, every batch decoded
+    found: int                      # looked-up records found in it
+    errors: list[str]
+
+
+class LostLookupSection(TypedDict, total=False):
+    """``verification.lost_lookup``: the lost and unseen writes looked up in the nodes' log segments."""
+
+    status: Literal["done", "incomplete", "skipped"]
+    note: str | None
+    looked_up: int
+    not_looked_up: int              # beyond the cap (the first ones by partition and offset are looked up)
+    on_disk: int
+    gone: int
+    unknown: int
+    elapsed_s: float
+    scans: list[SegmentScanRecord]
+    examples: list[LostRecordRecord]
 
 
 class CellRunDocument(TypedDict, total=False):

@@ -149,6 +149,37 @@ _TIMING: dict[str, Any] = {
     },
 }
 
+_OPT_INT: dict[str, Any] = {"type": ["integer", "null"]}
+_LOST_LOOKUP: dict[str, Any] = {
+    "type": "object",
+    "description": "lost and unseen writes looked up in the embedded nodes' log segments: on_disk (on some "
+                   "replica's disk, not served), gone, unknown (additive in v1; docs/faults.md)",
+    "required": ["status", "looked_up", "on_disk", "gone", "unknown"],
+    "properties": {
+        "status": {"enum": ["done", "incomplete", "skipped"]},
+        "note": _OPT_STR,
+        **{k: _NONNEG_INT for k in ("looked_up", "not_looked_up", "on_disk", "gone", "unknown")},
+        "elapsed_s": _NONNEG,
+        "scans": {"type": "array", "items": {
+            "type": "object", "required": ["node", "partition", "complete"],
+            "properties": {
+                **{k: _NONNEG_INT for k in ("node", "partition", "files", "bytes", "batches", "records",
+                                            "undecodable_batches", "found")},
+                "truncated_tail": {"type": "boolean"}, "complete": {"type": "boolean"},
+                "errors": {"type": "array", "items": {"type": "string"}}}}},
+        "examples": {"type": "array", "items": {
+            "type": "object", "required": ["value", "status"],
+            "properties": {
+                "value": {"type": "string"}, "producer": {"type": "string"}, "seq": _NONNEG_INT,
+                "partition": _OPT_INT, "acked_offset": _OPT_INT, "kind": {"enum": ["lost-write", "unseen"]},
+                "status": {"enum": ["on_disk", "gone", "unknown"]},
+                "locations": {"type": "array", "items": {
+                    "type": "object", "required": ["node", "offset", "beyond_high_watermark"],
+                    "properties": {"node": _NONNEG_INT, "offset": _NONNEG_INT,
+                                   "beyond_high_watermark": {"type": "boolean"}}}}}}},
+    },
+}
+
 # what one run of a cell measured: a cell, and each entry of a repeated cell's `repeats`
 _RUN_PROPS: dict[str, Any] = {
     "complete": {"type": "boolean"},
@@ -172,7 +203,8 @@ _RUN_PROPS: dict[str, Any] = {
     "warnings": {"type": "array", "items": {"type": "string"}},
     "steady_state": {"$ref": "#/$defs/steady_state"},
     "faults": {"type": "object", "description": "fault actions and plan (additive in v1; docs/faults.md)"},
-    "verification": {"type": "object", "description": "delivery verification (additive in v1; docs/faults.md)"},
+    "verification": {"type": "object", "description": "delivery verification (additive in v1; docs/faults.md)",
+                     "properties": {"lost_lookup": {"$ref": "#/$defs/lost_lookup"}}},
     "locust": {"type": "object", "description": "Locust run details (additive in v1; docs/locust.md)"},
     "driver": {"type": ["string", "object"], "description": "the load driver (additive in v1)"},
     "clients": {"type": "object", "description": "the producer and consumer clients (additive in v1; docs/drivers.md)",
@@ -260,7 +292,7 @@ RESULT_SCHEMA: dict[str, Any] = {
     },
     "$defs": {
         "cell": _CELL, "run": _RUN, "latency": _LATENCY, "latency_summary": _LATENCY_SUMMARY,
-        "per_second": _PER_SECOND, "intervals": _INTERVALS, "steady_state": _STEADY,
+        "per_second": _PER_SECOND, "intervals": _INTERVALS, "steady_state": _STEADY, "lost_lookup": _LOST_LOOKUP,
     },
 }
 

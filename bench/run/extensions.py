@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from bench.results.model import CellDocument
     from bench.scenario.model import Cell
     from bench.verify.cell import CellVerifier
+    from bench.verify.lost import SegmentLookup
 
 __all__ = ["FaultExtension", "VerifyExtension", "run_events"]
 
@@ -71,6 +72,19 @@ class VerifyExtension:
         return None
 
 
+def _segment_lookup(handle: Nodes | None) -> SegmentLookup | None:
+    """The lost-write lookup on the disks of an embedded broker's nodes (None: an external broker)."""
+    if handle is None:
+        return None
+    from pathlib import Path
+
+    from bench.verify.lost import NodeLogDirs, SegmentLookup
+    from bench.verify.segments import read_log_dirs
+
+    nodes = [NodeLogDirs(n.node_id, tuple(read_log_dirs(Path(n.data_dir)))) for n in handle.nodes]
+    return SegmentLookup(nodes, kind=str(getattr(handle, "kind", "embedded")))
+
+
 def run_events(plan: FaultPlan | None, *, handle: Nodes | None, bootstrap: str,
                client_config: Mapping[str, str] | None = None, verify: bool = False,
                alive: Callable[[], bool] | None = None, lookup: Lookup | None = None,
@@ -95,7 +109,8 @@ def run_events(plan: FaultPlan | None, *, handle: Nodes | None, bootstrap: str,
     if verify:
         from bench.verify.cell import CellVerifier
 
-        extensions.append(VerifyExtension(CellVerifier(bootstrap, conf, final_read_timeout_s=final_read_timeout_s),
-                                          faults))
+        verifier = CellVerifier(bootstrap, conf, final_read_timeout_s=final_read_timeout_s,
+                                segments=_segment_lookup(handle))
+        extensions.append(VerifyExtension(verifier, faults))
     return RunEvents(observers=tuple(observers), extensions=tuple(extensions),
                      broker_alive=faults.broker_alive if faults is not None else alive)

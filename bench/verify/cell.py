@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from bench.errors import TopicError
 from bench.kafka.admin import TopicAdmin
 from bench.load.payload import HEADER_SIZE, decode_header
 from bench.verify.history import AnomalyKind, Poll, Send, check
+
+if TYPE_CHECKING:
+    from bench.verify.lost import SegmentLookup
 
 __all__ = ["DEFINITE_FAILURES", "CellVerifier", "FinalRead", "build_history", "latency_around",
            "make_cell_end", "read_topic", "unavailability", "value_id", "verify_cell"]
@@ -357,8 +360,10 @@ class CellVerifier:
     """The runner's ``on_cell_end`` hook; ``load_started`` (called from ``on_load_start``) gives it t0."""
 
     def __init__(self, bootstrap: str, client_config: Mapping[str, str] | None = None, *,
-                 final_read_timeout_s: float = 60.0, gap_ms: float = GAP_MS, around_s: float = AROUND_S) -> None:
+                 final_read_timeout_s: float = 60.0, gap_ms: float = GAP_MS, around_s: float = AROUND_S,
+                 segments: SegmentLookup | None = None) -> None:
         self.bootstrap, self.client_config = bootstrap, dict(client_config or {})
+        self.segments = segments    # lost/unseen writes looked up on the nodes' disks (None: external broker)
         self.final_read_timeout_s, self.gap_ms, self.around_s = final_read_timeout_s, gap_ms, around_s
         self._t0: dict[str, int] = {}
         self._injectors: dict[str, Any] = {}
@@ -382,6 +387,11 @@ class CellVerifier:
                           gap_ms=self.gap_ms, around_s=self.around_s, expect_order=idempotent or in_flight == "1",
                           allow_duplicates=not idempotent, warmup_s=w.warmup_s)
         doc["producer_idempotent"] = idempotent
+        if doc["counts"]["lost"] or doc["counts"]["unseen"]:    # lost or unread? (bench/verify/lost.py)
+            from bench.verify.lost import look_up
+
+            sends, polls, _info, _acks = build_history(results)
+            doc["lost_lookup"] = look_up(self.segments, topic, sends, polls, final.records, final.low, final.high)
         return {"verification": doc}
 
 
