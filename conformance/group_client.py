@@ -7,8 +7,9 @@ events as they come, so a check can wait for the group to settle, and its result
 :func:`group_history` feeds the members' reads, cut at their rebalances (:func:`bench.verify.group.member_polls`),
 with the producers' acks and a final read, to the one history checker.
 
-Which clients have the events is :data:`GROUP_EVENTS`; :func:`require_group_events` is N/A (client) with
-the specific reason for the others.
+Which clients have the events, and which assignors each offers, is :data:`ASSIGNORS`;
+:func:`require_group_events` is N/A (client) with the specific reason for the others
+(:data:`NO_GROUP_EVENTS`) and for an assignor a client lacks (:data:`NO_ASSIGNOR`).
 """
 
 from __future__ import annotations
@@ -31,25 +32,30 @@ from bench.verify.group import member_polls
 from bench.verify.history import HistoryReport, check
 from conformance.through_client import NO_KEYS, ClientRun, not_applicable
 
-__all__ = ["ASSIGNORS", "GROUP_EVENTS", "NO_GROUP_EVENTS", "GroupMember", "group_history", "pump_members",
-           "require_group_events", "stop_members"]
+__all__ = ["ASSIGNORS", "GROUP_EVENTS", "NO_ASSIGNOR", "NO_GROUP_EVENTS", "GroupMember", "group_history",
+           "pump_members", "require_group_events", "stop_members"]
 
 #: clients whose driver speaks protocol v2's group events, and the assignors each offers
 ASSIGNORS: dict[str, tuple[str, ...]] = {
     "java": ("range", "roundrobin", "sticky", "cooperative-sticky"),
     "franz-go": ("range", "roundrobin", "sticky", "cooperative-sticky"),
+    "sarama": ("range", "roundrobin", "sticky", "cooperative-sticky"),
+    "confluent-kafka-go": ("range", "roundrobin", "cooperative-sticky"),
+    "kafka-go": ("range", "roundrobin"),
 }
 GROUP_EVENTS = tuple(ASSIGNORS)
 #: why a client has no group events (N/A (client) of every group/commit check through it)
 NO_GROUP_EVENTS: dict[str, str] = {
     "librdkafka": "kbench's in-process librdkafka worker reports no assignment/commit events (the suite's "
                   "own group and offset checks run through librdkafka directly)",
-    "kafka-go": "kafka-go's Reader has no assignment callback: with GroupID it neither says which partitions "
-                "it holds nor its generation, and commits only through CommitMessages",
-    "sarama": "the sarama driver has no protocol v2 group consumer yet (ConsumerGroupHandler Setup/Cleanup "
-              "and session.Commit could feed one)",
-    "confluent-kafka-go": "the confluent-kafka-go driver has no protocol v2 group consumer yet (librdkafka's "
-                          "rebalance callback and Commit could feed one)",
+}
+#: why a client with group events lacks an assignor (N/A (client) of that assignor's case)
+NO_ASSIGNOR: dict[tuple[str, str], str] = {
+    ("confluent-kafka-go", "sticky"): "librdkafka has no eager sticky assignor (partition.assignment.strategy "
+                                      "takes range, roundrobin, cooperative-sticky)",
+    ("kafka-go", "sticky"): "kafka-go's ConsumerGroup balances with range, roundrobin or rack affinity only",
+    ("kafka-go", "cooperative-sticky"): "kafka-go's ConsumerGroup speaks only the eager rebalance protocol "
+                                        "(range, roundrobin or rack affinity)",
 }
 READY_TIMEOUT_S = 45.0
 
@@ -59,7 +65,7 @@ def require_group_events(client: str, assignor: str | None = None) -> None:
     if client not in ASSIGNORS:
         raise not_applicable(client, NO_GROUP_EVENTS.get(client, f"{client} has no protocol v2 group events"))
     if assignor is not None and assignor not in ASSIGNORS[client]:
-        raise not_applicable(client, f"{client} offers no {assignor} assignor")
+        raise not_applicable(client, NO_ASSIGNOR.get((client, assignor), f"{client} offers no {assignor} assignor"))
 
 
 @dataclass

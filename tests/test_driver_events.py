@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bench.drivers.events import Assigned, Committed, EventError, GroupOptions, Revoked, parse_event
+from bench.drivers.events import ASSIGNORS, Assigned, Committed, EventError, GroupOptions, Revoked, parse_event
 from bench.drivers.external import GROUP_OPTIONS, ExternalWorker, spec_line, spec_protocol
 from bench.load.worker import WorkerSpec
 from bench.scenario.model import Keys, MessageSize, Payload
@@ -178,13 +178,17 @@ def test_ownership_and_overlaps() -> None:
 # ---- which clients have the events ---------------------------------------------------------------------
 
 @pytest.mark.parametrize(("client", "assignor", "words"), [
-    ("kafka-go", None, "kafka-go's Reader has no assignment callback"),
-    ("sarama", "range", "no protocol v2 group consumer yet"),
     ("librdkafka", None, "in-process librdkafka worker reports no assignment/commit events"),
+    ("confluent-kafka-go", "sticky", "librdkafka has no eager sticky assignor"),
+    ("kafka-go", "sticky", "range, roundrobin or rack affinity only"),
+    ("kafka-go", "cooperative-sticky", "only the eager rebalance protocol"),
 ])
 def test_group_checks_na_with_the_clients_reason(client: str, assignor: str | None, words: str) -> None:
     with pytest.raises(NotApplicable, match=rf"N/A \(client {client}\): .*{words}"):
         require_group_events(client, assignor)
-    for c in ("java", "franz-go"):       # the two with protocol v2 group events, every assignor
-        for a in ("range", "roundrobin", "sticky", "cooperative-sticky"):
+    offered = {"java": ASSIGNORS, "franz-go": ASSIGNORS, "sarama": ASSIGNORS,
+               "confluent-kafka-go": ("range", "roundrobin", "cooperative-sticky"), "kafka-go": ("range", "roundrobin")}
+    for c, assignors in offered.items():       # the clients with protocol v2 group events, and their assignors
+        require_group_events(c)
+        for a in assignors:
             require_group_events(c, a)

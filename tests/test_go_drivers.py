@@ -4,7 +4,9 @@ Each driver is built with bench.drivers.gobuild and driven by a small coordinato
 bounded producer runs (2,000 msg/s for 3 s; max rate for 2 s) whose acked counts must equal the topic's
 offsets and whose histograms must decode with hdrh with the right totals; a consumer per client reading
 records a librdkafka producer wrote (the shared header); a Go producer read by a librdkafka consumer (e2e
-from the header on one clock); the hello clock check; refusal of a knob; EOF on stdin as stop.
+from the header on one clock); the hello clock check; refusal of a knob; EOF on stdin as stop; the protocol
+v2 group consumers of sarama, confluent-kafka-go and kafka-go (their events parse and agree with the reads,
+the commits and the group's committed offsets; an assignor the client lacks is refused).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from hdrh.histogram import HdrHistogram
 
 from bench.drivers import gobuild
+from bench.drivers.events import EVENT_TYPES, Assigned, Committed, parse_event
 from bench.errors import ConfigError
 from bench.load.payload import decode_header, encode_header
 from tests.go_driver_helper import DriverProc, run_driver, spec
@@ -321,3 +324,70 @@ def test_consumer_waits_for_consume(client: str, binaries: dict[str, Path], kafk
     assert r["received_total"] == n, r
     assert r["released_s"] >= 1.5
     assert r["first_receive_ns"] >= t0 + int(r["released_s"] * 1e9) - 1_000_000
+
+
+# ---- protocol v2: the group consumers of sarama, confluent-kafka-go and kafka-go -------------------------
+
+V2_CLIENTS = ["sarama", "confluent-kafka-go", "kafka-go"]   # franz-go's runs in the conformance gate (C8-C10)
+
+
+def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        got = c.committed([TopicPartition(topic, p) for p in range(3)], timeout=10)
+    finally:
+        c.close()
+    return {tp.partition: tp.offset for tp in got if tp.offset >= 0}
+
+
+@needs_go
+@pytest.mark.parametrize("client", V2_CLIENTS)
+def test_v2_group_consumer_events(client: str, binaries: dict[str, Path], kafka_bootstrap: str, topic: str) -> None:
+    """A lone v2 member (range, commit each batch, stop after 150 records): its lines parse as protocol v2
+    events; the first is the whole assignment, before ready; every commit is ok and names the next offset
+    of the last record read per partition; the group's committed offsets are the last commit's."""
+    _produce_with_librdkafka(kafka_bootstrap, topic, 300)
+    group, n = f"g-{topic}", 150
+    d = DriverProc([str(binaries[client])])
+    try:
+        d.send(spec("consumer", kafka_bootstrap, topic, protocol=2, group=group, verify=True,
+                    duration_ns=60_000_000_000, group_options={"assignor": "range", "auto_commit": False,
+                                                               "commit": "batch", "max_records": n}))
+        ready = d.wait_for("ready", 60)
+        d.send({"type": "start", "t0_ns": time.monotonic_ns()})
+        r = d.wait_for("result", 30)       # it stops on its own after n records
+        assert d.finish() == 0
+    finally:
+        d.kill()
+    assert d.lines[0]["protocol"] == 2 and ready == {"type": "ready", "protocol": 2, "group_events": True}
+    assert r["protocol"] == 2 and "failed" not in r and len(r["verify"]) == n, r
+    kinds = [x["type"] for x in d.lines if x["type"] != "stat"]
+    assert kinds[:3] == ["hello", "assigned", "ready"] and kinds[-1] == "result", kinds
+    events = [parse_event(x) for x in d.lines if x["type"] in EVENT_TYPES]
+    first = events[0]
+    assert isinstance(first, Assigned) and first.partitions == (0, 1, 2) and first.reads == 0, first
+    assert first.generation is not None and first.generation >= 1, first
+    commits = [e for e in events if isinstance(e, Committed)]
+    assert commits and [c.error for c in commits if not c.ok] == [] and len(events) == 1 + len(commits), events
+    assert [c.reads for c in commits] == sorted(c.reads for c in commits) and commits[-1].reads == n
+    last: dict[int, int] = {}
+    for c in commits:       # each commit: the next offset of the last record read before it, per partition
+        upto = {p: o + 1 for p, o, _prod, _seq in r["verify"][:c.reads]}
+        assert all(upto[p] == o for p, o in c.offsets.items()), (c, upto)
+        last.update(c.offsets)
+    assert last == {p: o + 1 for p, o, _prod, _seq in r["verify"]}
+    assert _committed(kafka_bootstrap, group, topic) == last
+
+
+@needs_go
+@pytest.mark.parametrize(("client", "assignor"), [("confluent-kafka-go", "sticky"), ("kafka-go", "cooperative-sticky")])
+def test_v2_driver_refuses_an_assignor_it_lacks(client: str, assignor: str, binaries: dict[str, Path],
+                                               kafka_bootstrap: str) -> None:
+    d = DriverProc([str(binaries[client])])
+    try:
+        d.send(spec("consumer", kafka_bootstrap, "t", protocol=2, group="g", group_options={"assignor": assignor}))
+        err = d.wait_for("error", 30)
+        assert d.finish() == 2
+    finally:
+        d.kill()
+    assert "spec.group_options.assignor" in err["message"] and assignor in err["message"], err

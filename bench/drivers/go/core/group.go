@@ -3,8 +3,10 @@ package core
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +37,32 @@ type GroupSpec struct {
 type GroupEvents interface {
 	Assigned(partitions []int32, generation *int32)
 	Revoked(partitions []int32, generation *int32, lost bool)
+}
+
+// GroupEventsAfter is also implemented by the GroupEvents a driver gets, for a client whose callback can
+// fire while the driver is taking a batch from it (librdkafka's rebalance callback inside a Poll after
+// other Polls returned records): the event is placed after the pending records the client had already
+// returned, which that batch hands over.
+type GroupEventsAfter interface {
+	AssignedAfter(partitions []int32, generation *int32, pending int)
+	RevokedAfter(partitions []int32, generation *int32, lost bool, pending int)
+}
+
+// UnhandledGroupOptions names (by their spec keys) the group options set in o that are not in handled: a
+// driver refuses them (exit 2) rather than ignore an option its client does not implement.
+func UnhandledGroupOptions(o *GroupOptions, handled ...string) []string {
+	if o == nil {
+		return nil
+	}
+	var out []string
+	v := reflect.ValueOf(*o)
+	for i := range v.NumField() {
+		f, name := v.Field(i), strings.Split(v.Type().Field(i).Tag.Get("json"), ",")[0]
+		if !f.IsZero() && !contains(handled, name) {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // GroupConsumer is a Consumer built with the spec's group options that can also commit synchronously.
@@ -152,12 +180,15 @@ type eventOut struct {
 	done  atomic.Bool // the poll loop ended: a close's revocation is not reported
 }
 
-func (e *eventOut) line(kind string, fields map[string]any) {
+func (e *eventOut) line(kind string, fields map[string]any) { e.lineAfter(kind, 0, fields) }
+
+// lineAfter writes an event placed after pending records not yet counted in reads (GroupEventsAfter).
+func (e *eventOut) lineAfter(kind string, pending int, fields map[string]any) {
 	if !e.on || e.done.Load() {
 		return
 	}
 	fields["type"] = kind
-	fields["reads"] = e.reads.Load()
+	fields["reads"] = e.reads.Load() + int64(pending)
 	fields["t_ns"] = Now()
 	e.out.Line(fields)
 }
@@ -174,6 +205,14 @@ func (e *eventOut) Assigned(ps []int32, gen *int32) {
 
 func (e *eventOut) Revoked(ps []int32, gen *int32, lost bool) {
 	e.line("revoked", map[string]any{"partitions": sortedParts(ps), "generation": gen, "lost": lost})
+}
+
+func (e *eventOut) AssignedAfter(ps []int32, gen *int32, pending int) {
+	e.lineAfter("assigned", pending, map[string]any{"partitions": sortedParts(ps), "generation": gen})
+}
+
+func (e *eventOut) RevokedAfter(ps []int32, gen *int32, lost bool, pending int) {
+	e.lineAfter("revoked", pending, map[string]any{"partitions": sortedParts(ps), "generation": gen, "lost": lost})
 }
 
 func (e *eventOut) committed(next map[int32]int64, err error) {

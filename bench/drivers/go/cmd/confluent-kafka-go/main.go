@@ -1,6 +1,6 @@
 // Command confluent-kafka-go is the kbench load driver for
-// github.com/confluentinc/confluent-kafka-go/v2 (its bundled static librdkafka), protocol v1
-// (docs/drivers.md). client_config holds librdkafka properties, passed through.
+// github.com/confluentinc/confluent-kafka-go/v2 (its bundled static librdkafka), protocols 1 and 2
+// (docs/drivers.md; the v2 group consumer is in group.go). client_config holds librdkafka properties, passed through.
 package main
 
 import (
@@ -21,6 +21,9 @@ var reserved = map[string]string{"bootstrap.servers": "the spec's bootstrap", "g
 	"go.delivery.reports":       "the driver needs every delivery report"}
 
 func check(s *core.Spec) error {
+	if err := checkGroup(s); err != nil {
+		return err
+	}
 	for k := range s.ClientConfig {
 		if why, ok := reserved[k]; ok {
 			return fmt.Errorf("client_config %s: set by the driver (%s)", k, why)

@@ -1,5 +1,5 @@
-// Command kafka-go is the kbench load driver for github.com/segmentio/kafka-go, protocol v1
-// (docs/drivers.md).
+// Command kafka-go is the kbench load driver for github.com/segmentio/kafka-go, protocols 1 and 2
+// (docs/drivers.md; the v2 group consumer is in group.go).
 package main
 
 import (
@@ -22,7 +22,7 @@ func main() {
 		Knobs: &core.KnobSupport{Partitioners: []string{"hash", "roundrobin", "leastbytes", "crc32"},
 			Unsupported: map[string]string{"enable.idempotence=true": "kafka-go has no idempotent producer",
 				"max.in.flight": "kafka-go has no in-flight request limit"}},
-		NewProducer: newProducer, NewConsumer: newConsumer})
+		Check: checkGroup, NewProducer: newProducer, NewConsumer: newConsumer})
 }
 
 func writer(s *core.Spec) *kafka.Writer {

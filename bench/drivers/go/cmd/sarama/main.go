@@ -1,4 +1,5 @@
-// Command sarama is the kbench load driver for github.com/IBM/sarama, protocol v1 (docs/drivers.md).
+// Command sarama is the kbench load driver for github.com/IBM/sarama, protocols 1 and 2 (docs/drivers.md;
+// the v2 group consumer is in group.go).
 package main
 
 import (
@@ -15,8 +16,8 @@ import (
 
 func main() {
 	core.Main(&core.Client{Name: "sarama", Module: "github.com/IBM/sarama",
-		Knobs:       &core.KnobSupport{Partitioners: []string{"hash", "random", "roundrobin"}},
-		NewProducer: newProducer, NewConsumer: newConsumer})
+		Knobs: &core.KnobSupport{Partitioners: []string{"hash", "random", "roundrobin"}},
+		Check: checkGroup, NewProducer: newProducer, NewConsumer: newConsumer})
 }
 
 func config(s *core.Spec) (*sarama.Config, error) {
