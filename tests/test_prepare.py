@@ -222,3 +222,11 @@ def test_runtime_refusals_exit_2_before_anything_starts(tmp_path: Path, args: tu
     proc = run_kbench("run", str(scenario), *args, "--reports-dir", str(reports), env={"KBENCH_HOME": str(home)})
     assert proc.returncode == 2 and text in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert not reports.exists() and not (home / "brokers").exists()
+
+
+def test_transactions_are_refused_by_locust_only(tmp_path: Path) -> None:
+    over = ["workload.transactions={messages: 10, abort_ratio: 0.2}"]
+    p = prepare(_req(tmp_path, "run", overrides=over))
+    assert p.scenario.cells[0].workload.transactions is not None
+    with pytest.raises(ScenarioError, match=r"workload\.transactions: kbench locust does not run transactional"):
+        prepare(_req(tmp_path, "locust", overrides=over))

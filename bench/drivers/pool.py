@@ -126,7 +126,8 @@ def worker_specs(job: CellJob) -> list[WorkerSpec]:
     w = job.cell.workload
     common: dict[str, Any] = {"bootstrap": job.bootstrap, "topic": job.topic, "warmup_ns": int(w.warmup_s * 1e9),
                               "duration_ns": int(w.duration_s * 1e9), "message_size": w.message_size,
-                              "payload": w.payload, "keys": w.keys, "verify": job.verify}
+                              "payload": w.payload, "keys": w.keys, "verify": job.verify,
+                              "transactions": w.transactions}
     specs: list[WorkerSpec] = []
     for g in range(w.consumer_groups):
         for k in range(w.consumers_per_group):
@@ -139,6 +140,7 @@ def worker_specs(job: CellJob) -> list[WorkerSpec]:
         specs.append(WorkerSpec(role="producer", index=i, rate=per_rate, seed=1000 + i,
                                 client_config={**job.client_config, **job.cell.producer},
                                 latency_sample=latency_sample_every(w, verify=job.verify),
+                                transactional_id=f"{job.group_prefix}-p{i}" if w.transactions else None,
                                 extra={"producers": w.producers}, **common))
     return specs
 

@@ -9,10 +9,10 @@ started sends only ``failed``.
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 __all__ = ["ClientInfo", "ConsumerHdr", "ConsumerResult", "ConsumerVerify", "ProducerHdr", "ProducerResult",
-           "ProducerVerify", "Role", "SeriesDoc", "WorkerResults", "empty_results"]
+           "ProducerVerify", "Role", "SeriesDoc", "TxnRecord", "TxnStats", "WorkerResults", "empty_results"]
 
 Role = Literal["producer", "consumer"]
 
@@ -40,11 +40,29 @@ class ProducerHdr(TypedDict):
     send_delay: str | None
 
 
+#: one transaction of a transactional producer (bench.load.txn): its index k in the producer, outcome
+#: (committed | aborted | unknown), its sends' seqs [seq_from, seq_to), when commit was called (ns) or None
+TxnRecord = tuple[int, str, int, int, int | None]
+
+
+class TxnStats(TypedDict):
+    """A transactional producer's transactions by outcome, the markers they wrote (one per partition per
+    transaction that had an ack there) and the acked records of aborted / unknown ones."""
+
+    committed: int
+    aborted: int
+    unknown: int
+    markers: int
+    acked_aborted: int
+    acked_unknown: int
+
+
 class ProducerVerify(TypedDict):
     acks: list[tuple[int, int, int, int, int]]       # partition, offset, producer, seq, ack ns
     failed: list[tuple[int, int, str]]              # producer, seq, error name
     unacked_seq_from: int | None
     sent: int
+    txns: NotRequired[list[TxnRecord]]              # workload.transactions only
 
 
 class ProducerResult(TypedDict, total=False):
@@ -67,6 +85,7 @@ class ProducerResult(TypedDict, total=False):
     series: SeriesDoc
     window_end_ns: int
     verify: ProducerVerify | None
+    transactions: TxnStats                   # workload.transactions only
 
 
 class ConsumerHdr(TypedDict):
@@ -96,6 +115,8 @@ class ConsumerResult(TypedDict, total=False):
     window_end_ns: int
     lag: list[tuple[float, int]]             # (seconds since t0, total lag) samples, about once a second
     verify: ConsumerVerify | None
+    #: librdkafka consumers in verify mode: one (index of its first record in ``verify``, receipt ns) per batch
+    verify_polls: list[tuple[int, int]] | None
 
 
 class WorkerResults(TypedDict):

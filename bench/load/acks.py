@@ -4,8 +4,9 @@ A callback only appends to plain lists; :class:`bench.load.core.OpenLoopProducer
 arrays after each poll, so the per-message Python work is one call with an append or two. Which callback
 a producer uses depends on what it must keep:
 
-* ``full``: rate-limited or verify runs: ack time (the injected clock), librdkafka's latency, the 16-byte
-  header (intended time, producer, seq) and the size; in verify mode also (partition, offset, header, ack ns);
+* ``full``: rate-limited, verify or transactional runs: ack time (the injected clock), librdkafka's latency,
+  the 16-byte header (intended time, producer, seq) and the size; in verify mode also (partition, offset,
+  header, ack ns); transactional, the partition into ``txn_acked`` (:class:`bench.load.txn.TransactionalSends`);
 * ``max``: max rate, every message timed, sizes vary: latency and size;
 * ``max_fixed``: the same with a fixed size: latency only;
 * ``sampled``: max rate, 1 in N timed (the callback is passed to those messages only): latency only, and
@@ -29,9 +30,13 @@ SinkMode = Literal["full", "max", "max_fixed", "sampled"]
 class DeliverySink:
     """What delivery reports left since the last drain (cleared by the drain), plus error counts."""
 
-    def __init__(self, mode: SinkMode, *, verify: bool = False, clock: Clock = MONOTONIC) -> None:
+    def __init__(self, mode: SinkMode, *, verify: bool = False, clock: Clock = MONOTONIC,
+                 transactional: bool = False) -> None:
+        if transactional and mode != "full":
+            raise ValueError("a transactional producer needs the full delivery sink")
         self.mode: SinkMode = mode
         self.verify = verify
+        self.txn_acked: list[int] | None = [] if transactional else None   # partitions acked (transactional)
         self.lat: list[float] = []          # librdkafka's latency (s) of each acked (timed) message
         self.ack_ns: list[int] = []         # full: ack time
         self.heads: list[bytes] = []        # full: the value's header (first 16 bytes)
@@ -45,10 +50,10 @@ class DeliverySink:
 
     @classmethod
     def for_run(cls, *, rate_limited: bool, verify: bool, sampled: bool, fixed_size: int | None,
-                clock: Clock = MONOTONIC) -> DeliverySink:
-        mode: SinkMode = "full" if (rate_limited or verify) else "sampled" if sampled else \
+                clock: Clock = MONOTONIC, transactional: bool = False) -> DeliverySink:
+        mode: SinkMode = "full" if (rate_limited or verify or transactional) else "sampled" if sampled else \
             "max_fixed" if fixed_size is not None else "max"
-        return cls(mode, verify=verify, clock=clock)
+        return cls(mode, verify=verify, clock=clock, transactional=transactional)
 
     def client_config(self) -> dict[str, Any]:
         """What the client's configuration needs: the callback on every message, unless sampled (then
@@ -71,6 +76,7 @@ class DeliverySink:
         ver_app, fail_app = self.verify_acks.append, self.verify_failed.append
         errors = self.sampled_errors if mode == "sampled" else self.errors
         clock, verify = self._clock, self.verify
+        txn_app = self.txn_acked.append if self.txn_acked is not None else None
 
         def full(err: Any, msg: Any) -> None:
             if err is None:
@@ -83,6 +89,8 @@ class DeliverySink:
                 size_app(len(v))
                 if verify:
                     ver_app((msg.partition(), msg.offset(), head, t))
+                if txn_app is not None:
+                    txn_app(msg.partition())
             else:
                 name = err.name()
                 errors[name] = errors.get(name, 0) + 1

@@ -113,6 +113,7 @@ class Receiver:
         self.last_ns: int | None = None
         self.errors: dict[str, int] = {}
         self.verify: list[tuple[int, int, int, int]] | None = [] if verify else None
+        self.verify_polls: list[tuple[int, int]] | None = [] if verify else None   # (first read, receipt ns)
         self.header_offset_ns = header_offset_ns
 
     def take(self, msgs: list[Any], now: int, t_start_ns: int, t_end_ns: int,
@@ -143,11 +144,12 @@ class Receiver:
                 self.e2e.record_many(lat)
                 self.series.add_latencies(np.full(lat.size, now), lat)
         if self.verify is not None:
-            self._keep_ids(msgs)
+            self._keep_ids(msgs, now)
         return Received(n, nbytes, max_us)
 
-    def _keep_ids(self, msgs: list[Any]) -> None:
-        assert self.verify is not None
+    def _keep_ids(self, msgs: list[Any], now: int) -> None:
+        assert self.verify is not None and self.verify_polls is not None
+        self.verify_polls.append((len(self.verify), now))
         for m in msgs:
             v = m.value() if m.error() is None else None
             if v is not None and len(v) >= HEADER_SIZE:
@@ -180,6 +182,7 @@ class Receiver:
             "window_end_ns": end,
             "lag": lag,
             "verify": self.verify,
+            "verify_polls": self.verify_polls,
         }
 
 
@@ -201,6 +204,8 @@ def _consume(spec: WorkerSpec, ctl: Control, out: Any) -> ConsumerResult:
     conf: dict[str, Any] = {"bootstrap.servers": spec.bootstrap, "group.id": spec.group,
                             "auto.offset.reset": "earliest", "enable.partition.eof": False,
                             **spec.client_config}
+    if spec.transactions is not None:   # a transactional workload is read as committed (librdkafka's default too)
+        conf["isolation.level"] = "read_committed"
     # released only when the backlog (if any) is built
     while not ctl.consume.is_set() and not ctl.stop.is_set():
         ctl.consume.wait(0.05)

@@ -33,6 +33,7 @@ from bench.load.acks import DeliverySink
 from bench.load.chunks import ChunkBuilder, send_chunk
 from bench.load.payload import HEADER_SIZE, KeyStream, decode_header, decode_prefixes
 from bench.load.schedule import MONOTONIC, Clock, Resolution, Sampling, Schedule, SizeFifo, Window, WindowPhase
+from bench.load.txn import TransactionalSends
 from bench.metrics.hdr import LatencyRecorder
 from bench.metrics.series import IntervalSeries
 
@@ -90,8 +91,10 @@ class OpenLoopProducer:
 
     def __init__(self, settings: ProducerSettings, client: ProducerClient, sink: DeliverySink, sampling: Sampling,
                  chunks: ChunkBuilder, keys: KeyStream, window: Window, *, wait: Waiter,
-                 origin_ns: int | None = None, clock: Clock = MONOTONIC, on_batch: BatchHook | None = None) -> None:
+                 origin_ns: int | None = None, clock: Clock = MONOTONIC, on_batch: BatchHook | None = None,
+                 txn: TransactionalSends | None = None) -> None:
         self.settings, self.client, self.sink, self.sampling = settings, client, sink, sampling
+        self.txn = txn   # transactional: sends grouped into transactions (bench.load.txn)
         self.chunks, self.keys, self.window, self.clock = chunks, keys, window, clock
         self.wait, self.on_batch = wait, on_batch
         self.schedule = Schedule(window.t0_ns if origin_ns is None else origin_ns, settings.rate,
@@ -121,10 +124,16 @@ class OpenLoopProducer:
                 rec.reset()
 
     def send_due(self) -> int:
-        """Build and send every message due now (one chunk at most); returns how many."""
+        """Build and send every message due now (one chunk at most, and no more than the open transaction
+        has room for, ending it when it is full); returns how many."""
         due = self.schedule.due(self.clock())
         if not due:
             return 0
+        txn = self.txn
+        if txn is not None:
+            due = min(due, txn.room(self.seq))
+            if due <= 0:   # broken: nothing more can be sent
+                return 0
         intended = self.schedule.take(due, self.clock())
         offset = self.settings.header_offset_ns
         values = self.chunks.build(intended + offset if offset else intended, self.seq)
@@ -140,7 +149,14 @@ class OpenLoopProducer:
         self.sent_total += due
         if self.measuring:
             self.sent_measured += due
+        if txn is not None:
+            txn.sent(self.seq)
         return due
+
+    def end_transaction(self, *, stopped: bool) -> None:
+        """At the end of sending: end the open transaction (see :meth:`TransactionalSends.finish`)."""
+        if self.txn is not None:
+            self.txn.finish(self.seq, stopped=stopped)
 
     def _send_timed(self, values: list[bytes], keys: list[bytes | None] | None, due: int) -> None:
         """Sampled mode: the chunk's timed 1-in-N first, with the callback (removed from ``values``/``keys``)."""
@@ -314,6 +330,7 @@ class OpenLoopProducer:
             "series": cast(SeriesDoc, self.series.encode()),
             "window_end_ns": ended,
             "verify": self._verify(unacked) if self.settings.verify else None,
+            **({"transactions": self.txn.stats} if self.txn is not None else {}),
         }
 
     def _verify(self, unacked: int) -> ProducerVerify:
@@ -324,5 +341,8 @@ class OpenLoopProducer:
             acks.append((p, o, producer, seq, t))
         failed = [(producer, seq, name) for (_t, producer, seq), name in
                   ((decode_header(head), name) for head, name in self.sink.verify_failed)]
-        return {"acks": acks, "failed": failed, "unacked_seq_from": self.seq - unacked if unacked else None,
-                "sent": self.seq}
+        doc: ProducerVerify = {"acks": acks, "failed": failed, "sent": self.seq,
+                               "unacked_seq_from": self.seq - unacked if unacked else None}
+        if self.txn is not None:
+            doc["txns"] = list(self.txn.records)
+        return doc

@@ -28,12 +28,14 @@ from bench.load.chunks import ChunkBuilder, chunk_max, send_chunk
 from bench.load.core import OpenLoopProducer, ProducerSettings
 from bench.load.payload import HEADER_SIZE, KeyStream
 from bench.load.schedule import MONOTONIC, Clock, Sampling, Window, auto_latency_sample
+from bench.load.txn import AbortPlan, TransactionalSends
 from bench.load.worker import Control, WorkerSpec, run_worker
 
 __all__ = ["ChunkBuilder", "auto_latency_sample", "run_producer", "send_chunk"]
 
 _MAX_IDLE_S = 0.001    # rate-limited: block in poll at most this long between due messages
 _STOPPED_FLUSH_S = 3.0  # stopped early (Ctrl-C, dead broker): don't wait long for acks that may never come
+_INIT_TXN_S = 30.0      # init_transactions: find the coordinator, fence an earlier producer of this id
 
 
 def run_producer(spec: WorkerSpec, ctl: Control, out: Any) -> None:
@@ -55,9 +57,20 @@ def _produce(spec: WorkerSpec, ctl: Control, out: Any, clock: Clock = MONOTONIC)
 
     settings = settings_of(spec)
     sampling = Sampling.choose(spec.latency_sample, rate_limited=spec.rate is not None, verify=spec.verify)
+    txn_spec = spec.transactions
     sink = DeliverySink.for_run(rate_limited=spec.rate is not None, verify=spec.verify, sampled=sampling.sampled,
-                                fixed_size=settings.fixed_size, clock=clock)
-    producer = Producer({"bootstrap.servers": spec.bootstrap, **spec.client_config, **sink.client_config()})
+                                fixed_size=settings.fixed_size, clock=clock, transactional=txn_spec is not None)
+    conf: dict[str, Any] = {"bootstrap.servers": spec.bootstrap, **spec.client_config, **sink.client_config()}
+    if txn_spec is not None:
+        conf["transactional.id"] = spec.transactional_id or f"kbench-{spec.topic}-p{spec.index}"
+    producer = Producer(conf)
+    txn: TransactionalSends | None = None
+    if txn_spec is not None:
+        producer.init_transactions(_INIT_TXN_S)
+        assert sink.txn_acked is not None
+        txn = TransactionalSends(producer, txn_spec.messages, AbortPlan(txn_spec.abort_ratio, spec.seed),
+                                 acked=sink.txn_acked, clock=clock, timeout_s=spec.flush_timeout_s,
+                                 on_error=sink.count_error)
     chunks = ChunkBuilder.for_workload(spec.message_size, spec.payload, producer=spec.index, seed=spec.seed)
     keys = KeyStream(spec.keys.kind, spec.keys.count, spec.keys.zipf_s, seed=spec.seed, producer=spec.index)
     out.put(("ready", "producer", spec.index, None))
@@ -66,12 +79,13 @@ def _produce(spec: WorkerSpec, ctl: Control, out: Any, clock: Clock = MONOTONIC)
         producer.flush(1)
         return {"failed": "stopped before the start"}
     core = OpenLoopProducer(settings, producer, sink, sampling, chunks, keys, Window(*window),
-                            wait=producer.poll, clock=clock)
+                            wait=producer.poll, clock=clock, txn=txn)
     _wait_for_start(core, ctl, clock)
     _send_loop(core, ctl, out, spec.index, clock)
     core.stop_sending(clock())
+    core.end_transaction(stopped=ctl.stop.is_set())
     core.flush(_STOPPED_FLUSH_S if ctl.stop.is_set() else spec.flush_timeout_s, 0.05)
-    return core.result(stopped=ctl.stop.is_set())
+    return core.result(stopped=ctl.stop.is_set() or (txn is not None and txn.broken))
 
 
 def _wait_for_start(core: OpenLoopProducer, ctl: Control, clock: Clock) -> None:
@@ -86,7 +100,7 @@ def _send_loop(core: OpenLoopProducer, ctl: Control, out: Any, index: int, clock
     last_stat = clock()
     while not ctl.stop.is_set():
         now = clock()
-        if now >= t_end:
+        if now >= t_end or (core.txn is not None and core.txn.broken):
             break
         core.enter(now)
         wait_ns = core.schedule.wait_ns(now)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.scenario.model import Keys, MessageSize, Payload
+from bench.scenario.model import Keys, MessageSize, Payload, Transactions
 
 __all__ = ["Control", "WorkerSpec", "ignore_sigint", "run_worker"]
 
@@ -40,6 +40,8 @@ class WorkerSpec:
     verify: bool = False           # keep (partition, offset, seq) of every ack / read for the history checker
     flush_timeout_s: float = 30.0
     latency_sample: int = 1        # 1 in N messages carries a delivery callback (max rate); 0 = auto
+    transactions: Transactions | None = None   # transactional producer / read_committed consumer (librdkafka)
+    transactional_id: str | None = None        # the producer's transactional.id, unique per run, cell and producer
     extra: dict[str, Any] = field(default_factory=dict)
 
 

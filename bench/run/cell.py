@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, cast
 
-from bench.drivers.results import ConsumerResult, ProducerResult, SeriesDoc, WorkerResults
+from bench.drivers.results import ConsumerResult, ProducerResult, SeriesDoc, TxnStats, WorkerResults
 from bench.metrics.files import write_hgrm, write_hlog
 from bench.metrics.hdr import decode_histogram, encode_histogram, merge_encoded, summarize
 from bench.metrics.series import IntervalSeries
@@ -83,18 +83,33 @@ def _incomplete_reasons(reason: str | None, missing: int, worker_errors: list[st
     return reasons
 
 
-def _check(acked_total: int, offsets: dict[str, Any] | None, cons: Sequence[ConsumerResult]) -> dict[str, Any]:
-    """Counts against the broker's offsets, and each group's reads against the acks."""
+def _txn_stats(prods: Sequence[ProducerResult]) -> TxnStats | None:
+    """The transactional producers' transaction counts added up (None if none sent transactionally)."""
+    stats = [r["transactions"] for r in prods if "transactions" in r]
+    if not stats:
+        return None
+    return cast(TxnStats, {k: sum(int(cast(dict[str, int], s)[k]) for s in stats) for k in stats[0]})
+
+
+def _check(acked_total: int, offsets: dict[str, Any] | None, cons: Sequence[ConsumerResult],
+           txn: TxnStats | None = None) -> dict[str, Any]:
+    """Counts against the broker's offsets, and each group's reads against the acks. Transactional: each
+    transaction's marker takes an offset in every partition it wrote to, and read_committed consumers do
+    not get the records of aborted transactions (nor, perhaps, of unknown ones)."""
     check: dict[str, Any] = {"acked_total": acked_total, "broker_offsets": offsets}
+    markers = hidden = 0
+    if txn is not None:
+        check["transactions"] = dict(txn)
+        markers, hidden = txn["markers"], txn["acked_aborted"] + txn["acked_unknown"]
     if offsets is not None:
-        check["offsets_agree"] = offsets["total"] == acked_total
+        check["offsets_agree"] = offsets["total"] == acked_total + markers
     if cons:
         groups: dict[str, int] = {}
         for r in cons:
             group = str(r.get("group"))
             groups[group] = groups.get(group, 0) + r["received_total"]
         check["received_per_group"] = groups
-        check["consumed_all"] = all(v >= acked_total for v in groups.values())
+        check["consumed_all"] = all(v >= acked_total - hidden for v in groups.values())
     return check
 
 
@@ -132,7 +147,7 @@ def build_cell_result(cell: Cell, topic: str, results: WorkerResults, worker_err
         "e2e": _latency([r["hdr"]["e2e"] for r in cons]),
     }
     reasons = _incomplete_reasons(incomplete_reason, missing, worker_errors, prods)
-    check = _check(acked_total, offsets, cons)
+    check = _check(acked_total, offsets, cons, _txn_stats(prods))
 
     steady = check_steady_state({"produce": ps, "consume": cs}, full,
                                 skip=("consume msg/s", "e2e p99") if backlog is not None else ())

@@ -231,6 +231,13 @@ def _check_clients(scenario: Scenario, client_config: Mapping[str, str]) -> None
                 raise ConfigError(f"{where}: cell {cell.index} ({cell.label()}): {exc}") from None
 
 
+def _check_transactions(req: PrepareRequest, scenario: Scenario, ctx: _yaml.Ctx) -> None:
+    """``workload.transactions`` runs on the process driver's librdkafka workers (``kbench run``, ``search``)."""
+    if req.command == "locust" and any(c.workload.transactions is not None for c in scenario.cells):
+        raise ctx.error(("workload", "transactions"), "kbench locust does not run transactional workloads (its "
+                        "users send no transactions); use kbench run")
+
+
 def prepare(req: PrepareRequest) -> PreparedRun:
     """Validate everything ``req`` needs; ConfigError / ScenarioError (exit 2) on the first problem.
 
@@ -245,6 +252,7 @@ def prepare(req: PrepareRequest) -> PreparedRun:
     ctx = _ctx(scenario)
     _check_thresholds(scenario, ctx)
     _check_clients(scenario, req.client_config)
+    _check_transactions(req, scenario, ctx)
     plan = _check_faults(req, scenario, ctx)
     _check_netns(req, scenario, plan)
     _check_runtime(req, scenario, plan)

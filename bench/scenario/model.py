@@ -25,7 +25,7 @@ from types import MappingProxyType
 from bench.errors import ScenarioError
 from bench.scenario import omb as _omb
 from bench.scenario import source as _yaml
-from bench.scenario.sections import _thresholds, _topic, _workload
+from bench.scenario.sections import _thresholds, _topic, _workload, check_transactions
 from bench.scenario.source import Ctx, KeyPath, parse_duration, show, split_key, to_plain
 from bench.scenario.types import (
     _NAME_RE,
@@ -46,6 +46,7 @@ from bench.scenario.types import (
     Scenario,
     Threshold,
     TopicSpec,
+    Transactions,
     Workload,
     latency_sample_every,
 )
@@ -54,7 +55,8 @@ _VERSION_RE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 
 __all__ = ["CLIENT_KEYS", "MAX_CELLS", "MAX_MESSAGE_SIZE", "MAX_RATE", "MAX_REPEAT", "SUB_KEYS", "TOPIC_KEYS",
            "TOP_KEYS", "WORKLOAD_KEYS",
-           "Backlog", "Cell", "Keys", "MessageSize", "Payload", "Scenario", "Threshold", "TopicSpec", "Workload",
+           "Backlog", "Cell", "Keys", "MessageSize", "Payload", "Scenario", "Threshold", "TopicSpec", "Transactions",
+           "Workload",
            "latency_sample_every", "load_scenario", "load_scenario_text", "parse_duration", "to_plain"]
 
 # --------------------------------------------------------------------------------------------- matrix
@@ -110,7 +112,7 @@ def _cells(ctx: Ctx, doc: dict[str, object], matrix: dict[str, tuple[tuple[str, 
         cctx = ctx.with_aliases(aliases)
         topic = _topic(cctx, cell_doc.get("topic"))
         client, consumer_client, client_version = _clients(cctx, cell_doc)
-        cells.append(Cell(
+        cell = Cell(
             index=index,
             params=MappingProxyType({k: _yaml.freeze(v) for k, (_, v) in zip(keys, combo, strict=True)}),
             topic=topic,
@@ -118,7 +120,9 @@ def _cells(ctx: Ctx, doc: dict[str, object], matrix: dict[str, tuple[tuple[str, 
             producer=cctx.properties(cell_doc.get("producer"), ("producer",)),
             consumer=cctx.properties(cell_doc.get("consumer"), ("consumer",)),
             client=client, consumer_client=consumer_client, client_version=client_version,
-        ))
+        )
+        check_transactions(cctx, cell.workload, cell.producer, cell.consumer, (client, consumer_client))
+        cells.append(cell)
     return tuple(cells)
 
 

@@ -35,7 +35,16 @@ from bench.faults.plan import (
     SHAPES,
 )
 from bench.scenario.source import MAX_DURATION_S
-from bench.scenario.types import MAX_MESSAGE_SIZE, MAX_RATE, MAX_REPEAT, SUB_KEYS, TOP_KEYS, TOPIC_KEYS, WORKLOAD_KEYS
+from bench.scenario.types import (
+    MAX_MESSAGE_SIZE,
+    MAX_RATE,
+    MAX_REPEAT,
+    MAX_TXN_MESSAGES,
+    SUB_KEYS,
+    TOP_KEYS,
+    TOPIC_KEYS,
+    WORKLOAD_KEYS,
+)
 
 __all__ = ["SCENARIO_SCHEMA", "main"]
 
@@ -141,6 +150,13 @@ _LATENCY_SAMPLE: dict[str, Any] = {
     "anyOf": [_int(1, 1024), {"type": "string", "pattern": r"^\s*[aA][uU][tT][oO]\s*$"}],
 }
 
+_TRANSACTIONS: dict[str, Any] = _nullable(_obj(SUB_KEYS["transactions"], {
+    "messages": _int(1, MAX_TXN_MESSAGES, "records per transaction"),
+    "abort_ratio": _num(0, 1, description="the fraction of transactions aborted, chosen per producer from a "
+                        "seeded random stream (default 0)"),
+}, required=["messages"], description="each producer sends in transactions (librdkafka clients only; acks all, "
+   "idempotent; consumers and the final read use read_committed)"))
+
 _WORKLOAD: dict[str, Any] = _nullable(_obj(WORKLOAD_KEYS, {
     "message_size": _MESSAGE_SIZE,
     "payload": _PAYLOAD,
@@ -154,6 +170,7 @@ _WORKLOAD: dict[str, Any] = _nullable(_obj(WORKLOAD_KEYS, {
     "backlog": _BACKLOG,
     "end_to_end": {"type": "boolean"},
     "latency_sample": _LATENCY_SAMPLE,
+    "transactions": _TRANSACTIONS,
 }))
 
 _PROPERTIES: dict[str, Any] = _nullable({

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from bench.scenario.source import Ctx, KeyPath, show
@@ -10,6 +11,7 @@ from bench.scenario.types import (
     _TOPIC_RE,
     MAX_MESSAGE_SIZE,
     MAX_RATE,
+    MAX_TXN_MESSAGES,
     SUB_KEYS,
     TOPIC_KEYS,
     WORKLOAD_KEYS,
@@ -19,8 +21,12 @@ from bench.scenario.types import (
     Payload,
     Threshold,
     TopicSpec,
+    Transactions,
     Workload,
 )
+
+#: the one client that runs transactional workloads (its in-process producer and consumer workers)
+TXN_CLIENT = "librdkafka"
 
 
 def _message_size(ctx: Ctx, value: object, path: KeyPath) -> MessageSize:
@@ -141,6 +147,47 @@ def _latency_sample(ctx: Ctx, value: object, path: KeyPath) -> int | None:
     return ctx.integer(value, path, 1, 1024, what="'auto' or an integer 1..1024 (time 1 in N messages)")
 
 
+def _transactions(ctx: Ctx, value: object, path: KeyPath) -> Transactions | None:
+    if value is None:
+        return None
+    d = ctx.mapping(value, path, SUB_KEYS["transactions"], what="{messages: N, abort_ratio: r}")
+    if "messages" not in d:
+        raise ctx.error((*path, "messages"), "required: records per transaction (an integer >= 1)")
+    return Transactions(
+        messages=ctx.integer(d["messages"], (*path, "messages"), 1, MAX_TXN_MESSAGES,
+                             what=f"records per transaction, an integer from 1 to {MAX_TXN_MESSAGES}"),
+        abort_ratio=ctx.number(d.get("abort_ratio", 0.0), (*path, "abort_ratio"), 0, 1,
+                               what="the fraction of transactions aborted, a number from 0 to 1"))
+
+
+def check_transactions(ctx: Ctx, work: Workload, producer: Mapping[str, str], consumer: Mapping[str, str],
+                       clients: tuple[str, str]) -> None:
+    """A transactional workload's cell: librdkafka clients, producers, acks=all, idempotence on, and the
+    properties kbench sets itself (``transactional.id``, the consumers' ``isolation.level``) left alone."""
+    if work.transactions is None:
+        return
+    at: KeyPath = ("workload", "transactions")
+    for key, client in zip(("client", "consumer_client"), clients, strict=True):
+        if client != TXN_CLIENT:
+            raise ctx.error((key,), f"workload.transactions runs on the {TXN_CLIENT} workers only; got {client} "
+                                    "(the external drivers do not take transactions yet)")
+    if work.producers == 0:
+        raise ctx.error((*at[:1], "producers"), "workload.transactions needs producers >= 1")
+    acks = producer.get("acks", producer.get("request.required.acks"))
+    if acks is not None and acks.lower() not in ("all", "-1"):
+        raise ctx.error(("producer", "acks"), f"a transactional producer needs acks: all, got {acks}")
+    if producer.get("enable.idempotence", "true").lower() != "true":
+        raise ctx.error(("producer", "enable.idempotence"), "a transactional producer is idempotent: "
+                        "expected true (or unset)")
+    if "transactional.id" in producer:
+        raise ctx.error(("producer", "transactional.id"), "set by kbench with workload.transactions (one per "
+                        "run, cell and producer); remove it")
+    iso = consumer.get("isolation.level")
+    if iso is not None and iso != "read_committed":
+        raise ctx.error(("consumer", "isolation.level"), f"consumers of a transactional workload read "
+                        f"read_committed (kbench sets it); got {iso}")
+
+
 def _workload(ctx: Ctx, value: object, topic: TopicSpec, base_dir: Path) -> Workload:
     path: KeyPath = ("workload",)
     d = ctx.mapping(value, path, WORKLOAD_KEYS)
@@ -161,6 +208,7 @@ def _workload(ctx: Ctx, value: object, topic: TopicSpec, base_dir: Path) -> Work
         backlog=_backlog(ctx, d.get("backlog"), at("backlog")),
         end_to_end=ctx.boolean(d.get("end_to_end", True), at("end_to_end")),
         latency_sample=_latency_sample(ctx, d.get("latency_sample", "auto"), at("latency_sample")),
+        transactions=_transactions(ctx, d.get("transactions"), at("transactions")),
     )
     if work.latency_sample not in (None, 1) and work.rate is not None:
         raise ctx.error(at("latency_sample"), "sampling applies to rate: max only (a rate-limited run times "

@@ -23,10 +23,11 @@ CLIENT_KEYS = ("client", "consumer_client", "client_version")
 MAX_REPEAT = 100
 TOPIC_KEYS = ("name", "partitions", "replication_factor", "config")
 WORKLOAD_KEYS = ("message_size", "payload", "keys", "producers", "consumer_groups", "consumers_per_group",
-                 "rate", "warmup", "duration", "backlog", "end_to_end", "latency_sample")
+                 "rate", "warmup", "duration", "backlog", "end_to_end", "latency_sample", "transactions")
 SUB_KEYS = {"message_size": ("distribution", "value", "min", "max", "mean", "stddev", "values", "weights"),
             "payload": ("kind", "compressibility", "file"), "keys": ("kind", "count", "zipf_s"),
-            "backlog": ("messages", "duration")}
+            "backlog": ("messages", "duration"), "transactions": ("messages", "abort_ratio")}
+MAX_TXN_MESSAGES = 100_000
 _DIST_KEYS = {"fixed": ("value",), "uniform": ("min", "max"), "normal": ("mean", "stddev", "min", "max"),
               "choice": ("values", "weights")}
 _NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
@@ -107,6 +108,15 @@ class Backlog:
 
 
 @dataclass(frozen=True)
+class Transactions:
+    """Each producer sends in transactions of ``messages`` records, aborting a seeded ``abort_ratio`` of them
+    (librdkafka producers only; consumers and the final read use read_committed)."""
+
+    messages: int
+    abort_ratio: float
+
+
+@dataclass(frozen=True)
 class TopicSpec:
     """The topic: an existing one (``name``) or one kbench creates per cell."""
 
@@ -132,6 +142,7 @@ class Workload:
     backlog: Backlog | None
     end_to_end: bool
     latency_sample: int | None = None   # max rate: 1 in N messages timed (None: auto); 1 when rate-limited
+    transactions: Transactions | None = None
 
 
 def latency_sample_every(work: Workload, *, verify: bool = False) -> int:

@@ -32,7 +32,9 @@ import numpy as np
 from bench.errors import TopicError
 from bench.kafka.admin import TopicAdmin
 from bench.load.payload import HEADER_SIZE, decode_header
+from bench.verify.cell_txn import split_txns, txn_records, txn_section
 from bench.verify.history import AnomalyKind, Poll, Send, check
+from bench.verify.model import Txn
 
 if TYPE_CHECKING:
     from bench.verify.lost import SegmentLookup
@@ -197,29 +199,40 @@ def build_history(results: Results) -> tuple[list[Send], list[Poll], dict[str, A
             info["missing_workers"].append(f"consumer {j}")
             continue
         info["consumer_reads"] += len(reads)
-        polls.extend(_consumer_polls(f"consumer-{j}", reads, info))
+        polls.extend(_consumer_polls(f"consumer-{j}", reads, info, r.get("verify_polls")))
     acks = _Acks(np.asarray(parts, dtype=np.int64), np.asarray(times, dtype=np.int64), ids)
     return sends, polls, info, acks
 
 
-def _consumer_polls(name: str, reads: Sequence[Sequence[int]], info: dict[str, Any]) -> Iterable[Poll]:
-    """Cut a consumer's reads into polls at every offset discontinuity (rebalances are not recorded)."""
+def _consumer_polls(name: str, reads: Sequence[Sequence[int]], info: dict[str, Any],
+                    batches: Sequence[Sequence[int]] | None = None) -> Iterable[Poll]:
+    """Cut a consumer's reads into polls at every offset discontinuity (rebalances are not recorded: a poll
+    after one has ``rebalance_before``) and, given the consumer's ``batches`` ((first read, receipt ns) of
+    each batch handed over), at every batch, each poll with its batch's receipt time ``t_ns``."""
+    starts = {int(k): int(t) for k, t in batches or ()}
     last: dict[int, int] = {}
     batch: list[tuple[int, int, str]] = []
     index = 0
-    for p, o, prod, seq in reads:
+    t_ns = starts.get(0)
+    after_jump = False
+    for k, (p, o, prod, seq) in enumerate(reads):
         lo = last.get(p)
-        if lo is not None and o != lo + 1:
+        jump = lo is not None and o != lo + 1
+        if lo is not None and jump:
             info["consumer_rewinds" if o <= lo else "consumer_jumps"] += 1
-            if batch:
-                yield Poll(name, index, batch, rebalance_before=index > 0)
-                index += 1
+        if batch and (jump or k in starts):
+            yield Poll(name, index, batch, rebalance_before=after_jump, t_ns=t_ns)
+            index += 1
             batch = []
+            after_jump = False
+        if jump:
             last = {}
+            after_jump = True
+        t_ns = starts.get(k, t_ns)
         batch.append((p, o, value_id(prod, seq)))
         last[p] = o
     if batch:
-        yield Poll(name, index, batch, rebalance_before=index > 0)
+        yield Poll(name, index, batch, rebalance_before=after_jump, t_ns=t_ns)
 
 
 # --------------------------------------------------------------------------------------- availability
@@ -323,8 +336,13 @@ def verify_cell(results: Results, final: FinalRead, *, t0_ns: int, load_s: float
     ``expect_order=False`` / ``allow_duplicates=True`` (a non-idempotent producer, whose retries may
     reorder and duplicate) still count reorders and duplicates but do not fail the verdict on them."""
     sends, polls, info, acks = build_history(results)
+    records = txn_records(results)
+    txns: list[Txn] = []
+    if records:   # transactional: markers take offsets, the final read was read_committed
+        sends, txns = split_txns(sends, records)
     report = check(sends, polls, final_reads=final.records, log_start=final.low, expect_order=expect_order,
-                   allow_duplicates=allow_duplicates, max_examples=MAX_EXAMPLES)
+                   allow_duplicates=allow_duplicates, max_examples=MAX_EXAMPLES, txns=txns,
+                   allow_gaps=bool(records), final_isolation="read_committed")
     counts = report.to_dict()["counts"]
     counts["reordered"] = report.count(AnomalyKind.NON_MONOTONIC_SEND)
     counts["final_read_skips"] = report.count(AnomalyKind.POLL_SKIP)
@@ -340,6 +358,7 @@ def verify_cell(results: Results, final: FinalRead, *, t0_ns: int, load_s: float
             a["t_s"] = round((a["t_ns"] - t0_ns) / 1e9, 4)  # ack time, seconds from load start
     ok = report.ok and not problems
     return {
+        **({"transactions": txn_section(report, txns)} if records else {}),
         "ok": ok,
         "summary": report.summary() + ("" if not problems else " — " + "; ".join(problems)),
         "problems": problems,
@@ -378,10 +397,12 @@ class CellVerifier:
             return {"verification": {"ok": False, "problems": ["load start time unknown (on_load_start hook "
                                                                 "not installed)"]}}
         actions = injector.stop().get("actions", []) if injector is not None else []
-        final = read_topic(self.bootstrap, topic, self.client_config, self.final_read_timeout_s)
         w = cell.workload
+        read_conf = {**self.client_config, "isolation.level": "read_committed"} if w.transactions \
+            else self.client_config
+        final = read_topic(self.bootstrap, topic, read_conf, self.final_read_timeout_s)
         conf = {**self.client_config, **dict(cell.producer)}
-        idempotent = str(conf.get("enable.idempotence", "false")).lower() == "true"
+        idempotent = w.transactions is not None or str(conf.get("enable.idempotence", "false")).lower() == "true"
         in_flight = str(conf.get("max.in.flight.requests.per.connection", conf.get("max.in.flight", "1000000")))
         doc = verify_cell(results, final, t0_ns=t0_ns, load_s=w.warmup_s + w.duration_s, actions=actions,
                           gap_ms=self.gap_ms, around_s=self.around_s, expect_order=idempotent or in_flight == "1",
