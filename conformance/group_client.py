@@ -79,6 +79,7 @@ class GroupMember:
     result: dict[str, Any] | None = None
     ready: bool = False
     stopped_ns: int | None = None
+    killed_ns: int | None = None
     _pool: WorkerPool | None = None
 
     def _spec(self) -> WorkerSpec:
@@ -117,7 +118,7 @@ class GroupMember:
         """Why the worker is gone without a result (exited non-zero), else None."""
         assert self._pool is not None
         code = next(iter(self._pool.exit_codes().values()))
-        if code not in (None, 0) and self.result is None:
+        if code not in (None, 0) and self.result is None and self.killed_ns is None:
             return f"{self.name} exited with code {code}{self._pool.stderr_tail('consumer', self.index)}"
         return None
 
@@ -150,6 +151,12 @@ class GroupMember:
         if self._pool is not None and self.stopped_ns is None:
             self.stopped_ns = time.monotonic_ns()
             self._pool.stop()
+
+    def kill(self) -> None:
+        """SIGKILL the member's driver process (a crash: no commit, no leave, no result)."""
+        if self._pool is not None and self.killed_ns is None:
+            self.killed_ns = time.monotonic_ns()
+            self._pool.kill()
 
     def close(self) -> None:
         if self._pool is not None:

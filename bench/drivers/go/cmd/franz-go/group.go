@@ -17,7 +17,36 @@ import (
 	"kbench/drivers/core"
 )
 
-func init() { core.SetGroupConsumer(newGroupConsumer) }
+func init() {
+	core.SetGroupConsumer(newGroupConsumer)
+	core.SetGroupFeatures(core.GroupFeatures{InstanceID: true, AutoOffsetReset: true, ConsumerProtocol: true})
+}
+
+// resetOpts maps auto_offset_reset: earliest (also the default) and latest as kgo's reset offset (which
+// also starts a partition without a commit); none starts only at a committed offset, and an
+// out-of-range one is fatal for the partition (kgo hands the error to the poll).
+func resetOpts(reset *string) []kgo.Opt {
+	switch {
+	case reset != nil && *reset == "latest":
+		return []kgo.Opt{kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd())}
+	case reset != nil && *reset == "none":
+		return []kgo.Opt{kgo.ConsumeStartOffset(kgo.NewOffset().AtCommitted()), kgo.ConsumeResetOffset(kgo.NoResetOffset())}
+	}
+	return []kgo.Opt{kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}
+}
+
+// extraOpts: static membership and KIP-848's protocol (kgo uses it with ServerSideBalancer when the broker
+// has ConsumerGroupHeartbeat v1, with its default cooperative-sticky balancer as the server's "uniform").
+func extraOpts(o *core.GroupOptions) []kgo.Opt {
+	var opts []kgo.Opt
+	if o.InstanceID != nil {
+		opts = append(opts, kgo.InstanceID(*o.InstanceID))
+	}
+	if o.GroupProtocol != nil && *o.GroupProtocol == "consumer" {
+		opts = append(opts, kgo.ServerSideBalancer())
+	}
+	return opts
+}
 
 func balancer(name string) kgo.GroupBalancer {
 	switch name {
@@ -48,7 +77,7 @@ func newGroupConsumer(s *core.Spec, ev core.GroupEvents) (core.GroupConsumer, er
 		return &n
 	}
 	opts := []kgo.Opt{kgo.SeedBrokers(core.Brokers(s)...), kgo.ConsumerGroup(*s.Group),
-		kgo.ConsumeTopics(s.Topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeTopics(s.Topic), kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, m map[string][]int32) {
 			ev.Assigned(m[s.Topic], gen(cl))
 			if first {
@@ -67,13 +96,17 @@ func newGroupConsumer(s *core.Spec, ev core.GroupEvents) (core.GroupConsumer, er
 			}
 		})}
 	o := s.GroupOptions
-	if o != nil && o.Assignor != nil {
+	if o == nil {
+		o = &core.GroupOptions{}
+	}
+	opts = append(append(opts, resetOpts(o.AutoOffsetReset)...), extraOpts(o)...)
+	if o.Assignor != nil {
 		opts = append(opts, kgo.Balancers(balancer(*o.Assignor)))
 	}
-	if o != nil && (o.Commit == "batch" || (o.AutoCommit != nil && !*o.AutoCommit)) {
+	if o.Commit == "batch" || (o.AutoCommit != nil && !*o.AutoCommit) {
 		opts = append(opts, kgo.DisableAutoCommit())
 	}
-	if o != nil && o.SessionTimeoutMs != nil {
+	if o.SessionTimeoutMs != nil {
 		opts = append(opts, kgo.SessionTimeout(time.Duration(*o.SessionTimeoutMs)*time.Millisecond))
 	}
 	cl, err := kgo.NewClient(opts...)
