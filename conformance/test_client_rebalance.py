@@ -94,7 +94,7 @@ def _dense_from(reads: list[int]) -> bool:
 
 
 @pytest.mark.check("C12", "through a client: a member killed with SIGKILL: the survivor takes its partitions "
-                          "within 2 x session.timeout.ms and resumes at its committed offsets")
+                          "within twice session.timeout.ms and resumes at its committed offsets")
 def test_c12_killed_member(check: CheckContext, clients: Clients, broker: BrokerInfo, names: Any,
                            security_conf: dict[str, str], client: str) -> None:
     require_group_events(client, "range")
