@@ -22,7 +22,7 @@ from bench.verify.group import overlaps
 from conformance._group import describe_group
 from conformance.clients import Clients, produce_all
 from conformance.group_client import GroupMember, group_history, join, pump_members, stop_members
-from conformance.group_features import require_feature
+from conformance.group_features import heartbeat, require_feature
 from conformance.group_steps import BackgroundProducer, acked_ends, harness_errors, holdings, member, progress, settled
 from conformance.plugin import BrokerInfo
 from conformance.through_client import selected_clients
@@ -31,9 +31,6 @@ from conformance.verdicts import CheckContext, expect, expect_eq, require_effect
 pytestmark = [pytest.mark.through_client, pytest.mark.timeout(120)]
 
 SETTLE_S = 20.0
-#: how long the other member is watched for a rebalance after a static rejoin: the default
-#: heartbeat.interval.ms of kafka-clients and kgo (3 s) plus a margin, the time it takes to hear of one
-HEARTBEAT_WINDOW_S = 3.5
 READ_S = 15.0
 
 
@@ -68,9 +65,10 @@ def test_c14_static_rejoin(check: CheckContext, clients: Clients, broker: Broker
                            client: str) -> None:
     require_feature(client, "static")
     topic, group = clients.create_topic(4), names.group("c14")
-    b = member(client, "b", 1, broker, topic, group, GroupOptions(instance_id="b"))
-    a = member(client, "a", 2, broker, topic, group, GroupOptions(instance_id="a"))
-    a2 = member(client, "a'", 3, broker, topic, group, GroupOptions(instance_id="a"))
+    hb, window = heartbeat(client)   # the other member is watched this long: it hears of a rebalance within it
+    b = member(client, "b", 1, broker, topic, group, GroupOptions(instance_id="b", heartbeat_interval_ms=hb))
+    a = member(client, "a", 2, broker, topic, group, GroupOptions(instance_id="a", heartbeat_interval_ms=hb))
+    a2 = member(client, "a'", 3, broker, topic, group, GroupOptions(instance_id="a", heartbeat_interval_ms=hb))
     try:
         _joined(b, [])      # b first: the leader is b, not the member that restarts (as G4)
         _settle([b], 4, "b alone")
@@ -85,13 +83,13 @@ def test_c14_static_rejoin(check: CheckContext, clients: Clients, broker: Broker
         def b_rebalanced() -> bool:
             return any(e.t_ns >= restart for e in b.events if not isinstance(e, Committed))
 
-        pump_members([a2, b], b_rebalanced, HEARTBEAT_WINDOW_S)
+        pump_members([a2, b], b_rebalanced, window)
         harness_errors([a2, b])
     finally:
         stop_members([a, b, a2])
     b_after = [(type(e).__name__, sorted(getattr(e, "partitions", ()))) for e in b.events if e.t_ns >= restart]
     check.observe(a_before=sorted(a_parts), a_restarted=sorted(a2.owned()), b=sorted(b.owned()),
-                  b_events_after_restart=b_after, rejoin_s=round(rejoin_s, 3))
+                  b_events_after_restart=b_after, rejoin_s=round(rejoin_s, 3), heartbeat_ms=hb, watched_s=window)
     expect_eq(b_after, [], "rebalance callbacks on the other member after the static rejoin")
     expect_eq(a2.owned(), a_parts, "the restarted member's assignment (its instance's partitions)")
     expect_eq(b.owned(), b_parts, "the other member's assignment")
@@ -106,18 +104,18 @@ def test_c15_static_fencing(check: CheckContext, clients: Clients, broker: Broke
                             client: str) -> None:
     require_feature(client, "static")
     topic, group = clients.create_topic(2), names.group("c15")
-    old = member(client, "old", 1, broker, topic, group, GroupOptions(instance_id="same"))
-    new = member(client, "new", 2, broker, topic, group, GroupOptions(instance_id="same"))
+    hb, window = heartbeat(client)
+    old = member(client, "old", 1, broker, topic, group, GroupOptions(instance_id="same", heartbeat_interval_ms=hb))
+    new = member(client, "new", 2, broker, topic, group, GroupOptions(instance_id="same", heartbeat_interval_ms=hb))
     try:
         _joined(old, [])
         _settle([old], 2, "the first static member")
         since = len(old.events)
         _joined(new, [old])
         ok, secs = pump_members([old, new], lambda: new.owned() == {0, 1}, SETTLE_S)
-        # the old member hears of the fence at its next heartbeat (3 s by default); a client that reports
-        # it as a loss of its partitions ends this wait early
-        pump_members([old, new], lambda: any(isinstance(e, Revoked) and e.lost for e in old.events[since:]),
-                     HEARTBEAT_WINDOW_S)
+        # the old member hears of the fence at its next heartbeat; a client that reports it as a loss of
+        # its partitions ends this wait early
+        pump_members([old, new], lambda: any(isinstance(e, Revoked) and e.lost for e in old.events[since:]), window)
         _stopped(old, [new])
         _stopped(new, [])
     finally:

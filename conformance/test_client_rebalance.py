@@ -20,6 +20,7 @@ from bench.scenario.model import Keys
 from bench.verify.group import overlaps
 from conformance.clients import Clients
 from conformance.group_client import GroupMember, group_history, join, pump_members, require_group_events, stop_members
+from conformance.group_features import heartbeat
 from conformance.group_steps import (
     BackgroundProducer,
     acked_ends,
@@ -64,7 +65,7 @@ def test_c11_cooperative_incremental(check: CheckContext, clients: Clients, brok
                                      client: str) -> None:
     require_group_events(client, "cooperative-sticky")
     topic, group = clients.create_topic(4), names.group("c11")
-    opts = GroupOptions(assignor="cooperative-sticky")
+    opts = GroupOptions(assignor="cooperative-sticky", heartbeat_interval_ms=heartbeat(client)[0])
     a = member(client, "a", 1, broker, topic, group, opts)
     b = member(client, "b", 2, broker, topic, group, opts)
     try:
@@ -99,7 +100,8 @@ def test_c12_killed_member(check: CheckContext, clients: Clients, broker: Broker
                            security_conf: dict[str, str], client: str) -> None:
     require_group_events(client, "range")
     topic, group = clients.create_topic(2), names.group("c12")
-    opts = GroupOptions(assignor="range", commit="batch", auto_commit=False, session_timeout_ms=SESSION_MS)
+    opts = GroupOptions(assignor="range", commit="batch", auto_commit=False, session_timeout_ms=SESSION_MS,
+                        heartbeat_interval_ms=heartbeat(client)[0])
     victim, survivor = member(client, "victim", 1, broker, topic, group, opts), \
         member(client, "survivor", 2, broker, topic, group, opts)
     producer = BackgroundProducer(client, broker, topic, security_conf, rate=100.0, keys=Keys("round_robin", 20, 1.2))
@@ -156,7 +158,7 @@ def test_c12_killed_member(check: CheckContext, clients: Clients, broker: Broker
 
 def _step(client: str, broker: BrokerInfo, topic: str, group: str, members: list[GroupMember],
           live: list[GroupMember]) -> dict[str, Callable[[str], None]]:
-    opts = GroupOptions(commit="batch", auto_commit=False)
+    opts = GroupOptions(commit="batch", auto_commit=False, heartbeat_interval_ms=heartbeat(client)[0])
 
     def join_(name: str) -> None:
         m = member(client, name, len(members) + 1, broker, topic, group, opts)

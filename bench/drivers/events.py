@@ -55,7 +55,8 @@ class GroupOptions:
     that CLOCK_MONOTONIC time. A member that stops on its own leaves the group and writes its result.
     ``instance_id``: static membership (``group.instance.id``); ``auto_offset_reset``: where it starts without
     a valid committed offset (default: earliest); ``group_protocol``: classic or KIP-848's consumer protocol
-    (with ``consumer`` the broker assigns: no ``assignor``, no ``session_timeout_ms``)."""
+    (with ``consumer`` the broker assigns and times: no ``assignor``, ``session_timeout_ms`` or
+    ``heartbeat_interval_ms``); ``heartbeat_interval_ms``: ``heartbeat.interval.ms``."""
 
     assignor: str | None = None
     auto_commit: bool | None = None
@@ -66,6 +67,7 @@ class GroupOptions:
     instance_id: str | None = None
     auto_offset_reset: OffsetReset | None = None
     group_protocol: GroupProtocol | None = None
+    heartbeat_interval_ms: int | None = None
 
     def __post_init__(self) -> None:
         if self.assignor is not None and self.assignor not in ASSIGNORS:
@@ -80,9 +82,12 @@ class GroupOptions:
         if self.group_protocol is not None and self.group_protocol not in GROUP_PROTOCOLS:
             raise ValueError(f"group.group_protocol {self.group_protocol!r}: expected one of "
                              f"{', '.join(GROUP_PROTOCOLS)}")
-        if self.group_protocol == "consumer" and (self.assignor is not None or self.session_timeout_ms is not None):
-            raise ValueError("group.group_protocol 'consumer' with an assignor or session_timeout_ms: the broker "
-                             "assigns and times sessions out in KIP-848's protocol")
+        if self.group_protocol == "consumer" and (self.assignor is not None or self.session_timeout_ms is not None
+                                                  or self.heartbeat_interval_ms is not None):
+            raise ValueError("group.group_protocol 'consumer' with an assignor, session_timeout_ms or "
+                             "heartbeat_interval_ms: the broker assigns and times sessions in KIP-848's protocol")
+        if self.heartbeat_interval_ms is not None and self.heartbeat_interval_ms <= 0:
+            raise ValueError("group.heartbeat_interval_ms: expected a positive number of ms")
         if self.instance_id == "":
             raise ValueError("group.instance_id: expected a non-empty id or null")
 
@@ -91,7 +96,8 @@ class GroupOptions:
         return {"assignor": self.assignor, "auto_commit": self.auto_commit, "commit": self.commit,
                 "session_timeout_ms": self.session_timeout_ms, "max_records": self.max_records,
                 "stop_at_ns": self.stop_at_ns, "instance_id": self.instance_id,
-                "auto_offset_reset": self.auto_offset_reset, "group_protocol": self.group_protocol}
+                "auto_offset_reset": self.auto_offset_reset, "group_protocol": self.group_protocol,
+                "heartbeat_interval_ms": self.heartbeat_interval_ms}
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ import (
 
 func init() {
 	core.SetGroupConsumer(newGroupConsumer)
-	core.SetGroupFeatures(core.GroupFeatures{InstanceID: true, AutoOffsetReset: true, ConsumerProtocol: true})
+	core.SetGroupFeatures(core.GroupFeatures{InstanceID: true, AutoOffsetReset: true, ConsumerProtocol: true,
+		Heartbeat: true})
 }
 
 // resetOpts maps auto_offset_reset: earliest (also the default) and latest as kgo's reset offset (which
@@ -35,12 +36,15 @@ func resetOpts(reset *string) []kgo.Opt {
 	return []kgo.Opt{kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}
 }
 
-// extraOpts: static membership and KIP-848's protocol (kgo uses it with ServerSideBalancer when the broker
+// extraOpts: static membership, the heartbeat interval and KIP-848's protocol (kgo uses it with ServerSideBalancer when the broker
 // has ConsumerGroupHeartbeat v1, with its default cooperative-sticky balancer as the server's "uniform").
 func extraOpts(o *core.GroupOptions) []kgo.Opt {
 	var opts []kgo.Opt
 	if o.InstanceID != nil {
 		opts = append(opts, kgo.InstanceID(*o.InstanceID))
+	}
+	if o.HeartbeatMs != nil {
+		opts = append(opts, kgo.HeartbeatInterval(time.Duration(*o.HeartbeatMs)*time.Millisecond))
 	}
 	if o.GroupProtocol != nil && *o.GroupProtocol == "consumer" {
 		opts = append(opts, kgo.ServerSideBalancer())

@@ -29,6 +29,7 @@ final class GroupOptions {
     final String autoOffsetReset;
     /** group.protocol: classic or consumer (KIP-848; kafka-clients 3.7+, GA in 4.0) */
     final String groupProtocol;
+    final Integer heartbeatIntervalMs;
 
     private GroupOptions(Map<String, Object> m) throws Spec.SpecError {
         assignor = (String) typed(m, "assignor", String.class);
@@ -57,9 +58,12 @@ final class GroupOptions {
         if (groupProtocol != null && !ConsumerConfig.configNames().contains("group.protocol")) {
             throw new Spec.SpecError("group_options.group_protocol: this kafka-clients has no group.protocol (3.7+)");
         }
-        if ("consumer".equals(groupProtocol) && (assignor != null || sessionTimeoutMs != null)) {
-            throw new Spec.SpecError("group_options: group_protocol \"consumer\" takes no assignor or session_timeout_ms "
-                    + "(the broker assigns and times sessions out)");
+        Long heartbeat = (Long) typed(m, "heartbeat_interval_ms", Long.class);
+        if (heartbeat != null && heartbeat <= 0) throw new Spec.SpecError("group_options.heartbeat_interval_ms: expected > 0");
+        heartbeatIntervalMs = heartbeat == null ? null : Math.toIntExact(heartbeat);
+        if ("consumer".equals(groupProtocol) && (assignor != null || sessionTimeoutMs != null || heartbeat != null)) {
+            throw new Spec.SpecError("group_options: group_protocol \"consumer\" takes no assignor, session_timeout_ms or "
+                    + "heartbeat_interval_ms (the broker assigns and times sessions)");
         }
     }
 
@@ -95,6 +99,7 @@ final class GroupOptions {
             p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, String.valueOf(!commitBatch && autoCommit));
         }
         if (sessionTimeoutMs != null) p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, String.valueOf(sessionTimeoutMs));
+        if (heartbeatIntervalMs != null) p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, String.valueOf(heartbeatIntervalMs));
         if (instanceId != null) p.put(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, instanceId);
         if (autoOffsetReset != null) p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, autoOffsetReset);
         if (groupProtocol != null) {
