@@ -191,11 +191,11 @@ def join(member: GroupMember, others: Sequence[GroupMember] = ()) -> bool:
 
 
 def stop_members(members: Iterable[GroupMember], timeout: float = 20.0) -> None:
-    """Stop the members still running and wait for every result (then end their processes)."""
+    """Stop the members still running and wait for every result but a killed member's (then end their processes)."""
     ms = list(members)
     for m in ms:
         m.stop()
-    pump_members(ms, lambda: all(m.result is not None for m in ms), timeout)
+    pump_members(ms, lambda: all(m.result is not None or m.killed_ns is not None for m in ms), timeout)
     for m in ms:
         m.close()
 

@@ -23,13 +23,13 @@ from bench.drivers.pool import WorkerPool
 from bench.load.worker import WorkerSpec
 from bench.scenario.model import Keys, MessageSize, Payload
 from bench.verify.group import Holding, ownership
-from conformance.group_client import GroupMember
+from conformance.group_client import GroupMember, join, pump_members
 from conformance.plugin import BrokerInfo
 from conformance.through_client import LIBRDKAFKA_BASED, ClientRun, producer_config
-from conformance.verdicts import HarnessError
+from conformance.verdicts import HarnessError, expect
 
-__all__ = ["BackgroundProducer", "acked_ends", "admin_committed", "harness_errors", "held_all_at", "holdings", "member",
-           "progress", "settled"]
+__all__ = ["BackgroundProducer", "acked_ends", "admin_committed", "harness_errors", "held_all_at", "holdings", "joined",
+           "left", "member", "progress", "settled"]
 
 READY_TIMEOUT_S = 45.0
 FLUSH_TIMEOUT_S = 30.0
@@ -45,6 +45,22 @@ def harness_errors(members: Sequence[GroupMember], producer: BackgroundProducer 
     errors = [e for m in members for e in m.errors] + (producer.run.errors if producer is not None else [])
     if errors:
         raise HarnessError("; ".join(errors)[:600])
+
+
+def joined(m: GroupMember, others: Sequence[GroupMember] = ()) -> None:
+    """Start ``m`` and wait for its first assignment (ERROR if a driver failed, FAIL if none in 45 s)."""
+    ok = join(m, others)
+    harness_errors([m, *others])
+    expect(ok, f"member {m.name} joined", m.events[:3], "an assignment within 45 s")
+
+
+def left(m: GroupMember, others: Sequence[GroupMember] = ()) -> None:
+    """Stop ``m`` (it commits, closes, leaves unless static) and wait for its result, pumping ``others``."""
+    m.stop()
+    ok, _ = pump_members([m, *others], lambda: m.result is not None, 20.0)
+    m.close()
+    harness_errors([m, *others])
+    expect(ok, f"member {m.name} stopped and wrote its result", m.errors, "within 20 s")
 
 
 def settled(members: Sequence[GroupMember], partitions: int) -> bool:

@@ -21,9 +21,19 @@ from bench.scenario.model import Keys
 from bench.verify.group import overlaps
 from conformance._group import describe_group
 from conformance.clients import Clients, produce_all
-from conformance.group_client import GroupMember, group_history, join, pump_members, stop_members
+from conformance.group_client import GroupMember, group_history, pump_members, stop_members
 from conformance.group_features import heartbeat, require_feature
-from conformance.group_steps import BackgroundProducer, acked_ends, harness_errors, holdings, member, progress, settled
+from conformance.group_steps import (
+    BackgroundProducer,
+    acked_ends,
+    harness_errors,
+    holdings,
+    joined,
+    left,
+    member,
+    progress,
+    settled,
+)
 from conformance.plugin import BrokerInfo
 from conformance.through_client import selected_clients
 from conformance.verdicts import CheckContext, expect, expect_eq, require_effective
@@ -47,19 +57,6 @@ def _settle(members: list[GroupMember], partitions: int, what: str) -> float:
     return secs
 
 
-def _joined(m: GroupMember, others: list[GroupMember]) -> None:
-    ok = join(m, others)
-    harness_errors([m, *others])
-    expect(ok, f"member {m.name} joined", m.events[:3], "an assignment within 45 s")
-
-
-def _stopped(m: GroupMember, others: list[GroupMember]) -> None:
-    m.stop()
-    ok, _ = pump_members([m, *others], lambda: m.result is not None, 20.0)
-    m.close()
-    expect(ok, f"member {m.name} stopped and wrote its result", m.errors, "within 20 s")
-
-
 @pytest.mark.check("C14", "through a client: a static member's restart keeps its partitions, no rebalance")
 def test_c14_static_rejoin(check: CheckContext, clients: Clients, broker: BrokerInfo, names: Any,
                            client: str) -> None:
@@ -70,14 +67,14 @@ def test_c14_static_rejoin(check: CheckContext, clients: Clients, broker: Broker
     a = member(client, "a", 2, broker, topic, group, GroupOptions(instance_id="a", heartbeat_interval_ms=hb))
     a2 = member(client, "a'", 3, broker, topic, group, GroupOptions(instance_id="a", heartbeat_interval_ms=hb))
     try:
-        _joined(b, [])      # b first: the leader is b, not the member that restarts (as G4)
+        joined(b, [])      # b first: the leader is b, not the member that restarts (as G4)
         _settle([b], 4, "b alone")
-        _joined(a, [b])
+        joined(a, [b])
         _settle([a, b], 4, "static members a and b")
         a_parts, b_parts = a.owned(), b.owned()
-        _stopped(a, [b])    # a static member does not leave the group when it closes
+        left(a, [b])    # a static member does not leave the group when it closes
         restart = time.monotonic_ns()
-        _joined(a2, [b])
+        joined(a2, [b])
         rejoin_s = (time.monotonic_ns() - restart) / 1e9
 
         def b_rebalanced() -> bool:
@@ -108,16 +105,16 @@ def test_c15_static_fencing(check: CheckContext, clients: Clients, broker: Broke
     old = member(client, "old", 1, broker, topic, group, GroupOptions(instance_id="same", heartbeat_interval_ms=hb))
     new = member(client, "new", 2, broker, topic, group, GroupOptions(instance_id="same", heartbeat_interval_ms=hb))
     try:
-        _joined(old, [])
+        joined(old, [])
         _settle([old], 2, "the first static member")
         since = len(old.events)
-        _joined(new, [old])
+        joined(new, [old])
         ok, secs = pump_members([old, new], lambda: new.owned() == {0, 1}, SETTLE_S)
         # the old member hears of the fence at its next heartbeat; a client that reports it as a loss of
         # its partitions ends this wait early
         pump_members([old, new], lambda: any(isinstance(e, Revoked) and e.lost for e in old.events[since:]), window)
-        _stopped(old, [new])
-        _stopped(new, [])
+        left(old, [new])
+        left(new, [])
     finally:
         stop_members([old, new])
     harness_errors([old, new])
@@ -205,9 +202,9 @@ def test_c17_kip848(check: CheckContext, clients: Clients, broker: BrokerInfo, n
     a, b = (member(client, n, i, broker, topic, group, opts) for i, n in ((1, "a"), (2, "b")))
     producer = BackgroundProducer(client, broker, topic, security_conf, rate=200.0, keys=Keys("round_robin", 20, 1.2))
     try:
-        _joined(a, [])
+        joined(a, [])
         _settle([a], 4, "the first KIP-848 member")
-        _joined(b, [a])
+        joined(b, [a])
         secs = _settle([a, b], 4, "the second KIP-848 member")
         desc = describe_group(clients.admin(), group)
         producer.start()

@@ -19,7 +19,7 @@ from bench.drivers.events import GroupOptions, Revoked
 from bench.scenario.model import Keys
 from bench.verify.group import overlaps
 from conformance.clients import Clients
-from conformance.group_client import GroupMember, group_history, join, pump_members, require_group_events, stop_members
+from conformance.group_client import GroupMember, group_history, pump_members, require_group_events, stop_members
 from conformance.group_features import heartbeat
 from conformance.group_steps import (
     BackgroundProducer,
@@ -28,6 +28,8 @@ from conformance.group_steps import (
     harness_errors,
     held_all_at,
     holdings,
+    joined,
+    left,
     member,
     progress,
     settled,
@@ -69,10 +71,10 @@ def test_c11_cooperative_incremental(check: CheckContext, clients: Clients, brok
     a = member(client, "a", 1, broker, topic, group, opts)
     b = member(client, "b", 2, broker, topic, group, opts)
     try:
-        expect(join(a), "member a joined", a.events[:3], "an assignment within 45 s")
+        joined(a)
         _wait_settled([a], 4, "a alone")
         before, since = a.owned(), len(a.events)
-        expect(join(b, [a]), "member b joined", b.events[:3], "an assignment within 45 s")
+        joined(b, [a])
         secs = _wait_settled([a, b], 4, "after b joined")
     finally:
         stop_members([a, b])
@@ -108,8 +110,8 @@ def test_c12_killed_member(check: CheckContext, clients: Clients, broker: Broker
     members = [victim, survivor]
     admin: dict[int, int] = {}
     try:
-        expect(join(victim), "the first member joined", victim.events[:3], "an assignment within 45 s")
-        expect(join(survivor, [victim]), "the second member joined", survivor.events[:3], "an assignment within 45 s")
+        joined(victim)
+        joined(survivor, [victim])
         _wait_settled(members, 2, "two members")
         lost = victim.owned()
         producer.start()
@@ -164,15 +166,12 @@ def _step(client: str, broker: BrokerInfo, topic: str, group: str, members: list
         m = member(client, name, len(members) + 1, broker, topic, group, opts)
         members.append(m)
         live.append(m)
-        expect(join(m, live[:-1]), f"member {name} joined", m.events[:3], "an assignment within 45 s")
+        joined(m, live[:-1])
 
     def leave(name: str) -> None:
         m = next(x for x in live if x.name == name)
         live.remove(m)
-        m.stop()
-        ok, _ = pump_members([m, *live], lambda: m.result is not None, 20.0)
-        expect(ok, f"member {name} left (stopped and wrote its result)", m.errors, "within 20 s")
-        m.close()
+        left(m, live)
 
     return {"join": join_, "leave": leave}
 
