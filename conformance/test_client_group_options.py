@@ -66,13 +66,17 @@ def test_c14_static_rejoin(check: CheckContext, clients: Clients, broker: Broker
     b = member(client, "b", 1, broker, topic, group, GroupOptions(instance_id="b", heartbeat_interval_ms=hb))
     a = member(client, "a", 2, broker, topic, group, GroupOptions(instance_id="a", heartbeat_interval_ms=hb))
     a2 = member(client, "a'", 3, broker, topic, group, GroupOptions(instance_id="a", heartbeat_interval_ms=hb))
+    t0 = time.monotonic()
+    phases: dict[str, float] = {}
     try:
         joined(b, [])      # b first: the leader is b, not the member that restarts (as G4)
         _settle([b], 4, "b alone")
         joined(a, [b])
         _settle([a, b], 4, "static members a and b")
+        phases["joined_s"] = round(time.monotonic() - t0, 3)
         a_parts, b_parts = a.owned(), b.owned()
         left(a, [b])    # a static member does not leave the group when it closes
+        phases["a_stopped_s"] = round(time.monotonic() - t0, 3)
         restart = time.monotonic_ns()
         joined(a2, [b])
         rejoin_s = (time.monotonic_ns() - restart) / 1e9
@@ -86,7 +90,8 @@ def test_c14_static_rejoin(check: CheckContext, clients: Clients, broker: Broker
         stop_members([a, b, a2])
     b_after = [(type(e).__name__, sorted(getattr(e, "partitions", ()))) for e in b.events if e.t_ns >= restart]
     check.observe(a_before=sorted(a_parts), a_restarted=sorted(a2.owned()), b=sorted(b.owned()),
-                  b_events_after_restart=b_after, rejoin_s=round(rejoin_s, 3), heartbeat_ms=hb, watched_s=window)
+                  b_events_after_restart=b_after, rejoin_s=round(rejoin_s, 3), heartbeat_ms=hb, watched_s=window,
+                  phases=phases, a2_join_s=(a2.result or {}).get("join_s"))
     expect_eq(b_after, [], "rebalance callbacks on the other member after the static rejoin")
     expect_eq(a2.owned(), a_parts, "the restarted member's assignment (its instance's partitions)")
     expect_eq(b.owned(), b_parts, "the other member's assignment")
@@ -126,6 +131,8 @@ def test_c15_static_fencing(check: CheckContext, clients: Clients, broker: Broke
     expect(bool(_fenced(old)), "errors of the older member with the same group.instance.id",
            (old.result or {}).get("errors"), "a fenced error (FENCED_INSTANCE_ID)")
     expect_eq(_fenced(new), [], "fenced errors of the newer member")
+    expect_eq([sorted(e.partitions) for e in new.events if isinstance(e, Revoked)], [],
+              "revocations of the newer member (the fenced one took nothing back)")
 
 
 OFFSET_CASES: list[tuple[str, OffsetReset]] = [(start, reset) for start in ("none", "out-of-range")

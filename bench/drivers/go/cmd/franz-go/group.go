@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -121,10 +122,16 @@ func newGroupConsumer(s *core.Spec, ev core.GroupEvents) (core.GroupConsumer, er
 	return g, nil
 }
 
-// Poll lets a blocked rebalance run (its callbacks write their events now), then polls.
+// Poll lets a blocked rebalance run (its callbacks write their events now), then polls. A Kafka error code
+// wrapped in a group error ("unable to join group session: FENCED_INSTANCE_ID: ...") is named by its code.
 func (g *groupConsumer) Poll(ctx context.Context) ([]core.Record, error) {
 	g.cl.AllowRebalance()
-	return g.consumer.Poll(ctx)
+	recs, err := g.consumer.Poll(ctx)
+	var ke *kerr.Error
+	if err != nil && errors.As(err, &ke) {
+		err = &core.NamedError{Name: ke.Message, Err: err}
+	}
+	return recs, err
 }
 
 // CommitSync commits next offsets with CommitOffsetsSync; an error is the request's or the first
