@@ -85,6 +85,7 @@ class GroupMember:
     result: dict[str, Any] | None = None
     ready: bool = False
     stopped_ns: int | None = None
+    killed_ns: int | None = None
     _pool: WorkerPool | None = None
 
     def _spec(self) -> WorkerSpec:
@@ -123,7 +124,7 @@ class GroupMember:
         """Why the worker is gone without a result (exited non-zero), else None."""
         assert self._pool is not None
         code = next(iter(self._pool.exit_codes().values()))
-        if code not in (None, 0) and self.result is None:
+        if code not in (None, 0) and self.result is None and self.killed_ns is None:
             return f"{self.name} exited with code {code}{self._pool.stderr_tail('consumer', self.index)}"
         return None
 
@@ -156,6 +157,12 @@ class GroupMember:
         if self._pool is not None and self.stopped_ns is None:
             self.stopped_ns = time.monotonic_ns()
             self._pool.stop()
+
+    def kill(self) -> None:
+        """SIGKILL the member's driver process (a crash: no commit, no leave, no result)."""
+        if self._pool is not None and self.killed_ns is None:
+            self.killed_ns = time.monotonic_ns()
+            self._pool.kill()
 
     def close(self) -> None:
         if self._pool is not None:
@@ -190,11 +197,11 @@ def join(member: GroupMember, others: Sequence[GroupMember] = ()) -> bool:
 
 
 def stop_members(members: Iterable[GroupMember], timeout: float = 20.0) -> None:
-    """Stop the members still running and wait for every result (then end their processes)."""
+    """Stop the members still running and wait for every result but a killed member's (then end their processes)."""
     ms = list(members)
     for m in ms:
         m.stop()
-    pump_members(ms, lambda: all(m.result is not None for m in ms), timeout)
+    pump_members(ms, lambda: all(m.result is not None or m.killed_ns is not None for m in ms), timeout)
     for m in ms:
         m.close()
 

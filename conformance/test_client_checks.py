@@ -4,7 +4,8 @@ Collected only with ``--client NAME`` (repeatable, or ``--clients a,b``): every 
 ``client`` and its verdict is that client's (the report's ``client`` field). Each runs the client's own
 producer/consumer workers in verify mode (:mod:`conformance.through_client`) and judges their acks and
 reads with the one history checker; what the driver protocol does not express is N/A (client), listed by C7
-(group and commit checks through protocol v2's events are C8–C10, conformance/test_client_groups.py).
+(group and commit checks through protocol v2's events and options are C8–C17: conformance/test_client_groups.py,
+test_client_rebalance.py, test_client_group_options.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from conformance.clients import Clients, read_partition
 from conformance.plugin import BrokerInfo
 from conformance.through_client import (
     NO_EVENTS,
-    NOT_BUILT,
     ClientRun,
     Worker,
     history,
@@ -35,18 +35,12 @@ from conformance.verdicts import CheckContext, expect, expect_eq, require_effect
 
 pytestmark = [pytest.mark.through_client, pytest.mark.timeout(90)]
 
-#: (broker check, why it is not expressed through a client). G1, O1 and O5 are C8, C9 and C10 (protocol v2
-#: group events: conformance/test_client_groups.py)
+#: (broker check, why it is not expressed through a client). G1, O1 and O5 are C8, C9 and C10; G3 C11, G6 and O4
+#: C12, G9 C13, G4 C14, G5 C15, O7 C16, G10 C17 (protocol v2 group events and options:
+#: conformance/test_client_groups.py, test_client_rebalance.py, test_client_group_options.py)
 NOT_EXPRESSIBLE: list[tuple[str, str]] = [
-    *((c, NOT_BUILT) for c in ("G3", "G9")),
-    ("G4", "driver protocol v2 has no static membership option (group.instance.id)"),
-    ("G5", "driver protocol v2 has no static membership option (group.instance.id)"),
-    ("G6", "not built through a client yet: needs a driver member killed with SIGKILL"),
-    ("G10", "driver protocol v2 has no group.protocol option (KIP-848)"),
     ("O2", "driver protocol v2 reports commits, not position()"),
-    ("O4", "not built through a client yet: needs a driver member killed with SIGKILL"),
     ("O6", "driver protocol v2 commits carry no metadata"),
-    ("O7", "driver protocol v2 has no auto.offset.reset option (drivers read from the earliest offset)"),
     *((c, NO_EVENTS) for c in ("T1", "T3", "T4")),
     ("K1", "the driver protocol (v1, v2) has no explicit partition in a send"),
     ("P6", "the driver protocol (v1, v2) sends no null or empty keys/values (every value carries the 16-byte header)"),

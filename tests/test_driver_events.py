@@ -40,7 +40,9 @@ def test_v1_spec_unless_group_options() -> None:
     v2 = spec_line(_spec(**{GROUP_OPTIONS: opts}))
     assert v2["protocol"] == 2
     assert v2["group_options"] == {"assignor": "cooperative-sticky", "auto_commit": False, "commit": "batch",
-                                   "session_timeout_ms": None, "max_records": 7, "stop_at_ns": None}
+                                   "session_timeout_ms": None, "max_records": 7, "stop_at_ns": None,
+                                   "instance_id": None, "auto_offset_reset": None, "group_protocol": None,
+                                   "heartbeat_interval_ms": None}
     assert json.loads(json.dumps(v2)) == v2
 
 
@@ -48,6 +50,11 @@ def test_v1_spec_unless_group_options() -> None:
     ({"assignor": "sticky-ish"}, "group.assignor"),
     ({"commit": "async"}, "group.commit"),
     ({"commit": "batch", "auto_commit": True}, "pick one"),
+    ({"auto_offset_reset": "smallest"}, "group.auto_offset_reset"),
+    ({"group_protocol": "next-gen"}, "group.group_protocol"),
+    ({"group_protocol": "consumer", "assignor": "range"}, "broker assigns"),
+    ({"group_protocol": "consumer", "session_timeout_ms": 6000}, "broker assigns"),
+    ({"instance_id": ""}, "group.instance_id"),
 ])
 def test_group_options_refused(kw: dict[str, Any], words: str) -> None:
     with pytest.raises(ValueError, match=words):

@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["ASSIGNORS", "COMMIT_MODES", "EVENT_TYPES", "PROTOCOL_V1", "PROTOCOL_V2", "Assigned", "Committed",
+__all__ = ["ASSIGNORS", "COMMIT_MODES", "EVENT_TYPES", "GROUP_PROTOCOLS", "OFFSET_RESETS", "PROTOCOL_V1", "PROTOCOL_V2",
+           "Assigned", "Committed",
            "EventError", "GroupEvent", "GroupOptions", "Revoked", "parse_event"]
 
 PROTOCOL_V1 = 1
@@ -31,6 +32,12 @@ PROTOCOL_V2 = 2
 ASSIGNORS = ("range", "roundrobin", "sticky", "cooperative-sticky")
 CommitMode = Literal["none", "batch"]
 COMMIT_MODES: tuple[CommitMode, ...] = ("none", "batch")
+#: ``group.auto_offset_reset``: where a member starts without a (valid) committed offset; ``none``: an error
+OffsetReset = Literal["earliest", "latest", "none"]
+OFFSET_RESETS: tuple[OffsetReset, ...] = ("earliest", "latest", "none")
+#: ``group.group_protocol``: the classic group protocol or KIP-848's consumer protocol
+GroupProtocol = Literal["classic", "consumer"]
+GROUP_PROTOCOLS: tuple[GroupProtocol, ...] = ("classic", "consumer")
 EVENT_TYPES = ("assigned", "revoked", "committed")
 
 
@@ -45,7 +52,11 @@ class GroupOptions:
     ``commit="batch"``: commit synchronously, after each poll batch, the offsets of the records handed to
     the application (offset + 1); ``max_records``: stop on its own after handing over that many records
     (the rest of that batch is dropped, neither counted nor committed); ``stop_at_ns``: stop on its own at
-    that CLOCK_MONOTONIC time. A member that stops on its own leaves the group and writes its result."""
+    that CLOCK_MONOTONIC time. A member that stops on its own leaves the group and writes its result.
+    ``instance_id``: static membership (``group.instance.id``); ``auto_offset_reset``: where it starts without
+    a valid committed offset (default: earliest); ``group_protocol``: classic or KIP-848's consumer protocol
+    (with ``consumer`` the broker assigns and times: no ``assignor``, ``session_timeout_ms`` or
+    ``heartbeat_interval_ms``); ``heartbeat_interval_ms``: ``heartbeat.interval.ms``."""
 
     assignor: str | None = None
     auto_commit: bool | None = None
@@ -53,6 +64,10 @@ class GroupOptions:
     session_timeout_ms: int | None = None
     max_records: int | None = None
     stop_at_ns: int | None = None
+    instance_id: str | None = None
+    auto_offset_reset: OffsetReset | None = None
+    group_protocol: GroupProtocol | None = None
+    heartbeat_interval_ms: int | None = None
 
     def __post_init__(self) -> None:
         if self.assignor is not None and self.assignor not in ASSIGNORS:
@@ -61,12 +76,28 @@ class GroupOptions:
             raise ValueError(f"group.commit {self.commit!r}: expected one of {', '.join(COMMIT_MODES)}")
         if self.commit == "batch" and self.auto_commit:
             raise ValueError("group.commit 'batch' with auto_commit true: pick one way to commit")
+        if self.auto_offset_reset is not None and self.auto_offset_reset not in OFFSET_RESETS:
+            raise ValueError(f"group.auto_offset_reset {self.auto_offset_reset!r}: expected one of "
+                             f"{', '.join(OFFSET_RESETS)}")
+        if self.group_protocol is not None and self.group_protocol not in GROUP_PROTOCOLS:
+            raise ValueError(f"group.group_protocol {self.group_protocol!r}: expected one of "
+                             f"{', '.join(GROUP_PROTOCOLS)}")
+        if self.group_protocol == "consumer" and (self.assignor is not None or self.session_timeout_ms is not None
+                                                  or self.heartbeat_interval_ms is not None):
+            raise ValueError("group.group_protocol 'consumer' with an assignor, session_timeout_ms or "
+                             "heartbeat_interval_ms: the broker assigns and times sessions in KIP-848's protocol")
+        if self.heartbeat_interval_ms is not None and self.heartbeat_interval_ms <= 0:
+            raise ValueError("group.heartbeat_interval_ms: expected a positive number of ms")
+        if self.instance_id == "":
+            raise ValueError("group.instance_id: expected a non-empty id or null")
 
     def to_spec(self) -> dict[str, object]:
         """The spec's ``group`` object (every key present, null where the client default applies)."""
         return {"assignor": self.assignor, "auto_commit": self.auto_commit, "commit": self.commit,
                 "session_timeout_ms": self.session_timeout_ms, "max_records": self.max_records,
-                "stop_at_ns": self.stop_at_ns}
+                "stop_at_ns": self.stop_at_ns, "instance_id": self.instance_id,
+                "auto_offset_reset": self.auto_offset_reset, "group_protocol": self.group_protocol,
+                "heartbeat_interval_ms": self.heartbeat_interval_ms}
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,13 @@ class WorkerPool:
                     slot.proc.kill()
                 slot.proc.join(timeout=5)
 
+    def kill(self) -> None:
+        """SIGKILL every worker now (a fault: no stop, no leave, no result); :meth:`reap` still waits."""
+        for slot in self._slots.values():
+            if slot.proc.is_alive():
+                with contextlib.suppress(OSError):
+                    slot.proc.kill()
+
     def exit_codes(self) -> dict[tuple[Role, int], int | None]:
         return {key: slot.proc.exitcode for key, slot in self._slots.items()}
 

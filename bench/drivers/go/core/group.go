@@ -26,6 +26,7 @@ type GroupOptions struct {
 	SessionTimeoutMs *int    `json:"session_timeout_ms"`
 	MaxRecords       *int64  `json:"max_records"`
 	StopAtNs         *int64  `json:"stop_at_ns"`
+	GroupExtra               // instance_id, auto_offset_reset, group_protocol (group_extra.go)
 }
 
 // GroupSpec is the part of the spec only protocol v2 has (embedded in Spec).
@@ -115,7 +116,7 @@ func checkGroupOptions(s *Spec) error {
 	if o.Assignor != nil && !contains(Assignors, *o.Assignor) {
 		return fmt.Errorf("spec.group_options.assignor: expected one of %v, got %q", Assignors, *o.Assignor)
 	}
-	return nil
+	return checkGroupExtra(o)
 }
 
 func contains(xs []string, x string) bool {

@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -17,7 +18,40 @@ import (
 	"kbench/drivers/core"
 )
 
-func init() { core.SetGroupConsumer(newGroupConsumer) }
+func init() {
+	core.SetGroupConsumer(newGroupConsumer)
+	core.SetGroupFeatures(core.GroupFeatures{InstanceID: true, AutoOffsetReset: true, ConsumerProtocol: true,
+		Heartbeat: true})
+}
+
+// resetOpts maps auto_offset_reset: earliest (also the default) and latest as kgo's reset offset (which
+// also starts a partition without a commit); none starts only at a committed offset, and an
+// out-of-range one is fatal for the partition (kgo hands the error to the poll).
+func resetOpts(reset *string) []kgo.Opt {
+	switch {
+	case reset != nil && *reset == "latest":
+		return []kgo.Opt{kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd())}
+	case reset != nil && *reset == "none":
+		return []kgo.Opt{kgo.ConsumeStartOffset(kgo.NewOffset().AtCommitted()), kgo.ConsumeResetOffset(kgo.NoResetOffset())}
+	}
+	return []kgo.Opt{kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}
+}
+
+// extraOpts: static membership, the heartbeat interval and KIP-848's protocol (kgo uses it with ServerSideBalancer when the broker
+// has ConsumerGroupHeartbeat v1, with its default cooperative-sticky balancer as the server's "uniform").
+func extraOpts(o *core.GroupOptions) []kgo.Opt {
+	var opts []kgo.Opt
+	if o.InstanceID != nil {
+		opts = append(opts, kgo.InstanceID(*o.InstanceID))
+	}
+	if o.HeartbeatMs != nil {
+		opts = append(opts, kgo.HeartbeatInterval(time.Duration(*o.HeartbeatMs)*time.Millisecond))
+	}
+	if o.GroupProtocol != nil && *o.GroupProtocol == "consumer" {
+		opts = append(opts, kgo.ServerSideBalancer())
+	}
+	return opts
+}
 
 func balancer(name string) kgo.GroupBalancer {
 	switch name {
@@ -48,7 +82,7 @@ func newGroupConsumer(s *core.Spec, ev core.GroupEvents) (core.GroupConsumer, er
 		return &n
 	}
 	opts := []kgo.Opt{kgo.SeedBrokers(core.Brokers(s)...), kgo.ConsumerGroup(*s.Group),
-		kgo.ConsumeTopics(s.Topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeTopics(s.Topic), kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, m map[string][]int32) {
 			ev.Assigned(m[s.Topic], gen(cl))
 			if first {
@@ -67,13 +101,17 @@ func newGroupConsumer(s *core.Spec, ev core.GroupEvents) (core.GroupConsumer, er
 			}
 		})}
 	o := s.GroupOptions
-	if o != nil && o.Assignor != nil {
+	if o == nil {
+		o = &core.GroupOptions{}
+	}
+	opts = append(append(opts, resetOpts(o.AutoOffsetReset)...), extraOpts(o)...)
+	if o.Assignor != nil {
 		opts = append(opts, kgo.Balancers(balancer(*o.Assignor)))
 	}
-	if o != nil && (o.Commit == "batch" || (o.AutoCommit != nil && !*o.AutoCommit)) {
+	if o.Commit == "batch" || (o.AutoCommit != nil && !*o.AutoCommit) {
 		opts = append(opts, kgo.DisableAutoCommit())
 	}
-	if o != nil && o.SessionTimeoutMs != nil {
+	if o.SessionTimeoutMs != nil {
 		opts = append(opts, kgo.SessionTimeout(time.Duration(*o.SessionTimeoutMs)*time.Millisecond))
 	}
 	cl, err := kgo.NewClient(opts...)
@@ -84,10 +122,16 @@ func newGroupConsumer(s *core.Spec, ev core.GroupEvents) (core.GroupConsumer, er
 	return g, nil
 }
 
-// Poll lets a blocked rebalance run (its callbacks write their events now), then polls.
+// Poll lets a blocked rebalance run (its callbacks write their events now), then polls. A Kafka error code
+// wrapped in a group error ("unable to join group session: FENCED_INSTANCE_ID: ...") is named by its code.
 func (g *groupConsumer) Poll(ctx context.Context) ([]core.Record, error) {
 	g.cl.AllowRebalance()
-	return g.consumer.Poll(ctx)
+	recs, err := g.consumer.Poll(ctx)
+	var ke *kerr.Error
+	if err != nil && errors.As(err, &ke) {
+		err = &core.NamedError{Name: ke.Message, Err: err}
+	}
+	return recs, err
 }
 
 // CommitSync commits next offsets with CommitOffsetsSync; an error is the request's or the first

@@ -2,6 +2,7 @@ package kbench.driver;
 
 import java.util.Map;
 import java.util.Properties;
+import java.util.Set;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 
 /**
@@ -22,6 +23,13 @@ final class GroupOptions {
     final Integer sessionTimeoutMs;
     final Long maxRecords;
     final Long stopAtNs;
+    /** static membership: group.instance.id */
+    final String instanceId;
+    /** auto.offset.reset: earliest, latest or none */
+    final String autoOffsetReset;
+    /** group.protocol: classic or consumer (KIP-848; kafka-clients 3.7+, GA in 4.0) */
+    final String groupProtocol;
+    final Integer heartbeatIntervalMs;
 
     private GroupOptions(Map<String, Object> m) throws Spec.SpecError {
         assignor = (String) typed(m, "assignor", String.class);
@@ -43,6 +51,28 @@ final class GroupOptions {
         maxRecords = (Long) typed(m, "max_records", Long.class);
         if (maxRecords != null && maxRecords <= 0) throw new Spec.SpecError("group_options.max_records: expected > 0");
         stopAtNs = (Long) typed(m, "stop_at_ns", Long.class);
+        instanceId = (String) typed(m, "instance_id", String.class);
+        if (instanceId != null && instanceId.isEmpty()) throw new Spec.SpecError("group_options.instance_id: expected a non-empty id");
+        autoOffsetReset = oneOf(m, "auto_offset_reset", Set.of("earliest", "latest", "none"));
+        groupProtocol = oneOf(m, "group_protocol", Set.of("classic", "consumer"));
+        if (groupProtocol != null && !ConsumerConfig.configNames().contains("group.protocol")) {
+            throw new Spec.SpecError("group_options.group_protocol: this kafka-clients has no group.protocol (3.7+)");
+        }
+        Long heartbeat = (Long) typed(m, "heartbeat_interval_ms", Long.class);
+        if (heartbeat != null && heartbeat <= 0) throw new Spec.SpecError("group_options.heartbeat_interval_ms: expected > 0");
+        heartbeatIntervalMs = heartbeat == null ? null : Math.toIntExact(heartbeat);
+        if ("consumer".equals(groupProtocol) && (assignor != null || sessionTimeoutMs != null || heartbeat != null)) {
+            throw new Spec.SpecError("group_options: group_protocol \"consumer\" takes no assignor, session_timeout_ms or "
+                    + "heartbeat_interval_ms (the broker assigns and times sessions)");
+        }
+    }
+
+    private static String oneOf(Map<String, Object> m, String key, Set<String> values) throws Spec.SpecError {
+        String v = (String) typed(m, key, String.class);
+        if (v != null && !values.contains(v)) {
+            throw new Spec.SpecError("group_options." + key + ": expected one of " + values + ", got " + Json.write(v));
+        }
+        return v;
     }
 
     /** The options of a v2 spec ({@code null} if it has none). */
@@ -69,5 +99,12 @@ final class GroupOptions {
             p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, String.valueOf(!commitBatch && autoCommit));
         }
         if (sessionTimeoutMs != null) p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, String.valueOf(sessionTimeoutMs));
+        if (heartbeatIntervalMs != null) p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, String.valueOf(heartbeatIntervalMs));
+        if (instanceId != null) p.put(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, instanceId);
+        if (autoOffsetReset != null) p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, autoOffsetReset);
+        if (groupProtocol != null) {
+            p.put("group.protocol", groupProtocol); // the constant is 3.7+: this driver builds against older clients
+            if ("consumer".equals(groupProtocol)) p.remove(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG);
+        }
     }
 }
