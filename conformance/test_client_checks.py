@@ -4,7 +4,8 @@ Collected only with ``--client NAME`` (repeatable, or ``--clients a,b``): every 
 ``client`` and its verdict is that client's (the report's ``client`` field). Each runs the client's own
 producer/consumer workers in verify mode (:mod:`conformance.through_client`) and judges their acks and
 reads with the one history checker; what the driver protocol does not express is N/A (client), listed by C7
-(group and commit checks through protocol v2's events are C8–C10, conformance/test_client_groups.py).
+(group and commit checks through protocol v2's events are C8–C10, conformance/test_client_groups.py;
+transactions through its transactional mode C20–C22, conformance/test_client_txn.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from bench.verify.history import HistoryReport
 from conformance.clients import Clients, read_partition
 from conformance.plugin import BrokerInfo
 from conformance.through_client import (
-    NO_EVENTS,
     NOT_BUILT,
     ClientRun,
     Worker,
@@ -36,7 +36,8 @@ from conformance.verdicts import CheckContext, expect, expect_eq, require_effect
 pytestmark = [pytest.mark.through_client, pytest.mark.timeout(90)]
 
 #: (broker check, why it is not expressed through a client). G1, O1 and O5 are C8, C9 and C10 (protocol v2
-#: group events: conformance/test_client_groups.py)
+#: group events: conformance/test_client_groups.py); T1, T3 and T4 are C20, C21 and C22 (protocol v2
+#: transactional mode: conformance/test_client_txn.py)
 NOT_EXPRESSIBLE: list[tuple[str, str]] = [
     *((c, NOT_BUILT) for c in ("G3", "G9")),
     ("G4", "driver protocol v2 has no static membership option (group.instance.id)"),
@@ -47,7 +48,6 @@ NOT_EXPRESSIBLE: list[tuple[str, str]] = [
     ("O4", "not built through a client yet: needs a driver member killed with SIGKILL"),
     ("O6", "driver protocol v2 commits carry no metadata"),
     ("O7", "driver protocol v2 has no auto.offset.reset option (drivers read from the earliest offset)"),
-    *((c, NO_EVENTS) for c in ("T1", "T3", "T4")),
     ("K1", "the driver protocol (v1, v2) has no explicit partition in a send"),
     ("P6", "the driver protocol (v1, v2) sends no null or empty keys/values (every value carries the 16-byte header)"),
     ("P7", "the driver protocol (v1, v2) sends no record headers"),
@@ -210,6 +210,4 @@ def _stored_keys(clients: Clients, topic: str, parts: int) -> dict[tuple[int, in
 @pytest.mark.check("C7", "through a client: checks the driver protocol does not express")
 @pytest.mark.parametrize(("mapped", "reason"), NOT_EXPRESSIBLE, ids=[c for c, _ in NOT_EXPRESSIBLE])
 def test_c7_not_expressible(check: CheckContext, client: str, mapped: str, reason: str) -> None:
-    if mapped.startswith("T") and client == "kafka-go":
-        reason = "kafka-go has no transactions; " + reason
     raise not_applicable(client, f"{mapped}: {reason}")
