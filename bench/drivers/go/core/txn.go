@@ -309,7 +309,7 @@ func (r *txnRun) end(how string, from, begin, acked0 int64, input map[string][2]
 	r.outcomes[outcome]++
 	var text *string
 	if err != nil {
-		t := fmt.Sprintf("%s: %v", ErrorName(err), err)
+		t := err.Error()
 		text = &t
 	}
 	if input == nil {

@@ -235,10 +235,10 @@ final class TxnRun {
         } catch (ProducerFencedException | InvalidProducerEpochException | OutOfOrderSequenceException
                  | AuthorizationException | UnsupportedVersionException e) {
             fatal = true; // the producer is unusable; a commit may or may not have happened
-            error = e.getClass().getSimpleName() + ": " + e.getMessage();
+            error = describe(e);
             outcome = "unknown";
         } catch (KafkaException e) {
-            error = e.getClass().getSimpleName() + ": " + e.getMessage();
+            error = describe(e);
             outcome = "unknown";
             if ("commit".equals(end)) {
                 try {
@@ -259,6 +259,15 @@ final class TxnRun {
                 "begin_ns", begin, "end_ns", endNs, "t_ns", System.nanoTime(), "input", in));
         txn++;
         return outcome;
+    }
+
+    /** The exception and its causes: "Name: message (cause Name: message)". */
+    static String describe(Throwable e) {
+        StringBuilder b = new StringBuilder(e.getClass().getSimpleName() + ": " + e.getMessage());
+        for (Throwable c = e.getCause(); c != null && c != c.getCause(); c = c.getCause()) {
+            b.append(" (cause ").append(c.getClass().getSimpleName()).append(": ").append(c.getMessage()).append(')');
+        }
+        return b.toString();
     }
 
     /** Start counting the acks of a transaction whose first sequence number is {@code from}. */
