@@ -22,8 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.drivers.events import GroupOptions
-from bench.drivers.external import GROUP_OPTIONS, ISOLATION, TRANSACTIONS
+from bench.drivers.external import ISOLATION, TRANSACTIONS
 from bench.drivers.pool import WorkerPool
 from bench.drivers.results import Role
 from bench.drivers.txn_events import IsolationLevel, TxnEnded, TxnEvent, TxnHeld, TxnOptions
@@ -34,28 +33,36 @@ from bench.verify.driver_txns import driver_txns
 from bench.verify.model import Poll, Txn
 from conformance.through_client import NO_KEYS, not_applicable
 
-__all__ = ["NO_TXN", "TXN_CLIENTS", "TxnWorker", "consumer_worker", "producer_worker", "pump", "require_txn",
-           "stop_all", "txn_history"]
+__all__ = ["CTP_CLIENTS", "NO_CTP", "NO_TXN", "TXN_CLIENTS", "TxnWorker", "consumer_worker", "producer_worker",
+           "pump", "read_poll", "require_txn", "start_ready", "stop_all", "txn_history"]
 
 #: clients whose driver has protocol v2's transactional mode (and a consumer isolation level)
-TXN_CLIENTS = ("java", "franz-go")
+TXN_CLIENTS = ("java", "franz-go", "sarama")
+#: of those, the ones with consume-transform-produce (transactions.consume)
+CTP_CLIENTS = ("java", "franz-go")
 #: why a client has no transactional mode (N/A (client) of C20–C22 through it)
 NO_TXN: dict[str, str] = {
     "kafka-go": "kafka-go has no transactions",
     "librdkafka": "kbench's in-process librdkafka worker takes no protocol v2 transactions spec (T1, T3 and T4 "
                   "themselves run through librdkafka)",
-    "sarama": "the sarama driver has no protocol v2 transactional mode yet (sarama's Producer.Transaction.ID, "
-              "BeginTxn/CommitTxn/AbortTxn and AddMessageToTxn could feed one)",
     "confluent-kafka-go": "the confluent-kafka-go driver has no protocol v2 transactional mode yet (librdkafka's "
                           "InitTransactions/BeginTransaction/CommitTransaction could feed one)",
+}
+#: why a client with the transactional mode has no consume-transform-produce (N/A (client) of C21)
+NO_CTP: dict[str, str] = {
+    "sarama": "the sarama driver has no consume-transform-produce yet (a ConsumerGroup with AddMessageToTxn "
+              "could feed one)",
 }
 READY_TIMEOUT_S = 45.0
 
 
-def require_txn(client: str) -> None:
-    """Raise N/A (client) unless ``client``'s driver has the transactional mode."""
+def require_txn(client: str, consume: bool = False) -> None:
+    """Raise N/A (client) unless ``client``'s driver has the transactional mode (and, with ``consume``,
+    consume-transform-produce)."""
     if client not in TXN_CLIENTS:
         raise not_applicable(client, NO_TXN.get(client, f"{client} has no protocol v2 transactional mode"))
+    if consume and client not in CTP_CLIENTS:
+        raise not_applicable(client, NO_CTP.get(client, f"{client} has no consume-transform-produce"))
 
 
 def _spec(role: str, index: int, bootstrap: str, topic: str, *, rate: float | None, duration_s: float,
@@ -78,10 +85,10 @@ def producer_worker(client: str, index: int, bootstrap: str, topic: str, *, txn:
 
 def consumer_worker(client: str, index: int, bootstrap: str, topic: str, group: str,
                     isolation: IsolationLevel) -> TxnWorker:
-    """A group consumer of ``client`` with ``isolation`` (protocol v2, default group options)."""
+    """A group consumer of ``client`` with ``isolation`` (protocol v2; no group options: a driver may still
+    report group events, which are not needed here)."""
     return TxnWorker(client, _spec("consumer", index, bootstrap, topic, rate=None, duration_s=120.0, config={},
-                                   group=group, producers=1,
-                                   extra={GROUP_OPTIONS: GroupOptions(), ISOLATION: isolation}))
+                                   group=group, producers=1, extra={ISOLATION: isolation}))
 
 
 @dataclass

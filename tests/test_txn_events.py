@@ -174,13 +174,15 @@ def test_driver_txns_and_the_history_checker() -> None:
                  txns=txns, allow_gaps=True).ok
 
 
-@pytest.mark.parametrize(("client", "words"), [
-    ("kafka-go", "kafka-go has no transactions"),
-    ("sarama", "no protocol v2 transactional mode yet"),
-    ("librdkafka", "in-process librdkafka worker"),
+@pytest.mark.parametrize(("client", "consume", "words"), [
+    ("kafka-go", False, "kafka-go has no transactions"),
+    ("confluent-kafka-go", False, "no protocol v2 transactional mode yet"),
+    ("librdkafka", False, "in-process librdkafka worker"),
+    ("sarama", True, "no consume-transform-produce yet"),
 ])
-def test_txn_checks_na_with_the_clients_reason(client: str, words: str) -> None:
+def test_txn_checks_na_with_the_clients_reason(client: str, consume: bool, words: str) -> None:
     with pytest.raises(NotApplicable, match=rf"N/A \(client {client}\): .*{words}"):
-        require_txn(client)
+        require_txn(client, consume=consume)
     for c in ("java", "franz-go"):
-        require_txn(c)
+        require_txn(c, consume=True)
+    require_txn("sarama")

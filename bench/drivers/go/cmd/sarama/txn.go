@@ -130,14 +130,29 @@ func (p *txnProducer) Flush(ctx context.Context) error {
 	}
 }
 
+// kafkaNames: the Kafka error names of the transaction errors sarama v1.61.1 has no text for
+var kafkaNames = map[sarama.KError]string{47: "INVALID_PRODUCER_EPOCH", 48: "INVALID_TXN_STATE",
+	53: "TRANSACTIONAL_ID_AUTHORIZATION_FAILED", 90: "PRODUCER_FENCED"}
+
+// txnError names a KError by its Kafka name where sarama does not (PRODUCER_FENCED is "Unknown error ... 90").
+func txnError(err error) error {
+	var ke sarama.KError
+	if errors.As(err, &ke) {
+		if name, ok := kafkaNames[ke]; ok {
+			return &core.NamedError{Name: fmt.Sprintf("%s (KError %d)", name, int16(ke)), Err: err}
+		}
+	}
+	return err
+}
+
 func (p *txnProducer) End(ctx context.Context, commit bool) (string, error, bool) {
 	if !commit {
 		if err := p.ap.AbortTxn(); err != nil {
-			return "unknown", err, p.ap.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0
+			return "unknown", txnError(err), p.ap.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0
 		}
 		return "aborted", nil, false
 	}
-	err := p.ap.CommitTxn() // flushes first
+	err := txnError(p.ap.CommitTxn()) // flushes first
 	if err == nil {
 		return "committed", nil, false
 	}

@@ -111,7 +111,7 @@ final class TxnRun {
     }
 
     /** The schedule's records in transactions of {@code messages}; the last one held open with {@code hold}. */
-    private void schedule(KafkaProducer<byte[], byte[]> producer, long t0) throws InterruptedException {
+    private void schedule(KafkaProducer<byte[], byte[]> producer, long t0) throws Exception {
         Payload payload = new Payload(spec);
         Payload.Keys keys = new Payload.Keys(spec);
         long lastStat = System.nanoTime();
