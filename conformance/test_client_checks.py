@@ -5,7 +5,8 @@ Collected only with ``--client NAME`` (repeatable, or ``--clients a,b``): every 
 producer/consumer workers in verify mode (:mod:`conformance.through_client`) and judges their acks and
 reads with the one history checker; what the driver protocol does not express is N/A (client), listed by C7
 (group and commit checks through protocol v2's events and options are C8–C17: conformance/test_client_groups.py,
-test_client_rebalance.py, test_client_group_options.py).
+test_client_rebalance.py, test_client_group_options.py;
+transactions through its transactional mode C20–C22, conformance/test_client_txn.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from bench.verify.history import HistoryReport
 from conformance.clients import Clients, read_partition
 from conformance.plugin import BrokerInfo
 from conformance.through_client import (
-    NO_EVENTS,
     ClientRun,
     Worker,
     history,
@@ -37,11 +37,11 @@ pytestmark = [pytest.mark.through_client, pytest.mark.timeout(90)]
 
 #: (broker check, why it is not expressed through a client). G1, O1 and O5 are C8, C9 and C10; G3 C11, G6 and O4
 #: C12, G9 C13, G4 C14, G5 C15, O7 C16, G10 C17 (protocol v2 group events and options:
-#: conformance/test_client_groups.py, test_client_rebalance.py, test_client_group_options.py)
+#: conformance/test_client_groups.py, test_client_rebalance.py, test_client_group_options.py); T1, T3 and T4 are
+#: C20, C21 and C22 (protocol v2 transactional mode: conformance/test_client_txn.py)
 NOT_EXPRESSIBLE: list[tuple[str, str]] = [
     ("O2", "driver protocol v2 reports commits, not position()"),
     ("O6", "driver protocol v2 commits carry no metadata"),
-    *((c, NO_EVENTS) for c in ("T1", "T3", "T4")),
     ("K1", "the driver protocol (v1, v2) has no explicit partition in a send"),
     ("P6", "the driver protocol (v1, v2) sends no null or empty keys/values (every value carries the 16-byte header)"),
     ("P7", "the driver protocol (v1, v2) sends no record headers"),
@@ -204,6 +204,4 @@ def _stored_keys(clients: Clients, topic: str, parts: int) -> dict[tuple[int, in
 @pytest.mark.check("C7", "through a client: checks the driver protocol does not express")
 @pytest.mark.parametrize(("mapped", "reason"), NOT_EXPRESSIBLE, ids=[c for c, _ in NOT_EXPRESSIBLE])
 def test_c7_not_expressible(check: CheckContext, client: str, mapped: str, reason: str) -> None:
-    if mapped.startswith("T") and client == "kafka-go":
-        reason = "kafka-go has no transactions; " + reason
     raise not_applicable(client, f"{mapped}: {reason}")

@@ -8,9 +8,10 @@ librdkafka worker for ``librdkafka``. Workers run in verify mode, so a producer 
 seq)``; :func:`history` feeds them, with a final read of the topic, to the one history checker
 (:func:`bench.verify.history.check`). Nothing here re-implements a client.
 
-What the driver protocol does not express (transactions, explicit partitions, headers, timestamps, null
-keys/values) is N/A (client): :func:`not_applicable` says why. Group members with protocol v2's assignment
-and commit events are :mod:`conformance.group_client`.
+What the driver protocol does not express (explicit partitions, headers, timestamps, null keys/values) is
+N/A (client): :func:`not_applicable` says why. Group members with protocol v2's assignment and commit events
+are :mod:`conformance.group_client`; transactional workers (protocol v2's transactional mode)
+:mod:`conformance.txn_client`.
 """
 
 from __future__ import annotations
@@ -31,13 +32,11 @@ from bench.verify.cell import build_history, read_topic, value_id
 from bench.verify.history import HistoryReport, Poll, check
 from conformance.verdicts import HarnessError, NotApplicable
 
-__all__ = ["CLIENT_OPTION", "NOT_BUILT", "NO_EVENTS", "ClientRun", "Worker", "history", "not_applicable",
+__all__ = ["CLIENT_OPTION", "NOT_BUILT", "ClientRun", "Worker", "history", "not_applicable",
            "producer_config", "run_workers", "selected_clients"]
 
 #: pytest option (``--client NAME``, repeatable; ``--clients a,b``), registered in conformance/conftest.py
 CLIENT_OPTION = "client"
-#: the reason of every transaction check through a client (protocol v2 has group and commit events only)
-NO_EVENTS = "driver protocol v2 has no transaction events"
 #: the reason of a group check protocol v2's events could express, not written yet
 NOT_BUILT = "not built through a client yet (driver protocol v2 has the assignment events it needs)"
 #: clients whose driver takes librdkafka properties (so the --client-config-file properties apply)

@@ -18,13 +18,16 @@ from dataclasses import asdict
 from typing import IO, Any
 
 from bench.drivers.events import EVENT_TYPES, PROTOCOL_V1, PROTOCOL_V2, EventError, GroupOptions, parse_event
+from bench.drivers.txn_events import ISOLATION_LEVELS, TXN_EVENT_TYPES, TxnOptions, parse_txn_event
 from bench.errors import ConfigError
 from bench.load.worker import WorkerSpec
 
 __all__ = [
     "GROUP_OPTIONS",
+    "ISOLATION",
     "PROTOCOLS",
     "PROTOCOL_VERSION",
+    "TRANSACTIONS",
     "ExternalWorker",
     "spec_line",
     "spec_protocol",
@@ -36,22 +39,39 @@ PROTOCOL_VERSION = PROTOCOL_V2
 PROTOCOLS = (PROTOCOL_V1, PROTOCOL_V2)
 #: ``WorkerSpec.extra`` key of a consumer's :class:`~bench.drivers.events.GroupOptions` (protocol v2)
 GROUP_OPTIONS = "group_options"
+#: ``WorkerSpec.extra`` keys of protocol v2's transactional mode: a producer's
+#: :class:`~bench.drivers.txn_events.TxnOptions`, a consumer's isolation level
+TRANSACTIONS = "transactions"
+ISOLATION = "isolation_level"
 _STDERR_LINES = 30
 
 
 def spec_protocol(spec: WorkerSpec) -> int:
-    """The version a worker's spec is written in: 2 for a consumer with group options, else 1 (so a
-    v1-only driver still runs every v1 spec)."""
-    return PROTOCOL_V2 if isinstance(spec.extra.get(GROUP_OPTIONS), GroupOptions) else PROTOCOL_V1
+    """The version a worker's spec is written in: 2 for a consumer with group options or an isolation
+    level and for a transactional producer, else 1 (so a v1-only driver still runs every v1 spec)."""
+    v2 = (isinstance(spec.extra.get(GROUP_OPTIONS), GroupOptions) or isinstance(spec.extra.get(TRANSACTIONS),
+          TxnOptions) or spec.extra.get(ISOLATION) is not None)
+    return PROTOCOL_V2 if v2 else PROTOCOL_V1
 
 
 def spec_line(spec: WorkerSpec) -> dict[str, Any]:
-    """The ``spec`` object of docs/drivers.md for one worker (protocol v2 adds ``group``)."""
+    """The ``spec`` object of docs/drivers.md for one worker (protocol v2 adds ``group_options``,
+    ``transactions`` and ``isolation_level``)."""
     line = _spec_v1(spec)
     opts = spec.extra.get(GROUP_OPTIONS)
     if isinstance(opts, GroupOptions):
         line["protocol"] = PROTOCOL_V2
         line["group_options"] = opts.to_spec()
+    txn = spec.extra.get(TRANSACTIONS)
+    if isinstance(txn, TxnOptions):
+        line["protocol"] = PROTOCOL_V2
+        line["transactions"] = txn.to_spec()
+    isolation = spec.extra.get(ISOLATION)
+    if isolation is not None:
+        if isolation not in ISOLATION_LEVELS:
+            raise ConfigError(f"isolation_level {isolation!r}: expected one of {', '.join(ISOLATION_LEVELS)}")
+        line["protocol"] = PROTOCOL_V2
+        line["isolation_level"] = isolation
     return line
 
 
@@ -191,6 +211,11 @@ class ExternalWorker:
                 self._put("event", parse_event(msg))
             except EventError as exc:
                 self._error(f"bad {kind} line: {exc}")
+        elif kind in TXN_EVENT_TYPES and self.protocol >= PROTOCOL_V2:
+            try:
+                self._put("event", parse_txn_event(msg))
+            except EventError as exc:
+                self._error(f"bad {kind} line: {exc}")
         elif kind == "stat":
             self.out.put(("stat", self.role, self.spec.index, float(msg.get("t_s", 0.0)), int(msg.get("count", 0)),
                           msg.get("p99_us"), int(msg.get("total", 0))))
@@ -221,9 +246,11 @@ class ExternalWorker:
         """Protocol v2: ``ready`` repeats the version, and says whether group events will follow."""
         if self.protocol >= PROTOCOL_V2 and msg.get("protocol") != self.protocol:
             self._error(f"ready says protocol {msg.get('protocol')!r}; its spec asked for {self.protocol}")
-        if self.protocol >= PROTOCOL_V2 and self.role == "consumer" and self.spec.verify \
+        grouped = isinstance(self.spec.extra.get(GROUP_OPTIONS), GroupOptions)
+        if self.protocol >= PROTOCOL_V2 and self.role == "consumer" and self.spec.verify and grouped \
                 and msg.get("group_events") is not True:
-            self._error("a v2 verify-mode consumer must report group events (ready.group_events true)")
+            self._error("a v2 verify-mode consumer with group options must report group events "
+                        "(ready.group_events true)")
 
     def _error(self, text: str) -> None:
         self._put("error", f"{self.client} driver: {text}")

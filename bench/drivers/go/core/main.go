@@ -107,7 +107,9 @@ func Main(c *Client) {
 	}
 	out.Line(map[string]any{"type": "hello", "protocol": Protocol, "now_ns": SysNow(), "client": info,
 		"role": s.Role, "pid": os.Getpid()})
-	if s.Role == "producer" {
+	if s.Transactions != nil {
+		err = runTxn(s, ctl, out, info)
+	} else if s.Role == "producer" {
 		err = runProducer(c, s, ctl, out, info)
 	} else if gc, gctl, gerr := groupClient(c, s, ctl, out); gerr != nil {
 		fail(2, "%v", gerr)
@@ -138,6 +140,9 @@ func (c *Client) checkConfig(s *Spec) error {
 
 func validate(s *Spec) error {
 	if err := negotiate(s); err != nil {
+		return err
+	}
+	if err := checkTxn(s); err != nil {
 		return err
 	}
 	switch {

@@ -43,6 +43,7 @@ type Spec struct {
 	Type           string            `json:"type"`
 	Protocol       int               `json:"protocol"`
 	GroupSpec                        // protocol v2: group_options (group.go)
+	TxnSpec                          // protocol v2: transactions, isolation_level (txn.go)
 	Role           string            `json:"role"`
 	Index          int               `json:"index"`
 	Producers      int               `json:"producers"`

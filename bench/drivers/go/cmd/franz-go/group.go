@@ -100,6 +100,7 @@ func newGroupConsumer(s *core.Spec, ev core.GroupEvents) (core.GroupConsumer, er
 				ev.Revoked(m[s.Topic], gen(cl), true)
 			}
 		})}
+	opts = append(opts, isolationOpts(s)...) // protocol v2 isolation_level (txn.go)
 	o := s.GroupOptions
 	if o == nil {
 		o = &core.GroupOptions{}

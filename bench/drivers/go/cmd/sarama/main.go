@@ -56,6 +56,7 @@ func config(s *core.Spec) (*sarama.Config, error) {
 	}
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
 	c.Consumer.Return.Errors = true
+	isolation(s, c) // protocol v2 isolation_level (txn.go)
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("sarama: client_config: %v", err)
 	}

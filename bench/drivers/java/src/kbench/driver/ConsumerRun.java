@@ -56,6 +56,7 @@ final class ConsumerRun {
         p.put(ConsumerConfig.GROUP_ID_CONFIG, spec.group);
         p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         p.putAll(spec.clientConfig);
+        if (spec.isolationLevel != null) p.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, spec.isolationLevel);
         if (spec.groupOptions != null) spec.groupOptions.apply(p);
         return p;
     }

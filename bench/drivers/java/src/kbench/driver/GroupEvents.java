@@ -38,7 +38,7 @@ final class GroupEvents {
         Map<String, Object> line = Json.obj("type", "ready", "partitions", partitions);
         if (spec.protocol >= Spec.PROTOCOL_V2) {
             line.put("protocol", spec.protocol);
-            line.put("group_events", spec.verify);
+            line.put("group_events", spec.verify && spec.groupOptions != null); // isolation_level alone: no events
         }
         return line;
     }

@@ -23,6 +23,10 @@ final class Spec {
     final int protocol;
     /** protocol v2: the consumer's group options, or null */
     final GroupOptions groupOptions;
+    /** protocol v2, transactional mode: a transactional producer's options (TxnRun), or null */
+    final TxnOptions transactions;
+    /** protocol v2: a consumer's isolation.level ("read_committed" / "read_uncommitted"), or null */
+    final String isolationLevel;
 
     final String role;
     final int index;
@@ -81,6 +85,16 @@ final class Spec {
         if (groupOptions != null && (protocol < PROTOCOL_V2 || !"consumer".equals(m.get("role")))) {
             throw new SpecError("group_options: only a consumer's protocol 2 spec has them");
         }
+        transactions = TxnOptions.parse(m.get("transactions"));
+        if (transactions != null && (protocol < PROTOCOL_V2 || !"producer".equals(m.get("role")))) {
+            throw new SpecError("transactions: only a producer's protocol 2 spec has them");
+        }
+        Object iso = m.get("isolation_level");
+        if (iso != null && (protocol < PROTOCOL_V2 || !List.of("read_committed", "read_uncommitted").contains(iso))) {
+            throw new SpecError("isolation_level: expected \"read_committed\" or \"read_uncommitted\" in a protocol 2 spec, got "
+                    + Json.write(iso));
+        }
+        isolationLevel = (String) iso;
         role = string(m, "role", null);
         if (!"producer".equals(role) && !"consumer".equals(role)) {
             throw new SpecError("role: expected \"producer\" or \"consumer\", got " + Json.write(role));
