@@ -15,6 +15,9 @@ and here it would only add minutes) and asserts what the scenario is for:
 * **slow-network** (50 ms ± 10 ms on every broker-to-client chunk from 25 s to 44 s): publish p50 of the
   records intended while the latency was on is higher than the baseline's by about that amount.
 
+The tier is deselected by default (``-m 'not scenarios'`` in pyproject's addopts: six minutes of fault
+scenarios); ``pytest -m scenarios`` runs it, and ``.ci/run`` does, beside the main tier.
+
 After each run nothing is left: no namespaces, nft tables, proxies or broker processes of the run.
 """
 
@@ -31,7 +34,7 @@ from bench.faults import netns
 from bench.faults.proxy import proxy_processes
 from tests.conftest import REPO, run_kbench
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.scenarios]
 
 _NO_NETNS = netns.unavailable_reason() or (None if shutil.which("nft") else "needs nft")
 
