@@ -102,17 +102,21 @@ def test_c20_read_committed(check: CheckContext, clients: Clients, broker: Broke
                             security_conf: dict[str, str], client: str) -> None:
     _require(check, client, security_conf)
     topic, bs = clients.create_topic(1), broker.bootstrap
-    txp = producer_worker(client, 0, bs, topic, producers=2, txn=TxnOptions(
+    # 60 transactional records in 6 transactions (commit, abort, ..., the last held open); plain records until
+    # 0.5 s after the last transaction is held open (so some lie past its first offset)
+    txp = producer_worker(client, 0, bs, topic, producers=2, duration_s=0.6, txn=TxnOptions(
         names.txn_id("c20"), messages=10, abort_ratio=0.5, hold="commit"))
-    plain = producer_worker(client, 1, bs, topic, producers=2, duration_s=2.0,
+    plain = producer_worker(client, 1, bs, topic, producers=2, duration_s=30.0,
                             config=producer_config(client, "ordered"))
     rc = consumer_worker(client, 0, bs, topic, names.group("c20-rc"), "read_committed")
     ru = consumer_worker(client, 1, bs, topic, names.group("c20-ru"), "read_uncommitted")
     workers = [rc, ru, txp, plain]
     try:
         _start(workers)
-        ok = pump(workers, lambda: txp.held() is not None and plain.result is not None, 30.0)
-        _harness(ok, workers, "the open transaction and the plain producer")
+        _harness(pump(workers, lambda: txp.held() is not None, 30.0), workers, "the open transaction")
+        pump(workers, lambda: False, 0.5)
+        plain.stop()
+        _harness(pump(workers, lambda: plain.result is not None, 20.0), workers, "the plain producer")
         ok = _settle(rc, workers, 15.0)
         _harness(ok, workers, f"the read_committed consumer to read what it can while the transaction is open "
                  f"({rc.total} records after {rc.stats} stat lines)")

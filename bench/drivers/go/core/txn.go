@@ -304,6 +304,9 @@ func (r *txnRun) consume() {
 // end ends the open transaction as how says and writes its txn line.
 func (r *txnRun) end(how string, from, begin, acked0 int64, input map[string][2]int64) string {
 	endNs := Now()
+	if how == "abort" {
+		_ = r.tc.Flush(context.Background()) // the aborted records are written, then hidden by the abort marker
+	}
 	outcome, err, fatal := r.tc.End(context.Background(), how == "commit")
 	r.fatal = r.fatal || fatal
 	r.outcomes[outcome]++

@@ -229,8 +229,12 @@ final class TxnRun {
         String outcome;
         String error = null;
         try {
-            if ("commit".equals(end)) producer.commitTransaction();
-            else producer.abortTransaction();
+            if ("commit".equals(end)) {
+                producer.commitTransaction();
+            } else {
+                producer.flush(); // the aborted records are written, then hidden by the abort marker
+                producer.abortTransaction();
+            }
             outcome = "commit".equals(end) ? "committed" : "aborted";
         } catch (ProducerFencedException | InvalidProducerEpochException | OutOfOrderSequenceException
                  | AuthorizationException | UnsupportedVersionException e) {
