@@ -17,18 +17,10 @@ func runProducer(c *Client, s *Spec, ctl *Control, out *Out, info ClientInfo) er
 		return fmt.Errorf("producer: %v", err)
 	}
 	out.Line(map[string]any{"type": "ready"})
-	var t0 int64
-	select {
-	case t0 = <-ctl.Start:
-	case <-ctl.Stop:
-		closeWithin(p.Close, 3*time.Second)
-		out.Line(failed(info, "stopped before start"))
+	t0, started := awaitStart(ctl, out, info, a, s, p.Close)
+	if !started {
 		return nil
 	}
-	a.mu.Lock()
-	a.start, a.end = t0+s.WarmupNs, t0+s.WarmupNs+s.DurationNs
-	a.series = NewSeries(a.start)
-	a.mu.Unlock()
 	l := &sendLoop{s: s, p: p, a: a, g: g, ctl: ctl, blocks: c.SendBlocks}
 	done := make(chan struct{})
 	go statLoop(t0, done, out, &a.meter)
@@ -95,4 +87,22 @@ func (l *sendLoop) result(info ClientInfo, windowEnd, unacked int64, early bool)
 		r.Verify = v
 	}
 	return r
+}
+
+// awaitStart waits for the driver's start (t0) and sets the acker's measured window from it; on a stop
+// before the start it closes the producer (closer), says so, and returns false.
+func awaitStart(ctl *Control, out *Out, info ClientInfo, a *Acker, s *Spec, closer func()) (int64, bool) {
+	var t0 int64
+	select {
+	case t0 = <-ctl.Start:
+	case <-ctl.Stop:
+		closeWithin(closer, 3*time.Second)
+		out.Line(failed(info, "stopped before start"))
+		return 0, false
+	}
+	a.mu.Lock()
+	a.start, a.end = t0+s.WarmupNs, t0+s.WarmupNs+s.DurationNs
+	a.series = NewSeries(a.start)
+	a.mu.Unlock()
+	return t0, true
 }

@@ -168,18 +168,10 @@ func runTxn(s *Spec, ctl *Control, out *Out, info ClientInfo) error {
 		return fmt.Errorf("transactional producer: %v", err)
 	}
 	out.Line(map[string]any{"type": "ready", "protocol": s.Protocol})
-	var t0 int64
-	select {
-	case t0 = <-ctl.Start:
-	case <-ctl.Stop:
-		closeWithin(tc.Close, 3*time.Second)
-		out.Line(failed(info, "stopped before start"))
+	t0, started := awaitStart(ctl, out, info, a, s, tc.Close)
+	if !started {
 		return nil
 	}
-	a.mu.Lock()
-	a.start, a.end = t0+s.WarmupNs, t0+s.WarmupNs+s.DurationNs
-	a.series = NewSeries(a.start)
-	a.mu.Unlock()
 	r := &txnRun{s: s, o: s.Transactions, tc: tc, a: a, ctl: ctl, out: out,
 		outcomes: map[string]int64{"committed": 0, "aborted": 0, "unknown": 0}}
 	done := make(chan struct{})

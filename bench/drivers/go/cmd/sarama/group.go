@@ -242,16 +242,7 @@ func (g *groupConsumer) CommitSync(_ context.Context, next map[int32]int64) erro
 	}
 }
 
-func (g *groupConsumer) Lag() (int64, bool) {
-	var lag int64
-	ok := false
-	g.hw.Range(func(k, v any) bool {
-		ok = true
-		lag += max(0, v.(int64)-g.next[k.(int32)])
-		return true
-	})
-	return lag, ok
-}
+func (g *groupConsumer) Lag() (int64, bool) { return lagOf(&g.hw, g.next) }
 
 func (g *groupConsumer) Close() {
 	g.h.Close()

@@ -222,12 +222,16 @@ func (c *consumer) record(m *sarama.ConsumerMessage) core.Record {
 	return core.Record{Partition: m.Partition, Offset: m.Offset, Value: m.Value}
 }
 
-func (c *consumer) Lag() (int64, bool) {
+func (c *consumer) Lag() (int64, bool) { return lagOf(&c.hw, c.next) }
+
+// lagOf sums, over the partitions with a known high watermark (hw: partition -> high watermark), how far
+// the next offset to read is behind it; false while no high watermark is known yet.
+func lagOf(hw *sync.Map, next map[int32]int64) (int64, bool) {
 	var lag int64
 	ok := false
-	c.hw.Range(func(k, v any) bool {
+	hw.Range(func(k, v any) bool {
 		ok = true
-		lag += max(0, v.(int64)-c.next[k.(int32)])
+		lag += max(0, v.(int64)-next[k.(int32)])
 		return true
 	})
 	return lag, ok
