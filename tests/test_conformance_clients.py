@@ -51,6 +51,15 @@ def test_cli_refuses_an_unknown_client_before_starting_anything() -> None:
     assert main(["conformance", "--broker", "kafka", "--client", "java,nope"]) == 2
 
 
+def test_a_pytest_tail_after_double_dash_reaches_pytest() -> None:
+    from bench.cli.main import _split_pytest_tail
+
+    argv = ["conformance", "--broker", "kafka", "--client", "java", "--", "-m", "through_client", "-x"]
+    assert _split_pytest_tail(argv) == (argv[:5], ["-m", "through_client", "-x"])
+    assert _split_pytest_tail(["run", "s.yaml", "--", "x"]) == (["run", "s.yaml", "--", "x"], [])
+    assert _split_pytest_tail(["conformance", "matrix", "a", "b"]) == (["conformance", "matrix", "a", "b"], [])
+
+
 def test_idempotence_na_and_reason() -> None:
     with pytest.raises(NotApplicable, match=r"N/A \(client kafka-go\): kafka-go has no idempotent producer"):
         through_client.producer_config("kafka-go", "idempotent")

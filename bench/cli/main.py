@@ -198,9 +198,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _split_pytest_tail(argv: list[str]) -> tuple[list[str], list[str]]:
+    """`kbench conformance ... -- PYTEST ARGS`: the part after `--`, kept from argparse.
+
+    argparse hands a `--` tail to the first free positional (`action`), so `-- -m through_client` read as
+    action '-m'; the tail is split off here and becomes ``pytest_args``.
+    """
+    if argv[:1] == ["conformance"] and "--" in argv:
+        cut = argv.index("--")
+        return argv[:cut], argv[cut + 1:]
+    return argv, []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    head, tail = _split_pytest_tail(list(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(head)
+    if tail:
+        args.pytest_args = [*(getattr(args, "pytest_args", None) or []), *tail]
     try:
         return int(args.func(args))
     except KbenchError as exc:

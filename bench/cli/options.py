@@ -103,6 +103,18 @@ def print_outcome(outcome: RunOutcome) -> None:
         err.print(f"[yellow]incomplete:[/yellow] {outcome.document.get('incomplete_reason')}")
 
 
+def report_verification(outcome: RunOutcome) -> int:
+    """1 when a cell run with ``--verify`` failed its verification (lost, unseen, duplicated… writes), and
+    print which; else 0. A failed history check fails the command, as a missed threshold does."""
+    failed = [cell.get("label") or str(cell.get("index")) for cell in outcome.document["cells"]
+              if isinstance(cell.get("verification"), dict) and cell["verification"].get("ok") is False]
+    if failed:
+        err.print(f"[red]verification FAILED in {len(failed)} cell(s):[/red] ", end="")
+        err.print(", ".join(failed), markup=False)
+        return 1
+    return 0
+
+
 def report_thresholds(outcome: RunOutcome, thresholds: Sequence[Threshold]) -> int:
     """Judge ``thresholds`` in every cell of a finished run, keep the verdicts in its result document
     (``thresholds``, rewritten atomically) and print the misses: 1 when any missed, else 0."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
-from bench.cli.options import err, out, print_outcome, progress_line, report_thresholds
+from bench.cli.options import err, out, print_outcome, progress_line, report_thresholds, report_verification
 
 if TYPE_CHECKING:
     from bench.run.prepare import PreparedRun
@@ -17,7 +17,8 @@ __all__ = ["run_and_report"]
 
 
 def run_and_report(prepared: PreparedRun, session: Session, *, progress: bool = True) -> int:
-    """The command's exit code: 1 when a threshold missed or the run is incomplete, else 0 (an interrupted
+    """The command's exit code: 1 when a threshold missed, a cell failed ``--verify`` or the run is
+    incomplete, else 0 (an interrupted
     or aborted run raises :class:`~bench.errors.RunAborted` after writing what it measured)."""
     from bench.cli.progress import RunProgress
     from bench.cli.summary import print_summary
@@ -32,4 +33,5 @@ def run_and_report(prepared: PreparedRun, session: Session, *, progress: bool = 
         display.close()
     print_summary(outcome.document, out)
     print_outcome(outcome)
-    return report_thresholds(outcome, prepared.scenario.thresholds) or (0 if outcome.complete else 1)
+    missed = report_thresholds(outcome, prepared.scenario.thresholds)
+    return report_verification(outcome) or missed or (0 if outcome.complete else 1)
