@@ -174,3 +174,17 @@ def test_a_broker_that_stops_answering_after_a_failed_cell_stops_the_run(
         _execute(tmp_path, {0: CellAborted("timed out after 60 s waiting for consumers to join their group")})
     doc = load_result(tmp_path / "run")
     assert [c["status"] for c in doc["cells"]] == ["failed"] and doc["cells"][0]["failure"]["stops_run"] is True
+
+
+def test_a_failed_verification_fails_the_command() -> None:
+    from types import SimpleNamespace
+
+    from bench.cli.options import report_verification
+
+    def outcome(*cells: dict[str, Any]) -> Any:
+        return SimpleNamespace(document={"cells": list(cells)})
+
+    ok = {"label": "a", "verification": {"ok": True}}
+    bad = {"label": "b", "verification": {"ok": False, "counts": {"lost": 3}}}
+    assert report_verification(outcome(ok, {"label": "c"})) == 0       # no --verify: nothing to judge
+    assert report_verification(outcome(ok, bad)) == 1
