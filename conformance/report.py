@@ -199,14 +199,9 @@ def load_report(path: Path) -> dict[str, Any]:
     return doc
 
 
-def _column_label(doc: Mapping[str, Any], used: set[str]) -> str:
+def _broker_label(doc: Mapping[str, Any]) -> str:
     b = doc.get("broker", {})
-    label = " ".join(x for x in (b.get("implementation"), b.get("version")) if x) or str(b.get("bootstrap"))
-    base, n = label, 2
-    while label in used:
-        label, n = f"{base} #{n}", n + 1
-    used.add(label)
-    return label
+    return " ".join(x for x in (b.get("implementation"), b.get("version")) if x) or str(b.get("bootstrap"))
 
 
 def _clients(doc: Mapping[str, Any]) -> list[str]:
@@ -215,32 +210,47 @@ def _clients(doc: Mapping[str, Any]) -> list[str]:
     return sorted(found, key=lambda n: (n != DEFAULT_CLIENT, n))
 
 
+def _doc_labels(docs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each report's broker label. Reports of one broker whose clients do not overlap (e.g. the CI gate's
+    librdkafka/java/franz-go run and a sarama/kafka-go one against the same Kafka version) share it, so their
+    columns sit side by side; a report that repeats a client of that broker gets ``#2``, ``#3``…"""
+    taken: dict[str, set[str]] = {}
+    labels = []
+    for d in docs:
+        base, n, clients = _broker_label(d), 2, set(_clients(d))
+        label = base
+        while label in taken and taken[label] & clients:
+            label, n = f"{base} #{n}", n + 1
+        taken.setdefault(label, set()).update(clients)
+        labels.append(label)
+    return labels
+
+
 def matrix(report_paths: Sequence[Path]) -> str:
     """One markdown table: rows = checks (ID, semantic, case), columns = broker × client, cells = verdicts;
     the last rows count each column's verdicts ("—": that client did not run the check)."""
     docs = [load_report(Path(p)) for p in report_paths]
     if not docs:
         raise ResultError("matrix: no report given")
-    used: set[str] = set()
-    columns: list[tuple[int, str, str]] = []            # (doc index, client, label)
+    labels = _doc_labels(docs)
     per_client = any(_clients(d) != [DEFAULT_CLIENT] for d in docs)   # else one column per broker
-    for i, d in enumerate(docs):
-        broker = _column_label(d, used)
-        columns += [(i, c, f"{broker} · {c}" if per_client else broker) for c in _clients(d)]
+    columns: list[tuple[str, str]] = []              # (broker label, client), in the reports' order
+    for label, d in zip(labels, docs, strict=True):
+        columns += [(label, c) for c in _clients(d) if (label, c) not in columns]
     rows: dict[tuple[str, str], str] = {}
-    cells: dict[tuple[str, str], dict[tuple[int, str], str]] = {}
-    for i, doc in enumerate(docs):
+    cells: dict[tuple[str, str], dict[tuple[str, str], str]] = {}
+    for label, doc in zip(labels, docs, strict=True):
         for c in doc.get("checks", []):
             key = (c["id"], c.get("case", ""))
             rows.setdefault(key, c.get("title", ""))
-            cells.setdefault(key, {})[(i, str(c.get("client", DEFAULT_CLIENT)))] = c["verdict"]
-    lines = ["| ID | semantic | " + " | ".join(label for _i, _c, label in columns) + " |",
-             "|---|---|" + "---|" * len(columns)]
+            cells.setdefault(key, {})[(label, str(c.get("client", DEFAULT_CLIENT)))] = c["verdict"]
+    heads = [f"{b} · {c}" if per_client else b for b, c in columns]
+    lines = ["| ID | semantic | " + " | ".join(heads) + " |", "|---|---|" + "---|" * len(columns)]
     for key in sorted(rows, key=lambda k: check_sort_key(*k)):
         label = f"{key[0]} ({key[1]})" if key[1] else key[0]
-        verdicts = [cells[key].get((i, c), "—") for i, c, _l in columns]
+        verdicts = [cells[key].get(col, "—") for col in columns]
         lines.append(f"| {label} | {_cell(rows[key], 60)} | " + " | ".join(verdicts) + " |")
     for verdict in VERDICTS:
-        counts = [sum(1 for k in rows if cells[k].get((i, c)) == verdict) for i, c, _l in columns]
+        counts = [sum(1 for k in rows if cells[k].get(col) == verdict) for col in columns]
         lines.append(f"| **{verdict}** | | " + " | ".join(str(n) for n in counts) + " |")
     return "\n".join(lines) + "\n"

@@ -96,6 +96,19 @@ def test_matrix_is_broker_by_client_by_check(tmp_path: Path) -> None:
                                                                                   ("C1", "@sarama")}
 
 
+def test_matrix_joins_reports_of_one_broker_with_other_clients(tmp_path: Path) -> None:
+    runs = {"gate": [CheckResult("P1", "p1", "PASS"), CheckResult("C1", "c1", "PASS", client="java")],
+            "more": [CheckResult("C1", "c1", "FAIL", client="sarama")],
+            "again": [CheckResult("C1", "c1", "PASS", client="sarama")]}
+    for name, checks in runs.items():
+        (tmp_path / name).mkdir()
+        write_report(tmp_path / name, _doc("kafka", checks))
+    lines = matrix([tmp_path / n for n in runs]).splitlines()
+    assert lines[0] == ("| ID | semantic | kafka 4.3 · librdkafka | kafka 4.3 · java | kafka 4.3 · sarama | "
+                        "kafka 4.3 #2 · sarama |")      # a repeated client is a column of its own, not merged
+    assert "| C1 | c1 | — | PASS | FAIL | PASS |" in lines
+
+
 def test_through_client_checks_need_a_client() -> None:
     def collect(*extra: str) -> str:
         return subprocess.run([sys.executable, "-m", "pytest", "conformance", "--collect-only", "-q",
