@@ -164,3 +164,16 @@ def test_java_driver_refuses_a_bad_records_spec(over: dict[str, Any], words: str
     doc = {**spec("producer", "127.0.0.1:1", "t"), **over}
     msg, types = _refused(build_java_driver("4.3.1").command(), doc)
     assert words in msg and types == ["error", "result"]
+
+
+@needs_go
+def test_send_records_turns_a_refusal_into_na() -> None:
+    """conformance.records_client: a driver's refusal (exit 2 before hello, no broker needed) is N/A (client)
+    with the driver's reason, not a failure."""
+    from conformance.records_client import send_records
+    from conformance.verdicts import NotApplicable
+
+    mixed = [ExplicitRecord(value=b"v", partition=0), ExplicitRecord(value=b"v")]
+    with pytest.raises(NotApplicable, match=r"N/A \(client sarama\): its driver refuses record feature partition_mix: "
+                                            r"the driver picks one partitioner"):
+        send_records("sarama", "127.0.0.1:1", "t", mixed, config={})
