@@ -6,7 +6,9 @@ producer/consumer workers in verify mode (:mod:`conformance.through_client`) and
 reads with the one history checker; what the driver protocol does not express is N/A (client), listed by C7
 (group and commit checks through protocol v2's events and options are C8–C17: conformance/test_client_groups.py,
 test_client_rebalance.py, test_client_group_options.py;
-transactions through its transactional mode C20–C22, conformance/test_client_txn.py).
+transactions through its transactional mode C20–C22, conformance/test_client_txn.py; explicit partitions,
+null/empty keys and values, headers and CreateTime through its explicit-records mode C23–C26,
+conformance/test_client_records.py).
 """
 
 from __future__ import annotations
@@ -38,14 +40,11 @@ pytestmark = [pytest.mark.through_client, pytest.mark.timeout(90)]
 #: (broker check, why it is not expressed through a client). G1, O1 and O5 are C8, C9 and C10; G3 C11, G6 and O4
 #: C12, G9 C13, G4 C14, G5 C15, O7 C16, G10 C17 (protocol v2 group events and options:
 #: conformance/test_client_groups.py, test_client_rebalance.py, test_client_group_options.py); T1, T3 and T4 are
-#: C20, C21 and C22 (protocol v2 transactional mode: conformance/test_client_txn.py)
+#: C20, C21 and C22 (protocol v2 transactional mode: conformance/test_client_txn.py); K1, P6, P7 and P8 are
+#: C23–C26 (protocol v2 explicit-records mode: conformance/test_client_records.py)
 NOT_EXPRESSIBLE: list[tuple[str, str]] = [
     ("O2", "driver protocol v2 reports commits, not position()"),
     ("O6", "driver protocol v2 commits carry no metadata"),
-    ("K1", "the driver protocol (v1, v2) has no explicit partition in a send"),
-    ("P6", "the driver protocol (v1, v2) sends no null or empty keys/values (every value carries the 16-byte header)"),
-    ("P7", "the driver protocol (v1, v2) sends no record headers"),
-    ("P8", "the driver protocol (v1, v2) sends no explicit CreateTime and returns no read timestamps"),
 ]
 CODECS = ("gzip", "snappy", "lz4", "zstd")
 

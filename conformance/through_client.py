@@ -8,8 +8,9 @@ librdkafka worker for ``librdkafka``. Workers run in verify mode, so a producer 
 seq)``; :func:`history` feeds them, with a final read of the topic, to the one history checker
 (:func:`bench.verify.history.check`). Nothing here re-implements a client.
 
-What the driver protocol does not express (explicit partitions, headers, timestamps, null keys/values) is
-N/A (client): :func:`not_applicable` says why. Group members with protocol v2's assignment and commit events
+What the driver protocol or a client does not express is N/A (client): :func:`not_applicable` says why.
+Explicit partitions, null/empty keys and values, headers and CreateTime go through protocol v2's
+explicit-records mode, :mod:`conformance.records_client`. Group members with protocol v2's assignment and commit events
 are :mod:`conformance.group_client`; transactional workers (protocol v2's transactional mode)
 :mod:`conformance.txn_client`.
 """

@@ -18,6 +18,7 @@ from dataclasses import asdict
 from typing import IO, Any
 
 from bench.drivers.events import EVENT_TYPES, PROTOCOL_V1, PROTOCOL_V2, EventError, GroupOptions, parse_event
+from bench.drivers.records import RECORDS, ExplicitRecord, records_spec
 from bench.drivers.txn_events import ISOLATION_LEVELS, TXN_EVENT_TYPES, TxnOptions, parse_txn_event
 from bench.errors import ConfigError
 from bench.load.worker import WorkerSpec
@@ -27,6 +28,7 @@ __all__ = [
     "ISOLATION",
     "PROTOCOLS",
     "PROTOCOL_VERSION",
+    "RECORDS",
     "TRANSACTIONS",
     "ExternalWorker",
     "spec_line",
@@ -48,15 +50,16 @@ _STDERR_LINES = 30
 
 def spec_protocol(spec: WorkerSpec) -> int:
     """The version a worker's spec is written in: 2 for a consumer with group options or an isolation
-    level and for a transactional producer, else 1 (so a v1-only driver still runs every v1 spec)."""
+    level, for a transactional producer and for an explicit-records producer, else 1 (so a v1-only driver
+    still runs every v1 spec)."""
     v2 = (isinstance(spec.extra.get(GROUP_OPTIONS), GroupOptions) or isinstance(spec.extra.get(TRANSACTIONS),
-          TxnOptions) or spec.extra.get(ISOLATION) is not None)
+          TxnOptions) or spec.extra.get(ISOLATION) is not None or spec.extra.get(RECORDS) is not None)
     return PROTOCOL_V2 if v2 else PROTOCOL_V1
 
 
 def spec_line(spec: WorkerSpec) -> dict[str, Any]:
     """The ``spec`` object of docs/drivers.md for one worker (protocol v2 adds ``group_options``,
-    ``transactions`` and ``isolation_level``)."""
+    ``transactions``, ``isolation_level`` and ``records``)."""
     line = _spec_v1(spec)
     opts = spec.extra.get(GROUP_OPTIONS)
     if isinstance(opts, GroupOptions):
@@ -72,6 +75,12 @@ def spec_line(spec: WorkerSpec) -> dict[str, Any]:
             raise ConfigError(f"isolation_level {isolation!r}: expected one of {', '.join(ISOLATION_LEVELS)}")
         line["protocol"] = PROTOCOL_V2
         line["isolation_level"] = isolation
+    records = spec.extra.get(RECORDS)
+    if records is not None:
+        if spec.role != "producer" or not all(isinstance(r, ExplicitRecord) for r in records):
+            raise ConfigError("records: a producer's sequence of ExplicitRecord")
+        line["protocol"] = PROTOCOL_V2
+        line["records"] = records_spec(list(records))
     return line
 
 

@@ -52,10 +52,13 @@ class WorkerPool:
     def add(self, spec: WorkerSpec, client: str, *, kafka_version: str | None) -> None:
         role: Role = "producer" if spec.role == "producer" else "consumer"
         if client == "librdkafka":
+            from bench.drivers.records import RECORDS, run_records
             from bench.load.consumer import run_consumer
             from bench.load.producer import run_producer
 
             target = run_producer if role == "producer" else run_consumer
+            if role == "producer" and spec.extra.get(RECORDS) is not None:
+                target = run_records   # explicit-records mode (docs/drivers.md, protocol v2)
             proc: _Proc = self._ctx.Process(target=target, args=(spec, self.ctl, self.out), daemon=True)
             self._slots[(role, spec.index)] = _Slot(role, spec.index, client, proc, None)
             return

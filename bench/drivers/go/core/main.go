@@ -107,7 +107,9 @@ func Main(c *Client) {
 	}
 	out.Line(map[string]any{"type": "hello", "protocol": Protocol, "now_ns": SysNow(), "client": info,
 		"role": s.Role, "pid": os.Getpid()})
-	if s.Transactions != nil {
+	if s.Records != nil {
+		err = runRecords(s, ctl, out, info)
+	} else if s.Transactions != nil {
 		err = runTxn(s, ctl, out, info)
 	} else if s.Role == "producer" {
 		err = runProducer(c, s, ctl, out, info)
@@ -143,6 +145,9 @@ func validate(s *Spec) error {
 		return err
 	}
 	if err := checkTxn(s); err != nil {
+		return err
+	}
+	if err := checkRecords(s); err != nil {
 		return err
 	}
 	switch {

@@ -44,6 +44,7 @@ type Spec struct {
 	Protocol       int               `json:"protocol"`
 	GroupSpec                        // protocol v2: group_options (group.go)
 	TxnSpec                          // protocol v2: transactions, isolation_level (txn.go)
+	RecordsSpec                      // protocol v2: records (records.go)
 	Role           string            `json:"role"`
 	Index          int               `json:"index"`
 	Producers      int               `json:"producers"`

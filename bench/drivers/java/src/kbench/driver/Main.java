@@ -72,7 +72,8 @@ public final class Main {
         Control control = new Control(in);
         Map<String, Object> result;
         try {
-            result = spec.transactions != null ? new TxnRun(spec, control).run()
+            result = spec.records != null ? new RecordsRun(spec, control).run()
+                    : spec.transactions != null ? new TxnRun(spec, control).run()
                     : spec.producer() ? new ProducerRun(spec, control).run() : new ConsumerRun(spec, control).run();
         } catch (Exception e) {
             fail(1, e.getClass().getSimpleName() + ": " + e.getMessage());

@@ -25,6 +25,8 @@ final class Spec {
     final GroupOptions groupOptions;
     /** protocol v2, transactional mode: a transactional producer's options (TxnRun), or null */
     final TxnOptions transactions;
+    /** protocol v2, explicit-records mode: the records a producer sends (RecordsRun), or null */
+    final List<RecordsRun.Rec> records;
     /** protocol v2: a consumer's isolation.level ("read_committed" / "read_uncommitted"), or null */
     final String isolationLevel;
 
@@ -88,6 +90,10 @@ final class Spec {
         transactions = TxnOptions.parse(m.get("transactions"));
         if (transactions != null && (protocol < PROTOCOL_V2 || !"producer".equals(m.get("role")))) {
             throw new SpecError("transactions: only a producer's protocol 2 spec has them");
+        }
+        records = RecordsRun.parse(m.get("records"));
+        if (records != null && (protocol < PROTOCOL_V2 || !"producer".equals(m.get("role")) || transactions != null)) {
+            throw new SpecError("records: only a producer's protocol 2 spec without transactions has them");
         }
         Object iso = m.get("isolation_level");
         if (iso != null && (protocol < PROTOCOL_V2 || !List.of("read_committed", "read_uncommitted").contains(iso))) {
