@@ -1,4 +1,4 @@
-"""Checks through a client's driver, C1–C7 (docs/conformance.md, "Through a client"); issue 15.
+"""Checks through a client's driver, C1–C7 and C18 (docs/conformance.md, "Through a client"); issue 15.
 
 Collected only with ``--client NAME`` (repeatable, or ``--clients a,b``): every test is parametrized by
 ``client`` and its verdict is that client's (the report's ``client`` field). Each runs the client's own
@@ -12,16 +12,19 @@ transactions through its transactional mode C20–C22, conformance/test_client_t
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
 
 from bench.kafka.murmur2 import partition_for
+from bench.kafka.protocol import parse_bootstrap
 from bench.load.payload import HEADER_SIZE, decode_header
 from bench.scenario.model import Keys
 from bench.verify.history import HistoryReport
 from conformance.clients import Clients, read_partition
 from conformance.plugin import BrokerInfo
+from conformance.socket_cuts import SocketCutter, probe
 from conformance.through_client import (
     ClientRun,
     Worker,
@@ -31,7 +34,7 @@ from conformance.through_client import (
     run_workers,
     selected_clients,
 )
-from conformance.verdicts import CheckContext, expect, expect_eq, require_effective
+from conformance.verdicts import CheckContext, HarnessError, expect, expect_eq, require_effective
 
 pytestmark = [pytest.mark.through_client, pytest.mark.timeout(90)]
 
@@ -102,6 +105,63 @@ def test_c2_idempotent(check: CheckContext, clients: Clients, broker: BrokerInfo
     _ran(run, check, 2500)
     report, info = history(run, broker.bootstrap, topic, security=security_conf)
     _judge(report, info, check)
+
+
+@pytest.mark.check("C18", "through a client: the idempotent producer keeps order and has no duplicates under "
+                          "connection cuts")
+def test_c18_idempotent_under_connection_cuts(check: CheckContext, clients: Clients, broker: BrokerInfo,
+                                              security_conf: dict[str, str], client: str) -> None:
+    """P2 through a client: while the client's idempotent producer (C2's config) writes 2,000 records/s for
+    2 s, every 0.25 s each of the driver process's TCP connections to the broker is destroyed (``ss -K``,
+    root: :mod:`conformance.socket_cuts`); the producer must retry through them with no failed send, no
+    duplicate and send order kept per partition."""
+    config = producer_config(client, "idempotent", **{"linger.ms": "2"})
+    unavailable = probe()
+    require_effective(unavailable is None, "ss -K destroys a TCP socket here (to cut the driver's connections)",
+                      unavailable, "a destroyed socket (root, a kernel with SOCK_DESTROY)")
+    rate, seconds = 2000.0, 2.0
+    topic = clients.create_topic(2)
+    cutter = SocketCutter(_broker_ports(broker), interval_s=0.25, duration_s=seconds)
+
+    def start_cutting(_t0_ns: int, pids: Mapping[tuple[str, int], int]) -> None:
+        if ("producer", 0) not in pids:
+            raise HarnessError(f"no process id of the {client} producer: {dict(pids)}")
+        cutter.start([pids[("producer", 0)]])
+
+    try:
+        run = run_workers(client, broker.bootstrap, [Worker("producer", topic, config=config, rate=rate,
+                                                            duration_s=seconds)],
+                          security=security_conf, on_started=start_cutting)
+    finally:
+        cutter.stop()
+    pending = _pending_at_cuts(run, cutter.cut_ns, rate)
+    check.observe(cuts=cutter.cuts, cut_rounds=len(cutter.cut_ns), rounds=cutter.rounds,
+                  cut_rounds_with_records_pending=sum(1 for n in pending if n),
+                  records_pending_at_cuts=pending[:12])
+    if cutter.errors:
+        raise HarnessError(f"cutting the {client} driver's connections failed: {cutter.errors[0]}")
+    check.note(f"{cutter.cuts} connections of the {client} driver cut (ss -K) in {len(cutter.cut_ns)} of "
+               f"{cutter.rounds} rounds")
+    _ran(run, check, int(rate * seconds * 0.75))
+    report, info = history(run, broker.bootstrap, topic, security=security_conf)
+    _judge(report, info, check)
+    require_effective(cutter.cuts >= 5, "connections of the driver cut while producing", cutter.cuts, ">= 5")
+
+
+def _broker_ports(broker: BrokerInfo) -> frozenset[int]:
+    """The ports of the bootstrap list and of every broker in Metadata (a driver's connections to them)."""
+    ports = {parse_bootstrap(b)[1] for b in broker.bootstrap.split(",") if b.strip()}
+    return frozenset(ports | {int(b["port"]) for b in broker.brokers if b.get("port")})
+
+
+def _pending_at_cuts(run: ClientRun, cut_ns: Sequence[int], rate: float) -> list[int]:
+    """Per cut round: how many records the producer had due (by its schedule, record n at t0 + n/rate) and
+    not yet acked when the round cut (queued or in flight: what a cut can make the client retry)."""
+    if not run.t0_ns:
+        return [0 for _ in cut_ns]
+    spans = [(run.t0_ns + int(int(seq) * 1e9 / rate), int(ack_ns)) for r in run.producers.values()
+             for _p, _o, _prod, seq, ack_ns in (r.get("verify") or {}).get("acks", [])]
+    return [sum(1 for due, acked in spans if due <= t < acked) for t in cut_ns]
 
 
 @pytest.mark.check("C3", "through a client: one value per offset with two producers on one partition")
