@@ -112,16 +112,32 @@ def test_c2_idempotent(check: CheckContext, clients: Clients, broker: BrokerInfo
 def test_c18_idempotent_under_connection_cuts(check: CheckContext, clients: Clients, broker: BrokerInfo,
                                               security_conf: dict[str, str], client: str) -> None:
     """P2 through a client: while the client's idempotent producer (C2's config) writes 2,000 records/s for
-    2 s, every 0.25 s each of the driver process's TCP connections to the broker is destroyed (``ss -K``,
+    2 s, every 0.2 s each of the driver process's TCP connections to the broker is destroyed (``ss -K``,
     root: :mod:`conformance.socket_cuts`); the producer must retry through them with no failed send, no
     duplicate and send order kept per partition."""
     config = producer_config(client, "idempotent", **{"linger.ms": "2"})
+    topic, run, cutter = produce_under_cuts(check, clients, broker, security_conf, client, config)
+    _ran(run, check, int(C18_RATE * C18_SECONDS * 0.75))
+    report, info = history(run, broker.bootstrap, topic, security=security_conf)
+    _judge(report, info, check)
+    require_effective(cutter.cuts >= 5, "connections of the driver cut while producing", cutter.cuts, ">= 5")
+
+
+#: C18's producer: records/s and seconds (the cutter cuts for as long, every C18_CUT_EVERY_S)
+C18_RATE, C18_SECONDS, C18_CUT_EVERY_S = 2000.0, 2.0, 0.2
+
+
+def produce_under_cuts(check: CheckContext, clients: Clients, broker: BrokerInfo, security_conf: dict[str, str],
+                       client: str, config: Mapping[str, str]) -> tuple[str, ClientRun, SocketCutter]:
+    """One producer of ``client`` with ``config`` (C18's rate and duration) to a new 2-partition topic while a
+    :class:`SocketCutter` destroys its driver's connections to the broker; ERROR if ``ss -K`` cannot destroy
+    a socket here or the cutter failed. Observes the cuts and, per cut round, the records then pending.
+    Returns (topic, run, cutter)."""
     unavailable = probe()
     require_effective(unavailable is None, "ss -K destroys a TCP socket here (to cut the driver's connections)",
                       unavailable, "a destroyed socket (root, a kernel with SOCK_DESTROY)")
-    rate, seconds = 2000.0, 2.0
     topic = clients.create_topic(2)
-    cutter = SocketCutter(_broker_ports(broker), interval_s=0.25, duration_s=seconds)
+    cutter = SocketCutter(_broker_ports(broker), interval_s=C18_CUT_EVERY_S, duration_s=C18_SECONDS)
 
     def start_cutting(_t0_ns: int, pids: Mapping[tuple[str, int], int]) -> None:
         if ("producer", 0) not in pids:
@@ -129,12 +145,12 @@ def test_c18_idempotent_under_connection_cuts(check: CheckContext, clients: Clie
         cutter.start([pids[("producer", 0)]])
 
     try:
-        run = run_workers(client, broker.bootstrap, [Worker("producer", topic, config=config, rate=rate,
-                                                            duration_s=seconds)],
+        run = run_workers(client, broker.bootstrap, [Worker("producer", topic, config=config, rate=C18_RATE,
+                                                            duration_s=C18_SECONDS)],
                           security=security_conf, on_started=start_cutting)
     finally:
         cutter.stop()
-    pending = _pending_at_cuts(run, cutter.cut_ns, rate)
+    pending = _pending_at_cuts(run, cutter.cut_ns, C18_RATE)
     check.observe(cuts=cutter.cuts, cut_rounds=len(cutter.cut_ns), rounds=cutter.rounds,
                   cut_rounds_with_records_pending=sum(1 for n in pending if n),
                   records_pending_at_cuts=pending[:12])
@@ -142,10 +158,7 @@ def test_c18_idempotent_under_connection_cuts(check: CheckContext, clients: Clie
         raise HarnessError(f"cutting the {client} driver's connections failed: {cutter.errors[0]}")
     check.note(f"{cutter.cuts} connections of the {client} driver cut (ss -K) in {len(cutter.cut_ns)} of "
                f"{cutter.rounds} rounds")
-    _ran(run, check, int(rate * seconds * 0.75))
-    report, info = history(run, broker.bootstrap, topic, security=security_conf)
-    _judge(report, info, check)
-    require_effective(cutter.cuts >= 5, "connections of the driver cut while producing", cutter.cuts, ">= 5")
+    return topic, run, cutter
 
 
 def _broker_ports(broker: BrokerInfo) -> frozenset[int]:
