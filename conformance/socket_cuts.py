@@ -23,14 +23,15 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 __all__ = ["ESTABLISHED", "SocketCutter", "TcpSocket", "connections_of", "destroy", "local_ports",
-           "parse_proc_net_tcp", "probe", "process_tree", "socket_inodes"]
+           "parse_proc_net_tcp", "pending_at_cuts", "probe", "process_tree", "socket_inodes"]
 
 #: ``st`` of an ESTABLISHED socket in /proc/net/tcp (include/net/tcp_states.h)
 ESTABLISHED = 0x01
@@ -85,6 +86,16 @@ def connections_of(sockets: Iterable[TcpSocket], inodes: Collection[int],
     port in ``remote_ports``."""
     return [s for s in sockets if s.inode and s.inode in inodes and s.state == ESTABLISHED
             and s.remote_port in remote_ports]
+
+
+def pending_at_cuts(t0_ns: int, acks: Iterable[Sequence[Any]], cut_ns: Sequence[int], rate: float) -> list[int]:
+    """Per cut time: how many of one paced producer's acked records were due (record ``seq`` at
+    ``t0_ns + seq / rate``) and not yet acked then: queued or in flight, what a cut can make the client resend.
+    ``acks`` are verify-mode acks ``(partition, offset, producer, seq, ack_ns)``; all 0 without a t0."""
+    if not t0_ns:
+        return [0 for _ in cut_ns]
+    spans = [(t0_ns + int(int(a[3]) * 1e9 / rate), int(a[4])) for a in acks]
+    return [sum(1 for due, acked in spans if due <= t < acked) for t in cut_ns]
 
 
 def socket_inodes(pid: int) -> set[int]:

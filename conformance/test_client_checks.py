@@ -12,7 +12,7 @@ transactions through its transactional mode C20–C22, conformance/test_client_t
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -24,7 +24,7 @@ from bench.scenario.model import Keys
 from bench.verify.history import HistoryReport
 from conformance.clients import Clients, read_partition
 from conformance.plugin import BrokerInfo
-from conformance.socket_cuts import SocketCutter, probe
+from conformance.socket_cuts import SocketCutter, pending_at_cuts, probe
 from conformance.through_client import (
     LIBRDKAFKA_BASED,
     ClientRun,
@@ -157,7 +157,8 @@ def produce_under_cuts(check: CheckContext, clients: Clients, broker: BrokerInfo
                           security=security_conf, on_started=start_cutting)
     finally:
         cutter.stop()
-    pending = _pending_at_cuts(run, cutter.cut_ns, C18_RATE)
+    acks = [a for r in run.producers.values() for a in (r.get("verify") or {}).get("acks", [])]
+    pending = pending_at_cuts(run.t0_ns, acks, cutter.cut_ns, C18_RATE)
     check.observe(cuts=cutter.cuts, cut_rounds=len(cutter.cut_ns), rounds=cutter.rounds,
                   cut_rounds_with_records_pending=sum(1 for n in pending if n),
                   records_pending_at_cuts=pending[:12])
@@ -172,16 +173,6 @@ def _broker_ports(broker: BrokerInfo) -> frozenset[int]:
     """The ports of the bootstrap list and of every broker in Metadata (a driver's connections to them)."""
     ports = {parse_bootstrap(b)[1] for b in broker.bootstrap.split(",") if b.strip()}
     return frozenset(ports | {int(b["port"]) for b in broker.brokers if b.get("port")})
-
-
-def _pending_at_cuts(run: ClientRun, cut_ns: Sequence[int], rate: float) -> list[int]:
-    """Per cut round: how many records the producer had due (by its schedule, record n at t0 + n/rate) and
-    not yet acked when the round cut (queued or in flight: what a cut can make the client retry)."""
-    if not run.t0_ns:
-        return [0 for _ in cut_ns]
-    spans = [(run.t0_ns + int(int(seq) * 1e9 / rate), int(ack_ns)) for r in run.producers.values()
-             for _p, _o, _prod, seq, ack_ns in (r.get("verify") or {}).get("acks", [])]
-    return [sum(1 for due, acked in spans if due <= t < acked) for t in cut_ns]
 
 
 @pytest.mark.check("C3", "through a client: one value per offset with two producers on one partition")

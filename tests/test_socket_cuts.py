@@ -14,6 +14,7 @@ from conformance.socket_cuts import (
     connections_of,
     local_ports,
     parse_proc_net_tcp,
+    pending_at_cuts,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "proc_net"
@@ -61,3 +62,15 @@ def test_an_inode_0_row_is_nobody_s() -> None:
 @pytest.mark.parametrize("bad", ["", "garbage", "  sl  local_address rem_address st"])
 def test_no_rows_in_text_without_socket_lines(bad: str) -> None:
     assert parse_proc_net_tcp(bad) == []
+
+
+def test_records_pending_at_a_cut_were_due_and_not_yet_acked() -> None:
+    t0, ms = 1_000_000_000, 1_000_000
+    # 1,000 records/s: seq n due at t0 + n ms; (partition, offset, producer, seq, ack_ns)
+    acks = [(0, 0, 0, 0, t0 + 2 * ms), (1, 0, 0, 1, t0 + 50 * ms), (0, 1, 0, 2, t0 + 50 * ms),
+            (1, 1, 0, 3, t0 + 51 * ms)]
+    cuts = [t0 + 1 * ms, t0 + 2 * ms + 500_000, t0 + 10 * ms, t0 + 60 * ms]
+    # at 1 ms: seq 0 due, unacked (seq 1 due exactly then, and unacked); at 2.5 ms: seq 1, 2; at 10 ms:
+    # seq 1, 2, 3; at 60 ms: everything acked
+    assert pending_at_cuts(t0, acks, cuts, 1000.0) == [2, 2, 3, 0]
+    assert pending_at_cuts(0, acks, cuts, 1000.0) == [0, 0, 0, 0]     # the producers never started
