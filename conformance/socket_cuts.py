@@ -159,7 +159,8 @@ def destroy(sock: TcpSocket) -> int:
 
 
 def probe() -> str | None:
-    """None if ``ss -K`` destroys a socket here, else why not (no ss, not root, no SOCK_DESTROY)."""
+    """None if ``ss -K`` destroys a socket here, else why not (no ss, not root, no CAP_NET_ADMIN, no
+    SOCK_DESTROY: ss prints nothing and exits 0 when the kernel refuses, so the probe's own socket is checked)."""
     if shutil.which("ss") is None:
         return "ss (iproute2) not installed"
     if os.geteuid() != 0:
@@ -179,7 +180,8 @@ def probe() -> str | None:
                 err = cli.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 if n != 1 or err != errno.ECONNABORTED:
                     return (f"ss -K destroyed no socket (printed {n}, the socket's error {err}, expected "
-                            f"ECONNABORTED): the kernel lacks SOCK_DESTROY (CONFIG_INET_DIAG_DESTROY)?")
+                            f"ECONNABORTED): no CAP_NET_ADMIN, or a kernel without SOCK_DESTROY "
+                            f"(CONFIG_INET_DIAG_DESTROY)")
     return None
 
 
