@@ -23,7 +23,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,8 +197,8 @@ class SocketCutter:
     rounds: int = 0
     cut_ns: list[int] = field(default_factory=list)          # CLOCK_MONOTONIC of each round that cut
     errors: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _thread: threading.Thread | None = field(default=None, init=False, repr=False)
 
     def start(self, pids: Collection[int]) -> None:
         """Start cutting the connections of ``pids`` (and their descendants)."""
@@ -213,9 +213,9 @@ class SocketCutter:
         if self._thread is not None:
             self._thread.join(timeout=10.0)
 
-    def _run(self, pids: list[int], clock: Callable[[], float] = time.monotonic) -> None:
-        end = clock() + self.duration_s
-        while not self._stop.wait(self.interval_s) and clock() < end:
+    def _run(self, pids: list[int]) -> None:
+        end = time.monotonic() + self.duration_s
+        while not self._stop.wait(self.interval_s) and time.monotonic() < end:
             self.rounds += 1
             n = 0
             for sock in driver_sockets(pids, self.broker_ports):
