@@ -188,15 +188,18 @@ def probe() -> str | None:
 @dataclass
 class SocketCutter:
     """A thread that, every ``interval_s`` until :meth:`stop` or ``duration_s`` after :meth:`start`,
-    destroys every ESTABLISHED TCP connection of the given processes to ``broker_ports``."""
+    destroys every ESTABLISHED TCP connection of the given processes to ``broker_ports`` that it first saw
+    at least ``min_age_s`` before (a new connection gets that long to carry traffic before it is cut)."""
 
     broker_ports: frozenset[int]
     interval_s: float = 0.25
     duration_s: float = 2.0
+    min_age_s: float = 0.0
     cuts: int = 0
     rounds: int = 0
     cut_ns: list[int] = field(default_factory=list)          # CLOCK_MONOTONIC of each round that cut
     errors: list[str] = field(default_factory=list)
+    _first_seen: dict[int, float] = field(default_factory=dict, init=False, repr=False)   # inode -> time
     _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _thread: threading.Thread | None = field(default=None, init=False, repr=False)
 
@@ -218,7 +221,10 @@ class SocketCutter:
         while not self._stop.wait(self.interval_s) and time.monotonic() < end:
             self.rounds += 1
             n = 0
+            now = time.monotonic()
             for sock in driver_sockets(pids, self.broker_ports):
+                if now - self._first_seen.setdefault(sock.inode, now) < self.min_age_s:
+                    continue
                 try:
                     n += destroy(sock)
                 except (OSError, subprocess.SubprocessError) as exc:
