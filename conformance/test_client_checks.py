@@ -1,4 +1,4 @@
-"""Checks through a client's driver, C1–C7 (docs/conformance.md, "Through a client"); issue 15.
+"""Checks through a client's driver, C1–C7 and C18 (docs/conformance.md, "Through a client"); issue 15.
 
 Collected only with ``--client NAME`` (repeatable, or ``--clients a,b``): every test is parametrized by
 ``client`` and its verdict is that client's (the report's ``client`` field). Each runs the client's own
@@ -14,17 +14,21 @@ conformance/test_client_records.py).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 from bench.kafka.murmur2 import partition_for
+from bench.kafka.protocol import parse_bootstrap
 from bench.load.payload import HEADER_SIZE, decode_header
 from bench.scenario.model import Keys
 from bench.verify.history import HistoryReport
 from conformance.clients import Clients, read_partition
 from conformance.plugin import BrokerInfo
+from conformance.socket_cuts import SocketCutter, pending_at_cuts, probe
 from conformance.through_client import (
+    LIBRDKAFKA_BASED,
     ClientRun,
     Worker,
     history,
@@ -33,7 +37,7 @@ from conformance.through_client import (
     run_workers,
     selected_clients,
 )
-from conformance.verdicts import CheckContext, expect, expect_eq, require_effective
+from conformance.verdicts import CheckContext, HarnessError, expect, expect_eq, require_effective
 
 pytestmark = [pytest.mark.through_client, pytest.mark.timeout(90)]
 
@@ -101,6 +105,76 @@ def test_c2_idempotent(check: CheckContext, clients: Clients, broker: BrokerInfo
     _ran(run, check, 2500)
     report, info = history(run, broker.bootstrap, topic, security=security_conf)
     _judge(report, info, check)
+
+
+@pytest.mark.check("C18", "through a client: the idempotent producer keeps order and has no duplicates under "
+                          "connection cuts")
+def test_c18_idempotent_under_connection_cuts(check: CheckContext, clients: Clients, broker: BrokerInfo,
+                                              security_conf: dict[str, str], client: str) -> None:
+    """P2 through a client: while the client's idempotent producer (C2's config) writes 2,000 records/s for
+    2 s, each of the driver process's TCP connections to the broker is destroyed once it is 0.1–0.2 s old
+    (``ss -K``, root: :mod:`conformance.socket_cuts`); the producer must retry through them with no failed
+    send, no duplicate and send order kept per partition."""
+    config = producer_config(client, "idempotent", **{"linger.ms": "2", **C18_RECONNECT.get(client, {})})
+    topic, run, cutter = produce_under_cuts(check, clients, broker, security_conf, client, config)
+    _ran(run, check, int(C18_RATE * C18_SECONDS * 0.75))
+    report, info = history(run, broker.bootstrap, topic, security=security_conf)
+    _judge(report, info, check)
+    require_effective(cutter.cuts >= 5, "connections of the driver cut while producing", cutter.cuts, ">= 5")
+
+
+#: C18's producer: records/s and seconds; the cutter looks every C18_CUT_EVERY_S for as long and cuts each
+#: connection it saw C18_MIN_AGE_S before (so a client gets to send on a new connection before it is cut:
+#: without it, cut every 0.15-0.2 s, librdkafka sometimes made no progress for the whole window)
+C18_RATE, C18_SECONDS, C18_CUT_EVERY_S, C18_MIN_AGE_S = 2000.0, 2.0, 0.1, 0.1
+#: P2's reconnect tuning for librdkafka (test_produce.py ``_produce_with_cuts``): with its defaults a cut of
+#: the only broker's connections stalls it (re-bootstrap, backoff growing to reconnect.backoff.max.ms), so
+#: most rounds found no connection to cut (4 of 9 on Kafka 4.3.1). The others reconnect within a round as is.
+_LIBRDKAFKA_RECONNECT = {"reconnect.backoff.ms": "10", "reconnect.backoff.max.ms": "100", "retry.backoff.ms": "20",
+                         "retry.backoff.max.ms": "200", "metadata.recovery.strategy": "none"}
+C18_RECONNECT: dict[str, dict[str, str]] = {c: _LIBRDKAFKA_RECONNECT for c in LIBRDKAFKA_BASED}
+
+
+def produce_under_cuts(check: CheckContext, clients: Clients, broker: BrokerInfo, security_conf: dict[str, str],
+                       client: str, config: Mapping[str, str]) -> tuple[str, ClientRun, SocketCutter]:
+    """One producer of ``client`` with ``config`` (C18's rate and duration) to a new 2-partition topic while a
+    :class:`SocketCutter` destroys its driver's connections to the broker; ERROR if ``ss -K`` cannot destroy
+    a socket here or the cutter failed. Observes the cuts and, per cut round, the records then pending.
+    Returns (topic, run, cutter)."""
+    unavailable = probe()
+    require_effective(unavailable is None, "ss -K destroys a TCP socket here (to cut the driver's connections)",
+                      unavailable, "a destroyed socket (root, a kernel with SOCK_DESTROY)")
+    topic = clients.create_topic(2)
+    cutter = SocketCutter(_broker_ports(broker), interval_s=C18_CUT_EVERY_S, duration_s=C18_SECONDS,
+                          min_age_s=C18_MIN_AGE_S)
+
+    def start_cutting(_t0_ns: int, pids: Mapping[tuple[str, int], int]) -> None:
+        if ("producer", 0) not in pids:
+            raise HarnessError(f"no process id of the {client} producer: {dict(pids)}")
+        cutter.start([pids[("producer", 0)]])
+
+    try:
+        run = run_workers(client, broker.bootstrap, [Worker("producer", topic, config=config, rate=C18_RATE,
+                                                            duration_s=C18_SECONDS)],
+                          security=security_conf, on_started=start_cutting)
+    finally:
+        cutter.stop()
+    acks = [a for r in run.producers.values() for a in (r.get("verify") or {}).get("acks", [])]
+    pending = pending_at_cuts(run.t0_ns, acks, cutter.cut_ns, C18_RATE)
+    check.observe(cuts=cutter.cuts, cut_rounds=len(cutter.cut_ns), rounds=cutter.rounds,
+                  cut_rounds_with_records_pending=sum(1 for n in pending if n),
+                  records_pending_at_cuts=pending[:12])
+    if cutter.errors:
+        raise HarnessError(f"cutting the {client} driver's connections failed: {cutter.errors[0]}")
+    check.note(f"{cutter.cuts} connections of the {client} driver cut (ss -K) in {len(cutter.cut_ns)} of "
+               f"{cutter.rounds} rounds")
+    return topic, run, cutter
+
+
+def _broker_ports(broker: BrokerInfo) -> frozenset[int]:
+    """The ports of the bootstrap list and of every broker in Metadata (a driver's connections to them)."""
+    ports = {parse_bootstrap(b)[1] for b in broker.bootstrap.split(",") if b.strip()}
+    return frozenset(ports | {int(b["port"]) for b in broker.brokers if b.get("port")})
 
 
 @pytest.mark.check("C3", "through a client: one value per offset with two producers on one partition")

@@ -21,7 +21,7 @@ import contextlib
 import multiprocessing as mp
 import queue
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -118,6 +118,7 @@ class ClientRun:
     consumers: dict[int, dict[str, Any]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    t0_ns: int = 0                  # CLOCK_MONOTONIC start of the producers' schedule (0: never started)
 
     def acked(self) -> int:
         return sum(len((r.get("verify") or {}).get("acks", [])) for r in self.producers.values())
@@ -191,10 +192,19 @@ class _Collector:
         return True
 
 
+#: ``on_started(t0_ns, pids)``: called once the producers are told to start at ``t0_ns``, with every
+#: worker's process id by (role, index)
+OnStarted = Callable[[int, Mapping[tuple[str, int], int]], None]
+
+
 def run_workers(client: str, bootstrap: str, workers: Sequence[Worker], *,
-                security: Mapping[str, str] | None = None, kafka_version: str | None = None) -> ClientRun:
+                security: Mapping[str, str] | None = None, kafka_version: str | None = None,
+                on_started: OnStarted | None = None) -> ClientRun:
     """Run ``workers`` of ``client`` at once: consumers join, producers run their schedule and flush,
-    consumers read until each has as many records as were acked (or :data:`DRAIN_TIMEOUT_S`)."""
+    consumers read until each has as many records as were acked (or :data:`DRAIN_TIMEOUT_S`).
+
+    ``on_started`` (C18's connection cutter) is called right after t0 is set, with t0 and the workers'
+    process ids; an exception from it ends the run like any other (the workers are stopped)."""
     sec = dict(security or {})
     if sec and client not in LIBRDKAFKA_BASED:
         raise HarnessError(f"--client-config-file properties are librdkafka's; not mapped to {client} yet")
@@ -213,7 +223,10 @@ def run_workers(client: str, bootstrap: str, workers: Sequence[Worker], *,
         ok = (col.wait(lambda: col.ready["consumer"] >= n_cons, READY_TIMEOUT_S, "consumers to join")
               and col.wait(lambda: col.ready["producer"] >= n_prod, READY_TIMEOUT_S, "producers to start"))
         if ok:
-            pool.set_t0(time.monotonic_ns() + _T0_LEAD_NS)
+            run.t0_ns = time.monotonic_ns() + _T0_LEAD_NS
+            pool.set_t0(run.t0_ns)
+            if on_started is not None:
+                on_started(run.t0_ns, {(str(role), i): pid for (role, i), pid in pool.pids().items()})
             longest = max((w.duration_s for w in workers if w.role == "producer"), default=0.0)
             ok = col.wait(lambda: len(run.producers) >= n_prod, longest + 30.0, "producers to flush")
         if ok and n_cons:

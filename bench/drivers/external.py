@@ -143,6 +143,10 @@ class ExternalWorker:
             return None          # exited, but its last lines (stdout, stderr) are still being read
         return code
 
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
     def is_alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 

@@ -24,6 +24,9 @@ class _Proc(Protocol):
     @property
     def exitcode(self) -> int | None: ...
 
+    @property
+    def pid(self) -> int | None: ...
+
     def start(self) -> None: ...
 
     def is_alive(self) -> bool: ...
@@ -105,6 +108,10 @@ class WorkerPool:
             if slot.proc.is_alive():
                 with contextlib.suppress(OSError):
                     slot.proc.kill()
+
+    def pids(self) -> dict[tuple[Role, int], int]:
+        """The process id of every started worker (a driver's, or the Python worker's)."""
+        return {key: pid for key, slot in self._slots.items() if (pid := slot.proc.pid) is not None}
 
     def exit_codes(self) -> dict[tuple[Role, int], int | None]:
         return {key: slot.proc.exitcode for key, slot in self._slots.items()}
