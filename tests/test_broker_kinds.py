@@ -199,6 +199,34 @@ def test_kfake_options_and_single_broker_control(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
+def test_kfake_restart_when_its_control_port_was_taken_meanwhile() -> None:
+    """Ports are checked free only at the first start: a listener that took the control port while the
+    cluster was down (seen: another embedded broker's) must not make the restart fail (O8 on kfake)."""
+    import socket
+
+    from bench.brokers.kfake import KfakeBroker
+
+    h = start_broker("kfake", nodes=1, port=0, name="it-kfake-ctl")
+    squatter = socket.socket()
+    try:
+        assert isinstance(h, KfakeBroker)
+        old = int(h.state.nodes[0].extra["control-port"])
+        h.stop_node(0)
+        squatter.bind(("127.0.0.1", old))
+        squatter.listen()
+        h.restart_node(0, timeout=30)
+        new = int(h.state.nodes[0].extra["control-port"])
+        assert new != old and h.alive_nodes() == [0]
+        assert f"127.0.0.1:{new}" in h.state.nodes[0].cmd
+        h.shuffle_leaders()                                  # the control API answers on its new port
+        AdminClient({"bootstrap.servers": h.bootstrap}).list_topics(timeout=10)   # data port unchanged
+    finally:
+        squatter.close()
+        h.stop()
+    assert h.alive_nodes() == []
+
+
+@pytest.mark.integration
 @pytest.mark.slow
 def test_kafka_zk_three_brokers_kill_and_restart_a_node() -> None:
     """Three brokers on one ZooKeeper; a killed broker comes back (its old ZooKeeper session may still

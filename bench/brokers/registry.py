@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import shutil
 from collections.abc import Mapping
+from pathlib import Path
 
 import bench.brokers.netns_nodes as netns_nodes
 from bench.brokers.base import BrokerState, brokers_root, port_free
@@ -62,11 +63,25 @@ def check_runtime(kind: str, runtime: str) -> None:
     _runtime(kind, runtime)
 
 
+def _ephemeral_low(default: int = 32768) -> int:
+    """The first port of the kernel's ephemeral range (outgoing connections take their local ports there)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
 def auto_port(kind: ProcessKind, nodes: int) -> int:
-    """A client port for node 1 such that every port ``kind`` needs is free on loopback."""
+    """A client port for node 1 such that every port ``kind`` needs is free on loopback, and below the
+    ephemeral range where it can be: a node restarted later (faults, O8) binds its ports again, and an
+    outgoing connection's local port there could have taken one meanwhile."""
     rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(20000, 40000)
+    low = _ephemeral_low()
+    below = [p for p in range(20000, 40000, 97) if max(kind.ports_needed(p, nodes)) < low]
+    for attempt in range(200):
+        port = rng.randrange(20000, max(below) + 1) if below and attempt < 150 else rng.randrange(20000, 40000)
+        if below and attempt < 150 and max(kind.ports_needed(port, nodes)) >= low:
+            continue
         if all(port_free(p) for p in kind.ports_needed(port, nodes)):
             return port
     raise BrokerError("could not find free loopback ports for an embedded broker")

@@ -19,6 +19,7 @@ import hashlib
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import tempfile
 import urllib.error
@@ -26,8 +27,8 @@ import urllib.request
 from pathlib import Path
 
 from bench._paths import cache_dir
-from bench.brokers.base import BrokerState, NodeState
-from bench.brokers.process import ProcessBroker, ProcessKind
+from bench.brokers.base import BrokerState, NodeState, port_free
+from bench.brokers.process import ProcessBroker, ProcessKind, alive
 from bench.brokers.service import FetchRequest, Prepared, Progress, StartRequest
 from bench.errors import ArtifactError, BrokerError, ConfigError
 
@@ -115,6 +116,12 @@ def build_kfake(*, progress: Progress | None = None) -> Path:
     return exe
 
 
+def _free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class KfakeBroker(ProcessBroker):
     """A kfake cluster (one process) plus its control API for single-broker faults."""
 
@@ -130,6 +137,21 @@ class KfakeBroker(ProcessBroker):
             raise BrokerError(f"kfake {path}: {exc.read().decode(errors='replace').strip()}") from exc
         except (urllib.error.URLError, OSError) as exc:
             raise BrokerError(f"kfake control API on 127.0.0.1:{port} did not answer: {exc}") from exc
+
+    def restart_node(self, index: int, timeout: float = 90.0) -> None:
+        """As :meth:`ProcessBroker.restart_node`, but when the control port was taken while the cluster
+        was down (by another process's listener: ports are only checked free at the first start), the
+        control API moves to a free port: clients never see it, and the data ports stay."""
+        node = self.state.nodes[index]
+        if alive(node):
+            self._stop_process(node, 20.0)
+        port = (node.extra or {}).get("control-port")
+        if port and not port_free(int(port)):
+            new = _free_loopback_port()
+            node.cmd = [f"127.0.0.1:{new}" if a == f"127.0.0.1:{port}" else a for a in node.cmd]
+            node.extra = {**(node.extra or {}), "control-port": str(new)}
+            self.state.save()
+        super().restart_node(index, timeout)
 
     def remove_broker(self, broker_id: int) -> None:
         """Close broker ``broker_id``'s listener and drop it from metadata (its partitions move)."""
