@@ -66,6 +66,8 @@ def _security_conf(config: pytest.Config) -> dict[str, str]:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "check(id, title): conformance check ID and semantic")
     config.addinivalue_line("markers", "through_client: runs through --client drivers (deselected without one)")
+    config.addinivalue_line("markers", "exclusive: must not run while another lane of --jobs N runs (it restarts "
+                                       "the broker, or its timing does not survive a loaded machine)")
     if not config.pluginmanager.has_plugin(PLUGIN_NAME):
         config.pluginmanager.register(ConformancePlugin(config), PLUGIN_NAME)
     _security_conf(config)

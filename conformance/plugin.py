@@ -121,7 +121,10 @@ class ConformancePlugin:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self._started_session = False
-        self.run_id = _utc_now().strftime("%H%M%S") + secrets.token_hex(2)
+        # a lane of ``--jobs N`` (conformance.runner) appends its number: lanes started in the same second
+        # never share a run id, hence never a topic, group or transactional id (conformance.clients.Names)
+        lane = "".join(ch for ch in os.environ.get("KBENCH_CONFORMANCE_LANE", "") if ch.isalnum())
+        self.run_id = _utc_now().strftime("%H%M%S") + secrets.token_hex(2) + (f"l{lane}" if lane else "")
         self.started = _utc_now()
         self.started_ns = time.monotonic_ns()
         self.timings = Timings()

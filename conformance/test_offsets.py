@@ -248,6 +248,7 @@ def test_o7_auto_offset_reset(check: CheckContext, clients: Clients, names: Name
 
 
 @pytest.mark.check("O8", "commits are durable")
+@pytest.mark.exclusive   # restarts the embedded broker's node: every other lane of --jobs N would see it go
 def test_o8_commits_durable(check: CheckContext, clients: Clients, names: Names,
                             broker_control: Any) -> None:
     want = {0: 3, 1: 7}

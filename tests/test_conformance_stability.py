@@ -67,7 +67,7 @@ def test_repeat_writes_stability_after_each_run(tmp_path: Path, monkeypatch: pyt
 
     verdicts = iter([{"P1": "PASS", "G8": "PASS"}, {"P1": "PASS", "G8": "FAIL"}])
 
-    def fake_run(bootstrap: Any, broker: Any, report_dir: Path, args: Any) -> int:
+    def fake_run(bootstrap: Any, broker: Any, report_dir: Path, args: Any, **kw: Any) -> int:
         report_dir.mkdir(parents=True)
         doc = _doc(next(verdicts))
         write_report(report_dir, doc)

@@ -103,17 +103,19 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     if args.broker_name:
         extra = ["--broker-name", args.broker_name, *extra]
     report_dir = Path(args.report_dir) if args.report_dir else None
+    if args.jobs < 1:
+        raise ConfigError("kbench conformance --jobs N: N must be >= 1")
     if args.repeat is not None:
         if args.repeat < 1:
             raise ConfigError("kbench conformance --repeat N: N must be >= 1")
         from conformance.runner import repeat
         from conformance.stability import render_markdown
 
-        code, summary = repeat(args.bootstrap, args.broker, report_dir, args.repeat, extra)
+        code, summary = repeat(args.bootstrap, args.broker, report_dir, args.repeat, extra, jobs=args.jobs)
         print(render_markdown(summary), end="")
         print(f"stability report: {summary['report_dir']}/stability.md (and stability.json)")
     else:
-        code = run(args.bootstrap, args.broker, report_dir, extra)
+        code = run(args.bootstrap, args.broker, report_dir, extra, jobs=args.jobs)
     if code == 5:
         raise ConfigError("the conformance selection matched no check (pytest exit 5)")
     # 0 all PASS/N/A/RECORD · 1 some FAIL · 3 some harness ERROR (kbench, not the broker), no FAIL
@@ -153,6 +155,10 @@ def _add_conformance(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeat", type=int, metavar="N",
                    help="run the suite N times (run-01..run-NN under --report-dir) and print/write each "
                         "check's verdict stability (stability.md, stability.json)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="with --client: run the broker checks and each client's through-client checks as "
+                        "concurrent lanes against the one broker, at most N at a time (default 1: one "
+                        "sequential run); checks marked exclusive (O8 restarts the broker) run alone after them")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: extra pytest arguments")
     p.set_defaults(func=cmd_conformance)
 
