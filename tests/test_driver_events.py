@@ -42,7 +42,7 @@ def test_v1_spec_unless_group_options() -> None:
     assert v2["group_options"] == {"assignor": "cooperative-sticky", "auto_commit": False, "commit": "batch",
                                    "session_timeout_ms": None, "max_records": 7, "stop_at_ns": None,
                                    "instance_id": None, "auto_offset_reset": None, "group_protocol": None,
-                                   "heartbeat_interval_ms": None}
+                                   "heartbeat_interval_ms": None, "commit_metadata": None}
     assert json.loads(json.dumps(v2)) == v2
 
 

@@ -56,7 +56,8 @@ class GroupOptions:
     ``instance_id``: static membership (``group.instance.id``); ``auto_offset_reset``: where it starts without
     a valid committed offset (default: earliest); ``group_protocol``: classic or KIP-848's consumer protocol
     (with ``consumer`` the broker assigns and times: no ``assignor``, ``session_timeout_ms`` or
-    ``heartbeat_interval_ms``); ``heartbeat_interval_ms``: ``heartbeat.interval.ms``."""
+    ``heartbeat_interval_ms``); ``heartbeat_interval_ms``: ``heartbeat.interval.ms``; ``commit_metadata``: the
+    metadata string every commit of the member carries (Java ``OffsetAndMetadata(offset, metadata)``)."""
 
     assignor: str | None = None
     auto_commit: bool | None = None
@@ -68,6 +69,7 @@ class GroupOptions:
     auto_offset_reset: OffsetReset | None = None
     group_protocol: GroupProtocol | None = None
     heartbeat_interval_ms: int | None = None
+    commit_metadata: str | None = None
 
     def __post_init__(self) -> None:
         if self.assignor is not None and self.assignor not in ASSIGNORS:
@@ -97,7 +99,7 @@ class GroupOptions:
                 "session_timeout_ms": self.session_timeout_ms, "max_records": self.max_records,
                 "stop_at_ns": self.stop_at_ns, "instance_id": self.instance_id,
                 "auto_offset_reset": self.auto_offset_reset, "group_protocol": self.group_protocol,
-                "heartbeat_interval_ms": self.heartbeat_interval_ms}
+                "heartbeat_interval_ms": self.heartbeat_interval_ms, "commit_metadata": self.commit_metadata}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Encoders and decoders of FindCoordinator and OffsetCommit, the non-flexible versions (pure; no sockets).
+"""Encoders and decoders of FindCoordinator, OffsetCommit and OffsetFetch, the non-flexible versions (pure; no sockets).
 
 What the conformance check G8 needs to commit *as a given member of a given generation*, which no
 client library lets a caller choose (https://kafka.apache.org/protocol, the message specs
@@ -13,6 +13,12 @@ client library lets a caller choose (https://kafka.apache.org/protocol, the mess
   committed_metadata nullable string]]`` → ``throttle_time_ms int32 (v3+), topics [name string,
   partitions [partition_index int32, error_code int16]]`` (v0-v1 predate or differ; v8 is flexible).
 
+* OffsetFetch v1-v5: ``group_id string, topics [name string, partition_indexes [int32]]`` →
+  ``throttle_time_ms int32 (v3+), topics [name string, partitions [partition_index int32, committed_offset
+  int64, committed_leader_epoch int32 (v5+), metadata nullable string, error_code int16]], error_code int16
+  (v2+)`` (v6 is flexible). C27 reads the committed metadata's bytes with it: confluent-kafka-python's
+  TopicPartition copies librdkafka's (not NUL-terminated) metadata with ``strdup``, which can read past it.
+
 Requests use header v1 and responses header v0 (no tagged fields) in these versions. Apache Kafka 4.x
 accepts OffsetCommit from v2 (KIP-896 removed v0-v1), so :func:`pick_version` chooses the highest
 version of 2..7 the broker advertises.
@@ -26,14 +32,17 @@ from dataclasses import dataclass
 
 from bench.kafka.codec import ApiVersionsResult, ProtocolError, Reader, check_correlation, encode_request
 
-__all__ = ["FIND_COORDINATOR_KEY", "OFFSET_COMMIT_KEY", "FindCoordinatorResponse", "OffsetCommitResponse",
-           "decode_find_coordinator", "decode_offset_commit", "encode_find_coordinator_request",
-           "encode_offset_commit_request", "pick_version"]
+__all__ = ["FIND_COORDINATOR_KEY", "OFFSET_COMMIT_KEY", "OFFSET_FETCH_KEY", "FetchedOffset", "FindCoordinatorResponse",
+           "OffsetCommitResponse", "OffsetFetchResponse", "decode_find_coordinator", "decode_offset_commit",
+           "decode_offset_fetch", "encode_find_coordinator_request", "encode_offset_commit_request",
+           "encode_offset_fetch_request", "pick_version"]
 
 FIND_COORDINATOR_KEY = 10
 OFFSET_COMMIT_KEY = 8
 FIND_COORDINATOR_VERSIONS = (1, 2)
 OFFSET_COMMIT_VERSIONS = (2, 3, 4, 5, 6, 7)
+OFFSET_FETCH_KEY = 9
+OFFSET_FETCH_VERSIONS = (1, 2, 3, 4, 5)
 
 
 def pick_version(api: ApiVersionsResult, key: int, versions: tuple[int, ...]) -> int:
@@ -128,3 +137,52 @@ def decode_offset_commit(payload: bytes, version: int, correlation_id: int) -> O
     if r.pos != len(payload):
         raise ProtocolError(f"OffsetCommit v{version} response: {len(payload) - r.pos} bytes left over")
     return OffsetCommitResponse(errors, throttle)
+
+
+def encode_offset_fetch_request(group: str, partitions: Mapping[str, list[int]], version: int, correlation_id: int,
+                                *, client_id: str = "kbench") -> bytes:
+    """OffsetFetch v1-v5 of ``partitions`` (``{topic: [partition, …]}``) for ``group``."""
+    if version not in OFFSET_FETCH_VERSIONS:
+        raise ValueError(f"OffsetFetch version {version} not supported by this encoder")
+    body = _string(group) + struct.pack(">i", len(partitions))
+    for topic, parts in partitions.items():
+        body += _string(topic) + struct.pack(">i", len(parts)) + b"".join(struct.pack(">i", p) for p in parts)
+    return encode_request(OFFSET_FETCH_KEY, version, correlation_id, body, flexible=False, client_id=client_id)
+
+
+@dataclass(frozen=True)
+class FetchedOffset:
+    """One partition's committed offset (-1: none) and metadata, as the broker's bytes (None: null)."""
+
+    offset: int
+    metadata: bytes | None
+    error_code: int
+    leader_epoch: int = -1
+
+
+@dataclass(frozen=True)
+class OffsetFetchResponse:
+    partitions: Mapping[str, Mapping[int, FetchedOffset]]   # topic -> partition -> committed
+    error_code: int = 0
+    throttle_time_ms: int = 0
+
+
+def decode_offset_fetch(payload: bytes, version: int, correlation_id: int) -> OffsetFetchResponse:
+    """An OffsetFetch v1-v5 response (size prefix stripped); metadata stays bytes (no decoding, no repair)."""
+    r = Reader(payload)
+    check_correlation(r, correlation_id)
+    throttle = r.int32() if version >= 3 else 0
+    out: dict[str, dict[int, FetchedOffset]] = {}
+    for _ in range(max(r.int32(), 0)):
+        topic = r.string()
+        parts = out.setdefault(topic, {})
+        for _ in range(max(r.int32(), 0)):
+            partition, offset = r.int32(), r.int64()
+            epoch = r.int32() if version >= 5 else -1
+            n = r.int16()
+            metadata = None if n < 0 else r.take(n)
+            parts[partition] = FetchedOffset(offset, metadata, r.int16(), epoch)
+    error = r.int16() if version >= 2 else 0
+    if r.pos != len(payload):
+        raise ProtocolError(f"OffsetFetch v{version} response: {len(payload) - r.pos} bytes left over")
+    return OffsetFetchResponse(out, error, throttle)

@@ -5,6 +5,7 @@ cannot make it send a stale one on purpose: a member that rejoined first commits
 :func:`commit_as_member` sends the OffsetCommit itself (:mod:`bench.kafka.commit_codec`): FindCoordinator
 on the bootstrap broker, then OffsetCommit to the coordinator, secured as the client config says (TLS,
 SASL after the ApiVersions the caller already has), retrying while the coordinator moves or loads.
+:func:`fetch_committed` reads a group's committed offsets and metadata bytes the same way (OffsetFetch).
 """
 
 from __future__ import annotations
@@ -20,16 +21,21 @@ from bench.kafka.commit_codec import (
     FIND_COORDINATOR_VERSIONS,
     OFFSET_COMMIT_KEY,
     OFFSET_COMMIT_VERSIONS,
+    OFFSET_FETCH_KEY,
+    OFFSET_FETCH_VERSIONS,
+    FetchedOffset,
     decode_find_coordinator,
     decode_offset_commit,
+    decode_offset_fetch,
     encode_find_coordinator_request,
     encode_offset_commit_request,
+    encode_offset_fetch_request,
     pick_version,
 )
 from bench.kafka.protocol import KafkaConnection, authenticate, parse_bootstrap
 from bench.kafka.security import SecurityConfig
 
-__all__ = ["MemberCommit", "commit_as_member"]
+__all__ = ["MemberCommit", "commit_as_member", "fetch_committed"]
 
 #: the coordinator is moving or loading: ask again (COORDINATOR_LOAD_IN_PROGRESS, _NOT_AVAILABLE, NOT_COORDINATOR)
 RETRIABLE = frozenset({14, 15, 16})
@@ -99,4 +105,37 @@ def commit_as_member(bootstrap: str, group: str, generation_id: int, member_id: 
             continue
         return MemberCommit(resp.errors, version, f"{where[0]}:{where[1]}", attempts)
     raise BrokerUnreachableError(f"{bootstrap}: no OffsetCommit answer for group {group!r} within {timeout:g} s "
+                                 f"({attempts} attempts; last: {last})")
+
+
+def fetch_committed(bootstrap: str, group: str, topic: str, partitions: list[int], *, api: ApiVersionsResult,
+                    security: SecurityConfig | Mapping[str, object] | None = None,
+                    timeout: float = 10.0) -> dict[int, FetchedOffset]:
+    """OffsetFetch of ``group``'s committed offsets of ``topic``'s ``partitions`` from its coordinator: per
+    partition the offset (-1: none) and the metadata's bytes as the broker returned them. Raises
+    BrokerUnreachableError or ProtocolError when no answer came within ``timeout``."""
+    sec = security if isinstance(security, SecurityConfig) else SecurityConfig.from_client_config(security)
+    version = pick_version(api, OFFSET_FETCH_KEY, OFFSET_FETCH_VERSIONS)
+    deadline = time.monotonic() + timeout
+    attempts, last = 0, "no attempt"
+    while time.monotonic() < deadline:
+        attempts += 1
+        where = _coordinator(bootstrap, group, sec, api, deadline)
+        if isinstance(where, int):
+            last = f"FindCoordinator error {where}"
+            time.sleep(0.2)
+            continue
+        with _open(where, sec, api, deadline) as conn:
+            corr = conn.next_correlation_id()
+            resp = decode_offset_fetch(conn.request(encode_offset_fetch_request(group, {topic: partitions}, version,
+                                                                                corr)), version, corr)
+        codes = {resp.error_code} | {f.error_code for f in resp.partitions.get(topic, {}).values()}
+        if codes & RETRIABLE:
+            last = f"OffsetFetch errors {sorted(codes)} from {where[0]}:{where[1]}"
+            time.sleep(0.2)
+            continue
+        if resp.error_code:
+            raise ProtocolError(f"OffsetFetch({group!r}): error code {resp.error_code}")
+        return dict(resp.partitions.get(topic, {}))
+    raise BrokerUnreachableError(f"{bootstrap}: no OffsetFetch answer for group {group!r} within {timeout:g} s "
                                  f"({attempts} attempts; last: {last})")

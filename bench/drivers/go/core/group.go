@@ -55,11 +55,19 @@ func UnhandledGroupOptions(o *GroupOptions, handled ...string) []string {
 	if o == nil {
 		return nil
 	}
+	return unhandled(reflect.ValueOf(*o), handled)
+}
+
+// unhandled walks a struct's fields by their JSON names, into embedded structs (GroupExtra).
+func unhandled(v reflect.Value, handled []string) []string {
 	var out []string
-	v := reflect.ValueOf(*o)
 	for i := range v.NumField() {
-		f, name := v.Field(i), strings.Split(v.Type().Field(i).Tag.Get("json"), ",")[0]
-		if !f.IsZero() && !contains(handled, name) {
+		f, sf := v.Field(i), v.Type().Field(i)
+		if sf.Anonymous && f.Kind() == reflect.Struct {
+			out = append(out, unhandled(f, handled)...)
+			continue
+		}
+		if name := strings.Split(sf.Tag.Get("json"), ",")[0]; !f.IsZero() && !contains(handled, name) {
 			out = append(out, name)
 		}
 	}

@@ -3,13 +3,14 @@ package core
 import "fmt"
 
 // GroupExtra holds the group options a client must declare it honours (SetGroupFeatures): static
-// membership, the offset reset, the group protocol and the heartbeat interval (docs/drivers.md, "Protocol v2"). A nil field keeps
+// membership, the offset reset, the group protocol, the heartbeat interval and the commit metadata (docs/drivers.md, "Protocol v2"). A nil field keeps
 // the client's default; a set one the client has not declared is refused at spec time (exit 2).
 type GroupExtra struct {
 	InstanceID      *string `json:"instance_id"`       // group.instance.id (static membership)
 	AutoOffsetReset *string `json:"auto_offset_reset"` // "earliest" | "latest" | "none"
 	GroupProtocol   *string `json:"group_protocol"`    // "classic" | "consumer" (KIP-848)
 	HeartbeatMs     *int    `json:"heartbeat_interval_ms"`
+	CommitMetadata  *string `json:"commit_metadata"` // the metadata string of every commit
 }
 
 // GroupFeatures says which of GroupExtra's options a driver's group consumer honours.
@@ -18,6 +19,7 @@ type GroupFeatures struct {
 	AutoOffsetReset  bool
 	ConsumerProtocol bool // group_protocol "consumer" (KIP-848); "classic" is always accepted
 	Heartbeat        bool // heartbeat_interval_ms
+	CommitMetadata   bool // commit_metadata: the client's commit API carries a metadata string
 }
 
 var groupFeatures GroupFeatures
@@ -49,6 +51,8 @@ func checkGroupExtra(o *GroupOptions) error {
 		return fmt.Errorf("spec.group_options.heartbeat_interval_ms: expected a positive number of ms")
 	case o.HeartbeatMs != nil && !groupFeatures.Heartbeat:
 		return fmt.Errorf("spec.group_options.heartbeat_interval_ms: this driver cannot set it")
+	case o.CommitMetadata != nil && !groupFeatures.CommitMetadata:
+		return fmt.Errorf("spec.group_options.commit_metadata: this client's commits carry no metadata")
 	}
 	return nil
 }

@@ -19,7 +19,10 @@ import (
 	"kbench/drivers/core"
 )
 
-func init() { core.SetGroupConsumer(newGroupConsumer) }
+func init() {
+	core.SetGroupConsumer(newGroupConsumer)
+	core.SetGroupFeatures(core.GroupFeatures{CommitMetadata: true})
+}
 
 // assignors are the spec's assignors as librdkafka's partition.assignment.strategy values.
 var assignors = map[string]string{"range": "range", "roundrobin": "roundrobin",
@@ -29,7 +32,7 @@ var assignors = map[string]string{"range": "range", "roundrobin": "roundrobin",
 func checkGroup(s *core.Spec) error {
 	o := s.GroupOptions
 	if bad := core.UnhandledGroupOptions(o, "assignor", "auto_commit", "commit", "session_timeout_ms", "max_records",
-		"stop_at_ns"); len(bad) > 0 {
+		"stop_at_ns", "commit_metadata"); len(bad) > 0 {
 		return fmt.Errorf("spec.group_options.%s: the confluent-kafka-go driver does not implement it", bad[0])
 	}
 	if o != nil && o.Assignor != nil && assignors[*o.Assignor] == "" {
@@ -66,8 +69,9 @@ func groupConfig(s *core.Spec) *kafka.ConfigMap {
 
 type groupConsumer struct {
 	consumer
-	group string
-	ev    core.GroupEventsAfter
+	group    string
+	ev       core.GroupEventsAfter
+	metadata *string // commit_metadata: every committed TopicPartition's Metadata (nil: librdkafka's default)
 }
 
 func newGroupConsumer(s *core.Spec, ev core.GroupEvents) (core.GroupConsumer, error) {
@@ -79,7 +83,11 @@ func newGroupConsumer(s *core.Spec, ev core.GroupEvents) (core.GroupConsumer, er
 	if err != nil {
 		return nil, err
 	}
-	return &groupConsumer{consumer: consumer{c: c, topic: s.Topic}, group: *s.Group, ev: after}, nil
+	var metadata *string
+	if s.GroupOptions != nil {
+		metadata = s.GroupOptions.CommitMetadata
+	}
+	return &groupConsumer{consumer: consumer{c: c, topic: s.Topic}, group: *s.Group, ev: after, metadata: metadata}, nil
 }
 
 func partitions(tps []kafka.TopicPartition) []int32 {
@@ -159,7 +167,8 @@ func (g *groupConsumer) Join(ctx context.Context, hold bool) error {
 func (g *groupConsumer) CommitSync(_ context.Context, next map[int32]int64) error {
 	tps := make([]kafka.TopicPartition, 0, len(next))
 	for p, o := range next {
-		tps = append(tps, kafka.TopicPartition{Topic: &g.topic, Partition: p, Offset: kafka.Offset(o)})
+		tps = append(tps, kafka.TopicPartition{Topic: &g.topic, Partition: p, Offset: kafka.Offset(o),
+			Metadata: g.metadata})
 	}
 	res, err := g.c.CommitOffsets(tps)
 	if err != nil {

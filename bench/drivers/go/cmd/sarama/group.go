@@ -24,7 +24,10 @@ import (
 	"kbench/drivers/core"
 )
 
-func init() { core.SetGroupConsumer(newGroupConsumer) }
+func init() {
+	core.SetGroupConsumer(newGroupConsumer)
+	core.SetGroupFeatures(core.GroupFeatures{CommitMetadata: true})
+}
 
 // strategies are the spec's assignors as sarama's balance strategies (a new one per consumer: the
 // cooperative one keeps state).
@@ -39,7 +42,7 @@ const commitErrWait = 20 * time.Millisecond
 // checkGroup refuses group options the driver does not implement.
 func checkGroup(s *core.Spec) error {
 	if bad := core.UnhandledGroupOptions(s.GroupOptions, "assignor", "auto_commit", "commit", "session_timeout_ms",
-		"max_records", "stop_at_ns"); len(bad) > 0 {
+		"max_records", "stop_at_ns", "commit_metadata"); len(bad) > 0 {
 		return fmt.Errorf("spec.group_options.%s: the sarama driver does not implement it", bad[0])
 	}
 	return nil
@@ -77,7 +80,8 @@ type groupConsumer struct {
 	ev       core.GroupEvents
 	h        *core.Handoff
 	coop     bool
-	marks    bool // auto-commit on: mark each record handed over (what sarama's commits send)
+	marks    bool   // auto-commit on: mark each record handed over (what sarama's commits send)
+	metadata string // commit_metadata: the metadata of every MarkOffset ("" without it)
 	assigned chan struct{}
 	first    sync.Once
 	// the poll loop's own (set by notices): the session of the records it hands over and what it holds
@@ -105,8 +109,12 @@ func newGroupConsumer(s *core.Spec, ev core.GroupEvents) (core.GroupConsumer, er
 		return nil, err
 	}
 	coop := s.GroupOptions != nil && s.GroupOptions.Assignor != nil && *s.GroupOptions.Assignor == "cooperative-sticky"
+	metadata := ""
+	if s.GroupOptions != nil && s.GroupOptions.CommitMetadata != nil {
+		metadata = *s.GroupOptions.CommitMetadata
+	}
 	return &groupConsumer{client: client, group: g, topic: s.Topic, ev: ev, h: core.NewHandoff(1024), coop: coop,
-		marks: cfg.Consumer.Offsets.AutoCommit.Enable, assigned: make(chan struct{}), held: map[int32]bool{},
+		marks: cfg.Consumer.Offsets.AutoCommit.Enable, metadata: metadata, assigned: make(chan struct{}), held: map[int32]bool{},
 		next: map[int32]int64{}, done: make(chan struct{})}, nil
 }
 
@@ -218,7 +226,7 @@ func (g *groupConsumer) CommitSync(_ context.Context, next map[int32]int64) erro
 		return errors.New("no session to commit in")
 	}
 	for p, o := range next {
-		g.sess.MarkOffset(g.topic, p, o, "")
+		g.sess.MarkOffset(g.topic, p, o, g.metadata)
 	}
 	g.sess.Commit()
 	t := time.NewTimer(commitErrWait)

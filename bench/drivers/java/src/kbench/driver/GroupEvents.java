@@ -100,7 +100,8 @@ final class GroupEvents {
         Map<TopicPartition, OffsetAndMetadata> next = new HashMap<>();
         Map<String, Object> offsets = new TreeMap<>();
         for (Map.Entry<TopicPartition, Long> e : batch.entrySet()) {
-            next.put(e.getKey(), new OffsetAndMetadata(e.getValue()));
+            next.put(e.getKey(), opts.commitMetadata == null ? new OffsetAndMetadata(e.getValue())
+                    : new OffsetAndMetadata(e.getValue(), opts.commitMetadata));
             offsets.put(String.valueOf(e.getKey().partition()), e.getValue());
         }
         batch.clear();

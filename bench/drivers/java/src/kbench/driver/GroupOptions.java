@@ -30,6 +30,8 @@ final class GroupOptions {
     /** group.protocol: classic or consumer (KIP-848; kafka-clients 3.7+, GA in 4.0) */
     final String groupProtocol;
     final Integer heartbeatIntervalMs;
+    /** the metadata string of every commit (OffsetAndMetadata(offset, metadata)); null: kafka-clients' "" */
+    final String commitMetadata;
 
     private GroupOptions(Map<String, Object> m) throws Spec.SpecError {
         assignor = (String) typed(m, "assignor", String.class);
@@ -61,6 +63,7 @@ final class GroupOptions {
         Long heartbeat = (Long) typed(m, "heartbeat_interval_ms", Long.class);
         if (heartbeat != null && heartbeat <= 0) throw new Spec.SpecError("group_options.heartbeat_interval_ms: expected > 0");
         heartbeatIntervalMs = heartbeat == null ? null : Math.toIntExact(heartbeat);
+        commitMetadata = (String) typed(m, "commit_metadata", String.class);
         if ("consumer".equals(groupProtocol) && (assignor != null || sessionTimeoutMs != null || heartbeat != null)) {
             throw new Spec.SpecError("group_options: group_protocol \"consumer\" takes no assignor, session_timeout_ms or "
                     + "heartbeat_interval_ms (the broker assigns and times sessions)");
