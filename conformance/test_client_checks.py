@@ -45,10 +45,10 @@ pytestmark = [pytest.mark.through_client, pytest.mark.timeout(90)]
 #: C12, G9 C13, G4 C14, G5 C15, O7 C16, G10 C17 (protocol v2 group events and options:
 #: conformance/test_client_groups.py, test_client_rebalance.py, test_client_group_options.py); T1, T3 and T4 are
 #: C20, C21 and C22 (protocol v2 transactional mode: conformance/test_client_txn.py); K1, P6, P7 and P8 are
-#: C23–C26 (protocol v2 explicit-records mode: conformance/test_client_records.py)
+#: C23–C26 (protocol v2 explicit-records mode: conformance/test_client_records.py); O6 is C27 (group option
+#: commit_metadata: conformance/test_client_commits.py)
 NOT_EXPRESSIBLE: list[tuple[str, str]] = [
     ("O2", "driver protocol v2 reports commits, not position()"),
-    ("O6", "driver protocol v2 commits carry no metadata"),
 ]
 CODECS = ("gzip", "snappy", "lz4", "zstd")
 

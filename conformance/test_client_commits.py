@@ -17,13 +17,13 @@ import time
 from typing import Any
 
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 
 from bench.drivers.events import GroupOptions
 from bench.kafka.codec import ProtocolError
 from bench.kafka.member_commit import fetch_committed
 from bench.load.payload import encode_header
 from conformance.clients import Clients, produce_all
+from conformance.commit_steps import METADATA, admin_view, expected_commit, metadata_text
 from conformance.group_client import stop_members, wait_result
 from conformance.group_features import require_feature
 from conformance.group_steps import harness_errors, joined, member
@@ -37,9 +37,7 @@ pytestmark = [pytest.mark.through_client, pytest.mark.timeout(60)]
 C27_RECORDS = 40
 C27_READ = 20
 RESULT_S = 30.0
-#: as O6's: non-ASCII (BMP and astral), JSON with quotes and a slash, longer than one short field
-METADATA = ("kbench C27 \u2713 \u00e9\u00df\u4e2d\u6587 \U0001f680 "
-            '{"gen": 7, "host": "a/b", "note": "caf\u00e9 \\"q\\""} ' + "x" * 200)
+
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -47,26 +45,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("client", selected_clients(metafunc.config), ids=str)
 
 
-def admin_view(admin: Any, group: str, topic: str) -> object:
-    """confluent-kafka-python's ListConsumerGroupOffsets of partition 0: (offset, metadata) or the error it raised."""
-    req = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0)])
-    try:
-        res = admin.list_consumer_group_offsets([req], request_timeout=10)[group].result(timeout=10)
-        return [(int(tp.offset), tp.metadata) for tp in res.topic_partitions]
-    except (UnicodeDecodeError, KafkaException) as exc:
-        return f"{type(exc).__name__}: {exc}"
-
-
-def expected_commit(reads: list[tuple[int, int, int, int]]) -> dict[int, int]:
-    """Per partition, the next offset after the last record read (what the member's last commit must say)."""
-    out: dict[int, int] = {}
-    for p, o, _producer, _seq in reads:
-        out[p] = max(out.get(p, -1), o + 1)
-    return out
-
-
-@pytest.mark.check("C27", "through a client: commit metadata (O6): ListConsumerGroupOffsets returns the "
-                          "client's committed offset and metadata unchanged")
+@pytest.mark.check("C27", "through a client: commit metadata read back unchanged")
 def test_c27_commit_metadata(check: CheckContext, clients: Clients, broker: BrokerInfo, names: Any,
                              security_conf: dict[str, str], client: str) -> None:
     require_feature(client, "commit_metadata")
@@ -97,17 +76,13 @@ def test_c27_commit_metadata(check: CheckContext, clients: Clients, broker: Brok
     check.observe(read=len(reads), offsets_read=offs[:3] + offs[-1:],
                   driver_commits=[(c.offsets, c.ok, c.error) for c in m.commits()],
                   offset_fetch=None if got is None else {"offset": got.offset, "error_code": got.error_code,
-                                                         "metadata": _text(got.metadata)},
+                                                         "metadata": metadata_text(got.metadata)},
                   metadata_sent=METADATA, metadata_bytes=len(METADATA.encode()),
                   librdkafka_admin=admin_view(clients.admin(), group, topic))
     expect_eq(len(reads), C27_READ, "records the member read before it stopped")
     expect(got is not None and got.error_code == 0, "OffsetFetch of partition 0", got, "an answer, no error")
     assert got is not None
     expect_eq(got.offset, want.get(0), "committed offset (OffsetFetch; last record read + 1)")
-    expect_eq(_text(got.metadata), METADATA, "committed metadata (OffsetFetch; the string the client committed)")
+    expect_eq(metadata_text(got.metadata), METADATA, "committed metadata (OffsetFetch; the string committed)")
     expect_eq(got.metadata, METADATA.encode(), "committed metadata's UTF-8 bytes")
 
-
-def _text(raw: bytes | None) -> str | None:
-    """The metadata's bytes as text; invalid UTF-8 stays visible (backslash escapes) and cannot equal the string."""
-    return None if raw is None else raw.decode("utf-8", "backslashreplace")

@@ -11,10 +11,13 @@ import pytest
 
 from bench.kafka.codec import ApiRange, ApiVersionsResult, ProtocolError
 from bench.kafka.commit_codec import (
+    FetchedOffset,
     decode_find_coordinator,
     decode_offset_commit,
+    decode_offset_fetch,
     encode_find_coordinator_request,
     encode_offset_commit_request,
+    encode_offset_fetch_request,
     pick_version,
 )
 from conformance._member import GroupMetadata, group_metadata
@@ -71,6 +74,38 @@ def test_offset_commit_responses_v2_and_v3() -> None:
         decode_offset_commit(bytes.fromhex("00000007") + topics, 2, 8)
     with pytest.raises(ProtocolError, match="left over"):      # a v3 answer read as v2
         decode_offset_commit(bytes.fromhex("00000007") + bytes.fromhex("00000000") + topics, 2, 7)
+
+
+def test_offset_fetch_request_v1_v5_bytes() -> None:
+    body = (bytes.fromhex("0001") + b"g"                      # group_id "g"
+            + bytes.fromhex("00000001") + bytes.fromhex("0001") + b"t"   # topics: 1, name "t"
+            + bytes.fromhex("00000002" "00000000" "00000003"))           # partition_indexes [0, 3]
+    for version in (1, 3, 5):
+        header = bytes.fromhex("0009") + version.to_bytes(2, "big") + bytes.fromhex("00000004" "0002") + b"kb"
+        assert encode_offset_fetch_request("g", {"t": [0, 3]}, version, 4, client_id="kb") == framed(header + body)
+    with pytest.raises(ValueError, match="OffsetFetch version 6"):
+        encode_offset_fetch_request("g", {}, 6, 1)
+
+
+def test_offset_fetch_responses_keep_the_metadata_bytes() -> None:
+    meta = "\u2713 {\"a\": 1} \U0001f680".encode()
+    p0 = bytes.fromhex("00000000") + bytes.fromhex("0000000000000014")      # p0 @20
+    p1 = bytes.fromhex("00000001") + bytes.fromhex("ffffffffffffffff")      # p1: nothing committed
+    topic = bytes.fromhex("00000001") + bytes.fromhex("0001") + b"t" + bytes.fromhex("00000002")
+    v1 = (bytes.fromhex("00000009") + topic + p0 + len(meta).to_bytes(2, "big") + meta + bytes.fromhex("0000")
+          + p1 + bytes.fromhex("ffff" "0000"))
+    got = decode_offset_fetch(v1, 1, 9)
+    assert got.partitions == {"t": {0: FetchedOffset(20, meta, 0), 1: FetchedOffset(-1, None, 0)}}
+    # v3: throttle first; v2+: a top-level error code last; v5: the leader epoch after the offset
+    v5 = (bytes.fromhex("00000009" "00000064") + topic + p0 + bytes.fromhex("00000003") + bytes.fromhex("0000")
+          + bytes.fromhex("0000") + p1 + bytes.fromhex("ffffffff" "ffff" "0000") + bytes.fromhex("0000"))
+    got5 = decode_offset_fetch(v5, 5, 9)
+    assert got5.throttle_time_ms == 100 and got5.error_code == 0
+    assert got5.partitions["t"][0] == FetchedOffset(20, b"", 0, 3)   # empty metadata stays empty, not null
+    bad = bytes.fromhex("00000009") + topic + p0 + bytes.fromhex("0002") + b"\xd5\x85" + bytes.fromhex("0000")
+    assert decode_offset_fetch(bad + p1 + bytes.fromhex("ffff" "0000"), 1, 9).partitions["t"][0].metadata == b"\xd5\x85"
+    with pytest.raises(ProtocolError, match="left over"):      # a v2 answer (top-level error) read as v1
+        decode_offset_fetch(v1 + bytes.fromhex("0000"), 1, 9)
 
 
 def test_find_coordinator_v1() -> None:

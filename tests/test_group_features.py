@@ -28,9 +28,24 @@ from conformance.verdicts import NotApplicable
 def test_features_na_with_the_reason(client: str, words: str) -> None:
     with pytest.raises(NotApplicable, match=rf"N/A \(client {client}\): .*{words}"):
         require_feature(client, "static")
-    for c in GROUP_FEATURES:
+    for c in ("java", "franz-go"):
         for f in ("static", "offset_reset", "kip848"):
             require_feature(c, f)
+    for c, features in GROUP_FEATURES.items():
+        for f in features:
+            require_feature(c, f)
+
+
+@pytest.mark.parametrize(("client", "words"), [
+    ("franz-go", r"franz-go v1\.22\.3's group commits carry no caller metadata"),
+    ("kafka-go", r"kafka-go v0\.4\.51's ConsumerGroup commits carry no metadata"),
+    ("librdkafka", "in-process librdkafka worker"),
+])
+def test_commit_metadata_na_names_the_library(client: str, words: str) -> None:
+    with pytest.raises(NotApplicable, match=rf"N/A \(client {client}\): .*{words}"):
+        require_feature(client, "commit_metadata")
+    for c in ("java", "sarama", "confluent-kafka-go"):
+        require_feature(c, "commit_metadata")
 
 
 def test_a_client_with_events_but_not_the_option_is_na(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,6 +99,9 @@ def _unchecked(**kw: object) -> GroupOptions:
     ("franz-go", _unchecked(group_protocol="consumer", assignor="range"), "group_protocol"),
     ("java", _unchecked(group_protocol="next"), "group_protocol"),
     ("java", _unchecked(group_protocol="consumer", session_timeout_ms=6000), "group_protocol"),
+    ("franz-go", GroupOptions(commit="batch", commit_metadata="m"), "commit_metadata"),
+    ("kafka-go", GroupOptions(commit="batch", commit_metadata="m"), "commit_metadata"),
+    ("kafka-go", GroupOptions(instance_id="a"), "instance_id"),
 ])
 def test_a_driver_refuses_an_option_it_cannot_honour(client: str, opts: GroupOptions, words: str) -> None:
     out: queue.Queue[tuple[Any, ...]] = queue.Queue()

@@ -150,7 +150,7 @@ def _add_conformance(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--client-config-file", help="librdkafka key=value lines (SASL/TLS) for every client of the "
                                                 "suite, its admin and ApiVersions probe")
     p.add_argument("--client", "--clients", dest="client", action="append", metavar="NAME[,NAME]",
-                   help="also run the through-client checks (C1-C18, C20-C26) with this client's driver: librdkafka, "
+                   help="also run the through-client checks (C1-C18, C20-C27) with this client's driver: librdkafka, "
                         "java, franz-go, sarama, kafka-go, confluent-kafka-go (repeatable, or comma-separated)")
     p.add_argument("--repeat", type=int, metavar="N",
                    help="run the suite N times (run-01..run-NN under --report-dir) and print/write each "
