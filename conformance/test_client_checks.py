@@ -112,7 +112,7 @@ def test_c2_idempotent(check: CheckContext, clients: Clients, broker: BrokerInfo
 def test_c18_idempotent_under_connection_cuts(check: CheckContext, clients: Clients, broker: BrokerInfo,
                                               security_conf: dict[str, str], client: str) -> None:
     """P2 through a client: while the client's idempotent producer (C2's config) writes 2,000 records/s for
-    2 s, each of the driver process's TCP connections to the broker is destroyed once it is 0.1–0.2 s old
+    4 s, each of the driver process's TCP connections to the broker is destroyed once it is 0.1–0.2 s old
     (``ss -K``, root: :mod:`conformance.socket_cuts`); the producer must retry through them with no failed
     send, no duplicate and send order kept per partition."""
     config = producer_config(client, "idempotent", **{"linger.ms": "2", **C18_RECONNECT.get(client, {})})
@@ -126,7 +126,7 @@ def test_c18_idempotent_under_connection_cuts(check: CheckContext, clients: Clie
 #: C18's producer: records/s and seconds; the cutter looks every C18_CUT_EVERY_S for as long and cuts each
 #: connection it saw C18_MIN_AGE_S before (so a client gets to send on a new connection before it is cut:
 #: without it, cut every 0.15-0.2 s, librdkafka sometimes made no progress for the whole window)
-C18_RATE, C18_SECONDS, C18_CUT_EVERY_S, C18_MIN_AGE_S = 2000.0, 2.0, 0.1, 0.1
+C18_RATE, C18_SECONDS, C18_CUT_EVERY_S, C18_MIN_AGE_S = 2000.0, 4.0, 0.1, 0.1
 #: P2's reconnect tuning for librdkafka (test_produce.py ``_produce_with_cuts``): with its defaults a cut of
 #: the only broker's connections stalls it (re-bootstrap, backoff growing to reconnect.backoff.max.ms), so
 #: most rounds found no connection to cut (4 of 9 on Kafka 4.3.1). The others reconnect within a round as is.
