@@ -245,3 +245,16 @@ def test_cluster_id_never_starts_with_dash(monkeypatch: pytest.MonkeyPatch) -> N
     cid = kafka._cluster_id()
     assert not cid.startswith("-") and len(cid) == 22
     assert cid == "AQEBAQEBAQEBAQEBAQEBAQ"
+
+
+def test_tansu_logs_warnings_only_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At RUST_LOG=info Tansu writes every request's span enter/exit: 2.7 GB in two minutes of client checks
+    (a CI run's disk filled up); kbench starts it at warn unless RUST_LOG says otherwise."""
+    from bench.brokers.tansu import find_tansu, prepare_tansu
+
+    monkeypatch.delenv("RUST_LOG", raising=False)
+    nodes, _version = prepare_tansu(tmp_path, nodes=1, port=19092, binary=find_tansu())
+    assert nodes[0].env == {"RUST_LOG": "warn"}
+    monkeypatch.setenv("RUST_LOG", "debug")
+    nodes, _version = prepare_tansu(tmp_path / "b", nodes=1, port=19092, binary=find_tansu())
+    assert nodes[0].env == {"RUST_LOG": "debug"}

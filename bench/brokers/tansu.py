@@ -72,7 +72,7 @@ def prepare_tansu(base: Path, *, nodes: int, port: int, binary: str | None = Non
            "--advertised-listener-url", f"tcp://{advertise}:{port}",
            "--storage-engine", storage, "--cluster-id", f"kbench-{base.name}"]
     node = NodeState(node_id=1, port=port, cmd=cmd, data_dir=str(ndir), log_file=str(ndir / "server.log"),
-                     env={"RUST_LOG": os.environ.get("RUST_LOG", "info")})
+                     env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")})
     return [node], version
 
 
