@@ -213,7 +213,12 @@ def test_a_lane_that_aborts_stops_the_others(tmp_path: Path, monkeypatch: pytest
     def fake(bootstrap: Any, broker: Any, report_dir: Path, args: list[str], suite: Path,
              control: Any = None) -> int:
         if args[args.index("-m") + 1] == "through_client and not exclusive" and "sarama" in args:
-            time.sleep(2)                      # give the java lane time to start its hanging check
+            # abort once the java lane's hanging check has started (a fixed sleep was a race under load: the
+            # java lane was stopped before its pytest ran, and its exit was 'aborted', not INTERRUPTED)
+            progress = out / "lanes" / "java" / "progress.jsonl"
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and '"start"' not in (progress.read_text() if progress.exists() else ""):
+                time.sleep(0.05)
             raise RunAborted("the conformance process died (-9) outside a check")
         return real(bootstrap, broker, report_dir, args, suite, control)
 
