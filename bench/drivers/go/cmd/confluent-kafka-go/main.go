@@ -83,7 +83,9 @@ type producer struct {
 	done  chan struct{}
 }
 
-func newProducer(s *core.Spec, a *core.Acker) (core.Producer, error) {
+// openProducer: a librdkafka producer of the spec's client config and bootstrap that has the topic's
+// metadata (the plain and the explicit-records producer both start this way).
+func openProducer(s *core.Spec) (*kafka.Producer, error) {
 	cm := configMap(s.ClientConfig)
 	_ = cm.SetKey("bootstrap.servers", s.Bootstrap)
 	p, err := kafka.NewProducer(cm)
@@ -93,6 +95,14 @@ func newProducer(s *core.Spec, a *core.Acker) (core.Producer, error) {
 	if _, err := p.GetMetadata(&s.Topic, false, 30000); err != nil {
 		p.Close()
 		return nil, fmt.Errorf("metadata of topic %s: %v", s.Topic, err)
+	}
+	return p, nil
+}
+
+func newProducer(s *core.Spec, a *core.Acker) (core.Producer, error) {
+	p, err := openProducer(s)
+	if err != nil {
+		return nil, err
 	}
 	pr := &producer{p: p, a: a, topic: s.Topic, done: make(chan struct{})}
 	if s.Rate != nil {

@@ -23,15 +23,9 @@ type recProducer struct {
 }
 
 func newRecords(s *core.Spec, _ bool) (core.RecordsProducer, error) {
-	cm := configMap(s.ClientConfig)
-	_ = cm.SetKey("bootstrap.servers", s.Bootstrap)
-	p, err := kafka.NewProducer(cm)
+	p, err := openProducer(s)
 	if err != nil {
 		return nil, err
-	}
-	if _, err := p.GetMetadata(&s.Topic, false, 30000); err != nil {
-		p.Close()
-		return nil, fmt.Errorf("metadata of topic %s: %v", s.Topic, err)
 	}
 	go func() { // nothing else is produced: drain the events channel (logs, errors)
 		for range p.Events() {
