@@ -4,13 +4,15 @@ exists, a bare produce loop written with the same client.
 100 B values, acks=1, max rate, one producer, a fresh 3-partition topic per run, the same measured seconds
 for every client. Rounds are interleaved: each round runs every contestant once, the clients' order
 rotated and driver/bare swapped from one round to the next, so a noisy stretch of the shared machine hits
-every client alike; each figure is the median over the rounds. One uncounted priming run warms the broker
-first. The contestants come from the other benchmark scripts (imported, not copied):
+every client alike; each figure is the median over the rounds. Uncounted priming runs warm the embedded
+broker until its JIT compilers are quiet; the topics are deleted only after the last run, and the page
+cache is written back before each run (``side_by_side.RunTopics``). The contestants come from the other
+benchmark scripts (imported, not copied):
 
 * **librdkafka**: kbench's own generator (``bench_generator.kbench_loop``: 2 s warm-up, 1 in N timed)
   vs ``bench_generator.bare_loop``;
 * **java**: ``bench/drivers/java`` (``bench_java_client.run_driver``) vs ``kbench.bare.BareProduce``
-  (``bench_java_client.run_bare``), both after ``--java-warmup`` seconds in the same JVM;
+  (``bench_java_client.run_bare``), both after ``--java-warmup`` seconds (default 10) in the same JVM;
 * **franz-go, sarama, kafka-go, confluent-kafka-go**: ``bench/drivers/go/cmd/<client>``
   (``bench_go_clients.run_driver``, 1 s warm-up) vs ``bench/drivers/go/cmd/bare/<client>`` (``run_bare``).
 
@@ -38,7 +40,6 @@ import resource
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -83,20 +84,24 @@ def _children_cpu_s() -> float:
 
 
 class Topics:
-    """A fresh topic per run, deleted after it."""
+    """Where each run's topic comes from (:class:`side_by_side.RunTopics`: fresh, kept until the end, the page
+    cache written back before each run), and the embedded broker's pid for the JIT figures."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, broker_pid: int | None) -> None:
+        from side_by_side import RunTopics
+
         from bench.kafka.admin import TopicAdmin
 
         self.admin = TopicAdmin(bootstrap)
+        self.broker_pid = broker_pid
+        self.topics = RunTopics(self.admin, "bench-clients", PARTITIONS)
 
     def run(self, fn: Callable[[str], Sample]) -> Sample:
-        topic = f"bench-clients-{uuid.uuid4().hex[:8]}"
-        self.admin.create_topic(topic, PARTITIONS)
-        try:
-            return fn(topic)
-        finally:
-            self.admin.delete_topic(topic, wait=False, missing_ok=True)
+        return fn(self.topics.fresh())
+
+    def close(self) -> None:
+        self.topics.delete_all()
+        self.admin.close()
 
 
 # ------------------------------------------------------------------------------------------ librdkafka
@@ -156,7 +161,7 @@ def _java(who: str, warmup: float, topics: Topics) -> Runner:
 
     def run(bootstrap: str, seconds: float) -> Sample:
         def one(topic: str) -> Sample:
-            r = fn(driver, bootstrap, topic, SIZE, warmup, int(seconds), {"acks": ACKS})
+            r = fn(driver, bootstrap, topic, SIZE, warmup, int(seconds), {"acks": ACKS}, topics.broker_pid)
             return Sample("java", who, 0, r.msgs_per_s, r.mib_per_s * bj.MIB / 1e6, r.p50_ms, r.p99_ms,
                           r.cpu_s_per_m, r.msgs_per_s)
 
@@ -172,7 +177,7 @@ def _ms(us: float | None) -> float | None:
     return None if us is None else us / 1000
 
 
-def _go(client: str, who: str) -> Runner:
+def _go(client: str, who: str, topics: Topics) -> Runner:
     import bench_go_clients as bg
 
     from bench.drivers.gobuild import build_go_driver
@@ -180,10 +185,13 @@ def _go(client: str, who: str) -> Runner:
     binary = build_go_driver(client, progress=print, bare=who == "bare")
     fn = bg.run_driver if who == "driver" else bg.run_bare
 
-    def run(bootstrap: str, seconds: float) -> Sample:   # makes and drops its own topic (3 partitions)
-        r = fn(binary, bootstrap, SIZE, ACKS, seconds)
-        return Sample(client, who, 0, r.msgs_per_s, r.mb_per_s, _ms(r.p50_us), _ms(r.p99_us), r.cpu_s_per_million,
-                      r.msgs_per_s)
+    def run(bootstrap: str, seconds: float) -> Sample:
+        def one(topic: str) -> Sample:
+            r = fn(binary, bootstrap, topic, SIZE, ACKS, seconds)
+            return Sample(client, who, 0, r.msgs_per_s, r.mb_per_s, _ms(r.p50_us), _ms(r.p99_us),
+                          r.cpu_s_per_million, r.msgs_per_s)
+
+        return topics.run(one)
 
     return run
 
@@ -199,7 +207,7 @@ def runners(clients: list[str], java_warmup: float, topics: Topics) -> dict[tupl
             elif client == "java":
                 out[client, who] = _java(who, java_warmup, topics)
             else:
-                out[client, who] = _go(client, who)
+                out[client, who] = _go(client, who, topics)
     return out
 
 
@@ -225,6 +233,25 @@ def run_rounds(run: dict[tuple[str, str], Runner], clients: list[str], bootstrap
             print(f"  round {i + 1} {client:>18} {who:>6}: {s.msgs_per_s:>11,.0f} msg/s", flush=True)
         print(f"  round {i + 1} took {time.monotonic() - t:.0f} s", flush=True)
     return samples
+
+
+def prime(bare: Runner, bootstrap: str, broker_pid: int | None, limit_s: float) -> None:
+    """Uncounted runs of ``bare`` until the embedded broker's JIT is quiet (below 0.05 cores over a run), at most
+    ``limit_s``; one run when the broker is not ours. A fresh broker compiles for a minute or more under this
+    load, and whichever contestant runs meanwhile pays for it."""
+    from side_by_side import JitWatch
+
+    deadline = time.monotonic() + limit_s
+    while True:
+        watch = JitWatch({"broker": broker_pid} if broker_pid else {})
+        t0 = time.monotonic_ns()
+        s = bare(bootstrap, 4)
+        watch.stop()
+        jit = watch.cores(t0, time.monotonic_ns()).get("broker")
+        print(f"  prime: {s.msgs_per_s:>11,.0f} msg/s, broker JIT {'-' if jit is None else f'{jit:.2f}'} cores",
+              flush=True)
+        if jit is None or jit < 0.05 or time.monotonic() > deadline:
+            return
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -275,7 +302,10 @@ def main() -> int:
     ap.add_argument("--clients", default=",".join(CLIENTS))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=3, help="measured seconds per run (after its warm-up)")
-    ap.add_argument("--java-warmup", type=float, default=2.0, help="the Java contestants' warm-up seconds")
+    ap.add_argument("--java-warmup", type=float, default=10.0, help="the Java contestants' warm-up seconds "
+                    "(at 3 s the client's JIT compilers still took 0.25-0.45 cores inside the window)")
+    ap.add_argument("--prime-max", type=float, default=90.0,
+                    help="prime the embedded broker until its JIT is quiet, at most this long (s)")
     ap.add_argument("--json", help="write the samples and the table's rows here")
     args = ap.parse_args()
     clients = [c for c in args.clients.split(",") if c]
@@ -286,12 +316,15 @@ def main() -> int:
 
     t_start = time.monotonic()
     with open_target(args.bootstrap, "kafka") as target:
-        topics = Topics(target.bootstrap)
-        run = runners(clients, args.java_warmup, topics)
-        print(f"{target.describe()}; {SIZE} B, acks={ACKS}, max rate, {PARTITIONS} partitions; {args.rounds} "
-              f"rounds x {len(run)} runs of {args.seconds} s measured", flush=True)
-        run[clients[0], "bare"](target.bootstrap, 2)   # priming, not counted: the broker's JIT, page cache
-        samples = run_rounds(run, clients, target.bootstrap, args.rounds, args.seconds)
+        topics = Topics(target.bootstrap, target.handle.nodes[0].pid if target.handle is not None else None)
+        try:
+            run = runners(clients, args.java_warmup, topics)
+            print(f"{target.describe()}; {SIZE} B, acks={ACKS}, max rate, {PARTITIONS} partitions; {args.rounds} "
+                  f"rounds x {len(run)} runs of {args.seconds} s measured", flush=True)
+            prime(run[clients[0], "bare"], target.bootstrap, topics.broker_pid, args.prime_max)
+            samples = run_rounds(run, clients, target.bootstrap, args.rounds, args.seconds)
+        finally:
+            topics.close()
     rows = summarize(samples, clients)
     print_table(rows)
     print(f"bench_clients: {time.monotonic() - t_start:.0f} s in all")

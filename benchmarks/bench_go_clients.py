@@ -33,7 +33,6 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from go_driver_helper import DriverProc, spec  # noqa: E402
+from side_by_side import RunTopics  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 GOAL = 0.9
@@ -61,27 +61,10 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK    # utime, stime (fields 14 and 15)
 
 
-def _topic(bootstrap: str) -> str:
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    name = f"bench-go-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})   # kept alive until the future resolves
-    admin.create_topics([NewTopic(name, 3, 1)])[name].result(30)
-    return name
-
-
-def _drop(bootstrap: str, topic: str) -> None:
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.delete_topics([topic])[topic].result(30)
-
-
-def run_driver(binary: Path, bootstrap: str, size: int, acks: str, seconds: float,
+def run_driver(binary: Path, bootstrap: str, topic: str, size: int, acks: str, seconds: float,
                profile: Path | None = None) -> Run:
     from hdrh.histogram import HdrHistogram
 
-    topic = _topic(bootstrap)
     d = DriverProc([str(binary)], env={"KBENCH_DRIVER_CPUPROFILE": str(profile)} if profile else None)
     try:
         d.send(spec("producer", bootstrap, topic, warmup_ns=1_000_000_000, duration_ns=int(seconds * 1e9),
@@ -93,7 +76,6 @@ def run_driver(binary: Path, bootstrap: str, size: int, acks: str, seconds: floa
         d.finish(30)
     finally:
         d.kill()
-        _drop(bootstrap, topic)
     if "failed" in r or r["errors"]:
         raise RuntimeError(f"{binary.name}: {r.get('failed') or r['errors']}")
     h = HdrHistogram.decode(r["hdr"]["publish"])
@@ -101,9 +83,8 @@ def run_driver(binary: Path, bootstrap: str, size: int, acks: str, seconds: floa
                cpu / r["acked_total"] * 1e6, h.get_value_at_percentile(50), h.get_value_at_percentile(99))
 
 
-def run_bare(binary: Path, bootstrap: str, size: int, acks: str, seconds: float,
+def run_bare(binary: Path, bootstrap: str, topic: str, size: int, acks: str, seconds: float,
              profile: Path | None = None) -> Run:
-    topic = _topic(bootstrap)
     argv = [str(binary), "-bootstrap", bootstrap, "-topic", topic, "-size", str(size), "-acks", acks,
             "-warmup", "1s", "-duration", f"{seconds}s"] + (["-cpuprofile", str(profile)] if profile else [])
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
@@ -116,7 +97,6 @@ def run_bare(binary: Path, bootstrap: str, size: int, acks: str, seconds: float,
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        _drop(bootstrap, topic)
     r = json.loads(line)
     if r["errors"]:
         raise RuntimeError(f"bare {binary.name}: {r['errors']} errors")
@@ -137,18 +117,18 @@ def _row(label: str, runs: list[Run]) -> str:
             + ", ".join(f"{r.msgs_per_s:,.0f}" for r in runs))
 
 
-def one_client(client: str, bootstrap: str, args: argparse.Namespace) -> float:
+def one_client(client: str, bootstrap: str, topics: RunTopics, args: argparse.Namespace) -> float:
     from bench.drivers.gobuild import build_go_driver
 
     driver, bare = build_go_driver(client, progress=print), build_go_driver(client, progress=print, bare=True)
-    run_driver(driver, bootstrap, args.size, args.acks, 2.0)      # prime (uncounted): broker caches, page cache
+    run_driver(driver, bootstrap, topics.fresh(), args.size, args.acks, 2.0)   # prime (uncounted)
     drv: list[Run] = []
     bar: list[Run] = []
     for i in range(args.rounds):
         order = [(drv, run_driver, driver, "driver"), (bar, run_bare, bare, "bare")]
         for out, fn, binary, kind in order if i % 2 == 0 else order[::-1]:
             prof = args.cpuprofile / f"{client}-{kind}-{i + 1}.prof" if args.cpuprofile else None
-            out.append(fn(binary, bootstrap, args.size, args.acks, args.seconds, prof))
+            out.append(fn(binary, bootstrap, topics.fresh(), args.size, args.acks, args.seconds, prof))
     ratio = _median(drv, "msgs_per_s") / _median(bar, "msgs_per_s")
     round_ratios = [d.msgs_per_s / b.msgs_per_s for d, b in zip(drv, bar, strict=True)]
     cpu_ratio = _median(drv, "cpu_s_per_million") / _median(bar, "cpu_s_per_million")
@@ -177,17 +157,18 @@ def main() -> int:
     if args.cpuprofile:
         args.cpuprofile.mkdir(parents=True, exist_ok=True)
     ratios: dict[str, float] = {}
-    if args.bootstrap:   # no need for the broker layer
-        print(f"broker: external at {args.bootstrap}")
-        for client in args.clients.split(","):
-            ratios[client] = one_client(client, args.bootstrap, args)
-    else:
-        from bench.run.target import open_target
+    from bench.kafka.admin import TopicAdmin
+    from bench.run.target import open_target
 
-        with open_target(None, "kafka") as target:   # an embedded Kafka, started and stopped
-            print(f"broker: {target.describe()}")
+    # an embedded Kafka, started and stopped, unless --bootstrap
+    with open_target(args.bootstrap, "kafka") as target, TopicAdmin(target.bootstrap) as admin:
+        print(f"broker: {target.describe()}")
+        topics = RunTopics(admin, "bench-go", 3)
+        try:
             for client in args.clients.split(","):
-                ratios[client] = one_client(client, target.bootstrap, args)
+                ratios[client] = one_client(client, target.bootstrap, topics, args)
+        finally:
+            topics.delete_all()
     print("bench_go_clients: driver/bare msg/s " + ", ".join(f"{c} x{r:.3f}" for c, r in ratios.items())
           + f"; goal >= {GOAL} " + ("met by every client" if min(ratios.values()) >= GOAL else "MISSED"))
     return 0 if min(ratios.values()) >= GOAL else 1

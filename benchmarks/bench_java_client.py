@@ -20,7 +20,8 @@ process: the driver's ``warmup_ns`` and the bare loop's first ``--warmup`` secon
 perf-test gets ``--warmup-records`` worth about as many seconds (its steady-state line is the one read).
 Throughput of the driver and the bare loop is acks counted in the window / window; perf-test's is its own
 steady-state records/s. CPU seconds (user + system, from ``wait4``) cover the whole process, start-up and
-warm-up included, per million records it sent. Each round gets a fresh topic, deleted after the round.
+warm-up included, per million records it sent. Each run gets a fresh topic; all are deleted after the last
+round, and the page cache is written back before each run (side_by_side.RunTopics says why).
 
 Goals (issue 13): driver / bare >= 0.9 and driver / perf-test >= 1.0 (medians over rounds).
 
@@ -41,13 +42,14 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from side_by_side import JitWatch, RunTopics  # noqa: E402
 
 from bench._paths import cache_dir  # noqa: E402
 from bench.drivers.javabuild import BARE_MAIN, JavaDriver, build_java_driver  # noqa: E402
@@ -80,6 +82,8 @@ class Round:
     p50_ms: float | None
     p99_ms: float | None
     cpu_s_per_m: float
+    jit_client: float | None = None   # JIT compiler cores inside the measured window
+    jit_broker: float | None = None
 
 
 def kafka_tools_lib(version: str) -> Path:
@@ -101,13 +105,21 @@ def kafka_tools_lib(version: str) -> Path:
     return target
 
 
-def run_measured(cmd: list[str], *, stdin_text: str | None = None, timeout: float = 120,
-                 on_line: Any = None) -> tuple[list[str], float]:
-    """Run ``cmd`` to its end; (stdout lines, CPU seconds user + system from wait4). ``on_line`` sees each
-    stdout line as it comes and may return text to write to the process's stdin."""
+@dataclass
+class Measured:
+    lines: list[str]
+    cpu_s: float          # user + system, from wait4
+    jit: JitWatch         # the process's ("client") and the broker's ("broker") JIT threads
+
+
+def run_measured(cmd: list[str], *, broker_pid: int | None, stdin_text: str | None = None, timeout: float = 120,
+                 on_line: Any = None) -> Measured:
+    """Run ``cmd`` to its end. ``on_line`` sees each stdout line as it comes and may return text to write to the
+    process's stdin."""
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True, bufsize=1)
     assert proc.stdin is not None and proc.stdout is not None
+    jit = JitWatch({"client": proc.pid, **({"broker": broker_pid} if broker_pid else {})})
     timer = threading.Timer(timeout, proc.kill)
     timer.start()
     lines: list[str] = []
@@ -126,16 +138,23 @@ def run_measured(cmd: list[str], *, stdin_text: str | None = None, timeout: floa
         proc.returncode = os.waitstatus_to_exitcode(status)
     finally:
         timer.cancel()
+        jit.stop()
         if proc.returncode is None:
             proc.kill()
             proc.wait()
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[-1]} exited {proc.returncode}: {lines[-3:]}")
-    return lines, usage.ru_utime + usage.ru_stime
+    return Measured(lines, usage.ru_utime + usage.ru_stime, jit)
+
+
+def _with_jit(r: Round, m: Measured, start_ns: int, end_ns: int) -> Round:
+    cores = m.jit.cores(start_ns, end_ns)
+    r.jit_client, r.jit_broker = cores.get("client"), cores.get("broker")
+    return r
 
 
 def run_driver(driver: JavaDriver, bootstrap: str, topic: str, size: int, warmup: float, seconds: int,
-               config: dict[str, str]) -> Round:
+               config: dict[str, str], broker_pid: int | None) -> Round:
     spec = {"type": "spec", "protocol": 1, "role": "producer", "index": 0, "producers": 1, "bootstrap": bootstrap,
             "topic": topic, "client_config": config, "warmup_ns": int(warmup * 1e9),
             "duration_ns": seconds * 1_000_000_000, "rate": None,
@@ -143,54 +162,62 @@ def run_driver(driver: JavaDriver, bootstrap: str, topic: str, size: int, warmup
             "payload": {"kind": "random", "compressibility": 0.0}, "keys": {"kind": "none"}, "group": None,
             "wait_for_consume": False, "seed": 1, "verify": False, "flush_timeout_s": 30}
 
+    t0 = [0]
+
     def on_line(line: str) -> str | None:
         if json.loads(line)["type"] == "ready":
-            return json.dumps({"type": "start", "t0_ns": time.monotonic_ns() + 100_000_000}) + "\n"
+            t0[0] = time.monotonic_ns() + 100_000_000
+            return json.dumps({"type": "start", "t0_ns": t0[0]}) + "\n"
         return None
 
-    lines, cpu = run_measured(driver.command(), stdin_text=json.dumps(spec) + "\n", on_line=on_line,
-                              timeout=warmup + seconds + 90)
-    result = json.loads(lines[-1])
+    m = run_measured(driver.command(), broker_pid=broker_pid, stdin_text=json.dumps(spec) + "\n", on_line=on_line,
+                     timeout=warmup + seconds + 90)
+    result = json.loads(m.lines[-1])
     if result.get("type") != "result" or "failed" in result:
         raise RuntimeError(f"driver: {result}")
     series = result["series"]
     count, nbytes = sum(series["count"][:seconds]), sum(series["bytes"][:seconds])
     p50, p99 = value_at_percentiles(decode_histogram(result["hdr"]["publish"]), (50.0, 99.0))
-    return Round(0, "driver", count / seconds, nbytes / MIB / seconds, p50 / 1000, p99 / 1000,
-                 cpu / result["sent_total"] * 1e6)
+    r = Round(0, "driver", count / seconds, nbytes / MIB / seconds, p50 / 1000, p99 / 1000,
+              m.cpu_s / result["sent_total"] * 1e6)
+    return _with_jit(r, m, t0[0] + int(warmup * 1e9), result["window_end_ns"])
 
 
-def run_bare(driver: JavaDriver, bootstrap: str, topic: str, size: int, warmup: float, seconds: int,
-             config: dict[str, str]) -> Round:
+def run_bare(driver: JavaDriver, bootstrap: str, topic: str, size: int, warmup: float, seconds: float,
+             config: dict[str, str], broker_pid: int | None) -> Round:
     cmd = [*driver.command(BARE_MAIN), bootstrap, topic, str(size), str(warmup), str(seconds),
            *(f"{k}={v}" for k, v in config.items())]
-    lines, cpu = run_measured(cmd, timeout=warmup + seconds + 90)
-    doc = json.loads(lines[-1])
+    m = run_measured(cmd, broker_pid=broker_pid, timeout=warmup + seconds + 90)
+    doc = json.loads(m.lines[-1])
     rate = doc["acked_measured"] / doc["window_s"]
-    return Round(0, "bare", rate, rate * size / MIB, None, None, cpu / doc["sent"] * 1e6)
+    r = Round(0, "bare", rate, rate * size / MIB, None, None, m.cpu_s / doc["sent"] * 1e6)
+    return _with_jit(r, m, doc["start_ns"], doc["end_ns"])
 
 
 def run_perf_test(tools: Path, bootstrap: str, topic: str, size: int, records: int, warmup_records: int,
-                  config: dict[str, str]) -> Round:
+                  config: dict[str, str], broker_pid: int | None) -> Round:
     cmd = [shutil.which("java") or "java", "-cp", str(tools / "*"), "org.apache.kafka.tools.ProducerPerformance",
            "--bootstrap-server", bootstrap, "--topic", topic, "--num-records", str(records),
            "--record-size", str(size), "--throughput", "-1", "--warmup-records", str(warmup_records),
            "--command-property", *(f"{k}={v}" for k, v in config.items())]
-    lines, cpu = run_measured(cmd, timeout=300)
-    summaries = [m for line in lines if (m := _PERF_LINE.search(line))]
+    run = run_measured(cmd, broker_pid=broker_pid, timeout=300)
+    summaries = [m for line in run.lines if (m := _PERF_LINE.search(line))]
     if not summaries:
-        raise RuntimeError(f"perf-test printed no summary: {lines[-5:]}")
+        raise RuntimeError(f"perf-test printed no summary: {run.lines[-5:]}")
     m = summaries[-1]  # with --warmup-records: the steady-state summary is printed last
     return Round(0, "perf-test", float(m.group(2)), float(m.group(3)), float(m.group(6)), float(m.group(8)),
-                 cpu / records * 1e6)
+                 run.cpu_s / records * 1e6)   # its window is not printed: no JIT figures
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bootstrap")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seconds", type=int, default=5, help="measured seconds per round (after the warm-up)")
-    ap.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per process")
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--seconds", type=int, default=5, help="measured seconds per run (after the warm-up)")
+    ap.add_argument("--warmup", type=float, default=10.0, help="warm-up seconds per process (default 10: at 3 s "
+                    "the client's JIT compilers still took 0.25-0.45 cores inside the window)")
+    ap.add_argument("--prime-max", type=float, default=90.0,
+                    help="prime the embedded broker with bare runs until its JIT is quiet, at most this long (s)")
     ap.add_argument("--size", type=int, default=100)
     ap.add_argument("--partitions", type=int, default=3)
     args = ap.parse_args()
@@ -200,44 +227,74 @@ def main() -> int:
 
     driver = build_java_driver(KAFKA_VERSION, progress=print)
     tools = kafka_tools_lib(KAFKA_VERSION)
-    rounds: list[Round] = []
     with open_target(args.bootstrap, "kafka") as target, TopicAdmin(target.bootstrap) as admin:
+        broker_pid = target.handle.nodes[0].pid if target.handle is not None else None
         print(f"{target.describe()}; kafka-clients {driver.client_version}; {args.size} B, acks=1, max rate, "
               f"{args.partitions} partitions, {args.rounds} rounds of {args.warmup:g} s warm-up + {args.seconds} s")
-        prime = f"bench-java-prime-{uuid.uuid4().hex[:6]}"   # uncounted: warms the broker's JIT and caches
-        admin.create_topic(prime, args.partitions)
-        run_bare(driver, target.bootstrap, prime, args.size, args.warmup, 2, config)
-        admin.delete_topic(prime, wait=False, missing_ok=True)
-        rate_guess = 300_000.0
-        for i in range(args.rounds):
-            for who in ORDERS[i % len(ORDERS)]:
-                topic = f"bench-java-{who}-{uuid.uuid4().hex[:6]}"
-                admin.create_topic(topic, args.partitions)
-                try:
-                    if who == "driver":
-                        r = run_driver(driver, target.bootstrap, topic, args.size, args.warmup, args.seconds, config)
-                        rate_guess = r.msgs_per_s
-                    elif who == "bare":
-                        r = run_bare(driver, target.bootstrap, topic, args.size, args.warmup, args.seconds, config)
-                    else:
-                        warm = int(rate_guess * args.warmup)
-                        r = run_perf_test(tools, target.bootstrap, topic, args.size,
-                                          warm + int(rate_guess * args.seconds), warm, config)
-                finally:
-                    admin.delete_topic(topic, wait=False, missing_ok=True)
-                r.index = i
-                rounds.append(r)
-                print(f"  round {i + 1} {who:>9}: {r.msgs_per_s:>10,.0f} msg/s", flush=True)
+        topics = RunTopics(admin, "bench-java", args.partitions)
+        try:
+            prime(args, driver, target.bootstrap, topics, config, broker_pid)
+            rounds = run_rounds(args, driver, tools, target.bootstrap, topics, config, broker_pid)
+        finally:
+            topics.delete_all()
     print_table(rounds)
     return 0
+
+
+#: the broker counts as warm when its JIT compilers use less than this in a prime run's window
+QUIET_JIT_CORES = 0.05
+
+
+def prime(args: argparse.Namespace, driver: JavaDriver, bootstrap: str, topics: RunTopics, config: dict[str, str],
+          broker_pid: int | None) -> None:
+    """Uncounted bare runs until the broker's JIT is quiet (a fresh broker compiles for a minute or more under
+    this load, and whichever contestant runs then pays for it); one run when the broker is not ours."""
+    deadline = time.monotonic() + args.prime_max
+    while True:
+        r = run_bare(driver, bootstrap, topics.fresh(), args.size, 2.0, 5.0, config, broker_pid)
+        print(f"  prime: {r.msgs_per_s:>10,.0f} msg/s, broker JIT {_fmt(r.jit_broker, '.2f')} cores", flush=True)
+        if r.jit_broker is None or r.jit_broker < QUIET_JIT_CORES:
+            return
+        if time.monotonic() > deadline:
+            print(f"  prime: the broker's JIT is still busy after {args.prime_max:g} s; measuring anyway")
+            return
+
+
+def run_rounds(args: argparse.Namespace, driver: JavaDriver, tools: Path, bootstrap: str, topics: RunTopics,
+               config: dict[str, str], broker_pid: int | None) -> list[Round]:
+    rounds: list[Round] = []
+    rate_guess = 300_000.0
+    for i in range(args.rounds):
+        for who in ORDERS[i % len(ORDERS)]:
+            topic = topics.fresh()
+            if who == "driver":
+                r = run_driver(driver, bootstrap, topic, args.size, args.warmup, args.seconds, config, broker_pid)
+                rate_guess = r.msgs_per_s
+            elif who == "bare":
+                r = run_bare(driver, bootstrap, topic, args.size, args.warmup, args.seconds, config, broker_pid)
+            else:
+                warm = int(rate_guess * args.warmup)
+                r = run_perf_test(tools, bootstrap, topic, args.size, warm + int(rate_guess * args.seconds), warm,
+                                  config, broker_pid)
+            r.index = i
+            rounds.append(r)
+            print(f"  round {i + 1} {who:>9}: {r.msgs_per_s:>10,.0f} msg/s   JIT in window: client "
+                  f"{_fmt(r.jit_client, '.2f')}, broker {_fmt(r.jit_broker, '.2f')} cores", flush=True)
+    return rounds
 
 
 def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
+def _median_of(rs: list[Round], attr: str) -> float | None:
+    xs = [x for r in rs if (x := getattr(r, attr)) is not None]
+    return statistics.median(xs) if xs else None
+
+
 def print_table(rounds: list[Round]) -> None:
-    print(f"\n{'':>10} {'msg/s':>10} {'MiB/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'CPU s/M':>8}   (medians)")
+    print(f"\n{'':>10} {'msg/s':>10} {'MiB/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'CPU s/M':>8} {'JIT cl':>7} "
+          f"{'JIT br':>7}   (medians; JIT: compiler cores in the window)")
     med: dict[str, float] = {}
     for who in ("driver", "bare", "perf-test"):
         rs = [r for r in rounds if r.who == who]
@@ -247,7 +304,8 @@ def print_table(rounds: list[Round]) -> None:
         print(f"{who:>10} {med[who]:>10,.0f} {statistics.median(r.mib_per_s for r in rs):>7.1f} "
               f"{_fmt(statistics.median(p50s) if p50s else None, '7.1f')} "
               f"{_fmt(statistics.median(p99s) if p99s else None, '7.1f')} "
-              f"{statistics.median(r.cpu_s_per_m for r in rs):>8.2f}")
+              f"{statistics.median(r.cpu_s_per_m for r in rs):>8.2f} {_fmt(_median_of(rs, 'jit_client'), '7.2f')} "
+              f"{_fmt(_median_of(rs, 'jit_broker'), '7.2f')}")
     by = {(r.index, r.who): r for r in rounds}
     n = len(rounds) // 3
     cpu = {who: statistics.median(r.cpu_s_per_m for r in rounds if r.who == who) for who in med}

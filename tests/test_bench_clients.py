@@ -43,3 +43,28 @@ def test_the_ratio_compares_ratio_rate() -> None:
     samples = [sample("driver", 0, 200.0, ratio_rate=150.0), sample("bare", 0, 100.0, ratio_rate=100.0)]
     (row,) = bc.summarize(samples, ["x"])
     assert row["msgs_per_s"] == 200.0 and row["ratio_of_medians"] == 1.5 and row["median_of_ratios"] == 1.5
+
+
+def test_jit_cores_are_taken_inside_the_window_only() -> None:
+    import side_by_side as sbs
+
+    watch = sbs.JitWatch({})
+    watch.stop()
+    watch._pids = {"broker": 1, "client": 2}
+    # (t ns, JIT CPU seconds so far): the broker compiles hard before the window, 0.1 cores inside it
+    watch._samples = [(0, {"broker": 0.0, "client": None}), (1_000_000_000, {"broker": 0.9, "client": None}),
+                      (2_000_000_000, {"broker": 1.0, "client": 5.0}), (4_000_000_000, {"broker": 1.2, "client": 5.0}),
+                      (5_000_000_000, {"broker": 3.0, "client": 9.0})]
+    cores = watch.cores(1_500_000_000, 4_500_000_000)
+    assert abs(cores["broker"] - 0.1) < 1e-9   # type: ignore[operator]
+    assert cores["client"] == 0.0
+    assert watch.cores(0, 100) == {"broker": None, "client": None}   # fewer than two samples: unknown
+
+
+def test_jit_cpu_of_a_process_that_is_not_a_jvm_is_none() -> None:
+    import os
+
+    import side_by_side as sbs
+
+    assert sbs.jit_cpu_s(os.getpid()) is None
+    assert sbs.jit_cpu_s(2 ** 22 + 12345) is None   # no such pid

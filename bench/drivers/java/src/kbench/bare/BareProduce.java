@@ -10,7 +10,7 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
 /**
  * The bare produce loop of benchmarks/bench_java_client.py: one value, sent as fast as send() accepts,
  * one shared callback counting acks. Runs {@code warmup_s} then {@code seconds}; prints one JSON line with
- * the acks counted in the measured window.
+ * the acks counted in the measured window and the window's bounds (System.nanoTime: CLOCK_MONOTONIC).
  *
  * <pre>java -cp CLASSPATH kbench.bare.BareProduce BOOTSTRAP TOPIC SIZE WARMUP_S SECONDS [key=value ...]</pre>
  */
@@ -50,10 +50,11 @@ public final class BareProduce {
                 sent++;
             }
             long ackedAtEnd = acked.get();
-            long elapsed = System.nanoTime() - start;
+            long stop = System.nanoTime();
+            long elapsed = stop - start;
             producer.flush();
             System.out.println("{\"acked_measured\":" + (ackedAtEnd - ackedAtStart) + ",\"window_s\":" + elapsed / 1e9
-                    + ",\"sent\":" + sent + ",\"acked_total\":" + acked.get() + ",\"failed\":" + failed.get() + "}");
+                    + ",\"start_ns\":" + start + ",\"end_ns\":" + stop + ",\"sent\":" + sent + ",\"acked_total\":" + acked.get() + ",\"failed\":" + failed.get() + "}");
         }
     }
 }
