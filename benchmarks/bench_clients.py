@@ -73,6 +73,7 @@ class Sample:
     p99_ms: float | None
     cpu_s_per_m: float | None
     ratio_rate: float   # the rate driver/bare compares: msgs_per_s, except librdkafka's whole-run rate
+    broker_jit: float | None = None   # the embedded broker's JIT compiler cores over the whole run
 
 
 Runner = Callable[[str, float], Sample]   # (bootstrap, measured seconds) -> sample (round set by the caller)
@@ -221,16 +222,33 @@ def round_order(clients: list[str], i: int) -> list[tuple[str, str]]:
     return [(c, who) for c in clients[k:] + clients[:k] for who in pair]
 
 
+#: measured seconds of the uncounted bare run of a client before each of its driver/bare pairs. Without it
+#: the first Java run after a librdkafka run was the slow one of the pair, driver or bare alike (1.17 M against
+#: 1.73 M msg/s for the run after it; the broker's JIT was quiet): a client's pair then meets the broker as the
+#: previous client left it.
+PAIR_PRIME_S = 4.0
+
+
 def run_rounds(run: dict[tuple[str, str], Runner], clients: list[str], bootstrap: str, rounds: int,
-               seconds: float) -> list[Sample]:
+               seconds: float, broker_pid: int | None) -> list[Sample]:
+    from side_by_side import JitWatch
+
     samples: list[Sample] = []
+    last = None
     for i in range(rounds):
         t = time.monotonic()
         for client, who in round_order(clients, i):
+            if client != last:   # uncounted: the broker meets this client's traffic before the pair is measured
+                run[client, "bare"](bootstrap, PAIR_PRIME_S)
+                last = client
+            watch = JitWatch({"broker": broker_pid} if broker_pid else {})
+            t0 = time.monotonic_ns()
             s = run[client, who](bootstrap, seconds)
-            s.round = i
+            watch.stop()
+            s.round, s.broker_jit = i, watch.cores(t0, time.monotonic_ns()).get("broker")
             samples.append(s)
-            print(f"  round {i + 1} {client:>18} {who:>6}: {s.msgs_per_s:>11,.0f} msg/s", flush=True)
+            jit = "" if s.broker_jit is None else f"   broker JIT over the run {s.broker_jit:.2f} cores"
+            print(f"  round {i + 1} {client:>18} {who:>6}: {s.msgs_per_s:>11,.0f} msg/s{jit}", flush=True)
         print(f"  round {i + 1} took {time.monotonic() - t:.0f} s", flush=True)
     return samples
 
@@ -322,7 +340,7 @@ def main() -> int:
             print(f"{target.describe()}; {SIZE} B, acks={ACKS}, max rate, {PARTITIONS} partitions; {args.rounds} "
                   f"rounds x {len(run)} runs of {args.seconds} s measured", flush=True)
             prime(run[clients[0], "bare"], target.bootstrap, topics.broker_pid, args.prime_max)
-            samples = run_rounds(run, clients, target.bootstrap, args.rounds, args.seconds)
+            samples = run_rounds(run, clients, target.bootstrap, args.rounds, args.seconds, topics.broker_pid)
         finally:
             topics.close()
     rows = summarize(samples, clients)
