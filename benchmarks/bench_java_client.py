@@ -10,7 +10,8 @@ kafka-clients version and client configuration for all three, alternating rounds
   (``--throughput -1 --record-size 100 --command-property acks=1``), jars fetched with Maven into the
   kbench cache on first use.
 
-Order: one uncounted bare run first warms the broker (its JIT, page cache); then round i runs the
+Order: uncounted bare runs first warm the embedded broker until its JIT compilers are quiet (below 0.05
+cores over a run, at most ``--prime-max`` s); then round i runs the
 contestants in the order ``ORDERS[i % 6]`` (each first in two of six rounds, the driver before the bare
 loop in every other round). Both ratio forms are printed: the ratio of the medians and the median of the
 rounds' own ratios (each pairs a driver run and a bare run seconds apart).
@@ -18,6 +19,8 @@ rounds' own ratios (each pairs a driver run and a bare run seconds apart).
 JVM warm-up: every contestant is a fresh JVM per round and measures only after a warm-up in the same
 process: the driver's ``warmup_ns`` and the bare loop's first ``--warmup`` seconds are excluded, and
 perf-test gets ``--warmup-records`` worth about as many seconds (its steady-state line is the one read).
+The warm-up is 10 s by default: at 3 s the client's JIT compilers still used 0.25-0.45 cores inside the
+window. Each driver and bare run prints its client's and the broker's JIT cores inside its window.
 Throughput of the driver and the bare loop is acks counted in the window / window; perf-test's is its own
 steady-state records/s. CPU seconds (user + system, from ``wait4``) cover the whole process, start-up and
 warm-up included, per million records it sent. Each run gets a fresh topic; all are deleted after the last
