@@ -253,25 +253,6 @@ def run_rounds(run: dict[tuple[str, str], Runner], clients: list[str], bootstrap
     return samples
 
 
-def prime(bare: Runner, bootstrap: str, broker_pid: int | None, limit_s: float) -> None:
-    """Uncounted runs of ``bare`` until the embedded broker's JIT is quiet (below 0.05 cores over a run), at most
-    ``limit_s``; one run when the broker is not ours. A fresh broker compiles for a minute or more under this
-    load, and whichever contestant runs meanwhile pays for it."""
-    from side_by_side import JitWatch
-
-    deadline = time.monotonic() + limit_s
-    while True:
-        watch = JitWatch({"broker": broker_pid} if broker_pid else {})
-        t0 = time.monotonic_ns()
-        s = bare(bootstrap, 4)
-        watch.stop()
-        jit = watch.cores(t0, time.monotonic_ns()).get("broker")
-        print(f"  prime: {s.msgs_per_s:>11,.0f} msg/s, broker JIT {'-' if jit is None else f'{jit:.2f}'} cores",
-              flush=True)
-        if jit is None or jit < 0.05 or time.monotonic() > deadline:
-            return
-
-
 def _median(values: list[float | None]) -> float | None:
     got = [v for v in values if v is not None]
     return statistics.median(got) if got else None
@@ -315,6 +296,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 
 def main() -> int:
+    from side_by_side import add_prime_arg, prime_broker
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bootstrap", help="an external broker (default: an embedded Apache Kafka)")
     ap.add_argument("--clients", default=",".join(CLIENTS))
@@ -322,8 +305,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=3, help="measured seconds per run (after its warm-up)")
     ap.add_argument("--java-warmup", type=float, default=10.0, help="the Java contestants' warm-up seconds "
                     "(at 3 s the client's JIT compilers still took 0.25-0.45 cores inside the window)")
-    ap.add_argument("--prime-max", type=float, default=90.0,
-                    help="prime the embedded broker until its JIT is quiet, at most this long (s)")
+    add_prime_arg(ap)
     ap.add_argument("--json", help="write the samples and the table's rows here")
     args = ap.parse_args()
     clients = [c for c in args.clients.split(",") if c]
@@ -339,7 +321,8 @@ def main() -> int:
             run = runners(clients, args.java_warmup, topics)
             print(f"{target.describe()}; {SIZE} B, acks={ACKS}, max rate, {PARTITIONS} partitions; {args.rounds} "
                   f"rounds x {len(run)} runs of {args.seconds} s measured", flush=True)
-            prime(run[clients[0], "bare"], target.bootstrap, topics.broker_pid, args.prime_max)
+            prime_broker(lambda: run[clients[0], "bare"](target.bootstrap, 4).msgs_per_s, topics.broker_pid,
+                         args.prime_max)
             samples = run_rounds(run, clients, target.bootstrap, args.rounds, args.seconds, topics.broker_pid)
         finally:
             topics.close()

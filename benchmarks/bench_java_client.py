@@ -52,7 +52,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from side_by_side import JitWatch, RunTopics  # noqa: E402
+from side_by_side import JitWatch, RunTopics, add_prime_arg, prime_broker  # noqa: E402
 
 from bench._paths import cache_dir  # noqa: E402
 from bench.drivers.javabuild import BARE_MAIN, JavaDriver, build_java_driver  # noqa: E402
@@ -219,8 +219,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=5, help="measured seconds per run (after the warm-up)")
     ap.add_argument("--warmup", type=float, default=10.0, help="warm-up seconds per process (default 10: at 3 s "
                     "the client's JIT compilers still took 0.25-0.45 cores inside the window)")
-    ap.add_argument("--prime-max", type=float, default=90.0,
-                    help="prime the embedded broker with bare runs until its JIT is quiet, at most this long (s)")
+    add_prime_arg(ap)
     ap.add_argument("--size", type=int, default=100)
     ap.add_argument("--partitions", type=int, default=3)
     args = ap.parse_args()
@@ -236,31 +235,13 @@ def main() -> int:
               f"{args.partitions} partitions, {args.rounds} rounds of {args.warmup:g} s warm-up + {args.seconds} s")
         topics = RunTopics(admin, "bench-java", args.partitions)
         try:
-            prime(args, driver, target.bootstrap, topics, config, broker_pid)
+            prime_broker(lambda: run_bare(driver, target.bootstrap, topics.fresh(), args.size, 2.0, 5.0, config,
+                                          broker_pid).msgs_per_s, broker_pid, args.prime_max)
             rounds = run_rounds(args, driver, tools, target.bootstrap, topics, config, broker_pid)
         finally:
             topics.delete_all()
     print_table(rounds)
     return 0
-
-
-#: the broker counts as warm when its JIT compilers use less than this in a prime run's window
-QUIET_JIT_CORES = 0.05
-
-
-def prime(args: argparse.Namespace, driver: JavaDriver, bootstrap: str, topics: RunTopics, config: dict[str, str],
-          broker_pid: int | None) -> None:
-    """Uncounted bare runs until the broker's JIT is quiet (a fresh broker compiles for a minute or more under
-    this load, and whichever contestant runs then pays for it); one run when the broker is not ours."""
-    deadline = time.monotonic() + args.prime_max
-    while True:
-        r = run_bare(driver, bootstrap, topics.fresh(), args.size, 2.0, 5.0, config, broker_pid)
-        print(f"  prime: {r.msgs_per_s:>10,.0f} msg/s, broker JIT {_fmt(r.jit_broker, '.2f')} cores", flush=True)
-        if r.jit_broker is None or r.jit_broker < QUIET_JIT_CORES:
-            return
-        if time.monotonic() > deadline:
-            print(f"  prime: the broker's JIT is still busy after {args.prime_max:g} s; measuring anyway")
-            return
 
 
 def run_rounds(args: argparse.Namespace, driver: JavaDriver, tools: Path, bootstrap: str, topics: RunTopics,

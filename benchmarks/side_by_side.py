@@ -12,7 +12,8 @@ import statistics
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from argparse import ArgumentParser
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from bench.kafka.admin import TopicAdmin
 
-__all__ = ["JitWatch", "Paired", "RunTopics", "broker", "jit_cpu_s", "paired"]
+__all__ = ["JitWatch", "Paired", "RunTopics", "add_prime_arg", "broker", "jit_cpu_s", "paired", "prime_broker"]
 
 #: HotSpot's JIT compiler threads as /proc shows them (comm is cut at 15 characters)
 _JIT_THREAD = ("C1 CompilerThre", "C2 CompilerThre")
@@ -128,6 +129,35 @@ class JitWatch:
             (t1, a), (t2, b) = pts[0], pts[-1]
             out[key] = (b - a) / ((t2 - t1) / 1e9)   # type: ignore[operator]
         return out
+
+
+#: the broker counts as warm when its JIT compilers use less than this over a priming run
+QUIET_JIT_CORES = 0.05
+
+
+def add_prime_arg(ap: ArgumentParser) -> None:
+    ap.add_argument("--prime-max", type=float, default=90.0,
+                    help="prime the embedded broker with uncounted runs until its JIT is quiet, at most this long (s)")
+
+
+def prime_broker(run_once: Callable[[], float], broker_pid: int | None, limit_s: float) -> None:
+    """Uncounted runs (``run_once`` returns its msg/s) until the embedded broker's JIT compilers use less than
+    :data:`QUIET_JIT_CORES` over a run, at most ``limit_s``; one run when the broker is not ours (no pid). A
+    fresh broker compiles for a minute or more under max-rate load, and whichever contestant runs meanwhile
+    pays for it."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        watch = JitWatch({"broker": broker_pid} if broker_pid else {})
+        t0 = time.monotonic_ns()
+        rate = run_once()
+        watch.stop()
+        jit = watch.cores(t0, time.monotonic_ns()).get("broker")
+        print(f"  prime: {rate:>11,.0f} msg/s, broker JIT {'-' if jit is None else f'{jit:.2f}'} cores", flush=True)
+        if jit is None or jit < QUIET_JIT_CORES:
+            return
+        if time.monotonic() > deadline:
+            print(f"  prime: the broker's JIT is still busy after {limit_s:g} s; measuring anyway", flush=True)
+            return
 
 
 @dataclass(frozen=True)
