@@ -15,7 +15,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from bench.kafka.closing import CLOSE_TIMEOUT_S, close_within
 from conformance.clients import Deadline
+from conformance.verdicts import HarnessError
 
 __all__ = ["GROUP_CONF", "Member", "PumpResult", "assignment_problem", "describe_group", "pump", "settled"]
 
@@ -88,9 +90,13 @@ class Member:
         return sum(1 for k, _, t in self.events if k == kind and t >= after_ns)
 
     def close(self) -> None:
+        """Leave the group; a close that has not returned within CLOSE_TIMEOUT_S is a harness ERROR (the
+        client, not the broker, is stuck: librdkafka's close has no timeout of its own)."""
         if not self.closed:
             self.closed = True
-            self.consumer.close()
+            if not close_within(self.consumer):
+                raise HarnessError(f"member {self.name}: consumer close() did not return within "
+                                   f"{CLOSE_TIMEOUT_S:g} s (librdkafka)")
 
 
 def assignment_problem(assignments: Mapping[str, frozenset[int]], partitions: int) -> str | None:

@@ -29,6 +29,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from bench.kafka.admin import TopicAdmin
+from bench.kafka.closing import close_all
 
 __all__ = [
     "Clients",
@@ -327,11 +328,7 @@ class Clients:
             left = p.flush(2.0)
             if left:
                 problems.append(f"{left} messages still queued in a producer at close")
-        for c in self._consumers:
-            try:
-                c.close()
-            except (KafkaException, RuntimeError) as exc:
-                problems.append(f"consumer close: {exc}")
+        problems += close_all(self._consumers)   # concurrently, within one limit: a close can hang
         self._producers.clear()
         self._consumers.clear()
         if self._topics is not None:

@@ -45,8 +45,9 @@ __all__ = ["CTX_KEY", "PLUGIN_NAME", "BrokerInfo", "ConformancePlugin"]
 PLUGIN_NAME = "kbench-conformance"
 CTX_KEY = pytest.StashKey[CheckContext]()
 CONFORMANCE_DIR = Path(__file__).resolve().parent
-#: one JSON event per line: session / start (nodeid) / result (a CheckResult), written as the run goes,
-#: so a crashed test process leaves the verdicts so far and the check it died in
+#: one JSON event per line: session / start (nodeid, its time limit and CLOCK_MONOTONIC start) / result (a
+#: CheckResult) / finished (the report is written; the exit status), written as the run goes, so a crashed
+#: or stuck test process leaves the verdicts so far and the check it was in (see conformance.runner)
 PROGRESS_FILE = "progress.jsonl"
 
 
@@ -180,10 +181,15 @@ class ConformancePlugin:
             self._progress({"event": "session", "first": not self.results, "run_id": self.run_id,
                             "started_at": self.started.isoformat()})
         marker = item.get_closest_marker("check")
+        limit = item.get_closest_marker("timeout")
         self._progress({"event": "start", "nodeid": item.nodeid,
                         "id": str(marker.args[0]) if marker else "?",
                         "title": str(marker.args[1]) if marker and len(marker.args) > 1 else "",
-                        "case": getattr(getattr(item, "callspec", None), "id", "")})
+                        "case": getattr(getattr(item, "callspec", None), "id", ""),
+                        # pytest-timeout's limit (setup, call and teardown) and when the check began: the
+                        # runner kills a check that outlives it (a call into C that SIGALRM cannot reach)
+                        "timeout_s": float(limit.args[0]) if limit and limit.args else None,
+                        "at_monotonic": time.monotonic()})
 
     # ------------------------------------------------------------------ collection
     @pytest.hookimpl(trylast=True)
@@ -297,6 +303,10 @@ class ConformancePlugin:
             return
         doc = self.document(exitstatus)
         write_report(self._run_dir(), doc, self.timings.write_hgrm)
+        # every verdict is on disk: a process that then cannot exit (a client library's destructor blocking
+        # the interpreter's shutdown) is killed by the runner without losing anything
+        self._progress({"event": "finished", "exitstatus": int(session.exitstatus),
+                        "at_monotonic": time.monotonic()})
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.results:

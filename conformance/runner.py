@@ -6,7 +6,10 @@
 crash blames the client, not the broker: "the test process died with SIGSEGV") and starts pytest
 again with ``--resume``, deselecting the checks that already have a verdict. An embedded broker is
 started here (not in the child), so it survives those restarts; the child attaches to it by name
-(``--broker-attach``). :func:`repeat` runs the suite N times and writes the verdict stability.
+(``--broker-attach``). A check that blocks where pytest-timeout cannot interrupt it, or a child that
+cannot exit after writing its report, is killed by the child's watchdog (:mod:`conformance.child`): the
+stuck check is ERROR and the run resumes after it. :func:`repeat` runs the suite N times and writes the
+verdict stability.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import RunAborted
+from conformance.child import SESSION_TIMEOUT_S, Child, read_progress, stuck_result
 from conformance.lanes import Lane, merge_docs, merge_timings, plan_lanes
 from conformance.plugin import PROGRESS_FILE
 from conformance.report import matrix as _matrix
@@ -35,9 +39,6 @@ __all__ = ["CONFORMANCE_DIR", "matrix", "repeat", "run"]
 
 CONFORMANCE_DIR = Path(__file__).resolve().parent
 MAX_RESTARTS = 8
-SESSION_TIMEOUT_S = 1800.0
-#: a stopped lane's pytest has this long after its SIGINT to end its checks and write its report
-STOP_GRACE_S = 60.0
 #: environment variable giving a lane's child its lane number (appended to its run id: names stay apart)
 LANE_ENV = "KBENCH_CONFORMANCE_LANE"
 
@@ -51,22 +52,6 @@ def _option(args: Sequence[str], name: str) -> str | None:
     return None
 
 
-def _progress(run_dir: Path) -> tuple[set[str], dict[str, Any] | None]:
-    """(nodeids with a verdict, the start event of the check running when the process died)."""
-    done: set[str] = set()
-    running: dict[str, Any] | None = None
-    path = run_dir / PROGRESS_FILE
-    if not path.exists():
-        return done, None
-    for line in path.read_text().splitlines():
-        event = json.loads(line)
-        if event["event"] == "start":
-            running = event
-        elif event["event"] == "result":
-            done.add(event["result"]["nodeid"])
-    return done, (running if running and running["nodeid"] not in done else None)
-
-
 def _record_crash(run_dir: Path, start: dict[str, Any], returncode: int) -> None:
     try:
         sig = signal.Signals(-returncode).name
@@ -78,6 +63,10 @@ def _record_crash(run_dir: Path, start: dict[str, Any], returncode: int) -> None
                   "crash); the remaining checks ran in a new process",
         "case": start.get("case", ""), "nodeid": start["nodeid"], "duration_s": 0.0,
         "observed": {"crash": sig}}
+    _append_result(run_dir, result)
+
+
+def _append_result(run_dir: Path, result: dict[str, Any]) -> None:
     with (run_dir / PROGRESS_FILE).open("a") as fh:
         fh.write(json.dumps({"event": "result", "result": result}) + "\n")
 
@@ -126,7 +115,7 @@ def _default_run_dir(bootstrap: str | None, broker: str | None, args: Sequence[s
 
 
 def _run_children(bootstrap: str | None, broker: str | None, report_dir: Path | None,
-                  args: list[str], suite: Path = CONFORMANCE_DIR, control: _Child | None = None) -> int:
+                  args: list[str], suite: Path = CONFORMANCE_DIR, control: Child | None = None) -> int:
     """pytest on the suite in child processes until it ends (a crashed child: its check ERROR, then
     ``--resume``). ``control`` (a lane of :func:`_run_lanes`) runs the children with its output file and
     environment, and can stop them."""
@@ -139,28 +128,28 @@ def _run_children(bootstrap: str | None, broker: str | None, report_dir: Path | 
     if bootstrap:
         base += ["--bootstrap", bootstrap]
     code = 0
+    child = control or Child()
     for attempt in range(MAX_RESTARTS + 1):
-        done, _ = _progress(report_dir)
         cmd = base + (["--resume"] if attempt else []) + args
-        for nodeid in sorted(done):
+        for nodeid in sorted(read_progress(report_dir).done):
             cmd += ["--deselect", nodeid]
         try:
-            if control is None:
-                code = subprocess.run(cmd, check=False, timeout=SESSION_TIMEOUT_S).returncode
-            else:
-                code = control.call(cmd, SESSION_TIMEOUT_S)
+            code = child.call(cmd, SESSION_TIMEOUT_S, report_dir)
         except subprocess.TimeoutExpired as exc:
             raise RunAborted(f"conformance run exceeded {SESSION_TIMEOUT_S:.0f} s; partial "
                              f"verdicts in {report_dir / PROGRESS_FILE}") from exc
         if code >= 0:
             break
-        if control is not None and control.stopped:   # stopped by the lane pool: no restart
-            raise RunAborted(f"lane stopped ({code}); partial verdicts in {report_dir / PROGRESS_FILE}")
-        _, running = _progress(report_dir)
+        if child.stopped:   # stopped (the lane pool, a Ctrl-C): no restart
+            raise RunAborted(f"run stopped ({code}); partial verdicts in {report_dir / PROGRESS_FILE}")
+        running = read_progress(report_dir).running
         if running is None:
             raise RunAborted(f"the conformance process died ({code}) outside a check; partial "
                              f"verdicts in {report_dir / PROGRESS_FILE}")
-        _record_crash(report_dir, running, code)
+        if child.killed == "stuck":
+            _append_result(report_dir, stuck_result(running))
+        else:
+            _record_crash(report_dir, running, code)
     else:
         raise RunAborted(f"the conformance process crashed {MAX_RESTARTS + 1} times; partial "
                          f"verdicts in {report_dir / PROGRESS_FILE}")
@@ -170,62 +159,6 @@ def _run_children(bootstrap: str | None, broker: str | None, report_dir: Path | 
     if report.exists() and code in (EXIT_OK, EXIT_FAIL, EXIT_HARNESS_ERROR):
         return exit_code(json.loads(report.read_text()).get("counts", {}))
     return code
-
-
-class _Child:
-    """The children of one lane: output appended to ``log``, ``env`` (its lane number), each in its own
-    session (the pool, not the terminal, sends the one SIGINT that stops it: a second one could cut
-    pytest's report writing short); :meth:`stop` ends the running child and prevents restarts."""
-
-    def __init__(self, log: Path, env: dict[str, str]) -> None:
-        self.log = log
-        self.env = env
-        self.stopped = False
-        self._lock = threading.Lock()
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def stop(self) -> None:
-        with self._lock:
-            first, self.stopped = not self.stopped, True
-            proc = self._proc
-        if first and proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGINT)   # pytest: INTERRUPTED, the verdicts so far written, incomplete
-
-    def call(self, cmd: list[str], timeout: float) -> int:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as out:
-            with self._lock:
-                if self.stopped:
-                    raise RunAborted("lane stopped before its child started")
-                proc = self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env,
-                                                     start_new_session=True)
-            deadline, grace = time.monotonic() + timeout, None
-            try:
-                while True:
-                    try:
-                        return proc.wait(timeout=0.5)
-                    except subprocess.TimeoutExpired:
-                        pass
-                    now = time.monotonic()
-                    if self.stopped and grace is None:
-                        grace = now + STOP_GRACE_S
-                    if now > deadline or (grace is not None and now > grace):
-                        self._kill(proc)
-                        if now > deadline:
-                            raise subprocess.TimeoutExpired(cmd, timeout)
-            finally:
-                if proc.poll() is None:   # an exception here (a KeyboardInterrupt reaching a worker)
-                    self._kill(proc)
-                with self._lock:
-                    self._proc = None
-
-    @staticmethod
-    def _kill(proc: subprocess.Popen[bytes]) -> None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)   # pytest and the drivers / members it started
-        except (ProcessLookupError, PermissionError):
-            proc.kill()
-        proc.wait()
 
 
 def _lane_checks(lane_dir: Path, doc: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -260,7 +193,7 @@ def _run_lanes(bootstrap: str | None, broker: str | None, report_dir: Path | Non
     report_dir.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
-    controls = {lane.name: _Child(report_dir / "lanes" / f"{lane.name}.log",
+    controls = {lane.name: Child(report_dir / "lanes" / f"{lane.name}.log",
                                   {**os.environ, LANE_ENV: str(i)}) for i, lane in enumerate(lanes)}
     info: dict[str, dict[str, Any]] = {
         lane.name: {"name": lane.name, "clients": list(lane.clients), "exclusive": lane.exclusive,
@@ -328,7 +261,7 @@ def _run_lanes(bootstrap: str | None, broker: str | None, report_dir: Path | Non
                         c.stop()
                         proc = c._proc
                         if proc is not None:
-                            _Child._kill(proc)
+                            Child._kill(proc)
 
     pool([lane for lane in lanes if not lane.exclusive], jobs)
     # checks that must run alone (O8 restarts the broker): after every concurrent lane

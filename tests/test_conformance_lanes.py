@@ -223,7 +223,7 @@ def test_a_lane_that_aborts_stops_the_others(tmp_path: Path, monkeypatch: pytest
         return real(bootstrap, broker, report_dir, args, suite, control)
 
     monkeypatch.setattr(runner, "_run_children", fake)
-    monkeypatch.setattr(runner, "STOP_GRACE_S", 30.0)
+    monkeypatch.setattr("conformance.child.STOP_GRACE_S", 30.0)
     monkeypatch.setenv("SYN_HANG_CLIENT", "java")
     suite = _suite(tmp_path)
     args = ["-q", "-p", "no:faulthandler", "--client", "java,sarama"]
@@ -295,20 +295,20 @@ def test_run_plans_lanes_after_attaching_the_broker(tmp_path: Path, monkeypatch:
 def test_child_stop_interrupts_a_running_child(tmp_path: Path) -> None:
     import sys
 
-    from conformance.runner import _Child
+    from conformance.child import Child
 
-    child = _Child(tmp_path / "log" / "out.log", dict(os.environ))
+    child = Child(tmp_path / "log" / "out.log", dict(os.environ))
     got: list[int] = []
     th = threading.Thread(target=lambda: got.append(child.call(
         [sys.executable, "-c", "import time\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n"
-                               "    print('bye', flush=True); raise SystemExit(2)"], 120)))
+                               "    print('bye', flush=True); raise SystemExit(2)"], 120, tmp_path)))
     th.start()
     time.sleep(1.0)
     child.stop()
     th.join(30)
     assert got == [2] and "bye" in (tmp_path / "log" / "out.log").read_text()
     with pytest.raises(RunAborted):
-        child.call([sys.executable, "-c", "pass"], 10)
+        child.call([sys.executable, "-c", "pass"], 10, tmp_path)
 
 
 def test_lanes_split_the_real_suite_exactly(tmp_path: Path) -> None:

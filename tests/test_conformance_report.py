@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import textwrap
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -275,3 +276,67 @@ def test_runner_survives_a_crashing_check(tmp_path: Path) -> None:
     assert got["Y2"][0] == "ERROR" and "died with SIGSEGV" in got["Y2"][1]
     assert got["Y2"][1].startswith("ERROR")
     assert doc["counts"] == {"PASS": 1, "FAIL": 0, "ERROR": 1, "N/A": 0, "RECORD": 1}
+
+
+# SIGALRM blocked: pytest-timeout's signal cannot end the sleep, as it cannot end a blocking call in C
+STUCK = textwrap.dedent('''
+    import signal
+    import time
+
+    import pytest
+
+    @pytest.mark.check("W1", "before the stuck check")
+    def test_w1(check):
+        pass
+
+    @pytest.mark.check("W2", "stuck past its limit")
+    @pytest.mark.timeout(1)
+    def test_w2(check):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        time.sleep(120)
+
+    @pytest.mark.check("W3", "after the stuck check")
+    def test_w3(check):
+        check.record(ran=True)
+''')
+
+
+def test_runner_kills_a_check_stuck_where_pytest_timeout_cannot_reach(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A check that outlives its limit by STUCK_GRACE_S is ERROR, its process killed; the run goes on."""
+    from conformance.runner import _run_children
+
+    monkeypatch.setattr("conformance.child.STUCK_GRACE_S", 1.0)
+    monkeypatch.setattr("conformance.child.WATCH_EVERY_S", 0.2)
+    suite = _synthetic_suite(tmp_path, STUCK)
+    out = tmp_path / "run"
+    t0 = time.monotonic()
+    rc = _run_children("127.0.0.1:1", None, out, ["-q", "-p", "no:faulthandler"], suite=suite)
+    assert time.monotonic() - t0 < 60
+    assert rc == 3
+    got = {c["id"]: (c["verdict"], c["detail"]) for c in load_report(out)["checks"]}
+    assert got["W1"][0] == "PASS" and got["W3"][0] == "RECORD"
+    assert got["W2"][0] == "ERROR" and "pytest-timeout cannot interrupt" in got["W2"][1]
+
+
+# a non-daemon thread: the interpreter's exit waits for it, as it can wait in a client library's destructor
+EXIT_HANG = _checks("import threading, time",
+                    ("V1", "leaves a thread that blocks the exit",
+                     "threading.Thread(target=time.sleep, args=(120,)).start()"),
+                    ("V2", "fails", "assert False"))
+
+
+def test_runner_kills_a_child_blocked_in_its_exit_and_keeps_its_verdicts(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from conformance.runner import _run_children
+
+    monkeypatch.setattr("conformance.child.EXIT_GRACE_S", 1.0)
+    monkeypatch.setattr("conformance.child.WATCH_EVERY_S", 0.2)
+    suite = _synthetic_suite(tmp_path, EXIT_HANG)
+    out = tmp_path / "run"
+    t0 = time.monotonic()
+    rc = _run_children("127.0.0.1:1", None, out, ["-q", "-p", "no:faulthandler"], suite=suite)
+    assert time.monotonic() - t0 < 60
+    assert rc == 1                                     # the report's status: V2 FAILs
+    doc = load_report(out)
+    assert {c["id"]: c["verdict"] for c in doc["checks"]} == {"V1": "PASS", "V2": "FAIL"}

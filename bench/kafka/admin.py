@@ -221,9 +221,10 @@ class TopicAdmin:
         errors: list[TopicError] = []
         futures = self.client.delete_topics(list(names), request_timeout=timeout_s,
                                             operation_timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s + 5   # one limit for all: not ``timeout_s`` per topic
         for name, fut in futures.items():
             try:
-                fut.result(timeout_s + 5)
+                fut.result(max(deadline - time.monotonic(), 0.0))
             except (KafkaException, TimeoutError) as exc:
                 errors.append(_error("delete", name, exc))
         return errors
