@@ -301,20 +301,27 @@ STUCK = textwrap.dedent('''
 ''')
 
 
+def _watched_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checks: str, grace: str
+                 ) -> tuple[int, dict[str, tuple[str, str]]]:
+    """``_run_children`` on ``checks`` with the watchdog's ``grace`` (a conformance.child constant) at 1 s:
+    (its exit code, id -> (verdict, detail)); it must end long before the checks' 120 s sleeps."""
+    from conformance.runner import _run_children
+
+    monkeypatch.setattr(f"conformance.child.{grace}", 1.0)
+    monkeypatch.setattr("conformance.child.WATCH_EVERY_S", 0.2)
+    out = tmp_path / "run"
+    t0 = time.monotonic()
+    rc = _run_children("127.0.0.1:1", None, out, ["-q", "-p", "no:faulthandler"],
+                       suite=_synthetic_suite(tmp_path, checks))
+    assert time.monotonic() - t0 < 60
+    return rc, {c["id"]: (c["verdict"], c["detail"]) for c in load_report(out)["checks"]}
+
+
 def test_runner_kills_a_check_stuck_where_pytest_timeout_cannot_reach(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A check that outlives its limit by STUCK_GRACE_S is ERROR, its process killed; the run goes on."""
-    from conformance.runner import _run_children
-
-    monkeypatch.setattr("conformance.child.STUCK_GRACE_S", 1.0)
-    monkeypatch.setattr("conformance.child.WATCH_EVERY_S", 0.2)
-    suite = _synthetic_suite(tmp_path, STUCK)
-    out = tmp_path / "run"
-    t0 = time.monotonic()
-    rc = _run_children("127.0.0.1:1", None, out, ["-q", "-p", "no:faulthandler"], suite=suite)
-    assert time.monotonic() - t0 < 60
+    rc, got = _watched_run(tmp_path, monkeypatch, STUCK, "STUCK_GRACE_S")
     assert rc == 3
-    got = {c["id"]: (c["verdict"], c["detail"]) for c in load_report(out)["checks"]}
     assert got["W1"][0] == "PASS" and got["W3"][0] == "RECORD"
     assert got["W2"][0] == "ERROR" and "pytest-timeout cannot interrupt" in got["W2"][1]
 
@@ -328,15 +335,6 @@ EXIT_HANG = _checks("import threading, time",
 
 def test_runner_kills_a_child_blocked_in_its_exit_and_keeps_its_verdicts(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from conformance.runner import _run_children
-
-    monkeypatch.setattr("conformance.child.EXIT_GRACE_S", 1.0)
-    monkeypatch.setattr("conformance.child.WATCH_EVERY_S", 0.2)
-    suite = _synthetic_suite(tmp_path, EXIT_HANG)
-    out = tmp_path / "run"
-    t0 = time.monotonic()
-    rc = _run_children("127.0.0.1:1", None, out, ["-q", "-p", "no:faulthandler"], suite=suite)
-    assert time.monotonic() - t0 < 60
+    rc, got = _watched_run(tmp_path, monkeypatch, EXIT_HANG, "EXIT_GRACE_S")
     assert rc == 1                                     # the report's status: V2 FAILs
-    doc = load_report(out)
-    assert {c["id"]: c["verdict"] for c in doc["checks"]} == {"V1": "PASS", "V2": "FAIL"}
+    assert {k: v for k, (v, _) in got.items()} == {"V1": "PASS", "V2": "FAIL"}
