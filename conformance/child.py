@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,16 +27,18 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import RunAborted
-from conformance.plugin import PROGRESS_FILE
+from conformance.plugin import PROGRESS_FILE, STACKS_AFTER_S, STACKS_FILE
 
 __all__ = ["EXIT_GRACE_S", "SESSION_TIMEOUT_S", "STOP_GRACE_S", "STUCK_GRACE_S", "Child", "Progress",
-           "read_progress", "stuck_result"]
+           "blocked_at", "read_progress", "stuck_result"]
 
 SESSION_TIMEOUT_S = 1800.0
 #: a stopped lane's pytest has this long after its SIGINT to end its checks and write its report
 STOP_GRACE_S = 60.0
-#: a check running this long past its pytest-timeout limit is stuck where SIGALRM cannot reach it
+#: a check running this long past its pytest-timeout limit is stuck where SIGALRM cannot reach it (after
+#: the plugin's stack dump, at STACKS_AFTER_S past the limit)
 STUCK_GRACE_S = 60.0
+assert STUCK_GRACE_S > STACKS_AFTER_S
 #: a child alive this long after writing its report is blocked in its exit: killed, its status kept
 EXIT_GRACE_S = 30.0
 #: how often the watchdog reads progress.jsonl
@@ -84,17 +87,37 @@ def _stuck_for(running: dict[str, Any] | None) -> float | None:
     return over if over > 0 else None
 
 
-def stuck_result(start: dict[str, Any]) -> dict[str, Any]:
-    """The ERROR verdict of a check the watchdog killed (its ``start`` event)."""
+def blocked_at(run_dir: Path, nodeid: str, frames: int = 4) -> list[str]:
+    """The innermost ``frames`` of the pytest thread's stack in the plugin's dump for ``nodeid`` (empty
+    when there is none): where the check was blocked, as ``file:line in function``."""
+    path = run_dir / STACKS_FILE
+    if not path.exists():
+        return []
+    text = path.read_text(errors="replace")
+    if not text.startswith(f"== {nodeid}\n"):
+        return []
+    for section in text.split("\n\n"):
+        lines = [ln.strip() for ln in section.splitlines() if ln.strip().startswith("File ")]
+        if any("/_pytest/" in ln for ln in lines):   # the main thread: it runs pytest
+            ours = [ln for ln in lines if "/_pytest/" not in ln and "/pluggy/" not in ln]
+            return [re.sub(r'^File "(?:[^"]*/)?([^"/]+/[^"/]+)", line (\d+) in ', r"\1:\2 in ", ln)
+                    for ln in ours[:frames]]
+    return []
+
+
+def stuck_result(start: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """The ERROR verdict of a check the watchdog killed (its ``start`` event), with where it was blocked."""
     limit = float(start.get("timeout_s") or 0.0)
+    where = blocked_at(run_dir, start["nodeid"])
     return {
         "id": start.get("id", "?"), "title": start.get("title", ""), "verdict": "ERROR",
         "detail": f"ERROR: the check was still running {limit + STUCK_GRACE_S:.0f} s after it began (its "
                   f"limit {limit:.0f} s + {STUCK_GRACE_S:.0f} s), blocked where pytest-timeout cannot "
-                  "interrupt it (a client library call in C); the test process was killed and the "
-                  "remaining checks ran in a new process",
+                  "interrupt it (a client library call in C)"
+                  + (f" at {' < '.join(where)}" if where else "")
+                  + "; the test process was killed and the remaining checks ran in a new process",
         "case": start.get("case", ""), "nodeid": start["nodeid"], "duration_s": 0.0,
-        "observed": {"stuck_after_s": round(limit + STUCK_GRACE_S, 1)}}
+        "observed": {"stuck_after_s": round(limit + STUCK_GRACE_S, 1), "blocked_at": where}}
 
 
 class Child:

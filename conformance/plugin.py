@@ -8,6 +8,7 @@ Registered by ``conformance/conftest.py``. It turns each test's pytest outcome p
 from __future__ import annotations
 
 import datetime as dt
+import faulthandler
 import json
 import os
 import platform
@@ -17,7 +18,7 @@ import time
 from collections.abc import Generator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pytest
 
@@ -40,7 +41,8 @@ from conformance.verdicts import (
     is_harness_error,
 )
 
-__all__ = ["CTX_KEY", "PLUGIN_NAME", "BrokerInfo", "ConformancePlugin"]
+__all__ = ["CTX_KEY", "PLUGIN_NAME", "PROGRESS_FILE", "STACKS_AFTER_S", "STACKS_FILE", "BrokerInfo",
+           "ConformancePlugin"]
 
 PLUGIN_NAME = "kbench-conformance"
 CTX_KEY = pytest.StashKey[CheckContext]()
@@ -49,6 +51,17 @@ CONFORMANCE_DIR = Path(__file__).resolve().parent
 #: CheckResult) / finished (the report is written; the exit status), written as the run goes, so a crashed
 #: or stuck test process leaves the verdicts so far and the check it was in (see conformance.runner)
 PROGRESS_FILE = "progress.jsonl"
+#: the Python stacks of every thread of a check still running STACKS_AFTER_S past its time limit (written by
+#: faulthandler's own C thread, so also while the main thread is blocked in a C call); the runner quotes it
+#: in the ERROR of a check it kills as stuck
+STACKS_FILE = "stuck-stacks.txt"
+STACKS_AFTER_S = float(os.environ.get("KBENCH_CONFORMANCE_STACKS_AFTER_S", "30"))   # the env: for tests
+
+
+def _limit(item: pytest.Item) -> float | None:
+    """The check's pytest-timeout limit in seconds (setup, call and teardown), if it has one."""
+    marker = item.get_closest_marker("timeout")
+    return float(marker.args[0]) if marker and marker.args else None
 
 
 @dataclass
@@ -133,6 +146,7 @@ class ConformancePlugin:
         self.results: dict[str, CheckResult] = {}
         self.report_dir: Path | None = None
         self.write_enabled = not config.getoption("no_report")
+        self._stacks: TextIO | None = None
         explicit = config.getoption("report_dir")
         resume = bool(config.getoption("resume"))
         if resume and explicit is None:
@@ -181,15 +195,43 @@ class ConformancePlugin:
             self._progress({"event": "session", "first": not self.results, "run_id": self.run_id,
                             "started_at": self.started.isoformat()})
         marker = item.get_closest_marker("check")
-        limit = item.get_closest_marker("timeout")
         self._progress({"event": "start", "nodeid": item.nodeid,
                         "id": str(marker.args[0]) if marker else "?",
                         "title": str(marker.args[1]) if marker and len(marker.args) > 1 else "",
                         "case": getattr(getattr(item, "callspec", None), "id", ""),
                         # pytest-timeout's limit (setup, call and teardown) and when the check began: the
                         # runner kills a check that outlives it (a call into C that SIGALRM cannot reach)
-                        "timeout_s": float(limit.args[0]) if limit and limit.args else None,
+                        "timeout_s": _limit(item),
                         "at_monotonic": time.monotonic()})
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, Any, None]:
+        """Arm a dump of every thread's stack for a check that outlives its limit by STACKS_AFTER_S."""
+        limit = _limit(item)
+        armed = limit is not None and self.write_enabled
+        if armed and limit is not None:
+            if self._stacks is None:
+                self._stacks = (self._run_dir() / STACKS_FILE).open("w")
+            self._stacks.seek(0)
+            self._stacks.truncate()
+            self._stacks.write(f"== {item.nodeid}\n")
+            self._stacks.flush()
+            faulthandler.dump_traceback_later(limit + STACKS_AFTER_S, file=self._stacks)
+        try:
+            yield
+        finally:
+            if armed:
+                faulthandler.cancel_dump_traceback_later()
+
+    def _close_stacks(self) -> None:
+        """Close the stacks file; removed when no dump was written into it (only the header line)."""
+        if self._stacks is None:
+            return
+        self._stacks.close()
+        path = Path(self._stacks.name)
+        self._stacks = None
+        if len(path.read_text().splitlines()) <= 1:
+            path.unlink()
 
     # ------------------------------------------------------------------ collection
     @pytest.hookimpl(trylast=True)
@@ -294,6 +336,7 @@ class ConformancePlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self._close_stacks()
         if not self.results:
             return
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):

@@ -147,7 +147,7 @@ def _run_children(bootstrap: str | None, broker: str | None, report_dir: Path | 
             raise RunAborted(f"the conformance process died ({code}) outside a check; partial "
                              f"verdicts in {report_dir / PROGRESS_FILE}")
         if child.killed == "stuck":
-            _append_result(report_dir, stuck_result(running))
+            _append_result(report_dir, stuck_result(running, report_dir))
         else:
             _record_crash(report_dir, running, code)
     else:

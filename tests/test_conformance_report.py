@@ -301,13 +301,13 @@ STUCK = textwrap.dedent('''
 ''')
 
 
-def _watched_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checks: str, grace: str
+def _watched_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checks: str, grace: str, seconds: float = 1.0
                  ) -> tuple[int, dict[str, tuple[str, str]]]:
-    """``_run_children`` on ``checks`` with the watchdog's ``grace`` (a conformance.child constant) at 1 s:
-    (its exit code, id -> (verdict, detail)); it must end long before the checks' 120 s sleeps."""
+    """``_run_children`` on ``checks`` with the watchdog's ``grace`` (a conformance.child constant) at
+    ``seconds``: (its exit code, id -> (verdict, detail)); it must end long before the checks' 120 s sleeps."""
     from conformance.runner import _run_children
 
-    monkeypatch.setattr(f"conformance.child.{grace}", 1.0)
+    monkeypatch.setattr(f"conformance.child.{grace}", seconds)
     monkeypatch.setattr("conformance.child.WATCH_EVERY_S", 0.2)
     out = tmp_path / "run"
     t0 = time.monotonic()
@@ -320,10 +320,12 @@ def _watched_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checks: str, g
 def test_runner_kills_a_check_stuck_where_pytest_timeout_cannot_reach(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A check that outlives its limit by STUCK_GRACE_S is ERROR, its process killed; the run goes on."""
-    rc, got = _watched_run(tmp_path, monkeypatch, STUCK, "STUCK_GRACE_S")
+    monkeypatch.setenv("KBENCH_CONFORMANCE_STACKS_AFTER_S", "0.3")   # the child's stack dump, before the kill
+    rc, got = _watched_run(tmp_path, monkeypatch, STUCK, "STUCK_GRACE_S", 2.0)
     assert rc == 3
     assert got["W1"][0] == "PASS" and got["W3"][0] == "RECORD"
     assert got["W2"][0] == "ERROR" and "pytest-timeout cannot interrupt" in got["W2"][1]
+    assert "at suite/test_synthetic.py:" in got["W2"][1] and " in test_w2" in got["W2"][1]   # where it hung
 
 
 # a non-daemon thread: the interpreter's exit waits for it, as it can wait in a client library's destructor

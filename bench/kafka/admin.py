@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench.errors import TopicError
+from bench.kafka.closing import close_within
 
 __all__ = [
     "BrokerNode",
@@ -145,7 +146,7 @@ class TopicAdmin:
     def close(self) -> None:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
-            consumer.close()
+            close_within(consumer)   # bounded: librdkafka's close has no timeout (bench/kafka/closing.py)
 
     # ------------------------------------------------------------------------------------- create
     def create_topic(self, name: str, partitions: int = 1, replication_factor: int = 1,
