@@ -340,3 +340,37 @@ def test_runner_kills_a_child_blocked_in_its_exit_and_keeps_its_verdicts(tmp_pat
     rc, got = _watched_run(tmp_path, monkeypatch, EXIT_HANG, "EXIT_GRACE_S")
     assert rc == 1                                     # the report's status: V2 FAILs
     assert {k: v for k, (v, _) in got.items()} == {"V1": "PASS", "V2": "FAIL"}
+
+
+HANGS = _checks("import time", ("U1", "passes", "pass"), ("U2", "hangs until interrupted", "time.sleep(60)"))
+
+
+def test_ctrl_c_of_a_plain_run_lets_pytest_write_its_report(tmp_path: Path) -> None:
+    """The child is in its own session: the runner forwards the one SIGINT, then waits for the report."""
+    import _thread
+    import threading
+
+    from conformance.runner import _run_children
+
+    out = tmp_path / "run"
+    started = threading.Event()
+
+    def ctrl_c_once_u2_runs() -> None:   # not a fixed delay: under load pytest may start late
+        progress = out / "progress.jsonl"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not started.is_set():
+            if progress.exists() and '"id": "U2"' in progress.read_text():
+                started.set()
+                time.sleep(0.5)
+                _thread.interrupt_main()
+            time.sleep(0.05)
+
+    threading.Thread(target=ctrl_c_once_u2_runs, daemon=True).start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        _run_children("127.0.0.1:1", None, out, ["-q", "-p", "no:faulthandler"],
+                      suite=_synthetic_suite(tmp_path, HANGS))
+    assert started.is_set() and time.monotonic() - t0 < 60
+    doc = load_report(out)
+    assert doc["complete"] is False
+    assert {c["id"]: c["verdict"] for c in doc["checks"]}["U1"] == "PASS"
