@@ -79,12 +79,11 @@ def read_progress(run_dir: Path) -> Progress:
     return Progress(done, running if running and running["nodeid"] not in done else None, finished)
 
 
-def _stuck_for(running: dict[str, Any] | None) -> float | None:
-    """Seconds the running check is past its limit plus :data:`STUCK_GRACE_S` (None: not stuck)."""
-    if running is None or running.get("timeout_s") is None or running.get("at_monotonic") is None:
-        return None
-    over = time.monotonic() - float(running["at_monotonic"]) - float(running["timeout_s"]) - STUCK_GRACE_S
-    return over if over > 0 else None
+def _is_stuck(running: dict[str, Any]) -> bool:
+    """The running check is past its limit plus :data:`STUCK_GRACE_S`."""
+    if running.get("timeout_s") is None or running.get("at_monotonic") is None:
+        return False
+    return time.monotonic() - float(running["at_monotonic"]) > float(running["timeout_s"]) + STUCK_GRACE_S
 
 
 def blocked_at(run_dir: Path, nodeid: str, frames: int = 4) -> list[str]:
@@ -211,7 +210,7 @@ class Child:
                           "report (blocked in its exit, e.g. a client library's destructor): killed; "
                           "its verdicts and exit status are kept")
                 return int(progress.finished.get("exitstatus", 0))
-        elif progress.running is not None and _stuck_for(progress.running) is not None:
+        elif progress.running is not None and _is_stuck(progress.running):
             self.killed = "stuck"
             self._kill(proc)
             self._say(f"kbench: {progress.running['nodeid']} outlived its time limit by "

@@ -208,20 +208,20 @@ class ConformancePlugin:
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, Any, None]:
         """Arm a dump of every thread's stack for a check that outlives its limit by STACKS_AFTER_S."""
         limit = _limit(item)
-        armed = limit is not None and self.write_enabled
-        if armed and limit is not None:
-            if self._stacks is None:
-                self._stacks = (self._run_dir() / STACKS_FILE).open("w")
-            self._stacks.seek(0)
-            self._stacks.truncate()
-            self._stacks.write(f"== {item.nodeid}\n")
-            self._stacks.flush()
-            faulthandler.dump_traceback_later(limit + STACKS_AFTER_S, file=self._stacks)
+        if limit is None or not self.write_enabled:
+            yield
+            return
+        if self._stacks is None:
+            self._stacks = (self._run_dir() / STACKS_FILE).open("w")
+        self._stacks.seek(0)
+        self._stacks.truncate()
+        self._stacks.write(f"== {item.nodeid}\n")
+        self._stacks.flush()
+        faulthandler.dump_traceback_later(limit + STACKS_AFTER_S, file=self._stacks)
         try:
             yield
         finally:
-            if armed:
-                faulthandler.cancel_dump_traceback_later()
+            faulthandler.cancel_dump_traceback_later()
 
     def _close_stacks(self) -> None:
         """Close the stacks file; removed when no dump was written into it (only the header line)."""

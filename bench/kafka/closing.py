@@ -27,37 +27,8 @@ class Closable(Protocol):
     def close(self) -> None: ...
 
 
-def _close_on_thread(client: Closable, problems: list[str]) -> threading.Thread:
-    def run() -> None:
-        try:
-            client.close()
-        except (KafkaException, RuntimeError) as exc:   # RuntimeError: already closed
-            if "closed" not in str(exc).lower():
-                problems.append(f"consumer close: {exc}")
-
-    t = threading.Thread(target=run, name="kbench-close", daemon=True)
-    t.start()
-    return t
-
-
-def close_all(clients: Sequence[Closable], timeout_s: float = CLOSE_TIMEOUT_S) -> list[str]:
-    """Close ``clients`` concurrently, waiting at most ``timeout_s`` in all; the problems seen (errors,
-    and one line for the closes still running at the deadline)."""
-    problems: list[str] = []
-    threads = [_close_on_thread(c, problems) for c in clients]
-    deadline = time.monotonic() + timeout_s
-    for t in threads:
-        t.join(max(deadline - time.monotonic(), 0.0))
-    stuck = sum(t.is_alive() for t in threads)
-    if stuck:
-        problems.append(f"{stuck} of {len(threads)} consumer close() calls did not return within "
-                        f"{timeout_s:g} s (librdkafka); left running in the background")
-    return problems
-
-
-def close_within(client: Closable, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
-    """Close one client: True when done, False when its close has not returned within ``timeout_s``; an
-    error of the close itself is raised here, as a direct call would raise it."""
+def _close_on_thread(client: Closable) -> tuple[threading.Thread, list[BaseException]]:
+    """Start ``client.close()`` on a daemon thread: the thread, and the list its error (if any) lands in."""
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -68,6 +39,29 @@ def close_within(client: Closable, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
 
     t = threading.Thread(target=run, name="kbench-close", daemon=True)
     t.start()
+    return t, errors
+
+
+def close_all(clients: Sequence[Closable], timeout_s: float = CLOSE_TIMEOUT_S) -> list[str]:
+    """Close ``clients`` concurrently, waiting at most ``timeout_s`` in all; the problems seen (errors,
+    and one line for the closes still running at the deadline)."""
+    closing = [_close_on_thread(c) for c in clients]
+    deadline = time.monotonic() + timeout_s
+    for t, _ in closing:
+        t.join(max(deadline - time.monotonic(), 0.0))
+    problems = [f"consumer close: {exc}" for _, errors in closing for exc in errors
+                if not (isinstance(exc, (KafkaException, RuntimeError)) and "closed" in str(exc).lower())]
+    stuck = sum(t.is_alive() for t, _ in closing)
+    if stuck:
+        problems.append(f"{stuck} of {len(closing)} consumer close() calls did not return within "
+                        f"{timeout_s:g} s (librdkafka); left running in the background")
+    return problems
+
+
+def close_within(client: Closable, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
+    """Close one client: True when done, False when its close has not returned within ``timeout_s``; an
+    error of the close itself is raised here, as a direct call would raise it."""
+    t, errors = _close_on_thread(client)
     t.join(timeout_s)
     if errors:
         raise errors[0]
